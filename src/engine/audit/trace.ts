@@ -1,0 +1,131 @@
+/**
+ * The audit trace: one entry per op call that went through the dispatch point, forward and backward.
+ * Export as Chrome Trace Event JSON (open in https://ui.perfetto.dev or chrome://tracing) or print as a table.
+ */
+import type { ValueStats } from '../backend.js';
+import type { DType } from '../dtype.js';
+import type { Phase } from '../mode.js';
+
+export interface TraceEntry {
+  /** Position in the trace, from 0. */
+  index: number;
+  op: string;
+  phase: Phase;
+  inputs: number[][];
+  outputs: number[][];
+  dtype: DType;
+  backend: string;
+  /** Start, in milliseconds since the trace started. */
+  startMs: number;
+  /** Wall time of the kernel call in milliseconds (host time; GPU backends may add device time). */
+  wallMs: number;
+  flops: number;
+  attrs?: Record<string, unknown>;
+  /** Per output, when the trace was started with { stats: true }. */
+  stats?: ValueStats[];
+}
+
+export interface TraceOptions {
+  /** Also record min / max / mean / NaN / Inf of every output (costs a pass over each output). */
+  stats?: boolean;
+}
+
+export class Trace {
+  readonly entries: TraceEntry[] = [];
+  readonly t0 = performance.now();
+  constructor(readonly options: TraceOptions = {}) {}
+
+  get totalFlops(): number {
+    return this.entries.reduce((s, e) => s + e.flops, 0);
+  }
+
+  /** Chrome Trace Event format: complete events ('X'), forward ops on thread 1, backward on thread 2. */
+  toChromeTrace(): { traceEvents: object[]; displayTimeUnit: string; otherData: object } {
+    const traceEvents: object[] = [
+      { name: 'process_name', ph: 'M', pid: 1, tid: 0, args: { name: 'skipgrad' } },
+      { name: 'thread_name', ph: 'M', pid: 1, tid: 1, args: { name: 'forward' } },
+      { name: 'thread_name', ph: 'M', pid: 1, tid: 2, args: { name: 'backward' } },
+    ];
+    for (const e of this.entries) {
+      traceEvents.push({
+        name: e.op,
+        cat: e.phase,
+        ph: 'X',
+        pid: 1,
+        tid: e.phase === 'forward' ? 1 : 2,
+        ts: Math.round(e.startMs * 1000),
+        dur: Math.max(1, Math.round(e.wallMs * 1000)),
+        args: {
+          index: e.index, inputs: e.inputs.map(fmt), outputs: e.outputs.map(fmt), dtype: e.dtype, backend: e.backend,
+          flops: e.flops, ...(e.attrs ? { attrs: e.attrs } : {}), ...(e.stats ? { stats: e.stats } : {}),
+        },
+      });
+    }
+    return { traceEvents, displayTimeUnit: 'ms', otherData: { generator: 'skipgrad', ops: this.entries.length, totalFlops: this.totalFlops } };
+  }
+
+  toJSON(): string {
+    return JSON.stringify(this.toChromeTrace());
+  }
+
+  /** A fixed-width table, one row per op call. */
+  table(): string {
+    const rows = this.entries.map((e) => [
+      String(e.index), e.op, e.phase, e.inputs.map(fmt).join(' '), e.outputs.map(fmt).join(' '), e.dtype, e.backend,
+      e.wallMs.toFixed(3), gflops(e.flops),
+      e.stats ? e.stats.map((s) => `${num(s.min)}..${num(s.max)} mean ${num(s.mean)}${s.nan || s.inf ? ` NaN ${s.nan} Inf ${s.inf}` : ''}`).join('; ') : '',
+    ]);
+    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'ms', 'GFLOP', this.options.stats ? 'values' : ''];
+    return formatTable(head, rows);
+  }
+}
+
+function fmt(shape: number[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+function gflops(f: number): string {
+  return f === 0 ? '0' : (f / 1e9).toPrecision(3);
+}
+
+function num(v: number): string {
+  return Number.isFinite(v) ? v.toPrecision(4) : String(v);
+}
+
+export function formatTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+let active: Trace | null = null;
+
+/** Starts recording every op call into a new Trace (replacing any active one). */
+export function startTrace(options: TraceOptions = {}): Trace {
+  active = new Trace(options);
+  return active;
+}
+
+/** Stops recording and returns the trace. */
+export function stopTrace(): Trace {
+  if (!active) throw new Error('stopTrace: no trace is active (call startTrace first)');
+  const t = active;
+  active = null;
+  return t;
+}
+
+export function activeTrace(): Trace | null {
+  return active;
+}
+
+/** Runs fn with a trace active and returns both. */
+export function traced<T>(fn: () => T, options: TraceOptions = {}): { result: T; trace: Trace } {
+  const prev = active;
+  const trace = new Trace(options);
+  active = trace;
+  try {
+    return { result: fn(), trace };
+  } finally {
+    active = prev;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Reverse-mode autograd, micrograd-style: every op leaves a Node on its output that holds its inputs
+ * and a closure mapping the output's gradient to the inputs' gradients (written with other ops, so
+ * the backward pass goes through the same dispatch point, trace and NaN guard as the forward).
+ *
+ * backward(): topological order from the output, then one reverse loop. Gradients flowing into a
+ * tensor from several consumers are summed. Leaves that require grad receive `.grad` (accumulated
+ * across calls, kept out of scopes); every intermediate gradient is disposed as soon as it is used,
+ * and the graph (with the tensors its ops saved) is released at the end.
+ */
+import { shapeStr } from './dtype.js';
+import { noGrad, withPhase } from './mode.js';
+import { add } from './ops/elementwise.js';
+import { installBackward, ones, Tensor } from './tensor.js';
+
+export function backward(root: Tensor, gradient?: Tensor): void {
+  if (!root.requiresGrad) {
+    throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad (none of the tensors it was computed from has requiresGrad, or it was made under noGrad)`);
+  }
+  let seed: Tensor;
+  if (gradient) {
+    if (gradient.shape.length !== root.shape.length || gradient.shape.some((d, i) => d !== root.shape[i])) {
+      throw new Error(`backward: gradient has shape ${shapeStr(gradient.shape)}, expected the output's shape ${shapeStr(root.shape)}`);
+    }
+    if (gradient.dtype !== root.dtype) throw new Error(`backward: gradient is ${gradient.dtype}, output is ${root.dtype}`);
+    seed = gradient.viewAs(gradient.shape); // our own reference, so disposing it never frees the caller's tensor
+  } else {
+    if (root.size !== 1) {
+      throw new Error(`backward: output has shape ${shapeStr(root.shape)}; call it on a scalar (e.g. a loss) or pass a gradient of that shape`);
+    }
+    seed = ones(root.shape, { dtype: root.dtype, backend: root.backend });
+  }
+
+  const order = topologicalOrder(root);
+  const grads = new Map<Tensor, Tensor>([[root, seed]]);
+  for (let i = order.length - 1; i >= 0; i--) {
+    const t = order[i];
+    const g = grads.get(t);
+    if (!g) continue;
+    grads.delete(t);
+    const node = t.node;
+    if (!node) {
+      accumulateLeafGrad(t, g);
+      continue;
+    }
+    const inputGrads = withPhase('backward', () => noGrad(() => node.backward(g)));
+    if (inputGrads.length !== node.inputs.length) {
+      throw new Error(`${node.op} backward: returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
+    }
+    const seen = new Set<Tensor>([g]);
+    node.inputs.forEach((input, j) => {
+      let gi = inputGrads[j];
+      if (!gi) return;
+      if (!input.requiresGrad) {
+        if (!seen.has(gi)) gi.dispose();
+        return;
+      }
+      if (seen.has(gi)) gi = gi.viewAs(gi.shape); // never hand one tensor object to two owners
+      seen.add(gi);
+      if (gi.shape.length !== input.shape.length || gi.shape.some((d, k) => d !== input.shape[k])) {
+        throw new Error(`${node.op} backward: gradient for input ${j} has shape ${shapeStr(gi.shape)}, expected ${shapeStr(input.shape)}`);
+      }
+      const prev = grads.get(input);
+      if (prev) {
+        const sum = withPhase('backward', () => noGrad(() => add(prev, gi!)));
+        prev.dispose();
+        gi.dispose();
+        grads.set(input, sum);
+      } else {
+        grads.set(input, gi);
+      }
+    });
+    if (!inputGrads.includes(g)) g.dispose();
+  }
+  for (const g of grads.values()) g.dispose();
+  releaseGraph(order);
+}
+
+function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
+  if (leaf.grad && !leaf.grad.disposed) {
+    const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
+    leaf.grad.dispose();
+    g.dispose();
+    leaf.grad = sum.keep();
+  } else {
+    leaf.grad = g.keep();
+  }
+}
+
+/** Tensors reachable from root through nodes whose inputs require grad, inputs before outputs. Iterative (deep nets would overflow a recursive DFS). */
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const visited = new Set<Tensor>([root]);
+  const stack: Array<{ t: Tensor; next: number }> = [{ t: root, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const inputs = top.t.node?.inputs ?? [];
+    if (top.next < inputs.length) {
+      const child = inputs[top.next++];
+      if (child.requiresGrad && !visited.has(child)) {
+        visited.add(child);
+        stack.push({ t: child, next: 0 });
+      }
+    } else {
+      order.push(top.t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+/** Drops the nodes (so saved inputs can be collected) and disposes the extra outputs ops kept for backward. */
+function releaseGraph(order: Tensor[]): void {
+  for (const t of order) {
+    if (!t.node) continue;
+    for (let k = 1; k < t.node.outputs.length; k++) t.node.outputs[k].dispose();
+    t.node = null;
+  }
+}
+
+/** Sets .grad of every given tensor to null, disposing the old gradients. */
+export function zeroGrad(tensors: Iterable<Tensor>): void {
+  for (const t of tensors) {
+    t.grad?.dispose();
+    t.grad = null;
+  }
+}
+
+installBackward(backward);

@@ -1,0 +1,154 @@
+/**
+ * The CPU backend: plain TypeScript kernels over Float32Array / Float64Array, the reference
+ * that every other backend is tested against. Large storages are backed by SharedArrayBuffer
+ * so the convolution and matmul kernels can split work across worker threads (see threads.ts).
+ */
+import os from 'node:os';
+import type { Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
+import { allocArray, bytesPerElement, type DType, type FloatArray } from '../dtype.js';
+import { batchNorm2dBackward, batchNorm2dForward } from './batchnorm.js';
+import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from './conv.js';
+import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from './elementwise.js';
+import { upsampleNearest2dBackward, upsampleNearest2dForward } from './upsample.js';
+
+/** Storages at least this large are SharedArrayBuffer-backed so worker threads can use them. */
+const SHARED_MIN_ELEMENTS = 1 << 14;
+
+export class CpuStorage implements Storage {
+  refs = 1;
+  constructor(readonly backend: CpuBackend, readonly dtype: DType, readonly size: number, public data: FloatArray | null) {}
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu' as const;
+  private liveStorages = 0;
+  private liveBytes = 0;
+
+  describe(): string {
+    const cpus = os.cpus();
+    return `cpu: ${cpus[0]?.model ?? 'unknown'} x ${cpus.length}, Node ${process.version}`;
+  }
+
+  /** The typed array behind a storage (throws if it was freed). */
+  array(s: Storage): FloatArray {
+    const data = (s as CpuStorage).data;
+    if (data === null) throw new Error('cpu: storage used after it was freed');
+    return data;
+  }
+
+  alloc(dtype: DType, size: number): Storage {
+    const data = allocArray(dtype, size, size >= SHARED_MIN_ELEMENTS);
+    this.liveStorages++;
+    this.liveBytes += size * bytesPerElement(dtype);
+    return new CpuStorage(this, dtype, size, data);
+  }
+
+  free(s: Storage): void {
+    const c = s as CpuStorage;
+    if (c.data === null) return;
+    c.data = null;
+    this.liveStorages--;
+    this.liveBytes -= c.size * bytesPerElement(c.dtype);
+  }
+
+  write(s: Storage, data: ArrayLike<number>): void {
+    const a = this.array(s);
+    if (data.length !== a.length) throw new Error(`cpu: write of ${data.length} values into a storage of ${a.length}`);
+    a.set(data);
+  }
+
+  read(s: Storage): Promise<FloatArray> {
+    return Promise.resolve(this.readSync(s));
+  }
+
+  readSync(s: Storage): FloatArray {
+    return this.array(s).slice();
+  }
+
+  memory(): { storages: number; bytes: number } {
+    return { storages: this.liveStorages, bytes: this.liveBytes };
+  }
+
+  valueStats(s: Storage): ValueStats {
+    const a = this.array(s);
+    let min = Infinity, max = -Infinity, sum = 0, nan = 0, inf = 0, finite = 0;
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i];
+      if (Number.isNaN(v)) nan++;
+      else if (!Number.isFinite(v)) inf++;
+      else {
+        if (v < min) min = v;
+        if (v > max) max = v;
+        sum += v;
+        finite++;
+      }
+    }
+    return { min: finite ? min : NaN, max: finite ? max : NaN, mean: finite ? sum / finite : NaN, nan, inf };
+  }
+
+  fill(out: Storage, value: number): void {
+    this.array(out).fill(value);
+  }
+
+  copy(x: Storage, xStrides: readonly number[], xOffset: number, out: Storage, outStrides: readonly number[], outOffset: number, shape: readonly number[]): void {
+    copyKernel(this.array(x), xStrides, xOffset, this.array(out), outStrides, outOffset, shape);
+  }
+
+  unary(op: UnaryOp, x: Storage, out: Storage, param: number): void {
+    unaryKernel(op, this.array(x), this.array(out), param);
+  }
+
+  binary(op: BinaryOp, a: Storage, aStrides: readonly number[], b: Storage, bStrides: readonly number[], out: Storage, outShape: readonly number[], param: number): void {
+    binaryKernel(op, this.array(a), aStrides, this.array(b), bStrides, this.array(out), outShape, param);
+  }
+
+  reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage, scale: number): void {
+    reduceSumKernel(this.array(x), shape, axes, this.array(out), scale);
+  }
+
+  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
+    matmul(this.array(a), this.array(b), this.array(out), batch, m, k, n, transA, transB);
+  }
+
+  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void {
+    conv2dForward(this.array(x), this.array(w), bias ? this.array(bias) : null, this.array(out), g);
+  }
+
+  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void {
+    conv2dGradInput(this.array(dy), this.array(w), this.array(dx), g);
+  }
+
+  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void {
+    conv2dGradWeight(this.array(x), this.array(dy), this.array(dw), g);
+  }
+
+  upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {
+    upsampleNearest2dForward(this.array(x), this.array(out), n, c, h, w, scaleH, scaleW);
+  }
+
+  upsampleNearest2dGrad(dy: Storage, dx: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {
+    upsampleNearest2dBackward(this.array(dy), this.array(dx), n, c, h, w, scaleH, scaleW);
+  }
+
+  batchNorm2d(x: Storage, gamma: Storage, beta: Storage, runningMean: Storage | null, runningVar: Storage | null,
+    y: Storage, saveMean: Storage, saveInvStd: Storage, p: BatchNorm2dParams): void {
+    batchNorm2dForward(this.array(x), this.array(gamma), this.array(beta), runningMean ? this.array(runningMean) : null,
+      runningVar ? this.array(runningVar) : null, this.array(y), this.array(saveMean), this.array(saveInvStd), p);
+  }
+
+  batchNorm2dGrad(dy: Storage, x: Storage, gamma: Storage, saveMean: Storage, saveInvStd: Storage,
+    dx: Storage, dgamma: Storage, dbeta: Storage, p: BatchNorm2dParams): void {
+    batchNorm2dBackward(this.array(dy), this.array(x), this.array(gamma), this.array(saveMean), this.array(saveInvStd),
+      this.array(dx), this.array(dgamma), this.array(dbeta), p);
+  }
+
+  mseLoss(a: Storage, b: Storage, out: Storage, size: number): void {
+    const x = this.array(a), y = this.array(b);
+    let s = 0;
+    for (let i = 0; i < size; i++) {
+      const d = x[i] - y[i];
+      s += d * d;
+    }
+    this.array(out)[0] = s / size;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The one dispatch point. Every op, forward and backward, is a call to runOp: it checks that the
+ * inputs live on one backend with one dtype, allocates the outputs, runs the backend kernel, and
+ * then does the three things no op can skip:
+ *   - the audit trace entry (op, phase, shapes, dtype, backend, wall time, FLOPs, optional value stats),
+ *   - the NaN/Inf guard (throws at the first non-finite output, naming the op and its phase),
+ *   - the autograd record (a Node on the output) when grad is enabled and an input requires grad.
+ */
+import type { Backend, Storage, ValueStats } from './backend.js';
+import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
+import { activeTrace } from './audit/trace.js';
+import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
+import { currentPhase, isGradEnabled } from './mode.js';
+import { Tensor } from './tensor.js';
+
+export interface OpCall {
+  /** The op's name, as it appears in traces and errors. */
+  op: string;
+  /** Every tensor the kernel reads. */
+  inputs: Tensor[];
+  /** Shapes of the outputs (all of the inputs' dtype). */
+  outputs: Shape[];
+  /** Floating-point operations of the kernel, for the trace. */
+  flops: number;
+  /** Extra parameters to show in the trace (stride, padding, ...). */
+  attrs?: Record<string, unknown>;
+  /** Output 0 shares inputs[0]'s storage instead of being allocated (reshape); no kernel runs. */
+  view?: boolean;
+  /** Runs the backend kernel: reads `ins`, writes every storage of `outs`. */
+  kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => void;
+  /**
+   * Gradients of outputs[0] with respect to each input, as new tensors made by other ops (or null where an
+   * input gets none). Called by backward() with the gradient of outputs[0] and all outputs of this call.
+   */
+  backward?: (gy: Tensor, outs: Tensor[]) => Array<Tensor | null>;
+}
+
+/** Checks inputs, runs the kernel, traces, guards and records autograd. Returns the outputs. */
+export function runOp(call: OpCall): Tensor[] {
+  const { op, inputs } = call;
+  if (inputs.length === 0) throw new Error(`${op}: no inputs`);
+  for (let i = 0; i < inputs.length; i++) {
+    if (!(inputs[i] instanceof Tensor)) throw new Error(`${op}: input ${i} is not a Tensor (got ${describe(inputs[i])})`);
+    if (inputs[i].disposed) throw new Error(`${op}: input ${i} (tensor #${inputs[i].id} ${shapeStr(inputs[i].shape)}) was disposed`);
+  }
+  const backend = inputs[0].backend;
+  const dtype: DType = inputs[0].dtype;
+  for (let i = 1; i < inputs.length; i++) {
+    if (inputs[i].backend !== backend) throw new Error(`${op}: input ${i} is on backend '${inputs[i].backend.name}' but input 0 is on '${backend.name}'`);
+    if (inputs[i].dtype !== dtype) throw new Error(`${op}: input ${i} is ${inputs[i].dtype} but input 0 is ${dtype} (all inputs must share one dtype)`);
+  }
+
+  if (!call.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    throw new Error(`${op}: has no gradient of its own (it is a backward helper); call it under noGrad()`);
+  }
+
+  const trace = activeTrace();
+  const start = performance.now();
+  let outs: Tensor[];
+  if (call.view) {
+    outs = [inputs[0].viewAs(call.outputs[0])];
+  } else {
+    const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
+    try {
+      call.kernel!(backend, storages, inputs.map((t) => t.handle));
+    } catch (e) {
+      for (const s of storages) backend.free(s);
+      throw e;
+    }
+    outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
+  }
+  const wallMs = performance.now() - start;
+  const phase = currentPhase();
+
+  let stats: ValueStats[] | undefined;
+  if (nanGuardEnabled() || trace?.options.stats) {
+    stats = outs.map((t) => backend.valueStats(t.handle));
+    if (nanGuardEnabled()) {
+      const bad = stats.findIndex((s) => s.nan > 0 || s.inf > 0);
+      if (bad >= 0) {
+        const s = stats[bad];
+        const msg = `NaN guard: ${op} (${phase}) produced ${s.nan} NaN and ${s.inf} Inf values in output ${bad} ${shapeStr(outs[bad].shape)}; ` +
+          `inputs ${inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ')}`;
+        for (const t of outs) t.dispose();
+        throw new NonFiniteError(msg, op, phase);
+      }
+    }
+  }
+  if (trace) {
+    trace.entries.push({
+      index: trace.entries.length, op, phase, dtype, backend: backend.name,
+      inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
+      startMs: start - trace.t0, wallMs, flops: call.flops,
+      ...(call.attrs ? { attrs: call.attrs } : {}),
+      ...(trace.options.stats ? { stats } : {}),
+    });
+  }
+
+  if (call.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    outs[0].requiresGrad = true;
+    const backward = call.backward;
+    outs[0].node = { op, inputs, outputs: outs, backward: (gy) => backward(gy, outs) };
+  }
+  return outs;
+}
+
+/** runOp for the usual single-output op. */
+export function runOp1(call: OpCall): Tensor {
+  return runOp(call)[0];
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v;
+}

@@ -1,0 +1,54 @@
+/**
+ * batchNorm2d over NCHW, per channel, with kernels of its own for both directions (cpu/batchnorm.ts, shaders/).
+ *   training: normalise with the batch's mean and (biased) variance; update the running stats in place
+ *             (r = (1-momentum) r + momentum * stat, unbiased variance), as PyTorch does.
+ *   eval:     normalise with the running stats.
+ * backward: one batchNorm2dGrad kernel gives dx, dgamma and dbeta from the saved mean and 1/std.
+ */
+import type { BatchNorm2dParams } from '../backend.js';
+import { runOp } from '../dispatch.js';
+import { shapeStr } from '../dtype.js';
+import type { Tensor } from '../tensor.js';
+import { expectRank } from './util.js';
+
+export interface BatchNorm2dOptions {
+  training: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, opts: BatchNorm2dOptions): Tensor {
+  const op = 'batchNorm2d';
+  expectRank(op, 'input', x, 4, '[batch, channels, height, width]');
+  const [n, c, h, w] = x.shape;
+  const named: Array<[string, Tensor | null]> = [['gamma', gamma], ['beta', beta], ['runningMean', runningMean], ['runningVar', runningVar]];
+  for (const [name, t] of named) {
+    if (t && (t.rank !== 1 || t.shape[0] !== c)) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected [${c}] for input ${shapeStr(x.shape)}`);
+  }
+  if (!!runningMean !== !!runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
+  if (!opts.training && !runningMean) throw new Error(`${op}: eval mode (training: false) needs runningMean and runningVar`);
+  if (opts.training && n * h * w < 2) throw new Error(`${op}: training mode needs more than one value per channel, got input ${shapeStr(x.shape)}`);
+  const p: BatchNorm2dParams = {
+    batch: n, channels: c, height: h, width: w, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, training: opts.training,
+  };
+  const stats = runningMean && runningVar ? [runningMean, runningVar] : [];
+  const [y, saveMean, saveInvStd] = runOp({
+    op, inputs: [x, gamma, beta, ...stats], outputs: [x.shape, [c], [c]], flops: 8 * x.size,
+    attrs: { training: p.training, eps: p.eps, momentum: p.momentum },
+    kernel: (be, [ys, ms, is], [xs, gs, bs, rm, rv]) => be.batchNorm2d(xs, gs, bs, rm ?? null, rv ?? null, ys, ms, is, p),
+    backward: (gy, [, mean, invStd]) => {
+      const [dx, dgamma, dbeta] = runOp({
+        op: 'batchNorm2dGrad', inputs: [gy, x, gamma, mean, invStd], outputs: [x.shape, [c], [c]], flops: 8 * x.size,
+        attrs: { training: p.training },
+        kernel: (be, [dxs, dgs, dbs], [gys, xs, gs, ms, is]) => be.batchNorm2dGrad(gys, xs, gs, ms, is, dxs, dgs, dbs, p),
+      });
+      return [dx, dgamma, dbeta, ...stats.map(() => null)];
+    },
+  });
+  if (!y.node) {
+    saveMean.dispose();
+    saveInvStd.dispose();
+  }
+  return y;
+}
+

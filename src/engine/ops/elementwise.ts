@@ -1,0 +1,192 @@
+/**
+ * Elementwise ops. Binary ops broadcast numpy-style; a number on either side makes a scalar op.
+ *
+ *   op          forward                     backward (gy = gradient of the output)
+ *   add         a + b                       gy, gy                       (each summed back to its input's shape)
+ *   sub         a - b                       gy, -gy
+ *   mul         a * b                       gy*b, gy*a
+ *   div         a / b                       gy/b, -gy*a/b^2
+ *   neg         -x                          -gy
+ *   exp         e^x                         gy*y
+ *   log         ln x                        gy/x
+ *   sqrt        sqrt x                      gy/(2y)
+ *   square      x^2                         gy*2x
+ *   pow         x^p (p a number)            gy*p*x^(p-1)
+ *   relu        max(x, 0)                   reluGrad(gy, x)      = gy*(x>0)
+ *   leakyRelu   x>0 ? x : s*x               leakyReluGrad(gy, x) = gy*(x>0 ? 1 : s)
+ *   sigmoid     1/(1+e^-x)                  sigmoidGrad(gy, y)   = gy*y*(1-y)
+ *   tanh        tanh x                      tanhGrad(gy, y)      = gy*(1-y^2)
+ */
+import type { BinaryOp, UnaryOp } from '../backend.js';
+import { runOp1 } from '../dispatch.js';
+import { Tensor } from '../tensor.js';
+import { sumTo } from './reduce.js';
+import { broadcastShapes, broadcastStrides } from './util.js';
+
+type Backward = (gy: Tensor, y: Tensor) => Tensor;
+
+function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, flopsPerElement = 1): Tensor {
+  return runOp1({
+    op, inputs: [x], outputs: [x.shape], flops: flopsPerElement * x.size,
+    ...(kind.endsWith('Scalar') || kind === 'leakyRelu' ? { attrs: { param } } : {}),
+    kernel: (be, [out], [xs]) => be.unary(kind, xs, out, param),
+    backward: (gy, [y]) => [backward(gy, y)],
+  });
+}
+
+/** A binary kernel with broadcasting; `backward` gets gy at the broadcast shape and returns gradients that are summed back to each input's shape. */
+function binary(op: string, kind: BinaryOp, a: Tensor, b: Tensor, param: number,
+  backward?: (gy: Tensor, y: Tensor) => [Tensor | null, Tensor | null]): Tensor {
+  const outShape = broadcastShapes(op, a.shape, b.shape);
+  return runOp1({
+    op, inputs: [a, b], outputs: [outShape], flops: outShape.reduce((p, d) => p * d, 1),
+    kernel: (be, [out], [as, bs]) => be.binary(kind, as, broadcastStrides(a.shape, outShape), bs, broadcastStrides(b.shape, outShape), out, outShape, param),
+    ...(backward ? {
+      backward: (gy: Tensor, [y]: Tensor[]) => {
+        const [ga, gb] = backward(gy, y);
+        return [reduceTo(ga, a), reduceTo(gb, b)];
+      },
+    } : {}),
+  });
+}
+
+function reduceTo(g: Tensor | null, input: Tensor): Tensor | null {
+  if (!g) return null;
+  if (g.shape.length === input.shape.length && g.shape.every((d, i) => d === input.shape[i])) return g;
+  const r = sumTo(g, input.shape);
+  g.dispose();
+  return r;
+}
+
+// ---- binary ops (tensor or number on either side) ----
+
+export function add(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return addScalar(asTensor('add', a), b);
+  if (typeof a === 'number') return addScalar(b, a);
+  return binary('add', 'add', a, b, 0, (gy) => [gy.viewAs(gy.shape), gy.viewAs(gy.shape)]);
+}
+
+export function sub(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return addScalar(asTensor('sub', a), -b);
+  if (typeof a === 'number') return rsubScalar(b, a);
+  return binary('sub', 'sub', a, b, 0, (gy) => [gy.viewAs(gy.shape), neg(gy)]);
+}
+
+export function mul(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return mulScalar(asTensor('mul', a), b);
+  if (typeof a === 'number') return mulScalar(b, a);
+  return binary('mul', 'mul', a, b, 0, (gy) => [mul(gy, b), mul(gy, a)]);
+}
+
+export function div(a: Tensor | number, b: Tensor | number): Tensor {
+  if (typeof b === 'number') return mulScalar(asTensor('div', a), 1 / b);
+  if (typeof a === 'number') return rdivScalar(b, a);
+  return binary('div', 'div', a, b, 0, (gy, y) => {
+    // d(a/b)/db = -a/b^2 = -y/b
+    const t = div(y, b);
+    const gb = mul(gy, t);
+    t.dispose();
+    const ngb = neg(gb);
+    gb.dispose();
+    return [div(gy, b), ngb];
+  });
+}
+
+function asTensor(op: string, v: Tensor | number): Tensor {
+  if (!(v instanceof Tensor)) throw new Error(`${op}: expected a Tensor on at least one side, got two numbers`);
+  return v;
+}
+
+// ---- ops with a scalar ----
+
+export function addScalar(x: Tensor, s: number): Tensor {
+  return unary('addScalar', 'addScalar', x, s, (gy) => gy.viewAs(gy.shape));
+}
+
+export function mulScalar(x: Tensor, s: number): Tensor {
+  return unary('mulScalar', 'mulScalar', x, s, (gy) => mulScalar(gy, s));
+}
+
+/** s - x */
+export function rsubScalar(x: Tensor, s: number): Tensor {
+  return unary('rsubScalar', 'rsubScalar', x, s, (gy) => neg(gy));
+}
+
+/** s / x */
+export function rdivScalar(x: Tensor, s: number): Tensor {
+  return unary('rdivScalar', 'rdivScalar', x, s, (gy) => {
+    const x2 = square(x);
+    const num = mulScalar(gy, -s);
+    const g = div(num, x2);
+    x2.dispose();
+    num.dispose();
+    return g;
+  });
+}
+
+/** x ** p for a number p. */
+export function pow(x: Tensor, p: number): Tensor {
+  if (typeof p !== 'number' || !Number.isFinite(p)) throw new Error(`pow: exponent must be a finite number, got ${String(p)}`);
+  return unary('pow', 'powScalar', x, p, (gy) => {
+    const d = pow(x, p - 1);
+    const g = mul(gy, d);
+    d.dispose();
+    const r = mulScalar(g, p);
+    g.dispose();
+    return r;
+  }, 10);
+}
+
+// ---- unary ops ----
+
+export function neg(x: Tensor): Tensor {
+  return unary('neg', 'neg', x, 0, (gy) => neg(gy));
+}
+
+export function exp(x: Tensor): Tensor {
+  return unary('exp', 'exp', x, 0, (gy, y) => mul(gy, y), 10);
+}
+
+export function log(x: Tensor): Tensor {
+  return unary('log', 'log', x, 0, (gy) => div(gy, x), 10);
+}
+
+export function sqrt(x: Tensor): Tensor {
+  return unary('sqrt', 'sqrt', x, 0, (gy, y) => {
+    const g = div(gy, y);
+    const r = mulScalar(g, 0.5);
+    g.dispose();
+    return r;
+  }, 4);
+}
+
+export function square(x: Tensor): Tensor {
+  return unary('square', 'square', x, 0, (gy) => {
+    const g = mul(gy, x);
+    const r = mulScalar(g, 2);
+    g.dispose();
+    return r;
+  });
+}
+
+export function relu(x: Tensor): Tensor {
+  return unary('relu', 'relu', x, 0, (gy) => gradOp('reluGrad', gy, x, 0));
+}
+
+export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
+  if (typeof slope !== 'number' || !Number.isFinite(slope)) throw new Error(`leakyRelu: slope must be a finite number, got ${String(slope)}`);
+  return unary('leakyRelu', 'leakyRelu', x, slope, (gy) => gradOp('leakyReluGrad', gy, x, slope));
+}
+
+export function sigmoid(x: Tensor): Tensor {
+  return unary('sigmoid', 'sigmoid', x, 0, (gy, y) => gradOp('sigmoidGrad', gy, y, 0), 4);
+}
+
+export function tanh(x: Tensor): Tensor {
+  return unary('tanh', 'tanh', x, 0, (gy, y) => gradOp('tanhGrad', gy, y, 0), 4);
+}
+
+/** The fused activation-gradient kernels (same shapes, no broadcasting); backward helpers without a gradient of their own. */
+function gradOp(kind: 'reluGrad' | 'leakyReluGrad' | 'sigmoidGrad' | 'tanhGrad', gy: Tensor, saved: Tensor, param: number): Tensor {
+  return binary(kind, kind, gy, saved, param);
+}

@@ -1,0 +1,70 @@
+/** Shape helpers shared by the op files: row-major strides, broadcasting, axis normalisation, shape checks. */
+import type { Shape } from '../dtype.js';
+import { shapeStr } from '../dtype.js';
+import type { Tensor } from '../tensor.js';
+
+export function contiguousStrides(shape: Shape): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  return strides;
+}
+
+export function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** numpy broadcasting: align right; each pair of dims equal or one of them 1. */
+export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new Error(`${op}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast (axis ${i - rank}: ${da} vs ${db}; expected equal sizes or 1)`);
+    }
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** Strides that read `shape` as if broadcast to `outShape` (0 along broadcast axes). */
+export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const own = contiguousStrides(shape);
+  const offset = outShape.length - shape.length;
+  return outShape.map((d, i) => {
+    const j = i - offset;
+    if (j < 0) return 0;
+    return shape[j] === 1 && d !== 1 ? 0 : own[j];
+  });
+}
+
+/** Normalises axes (negative from the end) to a sorted unique list; undefined = all axes. */
+export function normalizeAxes(op: string, shape: Shape, axes: number | readonly number[] | undefined): number[] {
+  const rank = shape.length;
+  if (axes === undefined) return shape.map((_, i) => i);
+  const list = typeof axes === 'number' ? [axes] : axes;
+  const out: number[] = [];
+  for (const a of list) {
+    if (!Number.isInteger(a) || a < -rank || a >= rank) {
+      throw new Error(`${op}: axis ${a} is out of range for shape ${shapeStr(shape)} (rank ${rank}; expected -${rank}..${rank - 1})`);
+    }
+    const n = a < 0 ? a + rank : a;
+    if (out.includes(n)) throw new Error(`${op}: axis ${a} is repeated in ${JSON.stringify(list)} (shape ${shapeStr(shape)})`);
+    out.push(n);
+  }
+  return out.sort((x, y) => x - y);
+}
+
+/** Throws `op: name has shape S, expected rank R (what)` unless t has rank r. */
+export function expectRank(op: string, name: string, t: Tensor, rank: number, what: string): void {
+  if (t.rank !== rank) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected rank ${rank} ${what}`);
+}
+
+export function expectPositiveInt(op: string, name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${v}`);
+}

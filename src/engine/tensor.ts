@@ -1,0 +1,243 @@
+/**
+ * Tensor: a shape, a dtype, a storage on one backend, and (for autograd) the gradient and the
+ * node of the op that made it. Tensors are immutable values; ops make new ones.
+ *
+ * Memory: storages are freed by `dispose()` (reference-counted, since reshape shares storage).
+ * `scope(fn)` disposes every tensor created inside fn except what fn returns and what was kept,
+ * so a training loop inside a scope leaks nothing. `memory()` reports live tensors and bytes.
+ */
+import type { Backend, Storage } from './backend.js';
+import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
+import { defaultRng, type Rng } from './random.js';
+import { getBackend } from './registry.js';
+
+/** The autograd record an op leaves on its output: its inputs and how to map an output gradient to input gradients. */
+export interface Node {
+  op: string;
+  inputs: Tensor[];
+  /** All outputs of the op (outputs[0] is the differentiable one). */
+  outputs: Tensor[];
+  /** Gradients for each input from the gradient of outputs[0] (null where an input gets none). */
+  backward: (gy: Tensor) => Array<Tensor | null>;
+}
+
+let nextId = 1;
+let liveTensors = 0;
+const scopes: Set<Tensor>[] = [];
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: Shape;
+  readonly size: number;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: Node | null = null;
+  /** A name for traces and errors (parameters get theirs from the module). */
+  name = '';
+  private storage: Storage | null;
+  private keptFromScope = false;
+
+  constructor(storage: Storage, shape: Shape) {
+    this.shape = Object.freeze(shape.slice());
+    this.size = sizeOf(shape);
+    if (storage.size !== this.size) throw new Error(`Tensor: storage of ${storage.size} elements cannot hold shape ${shapeStr(shape)}`);
+    this.storage = storage;
+    liveTensors++;
+    scopes[scopes.length - 1]?.add(this);
+  }
+
+  get dtype(): DType {
+    return this.handle.dtype;
+  }
+
+  get backend(): Backend {
+    return this.handle.backend;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get disposed(): boolean {
+    return this.storage === null;
+  }
+
+  /** The storage; throws if the tensor was disposed. */
+  get handle(): Storage {
+    if (this.storage === null) throw new Error(`tensor #${this.id} ${shapeStr(this.shape)}${this.name ? ` '${this.name}'` : ''} was used after dispose()`);
+    return this.storage;
+  }
+
+  /** A new tensor of another shape sharing this one's storage (no copy). */
+  viewAs(shape: Shape): Tensor {
+    const s = this.handle;
+    s.refs++;
+    return new Tensor(s, shape);
+  }
+
+  /** Copies the values out (async so GPU backends can read back). */
+  data(): Promise<Float32Array | Float64Array> {
+    return this.backend.read(this.handle);
+  }
+
+  /** Synchronous readback; CPU backend only. */
+  dataSync(): Float32Array | Float64Array {
+    return this.backend.readSync(this.handle);
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`item: tensor has shape ${shapeStr(this.shape)}, expected one element`);
+    return (await this.data())[0];
+  }
+
+  /** Frees the storage (once the last view of it is disposed). Idempotent. */
+  dispose(): void {
+    const s = this.storage;
+    if (s === null) return;
+    this.storage = null;
+    liveTensors--;
+    if (--s.refs === 0) s.backend.free(s);
+    for (const scope of scopes) scope.delete(this);
+  }
+
+  /** Exempt this tensor from disposal by the enclosing scopes (parameters, optimizer state, kept results). */
+  keep(): this {
+    this.keptFromScope = true;
+    for (const scope of scopes) scope.delete(this);
+    return this;
+  }
+
+  get kept(): boolean {
+    return this.keptFromScope;
+  }
+
+  /** Computes gradients of this tensor with respect to every leaf that requires them (see autograd.ts). */
+  backward(gradient?: Tensor): void {
+    backwardImpl(this, gradient);
+  }
+
+  toString(): string {
+    return `Tensor#${this.id}(${shapeStr(this.shape)}, ${this.storage ? this.dtype : 'disposed'}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
+
+// autograd.ts installs the backward pass here (it imports this module, so this avoids an import cycle).
+let backwardImpl: (t: Tensor, gradient?: Tensor) => void = () => {
+  throw new Error('autograd not loaded');
+};
+export function installBackward(fn: (t: Tensor, gradient?: Tensor) => void): void {
+  backwardImpl = fn;
+}
+
+export interface CreateOptions {
+  dtype?: DType;
+  backend?: string | Backend;
+  requiresGrad?: boolean;
+}
+
+function resolveBackend(b: string | Backend | undefined): Backend {
+  return typeof b === 'object' ? b : getBackend(b);
+}
+
+function checkShape(op: string, shape: Shape): void {
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`${op}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+  }
+}
+
+function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage, b: Backend) => void): Tensor {
+  checkShape(op, shape);
+  const backend = resolveBackend(opts.backend);
+  const dtype = opts.dtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`${op}: dtype '${dtype as string}' is not supported (expected float32 or float64)`);
+  const s = backend.alloc(dtype, sizeOf(shape));
+  init(s, backend);
+  const t = new Tensor(s, shape);
+  t.requiresGrad = opts.requiresGrad ?? false;
+  return t;
+}
+
+export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
+  return create('full', shape, opts, (s, b) => b.fill(s, value));
+}
+
+export function zeros(shape: Shape, opts: CreateOptions = {}): Tensor {
+  return full(shape, 0, opts);
+}
+
+export function ones(shape: Shape, opts: CreateOptions = {}): Tensor {
+  return full(shape, 1, opts);
+}
+
+export function scalar(value: number, opts: CreateOptions = {}): Tensor {
+  return full([], value, opts);
+}
+
+export function fromArray(data: ArrayLike<number>, shape: Shape, opts: CreateOptions = {}): Tensor {
+  checkShape('fromArray', shape);
+  if (data.length !== sizeOf(shape)) {
+    throw new Error(`fromArray: ${data.length} values do not fill shape ${shapeStr(shape)} (expected ${sizeOf(shape)})`);
+  }
+  return create('fromArray', shape, opts, (s, b) => b.write(s, data));
+}
+
+export interface RandomOptions extends CreateOptions {
+  rng?: Rng;
+}
+
+/** Uniform in [lo, hi) from the given (or the project's) seeded generator. */
+export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}): Tensor {
+  const rng = opts.rng ?? defaultRng();
+  const values = new Float64Array(sizeOf(shape));
+  for (let i = 0; i < values.length; i++) values[i] = rng.uniform(lo, hi);
+  return fromArray(values, shape, opts);
+}
+
+/** Normal(mean, sd) from the given (or the project's) seeded generator. */
+export function normal(shape: Shape, mean = 0, sd = 1, opts: RandomOptions = {}): Tensor {
+  const rng = opts.rng ?? defaultRng();
+  const values = new Float64Array(sizeOf(shape));
+  for (let i = 0; i < values.length; i++) values[i] = rng.normal(mean, sd);
+  return fromArray(values, shape, opts);
+}
+
+/**
+ * Runs fn and disposes every tensor created during it, except the tensors it returns
+ * (a tensor, an array or a plain object of them) and tensors marked with keep().
+ * Returned tensors belong to the enclosing scope, if any.
+ */
+export function scope<T>(fn: () => T): T {
+  const created = new Set<Tensor>();
+  scopes.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of created) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result instanceof Promise) throw new Error('scope: fn returned a Promise; scopes are synchronous (await outside, or read data after the scope)');
+  const returned = new Set<Tensor>();
+  collectTensors(result, returned);
+  for (const t of created) {
+    if (returned.has(t)) scopes[scopes.length - 1]?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>): void {
+  if (v instanceof Tensor) out.add(v);
+  else if (Array.isArray(v)) for (const x of v) collectTensors(x, out);
+  else if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const x of Object.values(v)) collectTensors(x, out);
+  }
+}
+
+/** Live tensors and, per backend, live storages and bytes. */
+export function memory(backend?: string | Backend): { tensors: number; storages: number; bytes: number } {
+  return { tensors: liveTensors, ...resolveBackend(backend).memory() };
+}
