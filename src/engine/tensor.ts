@@ -76,8 +76,10 @@ export class Tensor {
   }
 
   /** Copies the values out (async so GPU backends can read back). */
-  data(): Promise<Float32Array | Float64Array> {
-    return this.backend.read(this.handle);
+  async data(): Promise<Float32Array | Float64Array> {
+    const values = await this.backend.read(this.handle);
+    await settleAuditsImpl();
+    return values;
   }
 
   /** Synchronous readback; CPU backend only. */
@@ -120,6 +122,12 @@ export class Tensor {
   toString(): string {
     return `Tensor#${this.id}(${shapeStr(this.shape)}, ${this.storage ? this.dtype : 'disposed'}${this.requiresGrad ? ', requiresGrad' : ''})`;
   }
+}
+
+// dispatch.ts installs its deferred-audit check here (it imports this module).
+let settleAuditsImpl: () => Promise<void> = () => Promise.resolve();
+export function installSettleAudits(fn: () => Promise<void>): void {
+  settleAuditsImpl = fn;
 }
 
 // autograd.ts installs the backward pass here (it imports this module, so this avoids an import cycle).

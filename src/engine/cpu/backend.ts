@@ -4,7 +4,7 @@
  * so the convolution and matmul kernels can split work across worker threads (see threads.ts).
  */
 import os from 'node:os';
-import type { Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
+import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
 import { allocArray, bytesPerElement, type DType, type FloatArray } from '../dtype.js';
 import { batchNorm2dBackward, batchNorm2dForward } from './batchnorm.js';
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from './conv.js';
@@ -21,6 +21,7 @@ export class CpuStorage implements Storage {
 
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
+  poison = false;
   private liveStorages = 0;
   private liveBytes = 0;
 
@@ -38,6 +39,7 @@ export class CpuBackend implements Backend {
 
   alloc(dtype: DType, size: number): Storage {
     const data = allocArray(dtype, size, size >= SHARED_MIN_ELEMENTS);
+    if (this.poison) data.fill(NaN);
     this.liveStorages++;
     this.liveBytes += size * bytesPerElement(dtype);
     return new CpuStorage(this, dtype, size, data);
@@ -150,5 +152,26 @@ export class CpuBackend implements Backend {
       s += d * d;
     }
     this.array(out)[0] = s / size;
+  }
+
+  adam(p: Storage, g: Storage, m: Storage, v: Storage, o: AdamStep): void {
+    adamKernel(this.array(p), this.array(g), this.array(m), this.array(v), o);
+  }
+}
+
+/** The fused Adam / AdamW update (see AdamStep in backend.ts), in place on p, m and v. */
+export function adamKernel(p: FloatArray, g: FloatArray, m: FloatArray, v: FloatArray, o: AdamStep): void {
+  const { lr, beta1, beta2, eps, weightDecay, decoupled, step } = o;
+  const c1 = 1 - Math.pow(beta1, step);
+  const c2 = 1 - Math.pow(beta2, step);
+  const decay = decoupled ? 1 - lr * weightDecay : 1;
+  const l2 = decoupled ? 0 : weightDecay;
+  for (let i = 0; i < p.length; i++) {
+    const gi = g[i] + l2 * p[i];
+    const mi = beta1 * m[i] + (1 - beta1) * gi;
+    const vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - lr * (mi / c1) / (Math.sqrt(vi / c2) + eps);
   }
 }

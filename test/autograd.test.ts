@@ -1,0 +1,168 @@
+import { describe, expect, it } from 'vitest';
+import * as sg from '../src/engine/index.js';
+
+const f64 = { dtype: 'float64' as const };
+
+describe('autograd', () => {
+  it('accumulates gradients across fan-out (y = x*x + x)', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1, -2, 3], [3], { ...f64, requiresGrad: true });
+      const y = sg.sum(sg.add(sg.mul(x, x), x));
+      y.backward();
+      expect(Array.from(x.grad!.dataSync())).toEqual([3, -3, 7]);
+      x.grad!.dispose();
+    });
+  });
+
+  it('backward with a given output gradient', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1, 2, 3, 4], [2, 2], { ...f64, requiresGrad: true });
+      const y = sg.mul(x, 3);
+      y.backward(sg.fromArray([1, 0, -1, 2], [2, 2], f64));
+      expect(Array.from(x.grad!.dataSync())).toEqual([3, 0, -3, 6]);
+      x.grad!.dispose();
+    });
+  });
+
+  it('accumulates into .grad across backward calls and zeroGrad clears it', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([2], [1], { ...f64, requiresGrad: true });
+      sg.sum(sg.square(x)).backward();
+      sg.sum(sg.square(x)).backward();
+      expect(x.grad!.dataSync()[0]).toBe(8);
+      sg.zeroGrad([x]);
+      expect(x.grad).toBeNull();
+    });
+  });
+
+  it('noGrad records nothing', () => {
+    sg.scope(() => {
+      const x = sg.ones([2], { requiresGrad: true });
+      const y = sg.noGrad(() => sg.mul(x, 2));
+      expect(y.requiresGrad).toBe(false);
+      expect(y.node).toBeNull();
+      expect(() => sg.sum(y).backward()).toThrow(/does not require grad/);
+    });
+  });
+
+  it('releases the graph and the saved tensors after backward', () => {
+    const before = sg.memory();
+    sg.scope(() => {
+      const x = sg.uniform([2, 3, 4, 4], -1, 1, { requiresGrad: true });
+      const g = sg.ones([3], { requiresGrad: true });
+      const b = sg.zeros([3], { requiresGrad: true });
+      const y = sg.batchNorm2d(x, g, b, null, null, { training: true });
+      const loss = sg.mean(sg.square(y));
+      // The batch-norm node keeps its saved mean and 1/std alive until backward.
+      expect(y.node!.outputs.length).toBe(3);
+      const saved = y.node!.outputs.slice(1);
+      loss.backward();
+      expect(y.node).toBeNull();
+      expect(loss.node).toBeNull();
+      for (const t of saved) expect(t.disposed).toBe(true);
+      for (const p of [x, g, b]) p.grad!.dispose();
+    });
+    expect(sg.memory()).toEqual(before);
+  });
+
+  it('only tensors with requiresGrad receive gradients', () => {
+    sg.scope(() => {
+      const a = sg.ones([2, 2], { requiresGrad: true });
+      const c = sg.ones([2, 2]);
+      sg.sum(sg.mul(a, c)).backward();
+      expect(a.grad).not.toBeNull();
+      expect(c.grad).toBeNull();
+      a.grad!.dispose();
+    });
+  });
+
+  it('a deep chain does not overflow the stack', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1], [1], { ...f64, requiresGrad: true });
+      let y = x;
+      for (let i = 0; i < 20000; i++) y = sg.add(y, 1);
+      y.backward();
+      expect(x.grad!.dataSync()[0]).toBe(1);
+      x.grad!.dispose();
+    });
+  });
+});
+
+describe('tensors and memory', () => {
+  it('creation, readback and the seeded RNG', async () => {
+    const a = sg.uniform([3, 4], 0, 1, { rng: new sg.Rng(7) });
+    const b = sg.uniform([3, 4], 0, 1, { rng: new sg.Rng(7) });
+    expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
+    // 1e5 draws: the standard error of the mean is 3/sqrt(1e5) ~ 0.01, so 0.05 is five of them.
+    const n = sg.normal([100000], 2, 3, { rng: new sg.Rng(1), dtype: 'float64' });
+    const v = Array.from(n.dataSync());
+    const mean = v.reduce((s, x) => s + x, 0) / v.length;
+    const sd = Math.sqrt(v.reduce((s, x) => s + (x - mean) ** 2, 0) / v.length);
+    expect(mean).toBeCloseTo(2, 1);
+    expect(sd).toBeCloseTo(3, 1);
+    expect(await sg.full([], 5).item()).toBe(5);
+    for (const t of [a, b, n]) t.dispose();
+  });
+
+  it('scope disposes what it created except results and kept tensors', () => {
+    const before = sg.memory();
+    const kept = sg.scope(() => {
+      const a = sg.ones([4]);
+      const b = sg.add(a, 1);
+      sg.zeros([100]).keep();
+      const inner = sg.scope(() => sg.mul(b, 2));
+      return { inner };
+    });
+    // inner survived; the kept zeros too; a and b were disposed.
+    expect(sg.memory().tensors).toBe(before.tensors + 2);
+    expect(Array.from(kept.inner.dataSync())).toEqual([4, 4, 4, 4]);
+    kept.inner.dispose();
+  });
+
+  it('reshape shares storage and counts it once', () => {
+    const before = sg.memory();
+    const a = sg.ones([2, 6]);
+    const b = sg.reshape(a, [3, 4]);
+    expect(sg.memory().storages).toBe(before.storages + 1);
+    a.dispose();
+    expect(Array.from(b.dataSync())).toHaveLength(12);
+    b.dispose();
+    expect(sg.memory()).toEqual(before);
+  });
+
+  it('a training loop inside scope keeps the live-tensor count constant', () => {
+    const rng = new sg.Rng(3);
+    const w1 = sg.normal([4, 2, 3, 3], 0, 0.3, { rng }).keep();
+    const w2 = sg.normal([1, 4, 3, 3], 0, 0.3, { rng }).keep();
+    const gamma = sg.ones([4]).keep();
+    const beta = sg.zeros([4]).keep();
+    const rm = sg.zeros([4]).keep();
+    const rv = sg.ones([4]).keep();
+    let params = [w1, w2, gamma, beta];
+    const x = sg.uniform([2, 2, 8, 8], 0, 1, { rng }).keep();
+    const target = sg.uniform([2, 1, 8, 8], 0, 1, { rng }).keep();
+    const counts: number[] = [];
+    const losses: number[] = [];
+    for (let step = 0; step < 30; step++) {
+      params = sg.scope(() => {
+        for (const p of params) p.requiresGrad = true;
+        const [a, b, g, bb] = params;
+        let h = sg.conv2d(x, a, { padding: 'same' });
+        h = sg.batchNorm2d(h, g, bb, rm, rv, { training: true });
+        h = sg.leakyRelu(h, 0.01);
+        const y = sg.sigmoid(sg.conv2d(h, b, { padding: 'same' }));
+        const loss = sg.mseLoss(y, target);
+        loss.backward();
+        losses.push(loss.dataSync()[0]);
+        const next = sg.noGrad(() => params.map((p) => sg.sub(p, sg.mul(p.grad!, 0.5)).keep()));
+        sg.zeroGrad(params);
+        for (const p of params) p.dispose();
+        return next;
+      });
+      counts.push(sg.memory().tensors);
+    }
+    expect(new Set(counts.slice(1)).size).toBe(1);
+    expect(losses[losses.length - 1]).toBeLessThan(losses[0]);
+    for (const t of [...params, rm, rv, x, target]) t.dispose();
+  });
+});

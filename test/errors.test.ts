@@ -1,0 +1,431 @@
+/**
+ * Every op rejects wrong ranks, shapes, dtypes and arguments with a message that names the op and
+ * the offending shapes (or values), so a user can find the bad call from the message alone.
+ *
+ * `msg(...parts)` builds a regex that requires every part to appear in the message, in any order,
+ * matched literally (so '[8,3,16,16]' means that exact shape string).
+ */
+import { describe, expect, it } from 'vitest';
+import * as sg from '../src/engine/index.js';
+
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A regex matching a message that contains every part (literally, any order). */
+function msg(...parts: string[]): RegExp {
+  return new RegExp(`^${parts.map((p) => `(?=[\\s\\S]*${escape(p)})`).join('')}`);
+}
+
+const t = (shape: number[], dtype: sg.DType = 'float32', requiresGrad = false): sg.Tensor => sg.zeros(shape, { dtype, requiresGrad });
+const r = (shape: number[]): sg.Tensor => sg.normal(shape, 0, 1, { rng: new sg.Rng(1) });
+
+/** The live-tensor count does not change across fn (which is expected to throw). */
+function expectNoLeak(fn: () => void, pattern: RegExp): void {
+  const before = sg.memory().tensors;
+  expect(fn).toThrow(pattern);
+  expect(sg.memory().tensors, 'live tensors after the rejected call').toBe(before);
+}
+
+describe('binary elementwise ops', () => {
+  const ops = { add: sg.add, sub: sg.sub, mul: sg.mul, div: sg.div };
+  for (const [name, op] of Object.entries(ops)) {
+    it(`${name} rejects shapes that do not broadcast`, () => {
+      expect(() => op(t([2, 3]), t([4]))).toThrow(msg(name, '[2,3]', '[4]'));
+      expect(() => op(t([2, 3, 4]), t([3, 5]))).toThrow(msg(name, '[2,3,4]', '[3,5]'));
+      expect(() => op(t([5, 1, 3]), t([2, 4, 1]))).toThrow(msg(name, '[5,1,3]', '[2,4,1]'));
+    });
+
+    it(`${name} rejects mixed float32 and float64 inputs, naming both dtypes`, () => {
+      expect(() => op(t([2, 3]), t([2, 3], 'float64'))).toThrow(msg(name, 'float32', 'float64'));
+      expect(() => op(t([2, 3], 'float64'), t([3]))).toThrow(msg(name, 'float32', 'float64'));
+    });
+  }
+
+  it('add of two numbers is rejected', () => {
+    expect(() => sg.add(1 as unknown as sg.Tensor, 2)).toThrow(msg('add', 'two numbers'));
+  });
+});
+
+describe('unary ops', () => {
+  it('leakyRelu and pow reject non-finite parameters', () => {
+    expect(() => sg.leakyRelu(t([2]), Number.NaN)).toThrow(msg('leakyRelu', 'slope', 'NaN'));
+    expect(() => sg.pow(t([2]), Number.POSITIVE_INFINITY)).toThrow(msg('pow', 'exponent', 'Infinity'));
+  });
+});
+
+describe('matmul', () => {
+  it('rejects ranks other than two rank-2 or two rank-3 tensors', () => {
+    expect(() => sg.matmul(t([2, 3]), t([3]))).toThrow(msg('matmul', '[2,3]', '[3]'));
+    expect(() => sg.matmul(t([3]), t([3, 2]))).toThrow(msg('matmul', '[3]', '[3,2]'));
+    expect(() => sg.matmul(t([2, 3, 4]), t([4, 5]))).toThrow(msg('matmul', '[2,3,4]', '[4,5]'));
+    expect(() => sg.matmul(t([1, 2, 3, 4]), t([1, 2, 4, 5]))).toThrow(msg('matmul', '[1,2,3,4]', '[1,2,4,5]'));
+  });
+
+  it('rejects an inner-dimension mismatch', () => {
+    expect(() => sg.matmul(t([2, 3]), t([4, 5]))).toThrow(msg('matmul', '[2,3]', '[4,5]', '3', '4'));
+    expect(() => sg.matmul(t([2, 5, 3]), t([2, 4, 6]))).toThrow(msg('matmul', '[2,5,3]', '[2,4,6]'));
+    expect(() => sg.matmulT(t([2, 3]), t([2, 5]), false, true)).toThrow(msg('matmul', '[2,3]', '[2,5]'));
+  });
+
+  it('rejects different batch sizes', () => {
+    expect(() => sg.matmul(t([2, 3, 4]), t([3, 4, 5]))).toThrow(msg('matmul', '[2,3,4]', '[3,4,5]'));
+  });
+
+  it('rejects mixed dtypes', () => {
+    expect(() => sg.matmul(t([2, 3]), t([3, 4], 'float64'))).toThrow(msg('matmul', 'float32', 'float64'));
+  });
+});
+
+describe('conv2d', () => {
+  it('rejects inputs and weights that are not rank 4', () => {
+    expect(() => sg.conv2d(t([3, 16, 16]), t([16, 3, 5, 5]))).toThrow(msg('conv2d', 'input', '[3,16,16]', 'rank 4'));
+    expect(() => sg.conv2d(t([8, 3, 16, 16]), t([16, 3, 5]))).toThrow(msg('conv2d', 'weight', '[16,3,5]', 'rank 4'));
+    expect(() => sg.conv2d(t([1, 8, 3, 16, 16]), t([16, 3, 5, 5]))).toThrow(msg('conv2d', '[1,8,3,16,16]'));
+  });
+
+  it('rejects a channel mismatch between input and weight', () => {
+    expect(() => sg.conv2d(t([8, 3, 16, 16]), t([16, 1, 5, 5]))).toThrow(msg('conv2d', '3 channels', '[8,3,16,16]', '[16,1,5,5]'));
+  });
+
+  it('rejects a kernel larger than the padded input (empty output)', () => {
+    expect(() => sg.conv2d(t([1, 3, 4, 4]), t([2, 3, 5, 5]))).toThrow(msg('conv2d', '[1,3,4,4]', '[2,3,5,5]', 'empty'));
+    expect(() => sg.conv2d(t([1, 3, 4, 4]), t([2, 3, 7, 7]), { padding: 1 })).toThrow(msg('conv2d', '[1,3,4,4]', '[2,3,7,7]'));
+    expect(() => sg.conv2d(t([1, 3, 4, 9]), t([2, 3, 5, 3]), { padding: [0, 2] })).toThrow(msg('conv2d', '[1,3,4,9]', '[2,3,5,3]'));
+  });
+
+  it('rejects a weight with an empty (zero-sized) kernel', () => {
+    // A 0x0 kernel would give an output larger than the input, filled with the bias.
+    expect(() => sg.conv2d(t([1, 3, 4, 4]), t([2, 3, 0, 0]))).toThrow(msg('conv2d', '[2,3,0,0]'));
+  });
+
+  it('rejects bad stride values', () => {
+    const x = t([1, 3, 8, 8]);
+    const w = t([2, 3, 3, 3]);
+    expect(() => sg.conv2d(x, w, { stride: 0 })).toThrow(msg('conv2d', 'stride', '0'));
+    expect(() => sg.conv2d(x, w, { stride: -1 })).toThrow(msg('conv2d', 'stride', '-1'));
+    expect(() => sg.conv2d(x, w, { stride: 1.5 })).toThrow(msg('conv2d', 'stride', '1.5'));
+    expect(() => sg.conv2d(x, w, { stride: [1, 2, 3] as unknown as [number, number] })).toThrow(msg('conv2d', 'stride', '[1,2,3]'));
+  });
+
+  it('rejects bad padding values', () => {
+    const x = t([1, 3, 8, 8]);
+    const w = t([2, 3, 3, 3]);
+    expect(() => sg.conv2d(x, w, { padding: -1 })).toThrow(msg('conv2d', 'padding', '-1'));
+    expect(() => sg.conv2d(x, w, { padding: 0.5 })).toThrow(msg('conv2d', 'padding', '0.5'));
+    expect(() => sg.conv2d(x, w, { padding: [1, -1] })).toThrow(msg('conv2d', 'padding', '[1,-1]'));
+    expect(() => sg.conv2d(x, w, { padding: [1, 2, 3] as unknown as [number, number] })).toThrow(msg('conv2d', 'padding', '[1,2,3]'));
+    expect(() => sg.conv2d(x, w, { padding: [1, 1, 1, -2] })).toThrow(msg('conv2d', 'padding', '[1,1,1,-2]'));
+    expect(() => sg.conv2d(x, w, { padding: 'causal' as unknown as 'same' })).toThrow(msg('conv2d', 'padding', 'causal'));
+  });
+
+  it("rejects unknown padding strings of length 2 or 4 such as TensorFlow's 'SAME' or 'full'", () => {
+    // These reach code that treats the string as an array ('SAME'.every is not a function).
+    const x = t([1, 3, 8, 8]);
+    const w = t([2, 3, 3, 3]);
+    expect(() => sg.conv2d(x, w, { padding: 'SAME' as unknown as 'same' })).toThrow(msg('conv2d', 'padding', 'SAME'));
+    expect(() => sg.conv2d(x, w, { padding: 'full' as unknown as 'same' })).toThrow(msg('conv2d', 'padding', 'full'));
+    expect(() => sg.conv2d(x, w, { padding: 'no' as unknown as 'same' })).toThrow(msg('conv2d', 'padding', 'no'));
+  });
+
+  it('rejects a bias of the wrong size', () => {
+    const x = t([2, 3, 8, 8]);
+    const w = t([4, 3, 3, 3]);
+    expect(() => sg.conv2d(x, w, { bias: t([5]) })).toThrow(msg('conv2d', 'bias', '[5]', '[4]'));
+    expect(() => sg.conv2d(x, w, { bias: t([1, 4]) })).toThrow(msg('conv2d', 'bias', '[1,4]', '[4]'));
+  });
+
+  it('rejects mixed dtypes among input, weight and bias', () => {
+    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3], 'float64'))).toThrow(msg('conv2d', 'float32', 'float64'));
+    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3]), { bias: t([2], 'float64') })).toThrow(msg('conv2d', 'float32', 'float64'));
+  });
+});
+
+describe('conv2dGradInput and conv2dGradWeight', () => {
+  it('conv2dGradInput rejects a dy of the wrong shape', () => {
+    const w = t([4, 3, 3, 3]);
+    // conv2d of [2,3,8,8] with this weight ('valid') gives [2,4,6,6]
+    expect(() => sg.conv2dGradInput(t([2, 4, 7, 7]), w, [2, 3, 8, 8])).toThrow(msg('conv2dGradInput', 'dy', '[2,4,7,7]', '[2,4,6,6]'));
+    expect(() => sg.conv2dGradInput(t([2, 5, 6, 6]), w, [2, 3, 8, 8])).toThrow(msg('conv2dGradInput', 'dy', '[2,5,6,6]', '[2,4,6,6]'));
+    expect(() => sg.conv2dGradInput(t([1, 4, 6, 6]), w, [2, 3, 8, 8])).toThrow(msg('conv2dGradInput', 'dy', '[1,4,6,6]', '[2,4,6,6]'));
+    expect(() => sg.conv2dGradInput(t([2, 4, 6, 6]), w, [2, 3, 8, 8], { stride: 2 })).toThrow(msg('conv2dGradInput', 'dy', '[2,4,6,6]', '[2,4,3,3]'));
+    expect(() => sg.conv2dGradInput(t([4, 6, 6]), w, [2, 3, 8, 8])).toThrow(msg('conv2dGradInput', 'dy', '[4,6,6]', 'rank 4'));
+  });
+
+  it('conv2dGradInput rejects an inputShape of the wrong rank or channels', () => {
+    const w = t([4, 3, 3, 3]);
+    expect(() => sg.conv2dGradInput(t([2, 4, 6, 6]), w, [3, 8, 8])).toThrow(msg('conv2dGradInput', 'inputShape', '[3,8,8]'));
+    expect(() => sg.conv2dGradInput(t([2, 4, 6, 6]), w, [2, 5, 8, 8])).toThrow(msg('conv2dGradInput', '5 channels', '[2,5,8,8]', '[4,3,3,3]'));
+  });
+
+  it('conv2dGradInput rejects an inputShape that is not four non-negative integers', () => {
+    const w = t([4, 3, 3, 3]);
+    // 8.5 rows: the geometry still gives a 6x6 dy, and 2*3*8.5*8 is a whole number of elements
+    expect(() => sg.conv2dGradInput(t([2, 4, 6, 6]), w, [2, 3, 8.5, 8])).toThrow(msg('conv2dGradInput', '[2,3,8.5,8]'));
+  });
+
+  it('conv2dGradWeight rejects a dy of the wrong shape', () => {
+    const x = t([2, 3, 8, 8]);
+    expect(() => sg.conv2dGradWeight(x, t([2, 4, 5, 5]), [3, 3])).toThrow(msg('conv2dGradWeight', 'dy', '[2,4,5,5]', '[2,4,6,6]'));
+    expect(() => sg.conv2dGradWeight(x, t([1, 4, 6, 6]), [3, 3])).toThrow(msg('conv2dGradWeight', 'dy', '[1,4,6,6]', '[2,4,6,6]'));
+    expect(() => sg.conv2dGradWeight(x, t([2, 4, 6, 6]), [3, 3], { stride: 2, padding: 'same' })).toThrow(msg('conv2dGradWeight', 'dy', '[2,4,6,6]', '[2,4,4,4]'));
+    expect(() => sg.conv2dGradWeight(x, t([4, 6, 6]), [3, 3])).toThrow(msg('conv2dGradWeight', 'dy', '[4,6,6]', 'rank 4'));
+    expect(() => sg.conv2dGradWeight(t([3, 8, 8]), t([2, 4, 6, 6]), [3, 3])).toThrow(msg('conv2dGradWeight', 'input', '[3,8,8]', 'rank 4'));
+  });
+
+  it('conv2dGradWeight rejects a kernel size that is not a pair of positive integers', () => {
+    const x = t([2, 3, 8, 8]);
+    // with kernel [-1,3] the geometry asks for dy [2,4,10,6]; the weight shape [4,3,-1,3] must not reach the allocator
+    const dy = t([2, 4, 10, 6]);
+    const before = sg.getBackend().memory().storages;
+    expect(() => sg.conv2dGradWeight(x, dy, [-1, 3])).toThrow(msg('conv2dGradWeight', 'kernel', '-1'));
+    expect(sg.getBackend().memory().storages, 'storage count after the rejected call').toBe(before);
+    expect(() => sg.conv2dGradWeight(x, t([2, 4, 9, 6]), [0, 3])).toThrow(msg('conv2dGradWeight', 'kernel', '0'));
+  });
+});
+
+describe('convTranspose2d', () => {
+  it('rejects outputPadding >= stride', () => {
+    const x = t([1, 3, 4, 4]);
+    const w = t([3, 2, 3, 3]);
+    expect(() => sg.convTranspose2d(x, w, { stride: 2, outputPadding: 2 })).toThrow(msg('convTranspose2d', 'outputPadding', 'stride', '[2,2]'));
+    expect(() => sg.convTranspose2d(x, w, { outputPadding: 1 })).toThrow(msg('convTranspose2d', 'outputPadding', '[1,1]', 'stride'));
+    expect(() => sg.convTranspose2d(x, w, { stride: [2, 1], outputPadding: [1, 1] })).toThrow(msg('convTranspose2d', 'outputPadding', '[1,1]', '[2,1]'));
+  });
+
+  it('rejects a channel mismatch (weight is [inChannels, outChannels, kH, kW])', () => {
+    expect(() => sg.convTranspose2d(t([1, 3, 4, 4]), t([4, 3, 3, 3]))).toThrow(msg('convTranspose2d', '3 channels', '[1,3,4,4]', '[4,3,3,3]'));
+  });
+
+  it('rejects wrong ranks', () => {
+    expect(() => sg.convTranspose2d(t([3, 4, 4]), t([3, 2, 3, 3]))).toThrow(msg('convTranspose2d', 'input', '[3,4,4]', 'rank 4'));
+    expect(() => sg.convTranspose2d(t([1, 3, 4, 4]), t([3, 2, 3]))).toThrow(msg('convTranspose2d', 'weight', '[3,2,3]', 'rank 4'));
+  });
+
+  it('rejects bad stride and padding values and an empty output', () => {
+    const x = t([1, 3, 4, 4]);
+    const w = t([3, 2, 3, 3]);
+    expect(() => sg.convTranspose2d(x, w, { stride: 0 })).toThrow(msg('convTranspose2d', 'stride', '0'));
+    expect(() => sg.convTranspose2d(x, w, { padding: -1 })).toThrow(msg('convTranspose2d', 'padding', '-1'));
+    expect(() => sg.convTranspose2d(t([1, 3, 1, 1]), t([3, 2, 1, 1]), { padding: 1 })).toThrow(msg('convTranspose2d', 'empty', '[1,3,1,1]', '[3,2,1,1]'));
+  });
+
+  it('rejects a bias of the wrong size without computing (or leaking) an output', () => {
+    const x = t([1, 3, 4, 4]);
+    const w = t([3, 2, 3, 3]);
+    const b = t([3]);
+    expectNoLeak(() => sg.convTranspose2d(x, w, { bias: b }), msg('convTranspose2d', 'bias', '[3]', '[2]'));
+  });
+
+  it('rejects a float64 bias with a float32 input, naming convTranspose2d (not the internal add) and leaking nothing', () => {
+    const x = t([1, 3, 4, 4]);
+    const w = t([3, 2, 3, 3]);
+    const b = t([2], 'float64');
+    expectNoLeak(() => sg.convTranspose2d(x, w, { bias: b }), msg('convTranspose2d', 'float32', 'float64'));
+  });
+
+  it('rejects mixed dtypes of input and weight', () => {
+    expect(() => sg.convTranspose2d(t([1, 3, 4, 4]), t([3, 2, 3, 3], 'float64'))).toThrow(msg('convTranspose2d', 'float32', 'float64'));
+  });
+});
+
+describe('upsampleNearest2d', () => {
+  it('rejects non-integer and non-positive scales', () => {
+    const x = t([1, 2, 4, 4]);
+    expect(() => sg.upsampleNearest2d(x, 1.5)).toThrow(msg('upsampleNearest2d', 'scale', '1.5'));
+    expect(() => sg.upsampleNearest2d(x, 0)).toThrow(msg('upsampleNearest2d', 'scale', '0'));
+    expect(() => sg.upsampleNearest2d(x, [2, 2.5])).toThrow(msg('upsampleNearest2d', 'scale', '[2,2.5]'));
+    expect(() => sg.upsampleNearest2d(x, [2, 2, 2] as unknown as [number, number])).toThrow(msg('upsampleNearest2d', 'scale', '[2,2,2]'));
+  });
+
+  it('rejects inputs that are not rank 4', () => {
+    expect(() => sg.upsampleNearest2d(t([2, 4, 4]), 2)).toThrow(msg('upsampleNearest2d', '[2,4,4]', 'rank 4'));
+    expect(() => sg.upsampleNearest2d(t([1, 1, 2, 4, 4]), 2)).toThrow(msg('upsampleNearest2d', '[1,1,2,4,4]', 'rank 4'));
+  });
+
+  it('upsampleNearest2dGrad rejects a dy not divisible by the scale', () => {
+    expect(() => sg.upsampleNearest2dGrad(t([1, 1, 5, 4]), 2)).toThrow(msg('upsampleNearest2dGrad', '[1,1,5,4]', '[2,2]'));
+  });
+});
+
+describe('batchNorm2d', () => {
+  const x = (): sg.Tensor => t([2, 3, 4, 4]);
+
+  it('rejects gamma, beta or running stats of the wrong size', () => {
+    expect(() => sg.batchNorm2d(x(), t([4]), t([3]), null, null, { training: true })).toThrow(msg('batchNorm2d', 'gamma', '[4]', '[3]', '[2,3,4,4]'));
+    expect(() => sg.batchNorm2d(x(), t([3]), t([3, 1]), null, null, { training: true })).toThrow(msg('batchNorm2d', 'beta', '[3,1]', '[3]'));
+    expect(() => sg.batchNorm2d(x(), t([3]), t([3]), t([2]), t([3]), { training: true })).toThrow(msg('batchNorm2d', 'runningMean', '[2]', '[3]'));
+    expect(() => sg.batchNorm2d(x(), t([3]), t([3]), t([3]), t([6]), { training: false })).toThrow(msg('batchNorm2d', 'runningVar', '[6]', '[3]'));
+  });
+
+  it('rejects eval mode without running stats', () => {
+    expect(() => sg.batchNorm2d(x(), t([3]), t([3]), null, null, { training: false })).toThrow(msg('batchNorm2d', 'eval', 'runningMean', 'runningVar'));
+  });
+
+  it('rejects only one of runningMean and runningVar', () => {
+    expect(() => sg.batchNorm2d(x(), t([3]), t([3]), t([3]), null, { training: true })).toThrow(msg('batchNorm2d', 'runningMean', 'runningVar'));
+  });
+
+  it('rejects inputs that are not rank 4', () => {
+    expect(() => sg.batchNorm2d(t([2, 3, 4]), t([3]), t([3]), null, null, { training: true })).toThrow(msg('batchNorm2d', '[2,3,4]', 'rank 4'));
+  });
+
+  it('rejects training with a single value per channel', () => {
+    expect(() => sg.batchNorm2d(t([1, 3, 1, 1]), t([3]), t([3]), null, null, { training: true })).toThrow(msg('batchNorm2d', '[1,3,1,1]'));
+  });
+
+  it('rejects mixed dtypes', () => {
+    expect(() => sg.batchNorm2d(x(), t([3], 'float64'), t([3]), null, null, { training: true })).toThrow(msg('batchNorm2d', 'float32', 'float64'));
+  });
+});
+
+describe('reductions', () => {
+  for (const [name, op] of Object.entries({ sum: sg.sum, mean: sg.mean })) {
+    it(`${name} rejects an axis out of range`, () => {
+      expect(() => op(t([2, 3, 4]), 3)).toThrow(msg(name, 'axis 3', '[2,3,4]'));
+      expect(() => op(t([2, 3, 4]), -4)).toThrow(msg(name, 'axis -4', '[2,3,4]'));
+      expect(() => op(t([2, 3, 4]), [0, 5])).toThrow(msg(name, 'axis 5', '[2,3,4]'));
+      expect(() => op(t([2, 3, 4]), 1.5)).toThrow(msg(name, '1.5', '[2,3,4]'));
+    });
+
+    it(`${name} rejects a repeated axis`, () => {
+      expect(() => op(t([2, 3, 4]), [1, 1])).toThrow(msg(name, 'repeated', '[1,1]'));
+      expect(() => op(t([2, 3, 4]), [2, -1])).toThrow(msg(name, 'repeated', '[2,-1]'));
+    });
+  }
+});
+
+describe('shape ops', () => {
+  it('reshape rejects an incompatible size', () => {
+    expect(() => sg.reshape(t([2, 3]), [4, 2])).toThrow(msg('reshape', '[2,3]', '[4,2]'));
+    expect(() => sg.reshape(t([2, 3]), [-1, 4])).toThrow(msg('reshape', '[2,3]', '[-1,4]'));
+    expect(() => sg.reshape(t([2, 3]), [-1, -1])).toThrow(msg('reshape', '[-1,-1]'));
+    expect(() => sg.reshape(t([2, 3]), [2, 1.5, 2])).toThrow(msg('reshape', '[2,1.5,2]'));
+  });
+
+  it('permute rejects a non-permutation', () => {
+    expect(() => sg.permute(t([2, 3, 4]), [0, 0, 1])).toThrow(msg('permute', '[0,0,1]', '[2,3,4]'));
+    expect(() => sg.permute(t([2, 3, 4]), [1, 0])).toThrow(msg('permute', '[1,0]', '[2,3,4]'));
+    expect(() => sg.permute(t([2, 3, 4]), [0, 1, 3])).toThrow(msg('permute', '[0,1,3]', '[2,3,4]'));
+  });
+
+  it('transpose rejects rank < 2 and axes out of range', () => {
+    expect(() => sg.transpose(t([3]))).toThrow(msg('transpose', '[3]'));
+    expect(() => sg.transpose(t([2, 3]), 0, 2)).toThrow(msg('transpose', 'axis 2', '[2,3]'));
+  });
+
+  it('broadcastTo rejects a target the shape does not broadcast to', () => {
+    expect(() => sg.broadcastTo(t([3]), [2, 4])).toThrow(msg('broadcastTo', '[3]', '[2,4]'));
+    expect(() => sg.broadcastTo(t([2, 3]), [3])).toThrow(msg('broadcastTo', '[2,3]', '[3]'));
+  });
+
+  it('concat rejects mismatched shapes, ranks, axes and an empty list', () => {
+    expect(() => sg.concat([t([2, 3]), t([3, 3])], 1)).toThrow(msg('concat', '[3,3]', '[2,3]'));
+    expect(() => sg.concat([t([2, 3]), t([2, 3, 1])], 0)).toThrow(msg('concat', '[2,3,1]', '[2,3]'));
+    expect(() => sg.concat([t([2, 3]), t([2, 3])], 2)).toThrow(msg('concat', 'axis 2', '[2,3]'));
+    expect(() => sg.concat([])).toThrow(msg('concat'));
+    expect(() => sg.concat([t([2, 3]), t([2, 3], 'float64')])).toThrow(msg('concat', 'float32', 'float64'));
+  });
+
+  it('slice rejects a box out of range', () => {
+    expect(() => sg.slice(t([2, 4]), [0, 2], [2, 3])).toThrow(msg('slice', '[0,2]', '[2,3]', '[2,4]'));
+    expect(() => sg.slice(t([2, 4]), [-1, 0], [1, 1])).toThrow(msg('slice', '[-1,0]', '[2,4]'));
+    expect(() => sg.slice(t([2, 4]), [0], [1])).toThrow(msg('slice', '[0]', '[2,4]'));
+    expect(() => sg.slice(t([2, 4]), [0, 0], [3, 1])).toThrow(msg('slice', '[3,1]', '[2,4]'));
+  });
+});
+
+describe('mseLoss', () => {
+  it('rejects a shape mismatch', () => {
+    expect(() => sg.mseLoss(t([2, 3]), t([3, 2]))).toThrow(msg('mseLoss', '[2,3]', '[3,2]'));
+    expect(() => sg.mseLoss(t([2, 3]), t([3]))).toThrow(msg('mseLoss', '[2,3]', '[3]'));
+    expect(() => sg.mseLoss(t([6]), t([1, 6]))).toThrow(msg('mseLoss', '[6]', '[1,6]'));
+  });
+
+  it('rejects mixed dtypes and empty inputs', () => {
+    expect(() => sg.mseLoss(t([2, 3]), t([2, 3], 'float64'))).toThrow(msg('mseLoss', 'float32', 'float64'));
+    expect(() => sg.mseLoss(t([0, 3]), t([0, 3]))).toThrow(msg('mseLoss', 'empty'));
+  });
+});
+
+describe('tensor creation', () => {
+  it('fromArray rejects the wrong number of values', () => {
+    expect(() => sg.fromArray([1, 2, 3, 4, 5], [2, 3])).toThrow(msg('fromArray', '5 values', '[2,3]', '6'));
+    expect(() => sg.fromArray(new Float32Array(7), [2, 3])).toThrow(msg('fromArray', '7 values', '[2,3]'));
+  });
+
+  it('fromArray and zeros reject bad shapes and dtypes', () => {
+    expect(() => sg.fromArray([1, 2], [2, -1])).toThrow(msg('fromArray', '[2,-1]'));
+    expect(() => sg.zeros([2, 1.5])).toThrow(msg('full', '[2,1.5]'));
+    expect(() => sg.fromArray([1, 2], [2], { dtype: 'int32' as unknown as sg.DType })).toThrow(msg('fromArray', 'int32'));
+  });
+});
+
+describe('use after dispose()', () => {
+  it('ops reject a disposed input, naming the op and its shape', () => {
+    const a = r([2, 3]);
+    const b = r([2, 3]);
+    a.dispose();
+    expect(() => sg.add(a, b)).toThrow(msg('add', 'disposed', '[2,3]'));
+    expect(() => sg.add(b, a)).toThrow(msg('add', 'disposed', '[2,3]'));
+    expect(() => sg.relu(a)).toThrow(msg('relu', 'disposed', '[2,3]'));
+    expect(() => sg.mulScalar(a, 2)).toThrow(msg('mulScalar', 'disposed', '[2,3]'));
+    expect(() => sg.reshape(a, [3, 2])).toThrow(msg('reshape', 'disposed', '[2,3]'));
+    expect(() => sg.matmul(a, r([3, 2]))).toThrow(msg('matmul', 'disposed', '[2,3]'));
+    expect(() => sg.sum(a)).toThrow(msg('sum', 'disposed', '[2,3]'));
+  });
+
+  it('conv2d and batchNorm2d reject a disposed input', () => {
+    const x = r([1, 2, 5, 5]);
+    const w = r([3, 2, 3, 3]);
+    w.dispose();
+    expect(() => sg.conv2d(x, w)).toThrow(msg('conv2d', 'disposed', '[3,2,3,3]'));
+    const g = r([2]);
+    g.dispose();
+    expect(() => sg.batchNorm2d(x, g, r([2]), null, null, { training: true })).toThrow(msg('batchNorm2d', 'disposed', '[2]'));
+  });
+
+  it('reading a disposed tensor names it and its shape', () => {
+    const a = r([2, 3]);
+    a.dispose();
+    expect(() => a.dataSync()).toThrow(msg('[2,3]', 'dispose'));
+    expect(() => a.dtype).toThrow(msg('[2,3]', 'dispose'));
+  });
+
+  it('backward through a graph whose saved input was disposed fails with a message naming the tensor', () => {
+    const x = r([2, 3]);
+    x.requiresGrad = true;
+    const y = sg.mul(x, x);
+    const loss = sg.sum(y);
+    x.dispose();
+    expect(() => loss.backward()).toThrow(/disposed|dispose\(\)/);
+  });
+});
+
+describe('backward()', () => {
+  it('rejects a non-scalar output without a gradient', () => {
+    const x = t([2, 3], 'float32', true);
+    const y = sg.mulScalar(x, 2);
+    expect(() => y.backward()).toThrow(msg('backward', '[2,3]'));
+    expect(() => sg.backward(y)).toThrow(msg('backward', '[2,3]'));
+  });
+
+  it('rejects a gradient of the wrong shape', () => {
+    const x = t([2, 3], 'float32', true);
+    const y = sg.mulScalar(x, 2);
+    expect(() => y.backward(t([3, 2]))).toThrow(msg('backward', '[3,2]', '[2,3]'));
+    expect(() => y.backward(t([6]))).toThrow(msg('backward', '[6]', '[2,3]'));
+    expect(() => y.backward(t([1, 2, 3]))).toThrow(msg('backward', '[1,2,3]', '[2,3]'));
+  });
+
+  it('rejects a gradient of another dtype', () => {
+    const x = t([2, 3], 'float32', true);
+    const y = sg.mulScalar(x, 2);
+    expect(() => y.backward(t([2, 3], 'float64'))).toThrow(msg('backward', 'float32', 'float64'));
+  });
+
+  it('rejects an output that does not require grad', () => {
+    const y = sg.mulScalar(t([1]), 2);
+    expect(() => y.backward()).toThrow(msg('backward', '[1]', 'require'));
+  });
+});

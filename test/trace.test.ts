@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import * as sg from '../src/engine/index.js';
+
+/** One training step of a small conv net: forward, loss, backward. Returns the number of op calls it made itself. */
+function trainStep(x: sg.Tensor, params: sg.Tensor[], target: sg.Tensor): sg.Tensor {
+  const [w1, b1, g, bt, w2] = params;
+  const h1 = sg.conv2d(x, w1, { stride: 2, padding: 'same', bias: b1 });
+  const h2 = sg.batchNorm2d(h1, g, bt, null, null, { training: true });
+  const h3 = sg.leakyRelu(h2, 0.01);
+  const h4 = sg.convTranspose2d(h3, w2, { stride: 2, padding: 1, outputPadding: 1 });
+  const y = sg.sigmoid(h4);
+  const loss = sg.mseLoss(y, target);
+  loss.backward();
+  return loss;
+}
+
+function makeNet(): { x: sg.Tensor; params: sg.Tensor[]; target: sg.Tensor } {
+  const rng = new sg.Rng(11);
+  const x = sg.uniform([2, 1, 8, 8], 0, 1, { rng });
+  const params = [
+    sg.normal([4, 1, 3, 3], 0, 0.3, { rng, requiresGrad: true }),
+    sg.zeros([4], { requiresGrad: true }),
+    sg.ones([4], { requiresGrad: true }),
+    sg.zeros([4], { requiresGrad: true }),
+    sg.normal([4, 1, 3, 3], 0, 0.3, { rng, requiresGrad: true }),
+  ];
+  const target = sg.uniform([2, 1, 8, 8], 0, 1, { rng });
+  return { x, params, target };
+}
+
+describe('audit trace', () => {
+  it('records one entry per op call of a training step, forward and backward, as valid Chrome trace JSON', () => {
+    sg.scope(() => {
+      const { x, params, target } = makeNet();
+      const { trace } = sg.traced(() => trainStep(x, params, target), { stats: true });
+      const ops = trace.entries.map((e) => `${e.phase}:${e.op}`);
+      // Forward: exactly the six op calls of the step, in order.
+      expect(ops.filter((o) => o.startsWith('forward:'))).toEqual([
+        'forward:conv2d', 'forward:batchNorm2d', 'forward:leakyRelu', 'forward:convTranspose2d', 'forward:sigmoid', 'forward:mseLoss',
+      ]);
+      // Backward: each differentiable op contributes its gradient ops.
+      const back = ops.filter((o) => o.startsWith('backward:'));
+      for (const op of ['conv2dGradInput', 'conv2dGradWeight', 'batchNorm2dGrad', 'leakyReluGrad', 'sigmoidGrad', 'conv2d']) {
+        expect(back).toContain(`backward:${op}`);
+      }
+      expect(trace.entries.every((e, i) => e.index === i && e.dtype === 'float32' && e.backend === 'cpu' && e.wallMs >= 0)).toBe(true);
+      const conv = trace.entries[0];
+      expect(conv.inputs).toEqual([[2, 1, 8, 8], [4, 1, 3, 3], [4]]);
+      expect(conv.outputs).toEqual([[2, 4, 4, 4]]);
+      expect(conv.flops).toBe(2 * 2 * 4 * 4 * 4 * 1 * 3 * 3);
+      expect(conv.stats![0].nan).toBe(0);
+
+      const json = JSON.parse(trace.toJSON()) as { traceEvents: Array<Record<string, unknown>> };
+      const events = json.traceEvents.filter((e) => e.ph === 'X');
+      expect(events).toHaveLength(trace.entries.length);
+      for (const e of events) {
+        expect(typeof e.name).toBe('string');
+        expect(typeof e.ts).toBe('number');
+        expect(e.dur as number).toBeGreaterThan(0);
+        expect(e.pid).toBe(1);
+      }
+      const table = trace.table();
+      expect(table.split('\n')).toHaveLength(trace.entries.length + 2);
+      expect(table).toContain('conv2dGradWeight');
+      for (const p of params) p.grad?.dispose();
+    });
+  });
+
+  it('the NaN guard throws at the first op whose output is not finite, naming it and its phase', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1, -1, 4], [3], { requiresGrad: true });
+      expect(() => sg.withNanGuard(() => sg.sqrt(x))).toThrow(/sqrt \(forward\) produced 1 NaN and 0 Inf values in output 0 \[3\]; inputs \[3\]/);
+      // Without the guard the NaN flows on silently.
+      const y = sg.sqrt(x);
+      expect(Number.isNaN(y.dataSync()[1])).toBe(true);
+    });
+  });
+
+  it('the NaN guard catches a non-finite gradient in the backward pass', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([0, 1], [2], { requiresGrad: true });
+      const y = sg.sum(sg.sqrt(x)); // d sqrt(x)/dx at 0 is +Inf
+      let err: unknown;
+      try {
+        sg.withNanGuard(() => y.backward());
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(sg.NonFiniteError);
+      expect((err as sg.NonFiniteError).phase).toBe('backward');
+      expect((err as Error).message).toMatch(/\(backward\)/);
+    });
+  });
+});
