@@ -64,6 +64,19 @@ export interface Conv2dGeometry {
   padLeft: number;
 }
 
+/** One Adam step: m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2; p -= lr m^ / (sqrt(v^) + eps), with bias-corrected m^, v^.
+ *  Adam (decoupled false): g' = g + weightDecay p. AdamW (decoupled true): g' = g and p *= 1 - lr weightDecay first. */
+export interface AdamStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  decoupled: boolean;
+  /** 1-based step count t, for the bias corrections 1 - beta^t. */
+  step: number;
+}
+
 export interface BatchNorm2dParams {
   batch: number;
   channels: number;
@@ -77,6 +90,8 @@ export interface BatchNorm2dParams {
 
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
+  /** When true, every new storage is filled with NaN, so tests catch kernels that leave outputs unwritten. */
+  poison: boolean;
   /** Adapter / machine description for reports. */
   describe(): string;
 
@@ -88,7 +103,16 @@ export interface Backend {
   readSync(s: Storage): FloatArray;
   /** Live storages and their bytes (memory accounting). */
   memory(): { storages: number; bytes: number };
-  valueStats(s: Storage): ValueStats;
+  /** Value statistics for the trace and the NaN guard; a Promise on backends that must read back asynchronously (webgpu). */
+  valueStats(s: Storage): ValueStats | Promise<ValueStats>;
+  /** Called by the dispatch point around each op's kernel (webgpu: one timed compute pass in error scopes). */
+  beginOp?(name: string): void;
+  /** Ends the op; resolves with device time once the device has run it. */
+  endOp?(): Promise<{ gpuMs?: number }>;
+  /** Waits for all queued work and throws the first deferred device error (webgpu). */
+  sync?(): Promise<void>;
+  /** Fused Adam / AdamW step, in place on p, m and v. */
+  adam?(p: Storage, g: Storage, m: Storage, v: Storage, o: AdamStep): void;
 
   fill(out: Storage, value: number): void;
   /** Strided copy: out[outOffset + sum_i idx_i*outStrides_i] = x[xOffset + sum_i idx_i*xStrides_i] for idx over `shape`. Strides may be 0 (broadcast). */

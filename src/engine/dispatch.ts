@@ -8,10 +8,10 @@
  */
 import type { Backend, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
-import { activeTrace } from './audit/trace.js';
+import { activeTrace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
 import { currentPhase, isGradEnabled } from './mode.js';
-import { Tensor } from './tensor.js';
+import { installSettleAudits, Tensor } from './tensor.js';
 
 export interface OpCall {
   /** The op's name, as it appears in traces and errors. */
@@ -57,51 +57,82 @@ export function runOp(call: OpCall): Tensor[] {
   const trace = activeTrace();
   const start = performance.now();
   let outs: Tensor[];
+  let device: Promise<{ gpuMs?: number }> | undefined;
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
     const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
+    backend.beginOp?.(op);
     try {
       call.kernel!(backend, storages, inputs.map((t) => t.handle));
     } catch (e) {
+      void backend.endOp?.();
       for (const s of storages) backend.free(s);
       throw e;
     }
+    device = backend.endOp?.();
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
   const wallMs = performance.now() - start;
   const phase = currentPhase();
+  const describeInputs = (): string => inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ');
 
-  let stats: ValueStats[] | undefined;
+  const entry: TraceEntry | null = trace ? {
+    index: trace.entries.length, op, phase, dtype, backend: backend.name,
+    inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
+    startMs: start - trace.t0, wallMs, flops: call.flops,
+    ...(call.attrs ? { attrs: call.attrs } : {}),
+  } : null;
+  if (trace && entry) {
+    trace.entries.push(entry);
+    if (device) trace.pending.push(device.then((d) => { if (d.gpuMs !== undefined) entry.gpuMs = d.gpuMs; }));
+  }
+
   if (nanGuardEnabled() || trace?.options.stats) {
-    stats = outs.map((t) => backend.valueStats(t.handle));
-    if (nanGuardEnabled()) {
-      const bad = stats.findIndex((s) => s.nan > 0 || s.inf > 0);
-      if (bad >= 0) {
-        const s = stats[bad];
-        const msg = `NaN guard: ${op} (${phase}) produced ${s.nan} NaN and ${s.inf} Inf values in output ${bad} ${shapeStr(outs[bad].shape)}; ` +
-          `inputs ${inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ')}`;
+    const guard = nanGuardEnabled();
+    const check = (stats: ValueStats[]): string | null => {
+      if (entry && trace?.options.stats) entry.stats = stats;
+      const bad = guard ? stats.findIndex((s) => s.nan > 0 || s.inf > 0) : -1;
+      if (bad < 0) return null;
+      const s = stats[bad];
+      return `NaN guard: ${op} (${phase}) produced ${s.nan} NaN and ${s.inf} Inf values in output ${bad} ${shapeStr(outs[bad].shape)}; inputs ${describeInputs()}`;
+    };
+    const raw = outs.map((t) => backend.valueStats(t.handle));
+    if (raw.some((r) => r instanceof Promise)) {
+      // The backend reads back asynchronously (webgpu): the check completes later and is thrown at the next readback.
+      const done = Promise.all(raw).then((stats) => {
+        const msg = check(stats);
+        if (msg) throw new NonFiniteError(msg, op, phase);
+      });
+      deferredChecks.push(done);
+      trace?.pending.push(done.catch(() => undefined));
+    } else {
+      const msg = check(raw as ValueStats[]);
+      if (msg) {
         for (const t of outs) t.dispose();
         throw new NonFiniteError(msg, op, phase);
       }
     }
   }
-  if (trace) {
-    trace.entries.push({
-      index: trace.entries.length, op, phase, dtype, backend: backend.name,
-      inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
-      startMs: start - trace.t0, wallMs, flops: call.flops,
-      ...(call.attrs ? { attrs: call.attrs } : {}),
-      ...(trace.options.stats ? { stats } : {}),
-    });
-  }
 
-  if (call.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+  if (call.backward && outs.length > 0 && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     outs[0].requiresGrad = true;
     const backward = call.backward;
     outs[0].node = { op, inputs, outputs: outs, backward: (gy) => backward(gy, outs) };
   }
   return outs;
+}
+
+const deferredChecks: Promise<void>[] = [];
+
+/**
+ * Waits for the audit checks still running on the device (the NaN guard on webgpu) and throws the
+ * first failure, in op order. Tensor.data() calls it, so a NaN on the GPU surfaces at the next readback.
+ */
+export async function settleAudits(): Promise<void> {
+  const pending = deferredChecks.splice(0);
+  const results = await Promise.allSettled(pending);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 /** runOp for the usual single-output op. */
@@ -114,3 +145,5 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'an array';
   return typeof v;
 }
+
+installSettleAudits(settleAudits);

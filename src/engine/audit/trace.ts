@@ -21,8 +21,10 @@ export interface TraceEntry {
   wallMs: number;
   flops: number;
   attrs?: Record<string, unknown>;
-  /** Per output, when the trace was started with { stats: true }. */
+  /** Per output, when the trace was started with { stats: true } (filled in later on GPU backends: await trace.settle()). */
   stats?: ValueStats[];
+  /** Device time in ms from timestamp queries (GPU backends that have them; filled in later: await trace.settle()). */
+  gpuMs?: number;
 }
 
 export interface TraceOptions {
@@ -33,7 +35,14 @@ export interface TraceOptions {
 export class Trace {
   readonly entries: TraceEntry[] = [];
   readonly t0 = performance.now();
+  /** Device-side results (GPU time, value stats) still on their way. */
+  readonly pending: Promise<unknown>[] = [];
   constructor(readonly options: TraceOptions = {}) {}
+
+  /** Waits until every entry's device-side fields (gpuMs, GPU value stats) are filled in. */
+  async settle(): Promise<void> {
+    await Promise.all(this.pending.splice(0));
+  }
 
   get totalFlops(): number {
     return this.entries.reduce((s, e) => s + e.flops, 0);
@@ -56,6 +65,7 @@ export class Trace {
         ts: Math.round(e.startMs * 1000),
         dur: Math.max(1, Math.round(e.wallMs * 1000)),
         args: {
+          ...(e.gpuMs !== undefined ? { gpuMs: e.gpuMs } : {}),
           index: e.index, inputs: e.inputs.map(fmt), outputs: e.outputs.map(fmt), dtype: e.dtype, backend: e.backend,
           flops: e.flops, ...(e.attrs ? { attrs: e.attrs } : {}), ...(e.stats ? { stats: e.stats } : {}),
         },
@@ -72,10 +82,10 @@ export class Trace {
   table(): string {
     const rows = this.entries.map((e) => [
       String(e.index), e.op, e.phase, e.inputs.map(fmt).join(' '), e.outputs.map(fmt).join(' '), e.dtype, e.backend,
-      e.wallMs.toFixed(3), gflops(e.flops),
+      e.wallMs.toFixed(3), e.gpuMs !== undefined ? e.gpuMs.toFixed(3) : '', gflops(e.flops),
       e.stats ? e.stats.map((s) => `${num(s.min)}..${num(s.max)} mean ${num(s.mean)}${s.nan || s.inf ? ` NaN ${s.nan} Inf ${s.inf}` : ''}`).join('; ') : '',
     ]);
-    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'ms', 'GFLOP', this.options.stats ? 'values' : ''];
+    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'host ms', 'gpu ms', 'GFLOP', this.options.stats ? 'values' : ''];
     return formatTable(head, rows);
   }
 }

@@ -1,0 +1,84 @@
+/**
+ * Adam and AdamW. One fused kernel per parameter per step (backend.adam: parameter, first and second
+ * moments updated in place in one pass), dispatched as the op 'adam' so the trace shows optimizer work too.
+ *
+ *   Adam  (decoupled = false): g' = g + weightDecay * p                       (L2 penalty in the gradient)
+ *   AdamW (decoupled = true):  g' = g, and p *= 1 - lr * weightDecay first    (Loshchilov & Hutter; PyTorch's AdamW)
+ *   m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2
+ *   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+ */
+import type { AdamStep } from '../backend.js';
+import { runOp } from '../dispatch.js';
+import { shapeStr } from '../dtype.js';
+import { noGrad } from '../mode.js';
+import { type Tensor, zeros } from '../tensor.js';
+
+export interface AdamOptions {
+  lr?: number;
+  betas?: readonly [number, number];
+  eps?: number;
+  weightDecay?: number;
+  /** AdamW's decoupled weight decay (default false: Adam with an L2 term). */
+  decoupled?: boolean;
+}
+
+export class Adam {
+  lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  readonly decoupled: boolean;
+  /** Steps taken (t in the bias corrections). */
+  stepCount = 0;
+  private readonly m: Tensor[];
+  private readonly v: Tensor[];
+
+  constructor(readonly params: readonly Tensor[], opts: AdamOptions = {}) {
+    this.lr = opts.lr ?? 1e-3;
+    [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    this.decoupled = opts.decoupled ?? false;
+    for (const [name, v] of [['lr', this.lr], ['beta1', this.beta1], ['beta2', this.beta2], ['eps', this.eps], ['weightDecay', this.weightDecay]] as const) {
+      if (!Number.isFinite(v) || v < 0) throw new Error(`Adam: ${name} must be a finite number >= 0, got ${v}`);
+    }
+    if (this.beta1 >= 1 || this.beta2 >= 1) throw new Error(`Adam: betas must be < 1, got [${this.beta1}, ${this.beta2}]`);
+    this.m = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
+    this.v = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
+  }
+
+  /** Updates every parameter that has a gradient, in place. */
+  step(): void {
+    this.stepCount++;
+    const o: AdamStep = {
+      lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: this.stepCount,
+    };
+    noGrad(() => {
+      this.params.forEach((p, i) => {
+        const g = p.grad;
+        if (!g) return;
+        if (g.shape.length !== p.shape.length || g.shape.some((d, k) => d !== p.shape[k])) {
+          throw new Error(`adam: gradient ${shapeStr(g.shape)} does not match parameter ${shapeStr(p.shape)}${p.name ? ` '${p.name}'` : ''}`);
+        }
+        runOp({
+          op: 'adam', inputs: [p, g, this.m[i], this.v[i]], outputs: [], flops: 12 * p.size,
+          attrs: { lr: o.lr, step: o.step, decoupled: o.decoupled },
+          kernel: (be, _outs, [ps, gs, ms, vs]) => {
+            if (!be.adam) throw new Error(`adam: backend '${be.name}' has no fused Adam kernel`);
+            be.adam(ps, gs, ms, vs, o);
+          },
+        });
+      });
+    });
+  }
+
+  /** The moment tensors (for checkpoints). */
+  state(): { m: readonly Tensor[]; v: readonly Tensor[]; step: number } {
+    return { m: this.m, v: this.v, step: this.stepCount };
+  }
+
+  dispose(): void {
+    for (const t of [...this.m, ...this.v]) t.dispose();
+  }
+}

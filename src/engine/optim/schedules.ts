@@ -1,0 +1,71 @@
+/**
+ * Learning-rate schedules, stepped once per epoch (as the authors' code does).
+ *   constant:      lr
+ *   oneCycle:      PyTorch's OneCycleLR (cosine annealing, pct_start 0.3, div_factor 25, final_div_factor 1e4):
+ *                  warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal to maxLr/25/1e4
+ *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR, higher is better)
+ *                  has not improved for `patience` epochs (Keras ReduceLROnPlateau, mode max)
+ */
+export interface Schedule {
+  /** The learning rate for epoch `epoch` (0-based), given the metric of the previous epochs. */
+  lr(epoch: number): number;
+  /** Reports the epoch's monitored value (used by reduceOnPlateau). */
+  report?(value: number): void;
+  /** State to save in a checkpoint, and restore. */
+  state(): Record<string, number>;
+  load(state: Record<string, number>): void;
+}
+
+export function constantSchedule(lr: number): Schedule {
+  return { lr: () => lr, state: () => ({}), load: () => {} };
+}
+
+export function oneCycleSchedule(maxLr: number, epochs: number, pctStart = 0.3, divFactor = 25, finalDivFactor = 1e4): Schedule {
+  const initial = maxLr / divFactor;
+  const min = initial / finalDivFactor;
+  const total = Math.max(1, epochs);
+  const up = pctStart * total - 1;
+  const down = total - 1;
+  const cos = (start: number, end: number, pct: number): number => end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
+  return {
+    lr(epoch: number): number {
+      if (epoch <= up) return cos(initial, maxLr, up <= 0 ? 1 : epoch / up);
+      return cos(maxLr, min, down - up <= 0 ? 1 : (epoch - up) / (down - up));
+    },
+    state: () => ({}),
+    load: () => {},
+  };
+}
+
+export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30, minLr = 0): Schedule {
+  let current = lr;
+  let best = -Infinity;
+  let wait = 0;
+  return {
+    lr: () => current,
+    report(value: number): void {
+      if (value > best) {
+        best = value;
+        wait = 0;
+      } else if (++wait > patience) {
+        current = Math.max(minLr, current * factor);
+        wait = 0;
+      }
+    },
+    state: () => ({ current, best, wait }),
+    load(s: Record<string, number>): void {
+      current = s.current ?? current;
+      best = s.best ?? best;
+      wait = s.wait ?? wait;
+    },
+  };
+}
+
+export type ScheduleName = 'constant' | 'onecycle' | 'plateau';
+
+export function makeSchedule(name: ScheduleName, lr: number, epochs: number): Schedule {
+  if (name === 'constant') return constantSchedule(lr);
+  if (name === 'onecycle') return oneCycleSchedule(lr, epochs);
+  if (name === 'plateau') return reduceOnPlateauSchedule(lr);
+  throw new Error(`unknown learning-rate schedule '${name as string}' (expected constant, onecycle or plateau)`);
+}
