@@ -1,0 +1,238 @@
+// conv2d: 2-D convolution (NCHW, weight [O, C, KH, KW]) as an implicit GEMM.
+//
+//   out[b,o,oy,ox] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * x[b, c, oy*SH - PT + ky, ox*SW - PL + kx]
+//   (x = 0 outside the image; outHeight/outWidth are given, so bottom/right padding is implied.)
+//
+// As a matrix product C[m][n] = sum_k A[m][k] * B[k][n] with
+//   m = o                     (M = O)
+//   n = (b, oy, ox)           (N = batch * OH * OW)
+//   k = (c, ky, kx)           (K = C * KH * KW)
+//   A[m][k] = w[m * K + k]    (the weight, row-major already)
+//   B[k][n] = x[b, c, oy*SH - PT + ky, ox*SW - PL + kx]   (the im2col matrix, never materialised:
+//             each tile of it is gathered from x straight into workgroup memory, 0 outside the image)
+//
+// Tiling: a workgroup computes a BM x BN tile of C, walking K in steps of BK. Each step, the threads
+// load A[m0.., k0..k0+BK) and B[k0..k0+BK, n0..) into workgroup memory (4 values per vec4 slot),
+// then each thread accumulates a TM x 4 block of C in registers (outer products of a column of the
+// A tile and a row of the B tile). Thread (ty, tx) owns rows m0 + ty*TM + r (r < TM) and columns
+// n0 + tx + q*(BN/4) (q < 4): columns strided by BN/4 so that a warp's global loads and stores touch
+// consecutive n. In workgroup memory, As packs 4 consecutive m in a vec4, Bs packs a thread's 4
+// columns {tx, tx + BN/4, tx + BN/2, tx + 3BN/4} in a vec4.
+//
+// The gather of B: a thread's 4 columns are fixed for the whole kernel, so (b, oy, ox) is decomposed
+// once; the rows it loads advance by BK per step, and (c, ky, kx) is advanced by a mixed-radix
+// addition (no integer division in the loop).
+//
+// Bindings: 0 uniform Params, 1 x (read), 2 w (read), 3 bias (read; a dummy when hasBias = 0),
+//           4 out (read_write).
+// Launch: WG = (BM / TM) * (BN / 4) threads; one workgroup per tile, tiles numbered m-tile fastest
+//         (tile = mt + tilesM * nt), tiles workgroups folded into x/y by grid1d:
+//         tile = wid.x + wid.y * nwg.x; workgroups past the last tile return at once.
+// Constraints (checked on the host): TM in {4, 8}; BM % TM == 0; BN % 4 == 0; (BM/4) and (BN/4)
+// divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
+
+struct Params {
+  batch: u32,
+  inChannels: u32,
+  inHeight: u32,
+  inWidth: u32,
+  outChannels: u32,
+  kernelH: u32,
+  kernelW: u32,
+  outHeight: u32,
+  outWidth: u32,
+  strideH: u32,
+  strideW: u32,
+  padTop: i32,
+  padLeft: i32,
+  hasBias: u32,
+  tilesM: u32,   // ceil(M / BM)
+  tiles: u32,    // tilesM * ceil(N / BN)
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+override BM: u32 = 64u;   // tile rows (output channels)
+override BN: u32 = 64u;   // tile columns (output pixels)
+override BK: u32 = 16u;   // tile depth
+override TM: u32 = 4u;    // rows per thread (4 or 8); each thread has 4 columns
+override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+
+const MAX_TM: u32 = 8u;     // accumulator rows allocated
+const MAX_SLOTS: u32 = 4u;  // vec4 tile slots a thread loads per step, at most
+const FAR: i32 = -1073741824; // a coordinate that fails every bounds check
+
+var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // As[k * BM/4 + m/4][m % 4] = A[m0 + m][k0 + k]
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // Bs[k * BN/4 + t][q] = B[k0 + k][n0 + t + q*BN/4]
+
+// A position along K = (c, ky, kx): the kernel offsets and the matching offset in one x image,
+// c*H*W + ky*W + kx.
+struct KPos {
+  ky: u32,
+  kx: u32,
+  off: i32,
+}
+
+fn kAt(k: u32) -> KPos {
+  let kw = P.kernelW;
+  let khw = P.kernelH * kw;
+  let c = k / khw;
+  let r = k - c * khw;
+  let ky = r / kw;
+  let kx = r - ky * kw;
+  let W = i32(P.inWidth);
+  return KPos(ky, kx, i32(c) * i32(P.inHeight) * W + i32(ky) * W + i32(kx));
+}
+
+// p + BK along K, by mixed-radix addition of BK = (dc, dky, dkx) with one carry per digit.
+fn kAdvance(p: KPos, dky: u32, dkx: u32, dOff: i32) -> KPos {
+  let W = i32(P.inWidth);
+  let H = i32(P.inHeight);
+  var q = KPos(p.ky + dky, p.kx + dkx, p.off + dOff);
+  if (q.kx >= P.kernelW) {
+    q.kx -= P.kernelW;
+    q.ky += 1u;
+    q.off += W - i32(P.kernelW);
+  }
+  if (q.ky >= P.kernelH) {
+    q.ky -= P.kernelH;
+    q.off += H * W - i32(P.kernelH) * W;
+  }
+  return q;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  if (tile >= P.tiles) {
+    return;
+  }
+  let m0 = (tile % P.tilesM) * BM;
+  let n0 = (tile / P.tilesM) * BN;
+
+  let H = P.inHeight;
+  let W = P.inWidth;
+  let OHW = P.outHeight * P.outWidth;
+  let M = P.outChannels;
+  let N = P.batch * OHW;
+  let K = P.inChannels * P.kernelH * P.kernelW;
+
+  let tx = tid % (BN / 4u);  // this thread's columns: n0 + tx + q * BN/4
+  let ty = tid / (BN / 4u);  // this thread's rows:    m0 + ty * TM + r
+  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+
+  // The thread's 4 columns n = (b, oy, ox), decomposed once: the top-left input corner of the
+  // window (iy0, ix0) and its offset in x. Columns past N get a corner that fails every check.
+  var colY: array<i32, 4>;
+  var colX: array<i32, 4>;
+  var colOff: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    colY[q] = FAR;
+    colX[q] = FAR;
+    colOff[q] = 0;
+    if (n < N) {
+      let b = n / OHW;
+      let p = n - b * OHW;
+      let oy = p / P.outWidth;
+      let ox = p - oy * P.outWidth;
+      colY[q] = i32(oy * P.strideH) - P.padTop;
+      colX[q] = i32(ox * P.strideW) - P.padLeft;
+      colOff[q] = i32(b * P.inChannels * H * W) + colY[q] * i32(W) + colX[q];
+    }
+  }
+
+  // The rows of the A tile (weights) this thread loads: offsets of w rows m, or -1 past M.
+  var aRow: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let m = m0 + ma * 4u + q;
+    aRow[q] = select(-1, i32(m * K), m < M);
+  }
+
+  // The K positions of the B-tile rows this thread loads (slot j: row tid/(BN/4) + j*WG/(BN/4)).
+  var bPos: array<KPos, MAX_SLOTS>;
+  for (var j = 0u; j < MAX_SLOTS; j++) {
+    bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)));
+  }
+  // BK as a mixed-radix step (dc, dky, dkx) and its offset in x.
+  let dkx = BK % P.kernelW;
+  let dky = (BK / P.kernelW) % P.kernelH;
+  let dc = BK / (P.kernelW * P.kernelH);
+  let dOff = i32(dc * H * W + dky * W + dkx);
+
+  var acc: array<vec4<f32>, MAX_TM>;
+  for (var r = 0u; r < MAX_TM; r++) {
+    acc[r] = vec4<f32>(0.0);
+  }
+
+  for (var k0 = 0u; k0 < K; k0 += BK) {
+    // A tile: slot s holds A[m0 + 4*ma .. +3][k0 + row].
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
+      if (row < BK) {
+        let k = k0 + row;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let ok = aRow[q] >= 0 && k < K;
+          v[q] = select(0.0, w[select(0u, u32(aRow[q]) + k, ok)], ok);
+        }
+        As[row * (BM / 4u) + ma] = v;
+      }
+    }
+    // B tile: slot j holds B[k0 + row][the thread's 4 columns], gathered from x.
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
+      if (row < BK) {
+        let kp = bPos[j];
+        let kOk = k0 + row < K;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let iy = colY[q] + i32(kp.ky);
+          let ix = colX[q] + i32(kp.kx);
+          let ok = kOk && u32(iy) < H && u32(ix) < W;
+          v[q] = select(0.0, x[select(0u, u32(colOff[q] + kp.off), ok)], ok);
+        }
+        Bs[row * (BN / 4u) + tx] = v;
+        bPos[j] = kAdvance(kp, dky, dkx, dOff);
+      }
+    }
+    workgroupBarrier();
+
+    // acc[r] += A[row m][kk] * B[kk][the 4 columns], as outer products of vec4s.
+    for (var kk = 0u; kk < BK; kk++) {
+      let b = Bs[kk * (BN / 4u) + tx];
+      for (var i = 0u; i < TM / 4u; i++) {
+        let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
+        acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
+        acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
+        acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
+        acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+      }
+    }
+    workgroupBarrier();
+  }
+
+  // out[b, m, oy, ox] = acc + bias[m]: column n = (b, p) is at b*M*OHW + p, row m adds m*OHW.
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    if (n < N) {
+      let b = n / OHW;
+      let base = n + b * (M - 1u) * OHW;
+      for (var r = 0u; r < TM; r++) {
+        let m = m0 + ty * TM + r;
+        if (m < M) {
+          var v = acc[r][q];
+          if (P.hasBias != 0u) {
+            v += bias[m];
+          }
+          out[base + m * OHW] = v;
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,270 @@
+// conv2d_grad_input: the input gradient of conv2d (= the transposed convolution of dy with w),
+// as an implicit GEMM, one "phase" of the stride at a time.
+//
+//   dx[b,c,iy,ix] = sum_{o,ky,kx} w[o,c,ky,kx] * dy[b, o, oy, ox]
+//     over oy = (iy + PT - ky) / SH, ox = (ix + PL - kx) / SW where the divisions are exact
+//     and 0 <= oy < OH, 0 <= ox < OW (other terms are 0; dx rows no window touches are 0).
+//
+// Phases: with a stride, only the ky with ky = (iy + PT) mod SH (mod SH) reach a given iy. So dx is
+// split by (ry, rx) = ((iy + PT) mod SH, (ix + PL) mod SW), workgroup z = ry * SW + rx. Inside a phase
+//   iy = iyFirst + SH*j   (j < Hp),    ky = ry + SH*t   (t < KHp),    oy = j + qy0 - t
+// where iyFirst is the first iy >= 0 of the phase, qy0 = (iyFirst + PT - ry) / SH (exact), and the
+// same along x. That is a plain stride-1 correlation, with no wasted multiply-adds:
+//   C[m][n] = sum_k A[m][k] * B[k][n],  m = c (M = C),  n = (b, j, i) (N = batch*Hp*Wp),
+//   k = (o, t, u) (K = O*KHp*KWp),
+//   A[m][k] = w[o, c, ry + SH*t, rx + SW*u],   B[k][n] = dy[b, o, j + qy0 - t, i + qx0 - u] (0 outside),
+//   dx[b, c, iyFirst + SH*j, ixFirst + SW*i] = C[m][n].
+// A phase with KHp = 0 or KWp = 0 (stride larger than the kernel) has K = 0 and writes zeros, so
+// every element of dx is written.
+//
+// Tiling (the same scheme as conv2d.wgsl): BM x BN tiles of C, BK deep; each thread accumulates
+// TM x 4 outputs: rows m0 + ty*TM + r, columns n0 + tx + q*(BN/4). Both A and B rows walk K by a
+// mixed-radix addition (no integer division in the loop).
+//
+// Bindings: 0 uniform Params, 1 dy (read), 2 w (read), 3 dx (read_write).
+// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, SH*SW): z is the phase; in a phase,
+//         tile = wid.x + wid.y * nwg.x = mt + tilesM * nt (x/y folded by grid1d over the largest
+//         phase); workgroups past the phase's last tile return at once.
+// Constraints (checked on the host): as in conv2d.wgsl.
+
+struct Params {
+  batch: u32,
+  inChannels: u32,
+  inHeight: u32,
+  inWidth: u32,
+  outChannels: u32,
+  kernelH: u32,
+  kernelW: u32,
+  outHeight: u32,
+  outWidth: u32,
+  strideH: u32,
+  strideW: u32,
+  padTop: i32,
+  padLeft: i32,
+  tilesM: u32,  // ceil(C / BM)
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TM: u32 = 4u;
+override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+
+const MAX_TM: u32 = 8u;
+const MAX_SLOTS: u32 = 4u;
+const FAR: i32 = -1073741824;
+
+var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;
+
+// One axis of a phase: first input coordinate, count of them, qy0, and the kernel taps it uses.
+struct Axis {
+  first: u32,  // iyFirst
+  count: u32,  // Hp
+  q0: i32,     // qy0
+  taps: u32,   // KHp
+}
+
+fn phaseAxis(r: u32, stride: u32, pad: i32, size: u32, kernel: u32) -> Axis {
+  let s = i32(stride);
+  let first = u32((((i32(r) - pad) % s) + s) % s);
+  var a: Axis;
+  a.first = first;
+  a.count = select(0u, (size - first + stride - 1u) / stride, first < size);
+  a.q0 = (i32(first) + pad - i32(r)) / s;
+  a.taps = select(0u, (kernel - r + stride - 1u) / stride, r < kernel);
+  return a;
+}
+
+// A position along K = (o, t, u) and the offset it maps to in one operand.
+struct KPos {
+  t: u32,
+  u: u32,
+  off: i32,
+}
+
+// How K walks through one operand: offset strides of o, t, u, and the step BK = (do, dt, du).
+struct KWalk {
+  sO: i32,
+  sT: i32,
+  sU: i32,
+  dt: u32,
+  du: u32,
+  dOff: i32,
+}
+
+fn kWalk(taps: u32, tapsX: u32, sO: i32, sT: i32, sU: i32) -> KWalk {
+  let du = BK % tapsX;
+  let dt = (BK / tapsX) % taps;
+  let dO = BK / (tapsX * taps);
+  return KWalk(sO, sT, sU, dt, du, i32(dO) * sO + i32(dt) * sT + i32(du) * sU);
+}
+
+fn kAt(k: u32, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
+  let u = k % tapsX;
+  let r = k / tapsX;
+  let t = r % taps;
+  let o = r / taps;
+  return KPos(t, u, i32(o) * wk.sO + i32(t) * wk.sT + i32(u) * wk.sU);
+}
+
+fn kAdvance(p: KPos, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
+  var q = KPos(p.t + wk.dt, p.u + wk.du, p.off + wk.dOff);
+  if (q.u >= tapsX) {
+    q.u -= tapsX;
+    q.t += 1u;
+    q.off += wk.sT - i32(tapsX) * wk.sU;
+  }
+  if (q.t >= taps) {
+    q.t -= taps;
+    q.off += wk.sO - i32(taps) * wk.sT;
+  }
+  return q;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let ry = wid.z / P.strideW;
+  let rx = wid.z % P.strideW;
+  let ay = phaseAxis(ry, P.strideH, P.padTop, P.inHeight, P.kernelH);
+  let ax = phaseAxis(rx, P.strideW, P.padLeft, P.inWidth, P.kernelW);
+  let HWp = ay.count * ax.count;
+  let M = P.inChannels;
+  let N = P.batch * HWp;
+  let K = P.outChannels * ay.taps * ax.taps;
+  let tile = wid.x + wid.y * nwg.x;
+  if (tile >= P.tilesM * ((N + BN - 1u) / BN)) {
+    return;
+  }
+  let m0 = (tile % P.tilesM) * BM;
+  let n0 = (tile / P.tilesM) * BN;
+
+  let H = P.inHeight;
+  let W = P.inWidth;
+  let OH = P.outHeight;
+  let OW = P.outWidth;
+  let OHW = OH * OW;
+  let KHW = P.kernelH * P.kernelW;
+  // Digit ranges of k = (o, t, u); at least 1 so the decompositions never divide by 0 (K = 0 then anyway).
+  let taps = max(ay.taps, 1u);
+  let tapsX = max(ax.taps, 1u);
+
+  let tx = tid % (BN / 4u);
+  let ty = tid / (BN / 4u);
+  let ma = tid % (BM / 4u);
+
+  // The thread's 4 columns n = (b, j, i): dy coordinates before the taps (oy = colY - t) and the
+  // matching offset in dy, b*O*OHW + colY*OW + colX. Columns past N fail every check.
+  var colY: array<i32, 4>;
+  var colX: array<i32, 4>;
+  var colOff: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    colY[q] = FAR;
+    colX[q] = FAR;
+    colOff[q] = 0;
+    if (n < N) {
+      let b = n / HWp;
+      let p = n - b * HWp;
+      let j = p / ax.count;
+      let i = p - j * ax.count;
+      colY[q] = i32(j) + ay.q0;
+      colX[q] = i32(i) + ax.q0;
+      colOff[q] = i32(b * P.outChannels * OHW) + colY[q] * i32(OW) + colX[q];
+    }
+  }
+
+  // A rows are input channels c: w offset c*KH*KW (+ the phase's first tap), or -1 past M.
+  var aRow: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let m = m0 + ma * 4u + q;
+    aRow[q] = select(-1, i32(m * KHW + ry * P.kernelW + rx), m < M);
+  }
+
+  // K walks: in w, o steps C*KH*KW, t steps SH*KW, u steps SW; in dy, o steps OH*OW, t steps -OW, u steps -1.
+  let aWalk = kWalk(taps, tapsX, i32(M * KHW), i32(P.strideH * P.kernelW), i32(P.strideW));
+  let bWalk = kWalk(taps, tapsX, i32(OHW), -i32(OW), -1);
+  var aPos: array<KPos, MAX_SLOTS>;
+  var bPos: array<KPos, MAX_SLOTS>;
+  for (var j = 0u; j < MAX_SLOTS; j++) {
+    aPos[j] = kAt(tid / (BM / 4u) + j * (WG / (BM / 4u)), taps, tapsX, aWalk);
+    bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
+  }
+
+  var acc: array<vec4<f32>, MAX_TM>;
+  for (var r = 0u; r < MAX_TM; r++) {
+    acc[r] = vec4<f32>(0.0);
+  }
+
+  for (var k0 = 0u; k0 < K; k0 += BK) {
+    // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
+      if (row < BK) {
+        let kp = aPos[j];
+        let kOk = k0 + row < K;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let ok = kOk && aRow[q] >= 0;
+          v[q] = select(0.0, w[select(0u, u32(aRow[q] + kp.off), ok)], ok);
+        }
+        As[row * (BM / 4u) + ma] = v;
+        aPos[j] = kAdvance(kp, taps, tapsX, aWalk);
+      }
+    }
+    // B tile: dy[b, o, colY - t, colX - u] for the thread's 4 columns (0 outside dy).
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
+      if (row < BK) {
+        let kp = bPos[j];
+        let kOk = k0 + row < K;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let oy = colY[q] - i32(kp.t);
+          let ox = colX[q] - i32(kp.u);
+          let ok = kOk && u32(oy) < OH && u32(ox) < OW;
+          v[q] = select(0.0, dy[select(0u, u32(colOff[q] + kp.off), ok)], ok);
+        }
+        Bs[row * (BN / 4u) + tx] = v;
+        bPos[j] = kAdvance(kp, taps, tapsX, bWalk);
+      }
+    }
+    workgroupBarrier();
+
+    for (var kk = 0u; kk < BK; kk++) {
+      let b = Bs[kk * (BN / 4u) + tx];
+      for (var i = 0u; i < TM / 4u; i++) {
+        let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
+        acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
+        acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
+        acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
+        acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+      }
+    }
+    workgroupBarrier();
+  }
+
+  // dx[b, m, iyFirst + SH*j, ixFirst + SW*i] = acc.
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    if (n < N) {
+      let b = n / HWp;
+      let p = n - b * HWp;
+      let j = p / ax.count;
+      let i = p - j * ax.count;
+      let base = b * M * H * W + (ay.first + P.strideH * j) * W + ax.first + P.strideW * i;
+      for (var r = 0u; r < TM; r++) {
+        let m = m0 + ty * TM + r;
+        if (m < M) {
+          dx[base + m * H * W] = acc[r][q];
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,237 @@
+// conv2d_grad_weight: the weight gradient of conv2d as an implicit GEMM with split-K.
+//
+//   dw[o,c,ky,kx] = sum_{b,oy,ox} dy[b,o,oy,ox] * x[b, c, oy*SH - PT + ky, ox*SW - PL + kx]  (x = 0 outside)
+//
+// As a matrix product C[m][n] = sum_k A[m][k] * B[k][n] with
+//   m = o (M = O),   n = (c, ky, kx) (N = C*KH*KW),   k = (b, oy, ox) (K = batch*OH*OW),
+//   A[m][k] = dy[b, o, oy, ox],   B[k][n] = x[b, c, oy*SH - PT + ky, ox*SW - PL + kx]  (gathered, 0 outside).
+// K is huge and M*N small, so K is split into chunks of kChunk (a multiple of BK): workgroup z = s
+// sums k in [s*kChunk, min(K, (s+1)*kChunk)) and writes its partial tile to
+//   partial[(s*M + m)*N + n],
+// which conv2d_grad_weight_reduce.wgsl then sums over s into dw. With one chunk, `partial` is dw itself.
+//
+// Tiling (the same scheme as conv2d.wgsl): BM x BN tiles of C, BK deep; each thread accumulates
+// TM x 4 outputs: rows m0 + ty*TM + r, columns n0 + tx + q*(BN/4). The thread's 4 columns (c, ky, kx)
+// are decomposed once; the rows (b, oy, ox) of A and B walk K by mixed-radix addition (no integer
+// division in the loop).
+//
+// Bindings: 0 uniform Params, 1 x (read), 2 dy (read), 3 partial (read_write).
+// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, splits): z is the K chunk;
+//         tile = wid.x + wid.y * nwg.x = mt + tilesM * nt (folded by grid1d); workgroups past the
+//         last tile return at once.
+// Constraints (checked on the host): as in conv2d.wgsl.
+
+struct Params {
+  batch: u32,
+  inChannels: u32,
+  inHeight: u32,
+  inWidth: u32,
+  outChannels: u32,
+  kernelH: u32,
+  kernelW: u32,
+  outHeight: u32,
+  outWidth: u32,
+  strideH: u32,
+  strideW: u32,
+  padTop: i32,
+  padLeft: i32,
+  tilesM: u32,   // ceil(M / BM)
+  tiles: u32,    // tilesM * ceil(N / BN)
+  kChunk: u32,   // K per split (a multiple of BK)
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+
+override BM: u32 = 64u;
+override BN: u32 = 64u;
+override BK: u32 = 16u;
+override TM: u32 = 4u;
+override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+
+const MAX_TM: u32 = 8u;
+const MAX_SLOTS: u32 = 4u;
+const FAR: i32 = -1073741824;
+
+var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;
+
+// A position along K = (b, oy, ox) and the offset it maps to in one operand.
+struct KPos {
+  oy: u32,
+  ox: u32,
+  off: i32,
+}
+
+// How K walks through one operand: offset strides of b, oy, ox, and the step BK = (db, doy, dox).
+struct KWalk {
+  sB: i32,
+  sY: i32,
+  sX: i32,
+  dy: u32,
+  dx: u32,
+  dOff: i32,
+}
+
+fn kWalk(sB: i32, sY: i32, sX: i32) -> KWalk {
+  let OW = P.outWidth;
+  let OH = P.outHeight;
+  let dX = BK % OW;
+  let dY = (BK / OW) % OH;
+  let dB = BK / (OW * OH);
+  return KWalk(sB, sY, sX, dY, dX, i32(dB) * sB + i32(dY) * sY + i32(dX) * sX);
+}
+
+fn kAt(k: u32, wk: KWalk) -> KPos {
+  let ox = k % P.outWidth;
+  let r = k / P.outWidth;
+  let oy = r % P.outHeight;
+  let b = r / P.outHeight;
+  return KPos(oy, ox, i32(b) * wk.sB + i32(oy) * wk.sY + i32(ox) * wk.sX);
+}
+
+fn kAdvance(p: KPos, wk: KWalk) -> KPos {
+  var q = KPos(p.oy + wk.dy, p.ox + wk.dx, p.off + wk.dOff);
+  if (q.ox >= P.outWidth) {
+    q.ox -= P.outWidth;
+    q.oy += 1u;
+    q.off += wk.sY - i32(P.outWidth) * wk.sX;
+  }
+  if (q.oy >= P.outHeight) {
+    q.oy -= P.outHeight;
+    q.off += wk.sB - i32(P.outHeight) * wk.sY;
+  }
+  return q;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) tid: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  if (tile >= P.tiles) {
+    return;
+  }
+  let m0 = (tile % P.tilesM) * BM;
+  let n0 = (tile / P.tilesM) * BN;
+
+  let H = P.inHeight;
+  let W = P.inWidth;
+  let OHW = P.outHeight * P.outWidth;
+  let KHW = P.kernelH * P.kernelW;
+  let M = P.outChannels;
+  let N = P.inChannels * KHW;
+  let K = P.batch * OHW;
+  let kBegin = wid.z * P.kChunk;
+  let kEnd = min(K, kBegin + P.kChunk);
+
+  let tx = tid % (BN / 4u);
+  let ty = tid / (BN / 4u);
+  let ma = tid % (BM / 4u);
+
+  // The thread's 4 columns n = (c, ky, kx): input coordinate offsets (iy = oy*SH + colY) and the
+  // offset c*H*W + colY*W + colX in one image. Columns past N fail every check.
+  var colY: array<i32, 4>;
+  var colX: array<i32, 4>;
+  var colOff: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    colY[q] = FAR;
+    colX[q] = FAR;
+    colOff[q] = 0;
+    if (n < N) {
+      let c = n / KHW;
+      let r = n - c * KHW;
+      let ky = r / P.kernelW;
+      let kx = r - ky * P.kernelW;
+      colY[q] = i32(ky) - P.padTop;
+      colX[q] = i32(kx) - P.padLeft;
+      colOff[q] = i32(c * H * W) + colY[q] * i32(W) + colX[q];
+    }
+  }
+
+  // A rows are output channels o: dy offset o*OH*OW, or -1 past M.
+  var aRow: array<i32, 4>;
+  for (var q = 0u; q < 4u; q++) {
+    let m = m0 + ma * 4u + q;
+    aRow[q] = select(-1, i32(m * OHW), m < M);
+  }
+
+  // K walks: in dy, b steps O*OH*OW, oy steps OW, ox steps 1; in x, b steps C*H*W, oy steps SH*W, ox steps SW.
+  let aWalk = kWalk(i32(M * OHW), i32(P.outWidth), 1);
+  let bWalk = kWalk(i32(P.inChannels * H * W), i32(P.strideH * W), i32(P.strideW));
+  var aPos: array<KPos, MAX_SLOTS>;
+  var bPos: array<KPos, MAX_SLOTS>;
+  for (var j = 0u; j < MAX_SLOTS; j++) {
+    aPos[j] = kAt(kBegin + tid / (BM / 4u) + j * (WG / (BM / 4u)), aWalk);
+    bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)), bWalk);
+  }
+
+  var acc: array<vec4<f32>, MAX_TM>;
+  for (var r = 0u; r < MAX_TM; r++) {
+    acc[r] = vec4<f32>(0.0);
+  }
+
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
+    // A tile: dy[b, o = m, oy, ox] for the thread's 4 rows m.
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
+      if (row < BK) {
+        let kp = aPos[j];
+        let kOk = k0 + row < kEnd;
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let ok = kOk && aRow[q] >= 0;
+          v[q] = select(0.0, dy[select(0u, u32(aRow[q] + kp.off), ok)], ok);
+        }
+        As[row * (BM / 4u) + ma] = v;
+        aPos[j] = kAdvance(kp, aWalk);
+      }
+    }
+    // B tile: x[b, c, oy*SH + colY, ox*SW + colX] for the thread's 4 columns (0 outside x).
+    for (var j = 0u; j < MAX_SLOTS; j++) {
+      let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
+      if (row < BK) {
+        let kp = bPos[j];
+        let kOk = k0 + row < kEnd;
+        let y0 = i32(kp.oy * P.strideH);
+        let x0 = i32(kp.ox * P.strideW);
+        var v = vec4<f32>(0.0);
+        for (var q = 0u; q < 4u; q++) {
+          let ok = kOk && u32(y0 + colY[q]) < H && u32(x0 + colX[q]) < W;
+          v[q] = select(0.0, x[select(0u, u32(colOff[q] + kp.off), ok)], ok);
+        }
+        Bs[row * (BN / 4u) + tx] = v;
+        bPos[j] = kAdvance(kp, bWalk);
+      }
+    }
+    workgroupBarrier();
+
+    for (var kk = 0u; kk < BK; kk++) {
+      let b = Bs[kk * (BN / 4u) + tx];
+      for (var i = 0u; i < TM / 4u; i++) {
+        let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
+        acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
+        acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
+        acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
+        acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+      }
+    }
+    workgroupBarrier();
+  }
+
+  // partial[(s*M + m)*N + n] = acc (every tile element, also for an empty chunk: zeros).
+  let outBase = wid.z * M * N;
+  for (var q = 0u; q < 4u; q++) {
+    let n = n0 + tx + q * (BN / 4u);
+    if (n < N) {
+      for (var r = 0u; r < TM; r++) {
+        let m = m0 + ty * TM + r;
+        if (m < M) {
+          partial[outBase + m * N + n] = acc[r][q];
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Choosing a backend: 'cpu', 'webgpu', or 'auto' (a hardware GPU adapter when there is one, else the CPU;
+ * a software adapter such as lavapipe is only used when asked for by name). SKIPGRAD_BACKEND=cpu|webgpu|auto
+ * overrides the default of useBackend().
+ */
+import type { Backend } from './backend.js';
+import { getBackend, registerBackend, setBackend } from './registry.js';
+
+export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
+
+let webgpu: Promise<Backend | null> | null = null;
+
+/** The webgpu backend (created once), or null when no adapter can be had. */
+export function webgpuBackend(): Promise<Backend | null> {
+  webgpu ??= (async () => {
+    const { createWebGPUBackend } = await import('./webgpu/backend.js');
+    const b = await createWebGPUBackend();
+    if (b) registerBackend(b);
+    return b;
+  })();
+  return webgpu;
+}
+
+/** Makes `choice` the backend new tensors go to, and returns it. */
+export async function useBackend(choice: BackendChoice | string = process.env.SKIPGRAD_BACKEND ?? 'auto'): Promise<Backend> {
+  if (choice === 'cpu') return setBackend('cpu');
+  if (choice === 'webgpu') {
+    const b = await webgpuBackend();
+    if (!b) throw new Error('backend webgpu: no WebGPU adapter found (in Node, a Vulkan driver is needed: see scripts/provision-vulkan.sh)');
+    return setBackend('webgpu');
+  }
+  if (choice === 'auto') {
+    const b = await webgpuBackend().catch(() => null);
+    const software = b && 'gpu' in b && (b as { gpu: { software: boolean } }).gpu.software;
+    return b && !software ? setBackend('webgpu') : setBackend('cpu');
+  }
+  throw new Error(`unknown backend '${choice}' (expected auto, cpu or webgpu)`);
+}
+
+export { getBackend };

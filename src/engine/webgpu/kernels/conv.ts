@@ -1,0 +1,204 @@
+/**
+ * WebGPU matmul and convolution kernels: one tiled-GEMM scheme in four WGSL files
+ * (shaders/matmul.wgsl, conv2d.wgsl, conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl, plus
+ * conv2d_grad_weight_reduce.wgsl for split-K).
+ *
+ * Each kernel is C[m][n] = sum_k A[m][k] * B[k][n] computed in BM x BN tiles, BK deep, in workgroup
+ * memory, each thread holding a TM x 4 block of C in registers. The convolutions are implicit GEMMs
+ * (no im2col buffer: the tiles of the column matrix are gathered from the image as they are loaded):
+ *   conv2d            M = O, N = batch*OH*OW, K = C*KH*KW
+ *   conv2dGradInput   M = C, N = batch*H*W,   K = O*KH*KW, run per stride phase (no wasted products:
+ *                     in each phase it is a stride-1 correlation with the phase's kernel taps)
+ *   conv2dGradWeight  M = O, N = C*KH*KW,     K = batch*OH*OW, split into chunks of K whose partial
+ *                     products go to a scratch buffer and are then summed (the reduce pass)
+ * The tile shape is chosen from M (small M: flat, wide tiles) and N; see chooseTiles.
+ */
+import type { Conv2dGeometry } from '../../backend.js';
+import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
+
+/** A tile shape: BM x BN outputs per workgroup, BK deep, TM x 4 outputs per thread ((BM/TM)*(BN/4) threads). */
+export interface GemmTiles {
+  bm: number;
+  bn: number;
+  bk: number;
+  tm: number;
+}
+
+/** Extra knobs (tests, tuning): force a tile shape; for the weight gradient, the K per split (a multiple of bk). */
+export interface ConvOptions {
+  tiles?: GemmTiles;
+  kChunk?: number;
+}
+
+/** The portable workgroup-memory limit (bytes). */
+const WORKGROUP_BYTES = 16384;
+/** Most vec4 tile slots a thread loads per step (MAX_SLOTS in the shaders). */
+const MAX_SLOTS = 4;
+/** Workgroups the weight gradient aims for (enough to fill a large GPU), by splitting K. */
+const TARGET_WORKGROUPS = 1024;
+/** Fewest BK steps per split of the weight gradient. */
+const MIN_STEPS_PER_SPLIT = 8;
+/** Largest split-K scratch buffer (bytes). */
+const MAX_SCRATCH_BYTES = 64 << 20;
+/** Most workgroups along one grid dimension (WebGPU's default limit). */
+const MAX_GRID_DIM = 65535;
+
+/**
+ * The tile shape for an M x N output: BM grows with M (16, 32, 64, then 128 with 8 rows per thread)
+ * and BN = 4096 / BM (or 64 for BM = 128), so a workgroup keeps 256 threads; BN then shrinks while the
+ * whole of N fits in half a tile.
+ */
+export function chooseTiles(m: number, n: number): GemmTiles {
+  let t: GemmTiles;
+  if (m <= 16) t = { bm: 16, bn: 256, bk: 8, tm: 4 };
+  else if (m <= 32) t = { bm: 32, bn: 128, bk: 16, tm: 4 };
+  else if (m <= 64) t = { bm: 64, bn: 64, bk: 16, tm: 4 };
+  else t = { bm: 128, bn: 64, bk: 16, tm: 8 };
+  const minBn = (t.bk * t.tm) / 4; // keeps the A-tile load at most MAX_SLOTS slots per thread
+  while (t.bn > Math.max(16, minBn) && n <= t.bn / 2) t = { ...t, bn: t.bn / 2 };
+  return t;
+}
+
+/** Threads per workgroup of a tile shape. */
+function threads(t: GemmTiles): number {
+  return (t.bm / t.tm) * (t.bn / 4);
+}
+
+/** Throws unless the shaders' tiling constraints hold for t. */
+function checkTiles(t: GemmTiles): void {
+  const wg = threads(t);
+  const ok = (t.tm === 4 || t.tm === 8) && t.bm % t.tm === 0 && t.bn % 4 === 0 && t.bk >= 1
+    && Number.isInteger(wg) && wg >= 1 && wg <= 256
+    && wg % (t.bm / 4) === 0 && wg % (t.bn / 4) === 0
+    && (t.bk * t.bm) / 4 <= MAX_SLOTS * wg && (t.bk * t.bn) / 4 <= MAX_SLOTS * wg
+    && t.bk * (t.bm + t.bn) * 4 <= WORKGROUP_BYTES;
+  if (!ok) throw new Error(`webgpu: invalid GEMM tiles ${JSON.stringify(t)}`);
+}
+
+function tileConstants(t: GemmTiles): Record<string, number> {
+  checkTiles(t);
+  return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t) };
+}
+
+/** One workgroup per tile, folded into x/y (the shaders read tile = wid.x + wid.y * nwg.x). */
+function tileGrid(tiles: number, z = 1): [number, number, number] {
+  const [x, y] = grid1d(tiles, 1);
+  return [x, y, z];
+}
+
+const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+
+function geometryParams(g: Conv2dGeometry): Param[] {
+  return [
+    ['u32', g.batch], ['u32', g.inChannels], ['u32', g.inHeight], ['u32', g.inWidth],
+    ['u32', g.outChannels], ['u32', g.kernelH], ['u32', g.kernelW], ['u32', g.outHeight],
+    ['u32', g.outWidth], ['u32', g.strideH], ['u32', g.strideW], ['i32', g.padTop],
+    ['i32', g.padLeft],
+  ];
+}
+
+/**
+ * out[bi] = op(a[bi]) x op(b[bi]) for bi < batch (op = transpose when the flag is set);
+ * a is [batch, m, k] ([batch, k, m] with transA), b is [batch, k, n] ([batch, n, k] with transB), out [batch, m, n].
+ */
+export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, batch: number, m: number, k: number, n: number,
+  transA: boolean, transB: boolean, opts: ConvOptions = {}): void {
+  if (batch * m * n === 0) return;
+  const t = opts.tiles ?? chooseTiles(m, n);
+  const tilesM = ceilDiv(m, t.bm);
+  const tilesN = ceilDiv(n, t.bn);
+  const tiles = batch * tilesM * tilesN;
+  rt.dispatch({
+    shader: 'matmul',
+    constants: tileConstants(t),
+    params: [
+      ['u32', m], ['u32', k], ['u32', n],
+      ['u32', transA ? 1 : k], ['u32', transA ? m : 1],
+      ['u32', transB ? 1 : n], ['u32', transB ? k : 1],
+      ['u32', tilesM], ['u32', tilesN], ['u32', tiles],
+    ],
+    buffers: [a, b, out],
+    workgroups: tileGrid(tiles),
+  });
+}
+
+/** out[b,o,oy,ox] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (0 outside). */
+export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, out: GPUBuffer, g: Conv2dGeometry,
+  opts: ConvOptions = {}): void {
+  const M = g.outChannels;
+  const N = g.batch * g.outHeight * g.outWidth;
+  if (M <= 0 || N <= 0) return;
+  const t = opts.tiles ?? chooseTiles(M, N);
+  const tilesM = ceilDiv(M, t.bm);
+  const tiles = tilesM * ceilDiv(N, t.bn);
+  rt.dispatch({
+    shader: 'conv2d',
+    constants: tileConstants(t),
+    params: [...geometryParams(g), ['u32', bias ? 1 : 0], ['u32', tilesM], ['u32', tiles]],
+    buffers: [x, w, bias ?? rt.dummy(), out],
+    workgroups: tileGrid(tiles),
+  });
+}
+
+/** dx = the transposed convolution of dy with w (conv2d's input gradient); every element of dx is written. */
+export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx: GPUBuffer, g: Conv2dGeometry,
+  opts: ConvOptions = {}): void {
+  const M = g.inChannels;
+  // The largest phase has ceil(H/SH) x ceil(W/SW) pixels per image.
+  const nMax = g.batch * ceilDiv(g.inHeight, g.strideH) * ceilDiv(g.inWidth, g.strideW);
+  if (M <= 0 || nMax <= 0) return;
+  const t = opts.tiles ?? chooseTiles(M, nMax);
+  const tilesM = ceilDiv(M, t.bm);
+  rt.dispatch({
+    shader: 'conv2d_grad_input',
+    constants: tileConstants(t),
+    params: [...geometryParams(g), ['u32', tilesM]],
+    buffers: [dy, w, dx],
+    workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW),
+  });
+}
+
+/**
+ * dw[o,c,ky,kx] = sum_{b,oy,ox} dy[b,o,oy,ox] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx]. K = batch*OH*OW is split
+ * into chunks so that there are about TARGET_WORKGROUPS workgroups; with more than one chunk the
+ * partial sums go to a scratch buffer and a second pass adds them up.
+ */
+export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, g: Conv2dGeometry,
+  opts: ConvOptions = {}): void {
+  const M = g.outChannels;
+  const N = g.inChannels * g.kernelH * g.kernelW;
+  const K = g.batch * g.outHeight * g.outWidth;
+  if (M <= 0 || N <= 0) return;
+  const t = opts.tiles ?? chooseTiles(M, N);
+  const tilesM = ceilDiv(M, t.bm);
+  const tiles = tilesM * ceilDiv(N, t.bn);
+  const kChunk = opts.kChunk ?? splitChunk(K, tiles, M * N, t.bk);
+  if (kChunk <= 0 || kChunk % t.bk !== 0) throw new Error(`webgpu: conv2dGradWeight: kChunk ${kChunk} is not a positive multiple of ${t.bk}`);
+  const splits = Math.max(1, ceilDiv(K, kChunk));
+  if (splits > MAX_GRID_DIM) throw new Error(`webgpu: conv2dGradWeight: ${splits} K splits exceed ${MAX_GRID_DIM}`);
+  const partial = splits === 1 ? dw : rt.acquire(splits * M * N * 4);
+  rt.dispatch({
+    shader: 'conv2d_grad_weight',
+    constants: tileConstants(t),
+    params: [...geometryParams(g), ['u32', tilesM], ['u32', tiles], ['u32', kChunk]],
+    buffers: [x, dy, partial],
+    workgroups: tileGrid(tiles, splits),
+  });
+  if (splits > 1) {
+    rt.dispatch({
+      shader: 'conv2d_grad_weight_reduce',
+      params: [['u32', M * N], ['u32', splits]],
+      buffers: [partial, dw],
+      workgroups: grid1d(M * N, 256),
+    });
+    rt.release(partial);
+  }
+}
+
+/** K per split for the weight gradient: enough splits for TARGET_WORKGROUPS, each at least MIN_STEPS_PER_SPLIT steps. */
+function splitChunk(K: number, tiles: number, outputSize: number, bk: number): number {
+  const steps = Math.max(1, ceilDiv(K, bk));
+  let splits = Math.min(ceilDiv(TARGET_WORKGROUPS, tiles), Math.max(1, Math.floor(steps / MIN_STEPS_PER_SPLIT)), MAX_GRID_DIM);
+  splits = Math.max(1, Math.min(splits, Math.floor(MAX_SCRATCH_BYTES / (outputSize * 4))));
+  return ceilDiv(steps, splits) * bk;
+}

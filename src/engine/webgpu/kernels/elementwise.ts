@@ -1,0 +1,289 @@
+/**
+ * Elementwise, copy and reduction kernels of the WebGPU backend (shaders/fill, copy, unary, binary,
+ * reduce_sum, mse_loss, value_stats, adam). Each function records its dispatches on `rt` (inside the
+ * caller's beginOp/endOp, if any) and returns at once; results are read back with rt.read.
+ *
+ * Strided index spaces (copy, binary, reduceSum) are canonicalised on the host before dispatch: size-1
+ * axes are dropped and neighbouring axes that are contiguous in every operand are merged, so the shaders
+ * usually walk rank 1-3 spaces whatever the logical rank.
+ *
+ * Buffers: an input and an output of one call must be different GPUBuffers (WebGPU rejects a buffer bound
+ * both read-only and writable in one dispatch).
+ */
+import type { BinaryOp, UnaryOp } from '../../backend.js';
+import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
+
+const WG = 256;
+/** Terms each thread sums serially before the tree reduction (reduce_sum, mse_loss, value_stats). */
+const SERIAL = 32;
+const MAX_RANK = 8;
+
+const UNARY_OPS: Record<UnaryOp, number> = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, square: 4, relu: 5, sigmoid: 6, tanh: 7,
+  leakyRelu: 8, addScalar: 9, mulScalar: 10, rsubScalar: 11, rdivScalar: 12, powScalar: 13,
+};
+
+const BINARY_OPS: Record<BinaryOp, number> = {
+  add: 0, sub: 1, mul: 2, div: 3, reluGrad: 4, leakyReluGrad: 5, sigmoidGrad: 6, tanhGrad: 7,
+};
+
+/** Workgroup grid for `count` workgroups, folded into y beyond 65535 (kernel: w = wid.x + wid.y * nwg.x). */
+function groups(count: number): [number, number, number] {
+  return grid1d(count, 1);
+}
+
+/**
+ * Drops size-1 axes and merges axis d into d+1 where every operand has stride[d] == stride[d+1] * shape[d+1].
+ * Returns null when some axis is 0 (empty index space).
+ */
+export function collapseAxes(shape: readonly number[], strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } | null {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    const size = shape[d];
+    if (size === 0) return null;
+    if (size === 1) continue;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((s, k) => outStrides[k][last] === s[d] * size)) {
+      outShape[last] *= size;
+      strides.forEach((s, k) => (outStrides[k][last] = s[d]));
+    } else {
+      outShape.push(size);
+      strides.forEach((s, k) => outStrides[k].push(s[d]));
+    }
+  }
+  return { shape: outShape, strides: outStrides };
+}
+
+function rowMajorStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    s[d] = acc;
+    acc *= shape[d];
+  }
+  return s;
+}
+
+/** Eight entries of a vec4 x 2 Params field. */
+function vec8(type: 'u32' | 'i32', values: readonly number[]): Param[] {
+  const out: Param[] = [];
+  for (let i = 0; i < 8; i++) out.push([type, values[i] ?? (type === 'u32' ? 1 : 0)]);
+  return out;
+}
+
+function vec4(values: readonly number[], pad: number): Param[] {
+  const out: Param[] = [];
+  for (let i = 0; i < 4; i++) out.push(['u32', values[i] ?? pad]);
+  return out;
+}
+
+function checkRank(what: string, rank: number): void {
+  if (rank > MAX_RANK) throw new Error(`webgpu: ${what}: rank ${rank} exceeds ${MAX_RANK} after merging contiguous axes`);
+}
+
+/** out[i] = value for i < n. */
+export function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number): void {
+  if (n <= 0) return;
+  rt.dispatch({ shader: 'fill', params: [['u32', n], ['f32', value]], buffers: [out], workgroups: grid1d(n, WG) });
+}
+
+/** Strided copy (see Backend.copy): out[outOffset + idx . outStrides] = x[xOffset + idx . xStrides] for idx over shape. */
+export function copy(rt: GpuRuntime, x: GPUBuffer, xStrides: readonly number[], xOffset: number,
+  out: GPUBuffer, outStrides: readonly number[], outOffset: number, shape: readonly number[]): void {
+  const c = collapseAxes(shape, [xStrides, outStrides]);
+  if (!c) return;
+  checkRank('copy', c.shape.length);
+  const n = c.shape.reduce((a, b) => a * b, 1);
+  rt.dispatch({
+    shader: 'copy',
+    params: [...vec8('u32', c.shape), ...vec8('i32', c.strides[0]), ...vec8('i32', c.strides[1]),
+      ['u32', n], ['u32', c.shape.length], ['u32', xOffset], ['u32', outOffset]],
+    buffers: [x, out],
+    workgroups: grid1d(n, WG),
+  });
+}
+
+/** out[i] = op(x[i], param) for i < n. */
+export function unary(rt: GpuRuntime, op: UnaryOp, x: GPUBuffer, out: GPUBuffer, n: number, param: number): void {
+  const code = UNARY_OPS[op];
+  if (code === undefined) throw new Error(`webgpu: unknown unary op '${op as string}'`);
+  if (n <= 0) return;
+  rt.dispatch({
+    shader: 'unary', constants: { OP: code },
+    params: [['u32', n], ['f32', param]], buffers: [x, out], workgroups: grid1d(n, WG),
+  });
+}
+
+/** out[idx] = a[idx . aStrides] (op) b[idx . bStrides] for idx over outShape (row-major out). */
+export function binary(rt: GpuRuntime, op: BinaryOp, a: GPUBuffer, aStrides: readonly number[], b: GPUBuffer, bStrides: readonly number[],
+  out: GPUBuffer, outShape: readonly number[], param: number): void {
+  const code = BINARY_OPS[op];
+  if (code === undefined) throw new Error(`webgpu: unknown binary op '${op as string}'`);
+  const c = collapseAxes(outShape, [aStrides, bStrides, rowMajorStrides(outShape)]);
+  if (!c) return;
+  checkRank('binary', c.shape.length);
+  const n = c.shape.reduce((p, q) => p * q, 1);
+  rt.dispatch({
+    shader: 'binary', constants: { OP: code },
+    params: [...vec8('u32', c.shape), ...vec8('i32', c.strides[0]), ...vec8('i32', c.strides[1]),
+      ['u32', n], ['u32', c.shape.length], ['f32', param]],
+    buffers: [a, b, out],
+    workgroups: grid1d(n, WG),
+  });
+}
+
+function nextPow2(v: number): number {
+  let p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+/**
+ * One reduce_sum pass (and the passes after it): out[o] = scale * sum_r x[keptOffset(o) + redOffset(r)],
+ * with at most 4 kept and 4 reduced axis groups (innermost last).
+ */
+function reduceGroups(rt: GpuRuntime, x: GPUBuffer, out: GPUBuffer,
+  kept: { shape: number[]; strides: number[] }, red: { shape: number[]; strides: number[] }, innerReduced: boolean, innerKept: number, scale: number): void {
+  const O = kept.shape.reduce((a, b) => a * b, 1);
+  const R = red.shape.reduce((a, b) => a * b, 1);
+  // Threads per output: enough that each sums ~8 terms, up to the whole workgroup.
+  let ry = R <= 8 ? 1 : Math.min(WG, nextPow2(Math.ceil(R / 8)));
+  // When the innermost axis is kept, keep >= min(64, its extent) consecutive outputs per workgroup so that
+  // neighbouring threads read neighbouring addresses.
+  if (!innerReduced) ry = Math.min(ry, WG / Math.min(64, nextPow2(innerKept)));
+  const ox = WG / ry;
+  const blocks = Math.ceil(O / ox);
+  // Splits of the reduced range so that no thread sums more than SERIAL terms serially.
+  const S = Math.max(1, Math.ceil(R / (ry * SERIAL)));
+  const chunk = Math.ceil(Math.ceil(R / S) / ry) * ry;
+  const S2 = Math.ceil(R / chunk);
+  const target = S2 > 1 ? rt.acquire(O * S2 * 4) : out;
+  rt.dispatch({
+    shader: 'reduce_sum', constants: { RY: ry },
+    params: [...vec4(kept.shape, 1), ...vec4(kept.strides, 0), ...vec4(red.shape, 1), ...vec4(red.strides, 0),
+      ['u32', O], ['u32', R], ['u32', chunk], ['u32', S2], ['u32', blocks], ['u32', kept.shape.length], ['u32', red.shape.length],
+      ['f32', S2 > 1 ? 1 : scale]],
+    buffers: [x, target],
+    workgroups: groups(blocks * S2),
+  });
+  if (S2 > 1) {
+    // Partials are [O, S2] row-major: reduce the inner axis.
+    const keptShape = O > 1 ? [O] : [];
+    reduceGroups(rt, target, out, { shape: keptShape, strides: keptShape.map(() => S2) }, { shape: [S2], strides: [1] }, true, 1, scale);
+    rt.release(target);
+  }
+}
+
+/** out = scale * sum of x (row-major, `shape`) over `axes` (sorted, unique); out holds the kept axes in order. */
+export function reduceSum(rt: GpuRuntime, x: GPUBuffer, shape: readonly number[], axes: readonly number[], out: GPUBuffer, scale: number): void {
+  const reduced = new Set(axes);
+  let O = 1, R = 1;
+  for (let d = 0; d < shape.length; d++) {
+    if (reduced.has(d)) R *= shape[d];
+    else O *= shape[d];
+  }
+  if (O === 0) return;
+  if (R === 0) {
+    fill(rt, out, O, 0);
+    return;
+  }
+  // Axis groups: size-1 axes dropped, neighbours of the same kind merged (x is contiguous).
+  const sizes: number[] = [];
+  const kinds: boolean[] = [];
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const r = reduced.has(d);
+    if (kinds.length > 0 && kinds[kinds.length - 1] === r) sizes[sizes.length - 1] *= shape[d];
+    else {
+      sizes.push(shape[d]);
+      kinds.push(r);
+    }
+  }
+  const strides = rowMajorStrides(sizes);
+  const kept = { shape: [] as number[], strides: [] as number[] };
+  const red = { shape: [] as number[], strides: [] as number[] };
+  sizes.forEach((s, i) => {
+    const g = kinds[i] ? red : kept;
+    g.shape.push(s);
+    g.strides.push(strides[i]);
+  });
+  if (kept.shape.length > 4 || red.shape.length > 4) {
+    throw new Error(`webgpu: reduceSum: shape [${shape.join(',')}] over axes [${axes.join(',')}] alternates kept and reduced axes more than 4 times`);
+  }
+  const innerReduced = kinds.length > 0 && kinds[kinds.length - 1];
+  const innerKept = kinds.length > 0 && !innerReduced ? sizes[sizes.length - 1] : 1;
+  reduceGroups(rt, x, out, kept, red, innerReduced, innerKept, scale);
+}
+
+/** out[0] = mean((a - b)^2) over n elements (NaN when n = 0, as 0/0 on the CPU). */
+export function mseLoss(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, n: number): void {
+  if (n <= 0) {
+    fill(rt, out, 1, NaN);
+    return;
+  }
+  const chunk = WG * SERIAL;
+  const G = Math.ceil(n / chunk);
+  const partials = G > 1 ? rt.acquire(G * 4) : out;
+  rt.dispatch({
+    shader: 'mse_loss',
+    params: [['u32', n], ['u32', chunk], ['u32', G], ['f32', G > 1 ? 1 : 1 / n]],
+    buffers: [a, b, partials],
+    workgroups: groups(G),
+  });
+  if (G > 1) {
+    reduceGroups(rt, partials, out, { shape: [], strides: [] }, { shape: [G], strides: [1] }, true, 1, 1 / n);
+    rt.release(partials);
+  }
+}
+
+/**
+ * out (5 floats) = [min, max, sum, nanCount, infCount] over x[0..n): min, max and sum of the finite values
+ * only (min = +Inf, max = -Inf, sum = 0 when none is finite); the counts are exact up to 2^24.
+ * mean = sum / (n - nanCount - infCount).
+ */
+export function valueStats(rt: GpuRuntime, x: GPUBuffer, n: number, out: GPUBuffer): void {
+  const chunk = WG * SERIAL;
+  const G = Math.max(1, Math.ceil(n / chunk));
+  const partials = G > 1 ? rt.acquire(G * 5 * 4) : out;
+  rt.dispatch({
+    shader: 'value_stats', constants: { STAGE: 0 },
+    params: [['u32', n], ['u32', chunk], ['u32', G], ['u32', G > 1 ? 0 : 1]],
+    buffers: [x, partials],
+    workgroups: groups(G),
+  });
+  if (G > 1) {
+    rt.dispatch({
+      shader: 'value_stats', constants: { STAGE: 1 },
+      params: [['u32', G], ['u32', G], ['u32', 1], ['u32', 1]],
+      buffers: [partials, out],
+      workgroups: [1, 1, 1],
+    });
+    rt.release(partials);
+  }
+}
+
+export interface AdamOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** AdamW (decoupled weight decay, p *= 1 - lr*wd before the update) rather than Adam's L2 term g += wd*p. */
+  decoupled: boolean;
+  /** 1-based step count t (bias corrections 1 - beta^t). */
+  step: number;
+}
+
+/** One fused Adam / AdamW step on n parameters, updating p, m and v in place. */
+export function adam(rt: GpuRuntime, p: GPUBuffer, g: GPUBuffer, m: GPUBuffer, v: GPUBuffer, n: number, o: AdamOptions): void {
+  if (n <= 0) return;
+  rt.dispatch({
+    shader: 'adam',
+    params: [['u32', n], ['f32', o.lr], ['f32', o.beta1], ['f32', o.beta2], ['f32', 1 - o.beta1], ['f32', 1 - o.beta2], ['f32', o.eps],
+      ['f32', o.weightDecay], ['f32', 1 - o.lr * o.weightDecay],
+      ['f32', 1 - Math.pow(o.beta1, o.step)], ['f32', 1 - Math.pow(o.beta2, o.step)], ['u32', o.decoupled ? 1 : 0]],
+    buffers: [p, g, m, v],
+    workgroups: grid1d(n, WG),
+  });
+}

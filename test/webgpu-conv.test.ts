@@ -1,0 +1,230 @@
+/**
+ * The WebGPU matmul and convolution kernels (src/engine/webgpu/kernels/conv.ts, shaders/matmul.wgsl,
+ * conv2d*.wgsl) against the CPU reference kernels (src/engine/cpu/conv.ts, run in float64 on the same
+ * float32 inputs), on random geometries drawn by fast-check: odd sizes, strides 1-3 (unequal),
+ * paddings 0-2 (asymmetric), kernels 1-5, implied negative bottom/right padding (as transposed
+ * convolutions with output padding produce), channel counts that are not multiples of the tile
+ * sizes, batch 1-3; plus every tile shape, split-K with many chunks, and strides larger than the kernel
+ * (input rows no window touches). Outputs start as NaN (poisoned), so an unwritten element fails.
+ *
+ * Tolerance: max |gpu - cpu| <= 1e-5 * max |cpu| (float32 accumulation over K <= ~2000 products of
+ * values in [-1, 1]; the rounding error grows like sqrt(K) * 6e-8 relative to the largest output).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { Conv2dGeometry } from '../src/engine/backend.js';
+import * as cpu from '../src/engine/cpu/conv.js';
+import { setShaderLoader } from '../src/engine/webgpu/shaders.js';
+import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
+import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions, type GemmTiles } from '../src/engine/webgpu/kernels/conv.js';
+import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
+
+// shaders.ts finds shaders/ by looking for fill.wgsl; read our kernels straight from the folder so this
+// suite does not depend on which other kernels exist yet.
+const shaderDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'shaders');
+setShaderLoader((name) => fs.readFileSync(path.join(shaderDir, `${name}.wgsl`), 'utf8'));
+
+const GPU = await haveGpu();
+
+const TOL = 1e-5;
+
+/** Deterministic values in [-1, 1), rounded to float32 (mulberry32). */
+function randomValues(size: number, seed: number): Float32Array {
+  const a = new Float32Array(size);
+  let s = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
+/** max |got - want| <= TOL * max |want|, every element finite (NaN = never written). */
+function expectClose(got: Float32Array, want: Float64Array, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  let scale = 1e-6;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let worst = 0;
+  let worstAt = -1;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= worst)) { worst = d; worstAt = i; }
+  }
+  if (!(worst <= TOL * scale)) {
+    throw new Error(`${what}: element ${worstAt} is ${got[worstAt]}, expected ${want[worstAt]} (max error ${worst}, allowed ${TOL * scale})`);
+  }
+}
+
+/** Runs one kernel call as an op (validation errors surface at the readback). */
+function op(rt: GpuRuntime, name: string, fn: () => void): void {
+  rt.beginOp(name);
+  fn();
+  void rt.endOp();
+}
+
+const sizes = (g: Conv2dGeometry) => ({
+  x: g.batch * g.inChannels * g.inHeight * g.inWidth,
+  w: g.outChannels * g.inChannels * g.kernelH * g.kernelW,
+  y: g.batch * g.outChannels * g.outHeight * g.outWidth,
+});
+
+type Which = 'forward' | 'gradInput' | 'gradWeight';
+
+/** Runs the chosen convolution kernels on the GPU and on the CPU and compares them. */
+async function checkConv(g: Conv2dGeometry, seed: number, opts: ConvOptions = {}, which: readonly Which[] = ['forward', 'gradInput', 'gradWeight']): Promise<void> {
+  const rt = await rtOrThrow();
+  const n = sizes(g);
+  const x = randomValues(n.x, seed);
+  const w = randomValues(n.w, seed + 1);
+  const bias = seed % 2 === 0 ? randomValues(g.outChannels, seed + 2) : null;
+  const dy = randomValues(n.y, seed + 3);
+  const what = `${JSON.stringify(g)} ${JSON.stringify(opts)}`;
+  const bufs = [upload(rt, x), upload(rt, w), upload(rt, bias ?? [0]), upload(rt, dy)];
+  const [xb, wb, bb, dyb] = bufs;
+  const f64 = (a: Float32Array) => Float64Array.from(a);
+
+  if (which.includes('forward')) {
+    const out = poisoned(rt, n.y);
+    op(rt, 'conv2d', () => conv2d(rt, xb, wb, bias ? bb : null, out, g, opts));
+    const want = new Float64Array(n.y);
+    cpu.conv2dForward(f64(x), f64(w), bias ? f64(bias) : null, want, g);
+    expectClose(await download(rt, out, n.y), want, `conv2d ${what}${bias ? ' bias' : ''}`);
+    rt.release(out);
+  }
+  if (which.includes('gradInput')) {
+    const dx = poisoned(rt, n.x);
+    op(rt, 'conv2dGradInput', () => conv2dGradInput(rt, dyb, wb, dx, g, opts));
+    const want = new Float64Array(n.x);
+    cpu.conv2dGradInput(f64(dy), f64(w), want, g);
+    expectClose(await download(rt, dx, n.x), want, `conv2dGradInput ${what}`);
+    rt.release(dx);
+  }
+  if (which.includes('gradWeight')) {
+    const dw = poisoned(rt, n.w);
+    op(rt, 'conv2dGradWeight', () => conv2dGradWeight(rt, xb, dyb, dw, g, opts));
+    const want = new Float64Array(n.w);
+    cpu.conv2dGradWeight(f64(x), f64(dy), want, g);
+    expectClose(await download(rt, dw, n.w), want, `conv2dGradWeight ${what}`);
+    rt.release(dw);
+  }
+  for (const b of bufs) rt.release(b);
+}
+
+interface MatmulCase { batch: number; m: number; k: number; n: number; transA: boolean; transB: boolean }
+
+async function checkMatmul(p: MatmulCase, seed: number, opts: ConvOptions = {}): Promise<void> {
+  const rt = await rtOrThrow();
+  const a = randomValues(p.batch * p.m * p.k, seed);
+  const b = randomValues(p.batch * p.k * p.n, seed + 1);
+  const [ab, bb] = [upload(rt, a), upload(rt, b)];
+  const out = poisoned(rt, p.batch * p.m * p.n);
+  op(rt, 'matmul', () => matmul(rt, ab, bb, out, p.batch, p.m, p.k, p.n, p.transA, p.transB, opts));
+  const want = new Float64Array(p.batch * p.m * p.n);
+  cpu.matmul(Float64Array.from(a), Float64Array.from(b), want, p.batch, p.m, p.k, p.n, p.transA, p.transB);
+  expectClose(await download(rt, out, p.batch * p.m * p.n), want, `matmul ${JSON.stringify(p)} ${JSON.stringify(opts)}`);
+  for (const buf of [ab, bb, out]) rt.release(buf);
+}
+
+/** Random geometry; bottom/right padding is implied by the output size and may be negative. */
+const geometryArb = fc.record({
+  batch: fc.integer({ min: 1, max: 3 }),
+  inChannels: fc.integer({ min: 1, max: 20 }),
+  outChannels: fc.integer({ min: 1, max: 40 }),
+  inHeight: fc.integer({ min: 1, max: 13 }),
+  inWidth: fc.integer({ min: 1, max: 13 }),
+  kernelH: fc.integer({ min: 1, max: 5 }),
+  kernelW: fc.integer({ min: 1, max: 5 }),
+  strideH: fc.integer({ min: 1, max: 3 }),
+  strideW: fc.integer({ min: 1, max: 3 }),
+  padTop: fc.integer({ min: 0, max: 2 }),
+  padLeft: fc.integer({ min: 0, max: 2 }),
+  padBottom: fc.integer({ min: -2, max: 2 }),
+  padRight: fc.integer({ min: -2, max: 2 }),
+}).map((r): Conv2dGeometry => ({
+  batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
+  kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
+  outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
+  outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
+}));
+
+function geom(batch: number, inChannels: number, inHeight: number, inWidth: number, outChannels: number,
+  kernelH: number, kernelW: number, strideH: number, strideW: number, padTop: number, padLeft: number,
+  padBottom: number, padRight: number): Conv2dGeometry {
+  return {
+    batch, inChannels, inHeight, inWidth, outChannels, kernelH, kernelW, strideH, strideW, padTop, padLeft,
+    outHeight: Math.floor((inHeight + padTop + padBottom - kernelH) / strideH) + 1,
+    outWidth: Math.floor((inWidth + padLeft + padRight - kernelW) / strideW) + 1,
+  };
+}
+
+/** Every tile shape chooseTiles can return, and a few more that satisfy the constraints. */
+const TILE_SHAPES: GemmTiles[] = [
+  { bm: 16, bn: 256, bk: 8, tm: 4 },
+  { bm: 32, bn: 128, bk: 16, tm: 4 },
+  { bm: 64, bn: 64, bk: 16, tm: 4 },
+  { bm: 128, bn: 64, bk: 16, tm: 8 },
+  { bm: 64, bn: 32, bk: 16, tm: 8 },
+  { bm: 16, bn: 16, bk: 16, tm: 4 },
+  { bm: 32, bn: 32, bk: 4, tm: 8 },
+];
+
+describe.skipIf(!GPU)('webgpu conv kernels', () => {
+  it('conv2d, conv2dGradInput and conv2dGradWeight match the CPU kernels on random geometries', async () => {
+    await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), async (g, seed) => checkConv(g, seed)), { numRuns: 30 });
+  });
+
+  it('handle the edge geometries', async () => {
+    const cases: Conv2dGeometry[] = [
+      geom(2, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1, -1, -1),  // transposed-conv style: negative bottom/right padding
+      geom(1, 4, 7, 8, 3, 1, 1, 3, 2, 0, 0, 0, 0),    // stride > kernel: dx rows/columns no window touches
+      geom(2, 5, 6, 11, 7, 2, 4, 3, 1, 2, 0, -2, 1),  // unequal strides, asymmetric padding
+      geom(3, 2, 5, 5, 9, 5, 5, 1, 1, 0, 0, 0, 0),    // 1x1 output (kernel = image)
+      geom(1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0),    // everything 1
+      geom(1, 6, 4, 4, 2, 3, 3, 1, 1, 2, 2, 2, 2),    // padding wider than the image in places
+      geom(1, 3, 10, 10, 4, 4, 4, 3, 3, 0, 0, 1, -2), // kernel and stride not dividing the image
+    ];
+    for (const [i, g] of cases.entries()) await checkConv(g, 100 + i);
+  });
+
+  it('every tile shape gives the same result (M, N, K not multiples of the tiles)', async () => {
+    const g = geom(2, 7, 9, 11, 37, 3, 2, 2, 1, 1, 0, 1, 1);
+    for (const [i, tiles] of TILE_SHAPES.entries()) await checkConv(g, 200 + i, { tiles });
+    // More channels than the largest tile (several m-tiles) with the default choice.
+    await checkConv(geom(1, 70, 6, 5, 133, 3, 3, 1, 2, 1, 1, 1, 0), 250);
+  });
+
+  it('conv2dGradWeight sums split-K chunks (from one chunk to one per BK step)', async () => {
+    const g = geom(3, 5, 12, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1); // K = 3*12*10 = 360
+    const tiles = chooseTiles(6, 45);
+    for (const kChunk of [tiles.bk, 3 * tiles.bk, 64, 1024]) await checkConv(g, 300, { tiles, kChunk }, ['gradWeight']);
+  });
+
+  it('matmul matches the CPU kernel for every transpose combination', async () => {
+    const arb = fc.record({
+      batch: fc.integer({ min: 1, max: 3 }),
+      m: fc.integer({ min: 1, max: 70 }),
+      k: fc.integer({ min: 1, max: 70 }),
+      n: fc.integer({ min: 1, max: 70 }),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+    });
+    await fc.assert(fc.asyncProperty(arb, fc.nat(1000), async (p, seed) => checkMatmul(p, seed)), { numRuns: 30 });
+    for (const [i, tiles] of TILE_SHAPES.entries()) {
+      await checkMatmul({ batch: 2, m: 45, k: 37, n: 83, transA: i % 2 === 1, transB: i % 3 === 1 }, 400 + i, { tiles });
+    }
+  });
+
+  it('rejects tile shapes that break the kernels\' constraints', async () => {
+    const rt = await rtOrThrow();
+    const buf = poisoned(rt, 16);
+    expect(() => matmul(rt, buf, buf, buf, 1, 2, 2, 2, false, false, { tiles: { bm: 64, bn: 64, bk: 64, tm: 4 } })).toThrow(/invalid GEMM tiles/);
+    expect(() => matmul(rt, buf, buf, buf, 1, 2, 2, 2, false, false, { tiles: { bm: 64, bn: 64, bk: 16, tm: 2 } })).toThrow(/invalid GEMM tiles/);
+    rt.release(buf);
+  });
+});

@@ -1,0 +1,50 @@
+/**
+ * Test access to a WebGPU device. With CI=true a missing adapter is a failure, never a skip;
+ * elsewhere the WebGPU suites skip with a message saying why.
+ */
+import { requestGpuDevice, type GpuDevice } from '../../src/engine/webgpu/device.js';
+import { GpuRuntime } from '../../src/engine/webgpu/runtime.js';
+
+let cached: Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null> | null = null;
+
+export function gpuRuntime(): Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null> {
+  cached ??= (async () => {
+    const gpu = await requestGpuDevice();
+    if (!gpu) {
+      const hint = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
+      if (process.env.CI === 'true') throw new Error(`CI=true but ${hint}`);
+      console.warn(`WebGPU tests skipped: ${hint}`);
+      return null;
+    }
+    return { gpu, rt: new GpuRuntime(gpu.device, gpu.hasTimestamps) };
+  })();
+  return cached;
+}
+
+/** The runtime; throws if there is none (call only inside tests that were not skipped). */
+export async function rtOrThrow(): Promise<GpuRuntime> {
+  const r = await gpuRuntime();
+  if (!r) throw new Error('no WebGPU runtime');
+  return r.rt;
+}
+
+/** Whether the WebGPU suites should run (throws under CI=true without an adapter). */
+export async function haveGpu(): Promise<boolean> {
+  return (await gpuRuntime()) !== null;
+}
+
+export function upload(rt: GpuRuntime, data: ArrayLike<number>): GPUBuffer {
+  const f = Float32Array.from(data);
+  const buf = rt.acquire(Math.max(4, f.byteLength));
+  rt.write(buf, f);
+  return buf;
+}
+
+/** A buffer of n floats filled with NaN, so elements a kernel forgets to write are caught. */
+export function poisoned(rt: GpuRuntime, n: number): GPUBuffer {
+  return upload(rt, new Float32Array(Math.max(1, n)).fill(NaN));
+}
+
+export async function download(rt: GpuRuntime, buf: GPUBuffer, n: number): Promise<Float32Array> {
+  return new Float32Array(await rt.read(buf, n * 4));
+}
