@@ -1,24 +1,58 @@
 #!/usr/bin/env node
 /** The skipgrad command line. */
 import { parseArgs } from 'node:util';
-import { formatTable } from './engine/audit/trace.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { formatTable, traced } from './engine/audit/trace.js';
+import { useBackend } from './engine/backends.js';
+import { zeroGrad } from './engine/autograd.js';
+import { writeFileAtomic } from './engine/io/safetensors.js';
+import { mseLoss } from './engine/ops/loss.js';
+import { Adam } from './engine/optim/adam.js';
+import { uniform } from './engine/tensor.js';
+import { Autoencoder, presetOptions, type Preset } from './models/autoencoder.js';
+import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
 import { Rng } from './engine/random.js';
 import { memory } from './engine/tensor.js';
 
-const HELP = `skipgrad: a small, auditable deep-learning engine
+const HELP = `skipgrad: a small, auditable deep-learning engine, and the experiments of "Don't skip the skips"
 
 Usage: skipgrad <command> [options]
 
 Commands:
-  gradcheck   Check every op's gradient against central finite differences (float64, CPU)
-              and print a table; exits 1 if any op fails.
-                --op NAME       only cases whose name contains NAME
-                --seed N        seed of the random inputs (default 0)
-                --tolerance T   max relative error to pass (default 1e-5)
-                --json          print the results as JSON instead of a table
-  help        Show this help.
+  reproduce       train AESc and AE on each category, analyse, visualise, evaluate, write report.html
+  generate-data   write the built-in synthetic data set (MVTec AD layout) to --out
+  train           train one model (--model aesc|ae) on one --category
+  analyze         cosine similarity per layer, clean vs stained (Fig. 3): cosine.json, fig3.svg, fig3.png
+  visualize       channel-mean maps of a clean and a stained image (Fig. 2): fig2.png, fig2.json
+  evaluate        anomaly detection on the test split: evaluation.json (image and pixel AUROC)
+  trace           the audit trace of one training step: trace.json (open in https://ui.perfetto.dev) and a table
+  gradcheck       check every op's gradient by central finite differences (float64, CPU); exit 1 on failure
+  help            this text
+
+Common options:
+  --backend auto|cpu|webgpu   auto = a hardware GPU adapter if there is one, else the CPU (default auto)
+  --data DIR                  an MVTec AD root (default: the built-in synthetic set, generated under --out)
+  --category NAME[,NAME...]   categories (default woven,disc: one texture, one object)
+  --model aesc|ae             for train (default aesc)
+  --preset esann|icpr         architecture (default esann)
+  --size N                    image side (default 64; the paper: 256)
+  --channels N                base channel count (default: 16 as in the paper at sizes >= 128, 8 below)
+  --epochs N                  (default 6)
+  --batch N                   (default 8)
+  --lr X                      peak learning rate of the one-cycle schedule (default 0.005)
+  --seed N                    (default 0)
+  --out DIR                   where everything is written (default runs/latest)
+  --train-limit N             images of train/good used, 0 = all (default 40)
+  --test-limit N              images per test folder, 0 = all (default 6)
+  --analysis-images N         clean/stained pairs for the analysis (default 16)
+  --no-progress               no progress bars
+
+gradcheck options: --op NAME (cases whose name contains NAME), --seed N, --tolerance T, --json
+
+The paper's configuration on a GPU: skipgrad reproduce --size 256 --preset esann --epochs 250 --train-limit 0 --test-limit 0 --data DIR
 `;
 
 function fail(message: string): never {
@@ -74,11 +108,120 @@ function runGradcheck(argv: string[]): number {
   return failed.length > 0 ? 1 : 0;
 }
 
-export function main(argv: string[]): number {
+const RUN_OPTIONS = {
+  backend: { type: 'string' }, data: { type: 'string' }, category: { type: 'string' }, model: { type: 'string' },
+  preset: { type: 'string' }, size: { type: 'string' }, channels: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
+  seed: { type: 'string' }, out: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
+  'analysis-images': { type: 'string' }, 'no-progress': { type: 'boolean' },
+} as const;
+
+function positiveInt(name: string, v: string | undefined, dflt: number, min = 1): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) fail(`--${name} expects an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], dflt: T): T {
+  if (v === undefined) return dflt;
+  if (!allowed.includes(v as T)) fail(`--${name} must be one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+/** Parses the common options into a RunConfig (clear errors for bad values). */
+function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: ModelName } {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }));
+  } catch (e) {
+    fail(`${command}: ${(e as Error).message}`);
+  }
+  const lr = parseNumber('lr', values.lr, DEFAULTS.lr);
+  if (!(lr > 0)) fail(`--lr expects a number > 0, got '${values.lr}'`);
+  const cfg: RunConfig = {
+    backend: oneOf('backend', values.backend, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend),
+    data: values.data ?? null,
+    out: values.out ?? DEFAULTS.out,
+    categories: values.category ? values.category.split(',').map((c) => c.trim()).filter(Boolean) : DEFAULTS.categories,
+    models: DEFAULTS.models,
+    preset: oneOf<Preset>('preset', values.preset, ['esann', 'icpr'], DEFAULTS.preset),
+    size: positiveInt('size', values.size, DEFAULTS.size, 8),
+    channels: values.channels === undefined ? null : positiveInt('channels', values.channels, 16),
+    epochs: positiveInt('epochs', values.epochs, DEFAULTS.epochs),
+    batch: positiveInt('batch', values.batch, DEFAULTS.batch),
+    lr,
+    seed: positiveInt('seed', values.seed, DEFAULTS.seed, 0),
+    trainLimit: positiveInt('train-limit', values['train-limit'], DEFAULTS.trainLimit, 0),
+    testLimit: positiveInt('test-limit', values['test-limit'], DEFAULTS.testLimit, 0),
+    analysisImages: positiveInt('analysis-images', values['analysis-images'], DEFAULTS.analysisImages),
+    progress: !values['no-progress'],
+  };
+  if (cfg.categories.length === 0) fail('--category: no category given');
+  if (cfg.data === null && cfg.size < 16) fail(`--size ${cfg.size}: the synthetic data needs at least 16`);
+  const model = oneOf<ModelName>('model', values.model, ['aesc', 'ae'], 'aesc');
+  return { cfg, model };
+}
+
+async function runTrace(argv: string[]): Promise<number> {
+  const { cfg } = runConfig('trace', argv);
+  const backend = await useBackend(cfg.backend);
+  const m = new Autoencoder(presetOptions(cfg.preset, { skips: true, inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
+  const opt = new Adam(m.parameters(), { lr: cfg.lr, decoupled: true });
+  const x = uniform([cfg.batch, 1, cfg.size, cfg.size], 0, 1, { backend });
+  const { trace } = traced(() => {
+    const loss = mseLoss(m.forward(x).output, x);
+    loss.backward();
+    opt.step();
+    zeroGrad(m.parameters());
+    return loss;
+  }, { stats: true });
+  await backend.sync?.();
+  await trace.settle();
+  const file = path.join(cfg.out, 'trace.json');
+  writeFileAtomic(file, trace.toJSON());
+  process.stdout.write(`${trace.table()}\n\n${trace.entries.length} op calls, ${(trace.totalFlops / 1e9).toFixed(2)} GFLOP on ${backend.describe()}\nwrote ${file} (open it in https://ui.perfetto.dev or chrome://tracing)\n`);
+  return 0;
+}
+
+async function runCommand(command: string, argv: string[]): Promise<number> {
+  const { cfg, model } = runConfig(command, argv);
+  if (command === 'generate-data') {
+    const root = cfg.data ?? path.join(cfg.out, 'data');
+    generateSynthetic(cfg, root, cfg.categories);
+    process.stdout.write(`wrote the synthetic data set (${cfg.categories.join(', ')}) to ${root}\n`);
+    return 0;
+  }
+  if (command === 'reproduce') {
+    const file = await reproduce(cfg);
+    process.stdout.write(`\nreport: ${path.resolve(file)}\n`);
+    return 0;
+  }
+  const backend = await useBackend(cfg.backend);
+  for (const category of cfg.categories) {
+    fs.mkdirSync(path.join(cfg.out, category), { recursive: true });
+    if (command === 'train') await trainStep(cfg, category, model, backend);
+    else if (command === 'analyze') await analyzeStep(cfg, category, backend);
+    else if (command === 'visualize') await visualizeStep(cfg, category, backend);
+    else if (command === 'evaluate') await evaluateStep(cfg, category, backend);
+    process.stdout.write(`${command} ${category}: results in ${path.join(cfg.out, category)}\n`);
+  }
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'gradcheck':
       return runGradcheck(rest);
+    case 'trace':
+      return runTrace(rest);
+    case 'reproduce':
+    case 'generate-data':
+    case 'train':
+    case 'analyze':
+    case 'visualize':
+    case 'evaluate':
+      return runCommand(command, rest);
     case undefined:
     case 'help':
     case '--help':
@@ -90,4 +233,12 @@ export function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  // Exit explicitly: a WebGPU device (Dawn) would otherwise keep the process alive.
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`skipgrad: ${(e as Error).message}\n`);
+    if (process.env.SKIPGRAD_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    process.exit(1);
+  },
+);

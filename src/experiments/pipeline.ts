@@ -1,0 +1,343 @@
+/**
+ * The experiments end to end, as the CLI runs them. Every step reads what earlier steps wrote under
+ * `out` and writes machine-readable JSON next to every figure:
+ *
+ *   <out>/data/                              the built-in synthetic data set (when --data is not given)
+ *   <out>/<category>/<model>/                best.safetensors, last.safetensors, history.json, curves.svg
+ *   <out>/<category>/cosine.json, fig3.svg, fig3.png        the paper's Fig. 3 (cosine similarity per layer)
+ *   <out>/<category>/fig2.json, fig2.png                    the paper's Fig. 2 (channel-mean maps)
+ *   <out>/<category>/evaluation.json                        anomaly detection: image and pixel AUROCs
+ *   <out>/report.html, <out>/run.json                       everything, self-contained
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Backend } from '../engine/backend.js';
+import { useBackend } from '../engine/backends.js';
+import { readSafetensors, writeFileAtomic } from '../engine/io/safetensors.js';
+import { noGrad } from '../engine/mode.js';
+import { Rng } from '../engine/random.js';
+import { fromArray, scope, zeros } from '../engine/tensor.js';
+import { Autoencoder, presetOptions, type AutoencoderOptions, type Preset } from '../models/autoencoder.js';
+import { channelMeanAsync, cosineAnalysis, trend, type CosineAnalysis, type TrendStatement } from './analysis.js';
+import { listCategories, loadCategory, splitTrainValidation, type Category } from './data/mvtec.js';
+import { generateDataset, SYNTHETIC_CATEGORIES } from './data/synthetic.js';
+import { evaluateCategory, HEADLINE_NORM, type CategoryEvaluation } from './evaluate.js';
+import { activationMapsPng, cosineFigure, lineChart, svgToPng } from './figures.js';
+import { renderReport, type CategoryReport, type ReportData } from './report.js';
+import { addStain } from './stain.js';
+import { loadCheckpoint, trainAutoencoder, type TrainResult } from './train.js';
+
+export type ModelName = 'aesc' | 'ae';
+
+export interface RunConfig {
+  backend: 'auto' | 'cpu' | 'webgpu';
+  /** An MVTec AD root; null = the built-in synthetic set under <out>/data. */
+  data: string | null;
+  out: string;
+  categories: string[];
+  models: ModelName[];
+  preset: Preset;
+  size: number;
+  /** Base channel count (the preset's is 16); null = 16 at sizes >= 128, 8 below (the quick default run). */
+  channels: number | null;
+  epochs: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  /** Images used from train/good (before the 20% validation hold-out); 0 = all. */
+  trainLimit: number;
+  /** Images used per test sub-folder; 0 = all. */
+  testLimit: number;
+  /** Clean/stained pairs for the cosine analysis. */
+  analysisImages: number;
+  progress: boolean;
+}
+
+export const DEFAULTS: RunConfig = {
+  backend: 'auto', data: null, out: 'runs/latest', categories: ['woven', 'disc'], models: ['aesc', 'ae'], preset: 'esann',
+  size: 64, channels: null, epochs: 6, batch: 8, lr: 0.005, seed: 0, trainLimit: 40, testLimit: 6, analysisImages: 16, progress: true,
+};
+
+const log = (msg: string): void => {
+  process.stderr.write(`${msg}\n`);
+};
+
+export function modelDir(cfg: RunConfig, category: string, model: ModelName): string {
+  return path.join(cfg.out, category, model);
+}
+
+/** The data root: the given MVTec AD folder, or the synthetic set (generated on first use). */
+export function dataRoot(cfg: RunConfig): string {
+  if (cfg.data) {
+    if (!fs.existsSync(cfg.data)) throw new Error(`--data ${cfg.data}: no such folder (expected an MVTec AD root with <category>/train/good/*.png)`);
+    return cfg.data;
+  }
+  const root = path.join(cfg.out, 'data');
+  const missing = cfg.categories.filter((c) => !fs.existsSync(path.join(root, c, 'train', 'good')));
+  if (missing.length > 0) generateSynthetic(cfg, root, missing);
+  return root;
+}
+
+export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainLimit' | 'testLimit'>, root: string, categories: string[]): void {
+  const known = SYNTHETIC_CATEGORIES.map((c) => c.name);
+  const unknown = categories.filter((c) => !known.includes(c));
+  if (unknown.length) throw new Error(`no built-in synthetic category ${unknown.join(', ')} (available: ${known.join(', ')}; or pass --data with an MVTec AD root)`);
+  log(`generating synthetic data (${categories.join(', ')}) in ${root}`);
+  generateDataset(root, {
+    categories, size: Math.max(cfg.size, 64), seed: cfg.seed,
+    trainCount: cfg.trainLimit > 0 ? cfg.trainLimit : 80, testGoodCount: Math.max(cfg.testLimit, 4), testDefectCount: Math.max(Math.ceil(cfg.testLimit / 2), 2),
+  });
+}
+
+export function loadData(cfg: RunConfig, category: string): Category {
+  const root = dataRoot(cfg);
+  const available = listCategories(root);
+  if (!available.includes(category)) throw new Error(`category '${category}' is not in ${root} (found: ${available.join(', ') || 'none'})`);
+  return loadCategory(root, category, cfg.size, {
+    ...(cfg.trainLimit > 0 ? { limitTrain: cfg.trainLimit } : {}), ...(cfg.testLimit > 0 ? { limitTest: cfg.testLimit } : {}),
+  });
+}
+
+/** The base channel count a run uses. */
+export function baseChannels(cfg: RunConfig): number {
+  return cfg.channels ?? (cfg.size >= 128 ? 16 : 8);
+}
+
+function buildModel(cfg: RunConfig, model: ModelName, backend: Backend): Autoencoder {
+  return new Autoencoder(presetOptions(cfg.preset, { skips: model === 'aesc', inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
+}
+
+/** How a model is named in figures and tables. */
+export const MODEL_LABEL: Record<ModelName, string> = { aesc: 'AESc', ae: 'AE' };
+
+/** Rebuilds a trained model from its checkpoint (the options are stored in it). */
+export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
+  const file = path.join(modelDir(cfg, category, model), 'best.safetensors');
+  if (!fs.existsSync(file)) throw new Error(`${file} not found: train it first (skipgrad train --category ${category} --model ${model} --out ${cfg.out})`);
+  const { metadata } = readSafetensors(file);
+  let options: AutoencoderOptions;
+  try {
+    options = JSON.parse(metadata.options ?? '') as AutoencoderOptions;
+  } catch {
+    throw new Error(`${file}: checkpoint has no model options in its metadata`);
+  }
+  const m = new Autoencoder({ ...options, backend });
+  await loadCheckpoint(file, m, null);
+  m.eval();
+  return m;
+}
+
+function writeJson(file: string, value: unknown): void {
+  writeFileAtomic(file, JSON.stringify(value, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+}
+
+export async function trainStep(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<TrainResult> {
+  const data = loadData(cfg, category);
+  const { train, validation } = splitTrainValidation(data.train.map((s) => s.image), 0.2, new Rng(cfg.seed + 17));
+  const dir = modelDir(cfg, category, model);
+  fs.mkdirSync(dir, { recursive: true });
+  const m = buildModel(cfg, model, backend);
+  const t0 = performance.now();
+  const result = await trainAutoencoder({
+    model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
+    schedule: 'onecycle', optimizer: 'adamw', checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`,
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });
+  fs.writeFileSync(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
+  m.dispose();
+  log(`${category}/${model}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
+  return result;
+}
+
+function curvesSvg(results: Partial<Record<ModelName, TrainResult>>, category: string): string {
+  const colors: Record<ModelName, string> = { ae: '#1f77b4', aesc: '#ff7f0e' };
+  const series = Object.entries(results).flatMap(([name, r]) => [
+    { name: `${MODEL_LABEL[name as ModelName]} train loss`, x: r!.history.map((h) => h.epoch), y: r!.history.map((h) => h.trainLoss), color: colors[name as ModelName] },
+  ]);
+  return lineChart(series, { title: `${category}: training loss (MSE, stained input -> clean target)`, xLabel: 'epoch', yLabel: 'loss', logY: true });
+}
+
+function psnrSvg(results: Partial<Record<ModelName, TrainResult>>, category: string): string {
+  const colors: Record<ModelName, string> = { ae: '#1f77b4', aesc: '#ff7f0e' };
+  const series = Object.entries(results).map(([name, r]) => ({
+    name: `${MODEL_LABEL[name as ModelName]} validation PSNR`, x: r!.history.map((h) => h.epoch), y: r!.history.map((h) => h.valPsnr), color: colors[name as ModelName],
+  }));
+  return lineChart(series, { title: `${category}: validation PSNR (stained validation images)`, xLabel: 'epoch', yLabel: 'PSNR (dB)' });
+}
+
+/** Clean test-good images and one stained version of each (fixed seed), for the analysis and Fig. 2. */
+function analysisPairs(cfg: RunConfig, data: Category): { clean: Float32Array[]; stained: Float32Array[] } {
+  const good = data.test.filter((s) => s.label === 'good').map((s) => s.image);
+  const pool = good.length >= cfg.analysisImages ? good : [...good, ...data.train.map((s) => s.image)];
+  const clean = pool.slice(0, cfg.analysisImages);
+  const rng = new Rng(cfg.seed + 4242);
+  return { clean, stained: clean.map((im) => addStain(im, cfg.size, cfg.size, rng).image) };
+}
+
+export interface AnalyzeResult {
+  layers: string[];
+  sizes: string[];
+  ae: CosineAnalysis;
+  aesc: CosineAnalysis;
+  trend: TrendStatement;
+}
+
+export async function analyzeStep(cfg: RunConfig, category: string, backend: Backend): Promise<AnalyzeResult> {
+  const data = loadData(cfg, category);
+  const { clean, stained } = analysisPairs(cfg, data);
+  const results: Partial<Record<ModelName, CosineAnalysis>> = {};
+  let layers: string[] = [];
+  let sizes: string[] = [];
+  for (const name of ['ae', 'aesc'] as const) {
+    const m = await loadModel(cfg, category, name, backend);
+    results[name] = await cosineAnalysis(m, clean, stained, { batchSize: cfg.batch });
+    layers = m.tapNames();
+    sizes = tapSizes(m);
+    m.dispose();
+  }
+  const t = trend(results.ae!, results.aesc!);
+  const out: AnalyzeResult = { layers, sizes, ae: results.ae!, aesc: results.aesc!, trend: t };
+  const dir = path.join(cfg.out, category);
+  writeJson(path.join(dir, 'cosine.json'), { category, images: clean.length, ...out });
+  const svg = cosineFigure({
+    layers, sizes,
+    ae: Object.fromEntries(layers.map((l) => [l, results.ae![l].values])),
+    aesc: Object.fromEntries(layers.map((l) => [l, results.aesc![l].values])),
+  }, `${category}: cos(mu_i(clean), mu_i(stained)) per layer, ${clean.length} images`);
+  fs.writeFileSync(path.join(dir, 'fig3.svg'), svg);
+  fs.writeFileSync(path.join(dir, 'fig3.png'), svgToPng(svg));
+  log(`${category}: ${t.sentence}`);
+  return out;
+}
+
+function tapSizes(m: Autoencoder): string[] {
+  const size = m.options.inputSize;
+  return noGrad(() => scope(() => {
+    const { taps } = m.forward(zeros([1, m.options.inChannels, size, size], { backend: m.parameters()[0].backend }));
+    return m.tapNames().map((n) => `${taps[n].shape[2]}x${taps[n].shape[3]}`);
+  }));
+}
+
+export async function visualizeStep(cfg: RunConfig, category: string, backend: Backend): Promise<Buffer> {
+  const data = loadData(cfg, category);
+  const { clean, stained } = analysisPairs(cfg, { ...data });
+  const pair = [clean[0], stained[0]];
+  const rows: Array<{ label: string; maps: Array<{ data: Float32Array; h: number; w: number }> }> = [];
+  let columns: string[] = [];
+  const json: Record<string, unknown> = {};
+  for (const name of ['aesc', 'ae'] as const) {
+    const m = await loadModel(cfg, category, name, backend);
+    const maps = await (async () => {
+      const taps = noGrad(() => scope(() => {
+        const x = fromArray(Float32Array.from([...pair[0], ...pair[1]]), [2, 1, cfg.size, cfg.size], { backend });
+        return m.forward(x).taps;
+      }));
+      const out: Record<string, Float32Array[]> = {};
+      for (const [k, t] of Object.entries(taps)) {
+        out[k] = await channelMeanAsync(t);
+        t.dispose();
+      }
+      return { names: m.tapNames(), shapes: Object.fromEntries(Object.entries(taps).map(([k, t]) => [k, t.shape.slice(2)])), out };
+    })();
+    columns = maps.names.map((n) => `${n.replace('l', 'μ')} ${maps.shapes[n][0]}x${maps.shapes[n][1]}`);
+    for (const [i, kind] of (['clean', 'stained'] as const).entries()) {
+      rows.push({ label: `${MODEL_LABEL[name]} ${kind}`, maps: maps.names.map((n) => ({ data: maps.out[n][i], h: maps.shapes[n][0], w: maps.shapes[n][1] })) });
+    }
+    json[name] = Object.fromEntries(maps.names.map((n) => [n, { shape: maps.shapes[n], clean: Array.from(maps.out[n][0]), stained: Array.from(maps.out[n][1]) }]));
+    m.dispose();
+  }
+  const dir = path.join(cfg.out, category);
+  const png = activationMapsPng(rows, columns, { title: `${category}: channel-mean maps μ_i of a clean and a stained image` });
+  fs.writeFileSync(path.join(dir, 'fig2.png'), png);
+  writeJson(path.join(dir, 'fig2.json'), { category, rows: rows.map((r) => r.label), columns, maps: json });
+  return png;
+}
+
+export async function evaluateStep(cfg: RunConfig, category: string, backend: Backend): Promise<Record<ModelName, CategoryEvaluation>> {
+  const data = loadData(cfg, category);
+  const out: Partial<Record<ModelName, CategoryEvaluation>> = {};
+  for (const name of cfg.models) {
+    const m = await loadModel(cfg, category, name, backend);
+    out[name] = await evaluateCategory(m, data.test, data.train.map((s) => s.image), { batchSize: cfg.batch });
+    m.dispose();
+  }
+  writeJson(path.join(cfg.out, category, 'evaluation.json'), { category, headlineNorm: HEADLINE_NORM, ...out });
+  return out as Record<ModelName, CategoryEvaluation>;
+}
+
+/** Everything for every category and both models, then the report. */
+export async function reproduce(cfg: RunConfig): Promise<string> {
+  const t0 = performance.now();
+  const backend = await useBackend(cfg.backend);
+  log(`backend: ${backend.describe()}`);
+  const categories: CategoryReport[] = [];
+  const verdicts: boolean[] = [];
+  const trained: Record<string, Partial<Record<ModelName, TrainResult>>> = {};
+  for (const category of cfg.categories) {
+    trained[category] = {};
+    for (const model of cfg.models) trained[category][model] = await trainStep(cfg, category, model, backend);
+    const analysis = await analyzeStep(cfg, category, backend);
+    const fig2 = await visualizeStep(cfg, category, backend);
+    const evaluation = await evaluateStep(cfg, category, backend);
+    verdicts.push(analysis.trend.paperTrendAppears);
+    categories.push(categoryReport(category, analysis, fig2, evaluation, trained[category]));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const report: ReportData = {
+    title: "Don't skip the skips: a reproduction with skipgrad",
+    subtitle: `preset ${cfg.preset}, ${cfg.size}x${cfg.size}, ${cfg.data ? `MVTec AD at ${cfg.data}` : 'built-in synthetic data'}`,
+    generatedAt: new Date().toISOString(),
+    machine: `${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    backend: backend.describe(),
+    runTimeSeconds: seconds,
+    config: Object.entries(cfg).map(([k, v]): [string, string | number | boolean | null] => [k, Array.isArray(v) ? v.join(', ') : (v as string | number | boolean | null)]),
+    notes: [
+      'AESc = the autoencoder with skip connections, AE = the same network without them. Similarities compare the channel-mean map of each layer for a clean image and a stained version of it.',
+      `Image scores: all four norms of the residual map are reported; ${HEADLINE_NORM} was declared in advance as the headline.`,
+      ...(cfg.data ? [] : ['These results come from the built-in synthetic data set and a short training run: they exercise the method, they do not reproduce the paper\'s numbers.']),
+    ],
+    overall: {
+      statement: verdicts.every(Boolean)
+        ? `The paper's trend (AESc similarity falling with depth, AE's not) appears in every category (${cfg.categories.join(', ')}).`
+        : verdicts.some(Boolean)
+          ? `The paper's trend appears in ${verdicts.filter(Boolean).length} of ${verdicts.length} categories (${cfg.categories.filter((_, i) => verdicts[i]).join(', ')}).`
+          : `The paper's trend (AESc similarity falling with depth, AE's not) does not appear in these results (${cfg.categories.join(', ')}).`,
+      verdict: verdicts.every(Boolean) ? 'yes' : verdicts.some(Boolean) ? 'partly' : 'no',
+    },
+    categories,
+  };
+  const file = path.join(cfg.out, 'report.html');
+  writeFileAtomic(file, renderReport(report));
+  writeJson(path.join(cfg.out, 'run.json'), { config: cfg, seconds, backend: backend.describe(), verdicts: Object.fromEntries(cfg.categories.map((c, i) => [c, verdicts[i]])) });
+  return file;
+}
+
+function categoryReport(category: string, analysis: AnalyzeResult, fig2: Buffer, evaluation: Record<ModelName, CategoryEvaluation>, trained: Partial<Record<ModelName, TrainResult>>): CategoryReport {
+  const kind = SYNTHETIC_CATEGORIES.find((c) => c.name === category)?.kind;
+  const first = Object.values(evaluation)[0];
+  const defectKinds = Object.keys(first.counts.perDefect);
+  const rows = Object.entries(evaluation).flatMap(([model, ev]) => ev.mapKinds.map((mapKind) => ({
+    mapKind: `${MODEL_LABEL[model as ModelName]} ${mapKind}`,
+    all: Object.fromEntries(ev.norms.map((n) => [n, ev.image[mapKind][n].all])),
+    perDefect: Object.fromEntries(defectKinds.map((d) => [d, Object.fromEntries(ev.norms.map((n) => [n, ev.image[mapKind][n].perDefect[d]]))])),
+  })));
+  return {
+    name: category,
+    ...(kind ? { kind } : {}),
+    trend: { statement: analysis.trend.sentence, verdict: analysis.trend.paperTrendAppears ? 'yes' : 'no' },
+    trainingCurves: [
+      { title: 'Training loss', svg: curvesSvg(trained, category) },
+      { title: 'Validation PSNR', svg: psnrSvg(trained, category) },
+    ],
+    fig2: { title: 'Fig. 2: channel-mean maps', png: fig2, caption: 'Rows: AESc clean, AESc stained, AE clean, AE stained; columns: μ_i = mean over channels of layer l_i.' },
+    cosine: {
+      layers: analysis.layers, sizes: analysis.sizes,
+      ae: Object.fromEntries(analysis.layers.map((l) => [l, analysis.ae[l].values])),
+      aesc: Object.fromEntries(analysis.layers.map((l) => [l, analysis.aesc[l].values])),
+    },
+    imageAuroc: { norms: [...first.norms], headlineNorm: first.headlineNorm, defectKinds, counts: { good: first.counts.good, defects: first.counts.perDefect }, rows },
+    pixelAuroc: { rows: Object.entries(evaluation).flatMap(([model, ev]) => ev.mapKinds.map((mapKind) => ({ mapKind: `${MODEL_LABEL[model as ModelName]} ${mapKind}`, auroc: ev.pixel[mapKind] }))) },
+  };
+}
