@@ -6,7 +6,7 @@ import path from 'node:path';
 import { formatTable, traced } from './engine/audit/trace.js';
 import { useBackend } from './engine/backends.js';
 import { zeroGrad } from './engine/autograd.js';
-import { writeFileAtomic } from './engine/io/safetensors.js';
+import { writeFileAtomic } from './engine/io/atomic.js';
 import { mseLoss } from './engine/ops/loss.js';
 import { Adam } from './engine/optim/adam.js';
 import { uniform } from './engine/tensor.js';

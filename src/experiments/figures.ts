@@ -24,6 +24,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { PNG } from 'pngjs';
+import { quantileSorted } from './metrics.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Shared helpers
@@ -116,15 +117,6 @@ export function wrapText(s: string, maxWidth: number, size: number): string[] {
   return lines.length ? lines : [''];
 }
 
-/** Linear-interpolated quantile (numpy's default, "type 7") of an ascending sorted array. */
-export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
-  const n = sorted.length;
-  if (n === 0) return NaN;
-  const pos = (n - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.min(n - 1, lo + 1);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-}
 
 /** Summary statistics of the finite values of `values` (non-finite ones are counted in `skipped`). */
 export interface SummaryStats {

@@ -7,7 +7,7 @@
  * half-written checkpoint in place of a good one. The reader validates everything and names what is wrong.
  */
 import fs from 'node:fs';
-import path from 'node:path';
+import { writeFileAtomic } from './atomic.js';
 
 export interface StoredTensor {
   dtype: 'float32' | 'float64';
@@ -104,17 +104,4 @@ export function readSafetensors(file: string): { tensors: Map<string, StoredTens
     if (ranges[i][0] < ranges[i - 1][1]) throw bad(`'${ranges[i][2]}' overlaps '${ranges[i - 1][2]}'`);
   }
   return { tensors, metadata };
-}
-
-/** Writes data to a temp file next to `file`, then renames it over `file`. */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
 }

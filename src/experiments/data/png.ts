@@ -25,6 +25,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PNG } from 'pngjs';
+import { writeFileAtomic } from '../../engine/io/atomic.js';
 
 /** A gray image, row-major, values in [0, 1]. */
 export interface GrayImage {
@@ -202,24 +203,7 @@ export function readMask(file: string, outH?: number, outW?: number): Uint8Array
   return resizeNearest(bin, img.height, img.width, outH, outW);
 }
 
-let tmpCounter = 0;
 
-/** Write bytes to a file atomically: a temporary file in the same folder, then a rename over the target. */
-export function writeFileAtomic(file: string, bytes: Uint8Array): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${tmpCounter++}.tmp`);
-  try {
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      /* the original error is the one to report */
-    }
-    throw new Error(`${file}: cannot be written (${(e as Error).message})`);
-  }
-}
 
 /** 8-bit samples from [0, 1] floats (rounded, clamped) or from bytes (as they are). */
 function toBytes(img: Float32Array | Uint8Array | ArrayLike<number>, n: number, what: string): Buffer {

@@ -35,7 +35,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../engine/random.js';
-import { writeFileAtomic, writeGrayPng, writeRgbPng } from './png.js';
+import { writeFileAtomic } from '../../engine/io/atomic.js';
+import { writeGrayPng, writeRgbPng } from './png.js';
 
 export type SyntheticKind = 'texture' | 'object';
 

@@ -10,7 +10,7 @@
  * Buffers: an input and an output of one call must be different GPUBuffers (WebGPU rejects a buffer bound
  * both read-only and writable in one dispatch).
  */
-import type { BinaryOp, UnaryOp } from '../../backend.js';
+import type { AdamStep, BinaryOp, UnaryOp } from '../../backend.js';
 import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
 
 const WG = 256;
@@ -263,20 +263,9 @@ export function valueStats(rt: GpuRuntime, x: GPUBuffer, n: number, out: GPUBuff
   }
 }
 
-export interface AdamOptions {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** AdamW (decoupled weight decay, p *= 1 - lr*wd before the update) rather than Adam's L2 term g += wd*p. */
-  decoupled: boolean;
-  /** 1-based step count t (bias corrections 1 - beta^t). */
-  step: number;
-}
 
 /** One fused Adam / AdamW step on n parameters, updating p, m and v in place. */
-export function adam(rt: GpuRuntime, p: GPUBuffer, g: GPUBuffer, m: GPUBuffer, v: GPUBuffer, n: number, o: AdamOptions): void {
+export function adam(rt: GpuRuntime, p: GPUBuffer, g: GPUBuffer, m: GPUBuffer, v: GPUBuffer, n: number, o: AdamStep): void {
   if (n <= 0) return;
   rt.dispatch({
     shader: 'adam',
