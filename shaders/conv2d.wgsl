@@ -48,6 +48,9 @@ struct Params {
   hasBias: u32,
   tilesM: u32,   // ceil(M / BM)
   tiles: u32,    // tilesM * ceil(N / BN)
+  bk: u32,       // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
+  aSlots: u32,
+  bSlots: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -61,6 +64,13 @@ override BN: u32 = 64u;   // tile columns (output pixels)
 override BK: u32 = 16u;   // tile depth
 override TM: u32 = 4u;    // rows per thread (4 or 8); each thread has 4 columns
 override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+// ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
+// read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
+// (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
+override ROLLED: bool = false;
+// vec4 slots of the A and B tiles each thread loads per step (at most MAX_SLOTS = 4).
+override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
+override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;     // accumulator rows allocated
 const MAX_SLOTS: u32 = 4u;  // vec4 tile slots a thread loads per step, at most
@@ -125,6 +135,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tx = tid % (BN / 4u);  // this thread's columns: n0 + tx + q * BN/4
   let ty = tid / (BN / 4u);  // this thread's rows:    m0 + ty * TM + r
   let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // Trip counts of the tile loops (see ROLLED).
+  let kSteps = select(BK, P.bk, ROLLED);
+  let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
+  let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
+ // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
 
   // The thread's 4 columns n = (b, oy, ox), decomposed once: the top-left input corner of the
   // window (iy0, ix0) and its offset in x. Columns past N get a corner that fails every check.
@@ -156,7 +171,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   // The K positions of the B-tile rows this thread loads (slot j: row tid/(BN/4) + j*WG/(BN/4)).
   var bPos: array<KPos, MAX_SLOTS>;
-  for (var j = 0u; j < MAX_SLOTS; j++) {
+  for (var j = 0u; j < bSlots; j++) {
     bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)));
   }
   // BK as a mixed-radix step (dc, dky, dkx) and its offset in x.
@@ -172,7 +187,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   for (var k0 = 0u; k0 < K; k0 += BK) {
     // A tile: slot s holds A[m0 + 4*ma .. +3][k0 + row].
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
       if (row < BK) {
         let k = k0 + row;
@@ -185,7 +200,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     // B tile: slot j holds B[k0 + row][the thread's 4 columns], gathered from x.
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < bSlots; j++) {
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let kp = bPos[j];
@@ -204,7 +219,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
 
     // acc[r] += A[row m][kk] * B[kk][the 4 columns], as outer products of vec4s.
-    for (var kk = 0u; kk < BK; kk++) {
+    for (var kk = 0u; kk < kSteps; kk++) {
       let b = Bs[kk * (BN / 4u) + tx];
       for (var i = 0u; i < TM / 4u; i++) {
         let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];

@@ -42,6 +42,9 @@ struct Params {
   padTop: i32,
   padLeft: i32,
   tilesM: u32,  // ceil(C / BM)
+  bk: u32,      // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
+  aSlots: u32,
+  bSlots: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -54,6 +57,13 @@ override BN: u32 = 64u;
 override BK: u32 = 16u;
 override TM: u32 = 4u;
 override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+// ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
+// read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
+// (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
+override ROLLED: bool = false;
+// vec4 slots of the A and B tiles each thread loads per step (at most MAX_SLOTS = 4).
+override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
+override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;
 const MAX_SLOTS: u32 = 4u;
@@ -157,7 +167,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let tx = tid % (BN / 4u);
   let ty = tid / (BN / 4u);
-  let ma = tid % (BM / 4u);
+  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // Trip counts of the tile loops (see ROLLED).
+  let kSteps = select(BK, P.bk, ROLLED);
+  let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
+  let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
 
   // The thread's 4 columns n = (b, j, i): dy coordinates before the taps (oy = colY - t) and the
   // matching offset in dy, b*O*OHW + colY*OW + colX. Columns past N fail every check.
@@ -192,8 +206,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bWalk = kWalk(taps, tapsX, i32(OHW), -i32(OW), -1);
   var aPos: array<KPos, MAX_SLOTS>;
   var bPos: array<KPos, MAX_SLOTS>;
-  for (var j = 0u; j < MAX_SLOTS; j++) {
+  for (var j = 0u; j < aSlots; j++) {
     aPos[j] = kAt(tid / (BM / 4u) + j * (WG / (BM / 4u)), taps, tapsX, aWalk);
+  }
+  for (var j = 0u; j < bSlots; j++) {
     bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
   }
 
@@ -204,7 +220,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   for (var k0 = 0u; k0 < K; k0 += BK) {
     // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
       if (row < BK) {
         let kp = aPos[j];
@@ -219,7 +235,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     // B tile: dy[b, o, colY - t, colX - u] for the thread's 4 columns (0 outside dy).
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < bSlots; j++) {
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let kp = bPos[j];
@@ -237,7 +253,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
 
-    for (var kk = 0u; kk < BK; kk++) {
+    for (var kk = 0u; kk < kSteps; kk++) {
       let b = Bs[kk * (BN / 4u) + tx];
       for (var i = 0u; i < TM / 4u; i++) {
         let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];

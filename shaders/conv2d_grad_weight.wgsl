@@ -38,6 +38,9 @@ struct Params {
   tilesM: u32,   // ceil(M / BM)
   tiles: u32,    // tilesM * ceil(N / BN)
   kChunk: u32,   // K per split (a multiple of BK)
+  bk: u32,       // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
+  aSlots: u32,
+  bSlots: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -50,6 +53,13 @@ override BN: u32 = 64u;
 override BK: u32 = 16u;
 override TM: u32 = 4u;
 override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+// ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
+// read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
+// (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
+override ROLLED: bool = false;
+// vec4 slots of the A and B tiles each thread loads per step (at most MAX_SLOTS = 4).
+override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
+override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;
 const MAX_SLOTS: u32 = 4u;
@@ -128,7 +138,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let tx = tid % (BN / 4u);
   let ty = tid / (BN / 4u);
-  let ma = tid % (BM / 4u);
+  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // Trip counts of the tile loops (see ROLLED).
+  let kSteps = select(BK, P.bk, ROLLED);
+  let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
+  let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
 
   // The thread's 4 columns n = (c, ky, kx): input coordinate offsets (iy = oy*SH + colY) and the
   // offset c*H*W + colY*W + colX in one image. Columns past N fail every check.
@@ -163,8 +177,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bWalk = kWalk(i32(P.inChannels * H * W), i32(P.strideH * W), i32(P.strideW));
   var aPos: array<KPos, MAX_SLOTS>;
   var bPos: array<KPos, MAX_SLOTS>;
-  for (var j = 0u; j < MAX_SLOTS; j++) {
+  for (var j = 0u; j < aSlots; j++) {
     aPos[j] = kAt(kBegin + tid / (BM / 4u) + j * (WG / (BM / 4u)), aWalk);
+  }
+  for (var j = 0u; j < bSlots; j++) {
     bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)), bWalk);
   }
 
@@ -175,7 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     // A tile: dy[b, o = m, oy, ox] for the thread's 4 rows m.
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
       if (row < BK) {
         let kp = aPos[j];
@@ -190,7 +206,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     // B tile: x[b, c, oy*SH + colY, ox*SW + colX] for the thread's 4 columns (0 outside x).
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < bSlots; j++) {
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let kp = bPos[j];
@@ -208,7 +224,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
 
-    for (var kk = 0u; kk < BK; kk++) {
+    for (var kk = 0u; kk < kSteps; kk++) {
       let b = Bs[kk * (BN / 4u) + tx];
       for (var i = 0u; i < TM / 4u; i++) {
         let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];

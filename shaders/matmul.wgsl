@@ -28,7 +28,10 @@ struct Params {
   bStrideN: u32,
   tilesM: u32,
   tilesN: u32,
-  tiles: u32,  // batch * tilesM * tilesN
+  tiles: u32,   // batch * tilesM * tilesN
+  bk: u32,      // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
+  aSlots: u32,
+  bSlots: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -41,9 +44,15 @@ override BN: u32 = 64u;
 override BK: u32 = 16u;
 override TM: u32 = 4u;    // rows per thread (4 or 8); each thread has 4 columns
 override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+// ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
+// read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
+// (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
+override ROLLED: bool = false;
+// vec4 slots of the A and B tiles each thread loads per step (at most MAX_SLOTS = 4).
+override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
+override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;
-const MAX_SLOTS: u32 = 4u;
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // As[k * BM/4 + m/4][m % 4] = A[m0 + m][k0 + k]
 var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // Bs[k * BN/4 + t][q] = B[k0 + k][n0 + t + q*BN/4]
@@ -69,7 +78,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let tx = tid % (BN / 4u);
   let ty = tid / (BN / 4u);
-  let ma = tid % (BM / 4u);
+  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // Trip counts of the tile loops (see ROLLED).
+  let kSteps = select(BK, P.bk, ROLLED);
+  let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
+  let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
 
   var acc: array<vec4<f32>, MAX_TM>;
   for (var r = 0u; r < MAX_TM; r++) {
@@ -78,7 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   for (var k0 = 0u; k0 < K; k0 += BK) {
     // A tile: slot holds A[m0 + 4*ma .. +3][k0 + row].
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
       if (row < BK) {
         let k = k0 + row;
@@ -92,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       }
     }
     // B tile: slot holds B[k0 + row][n0 + tx + q*BN/4].
-    for (var j = 0u; j < MAX_SLOTS; j++) {
+    for (var j = 0u; j < bSlots; j++) {
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let k = k0 + row;
@@ -107,7 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     workgroupBarrier();
 
-    for (var kk = 0u; kk < BK; kk++) {
+    for (var kk = 0u; kk < kSteps; kk++) {
       let bv = Bs[kk * (BN / 4u) + tx];
       for (var i = 0u; i < TM / 4u; i++) {
         let av = As[kk * (BM / 4u) + ty * (TM / 4u) + i];

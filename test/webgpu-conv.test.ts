@@ -4,28 +4,24 @@
  * float32 inputs), on random geometries drawn by fast-check: odd sizes, strides 1-3 (unequal),
  * paddings 0-2 (asymmetric), kernels 1-5, implied negative bottom/right padding (as transposed
  * convolutions with output padding produce), channel counts that are not multiples of the tile
- * sizes, batch 1-3; plus every tile shape, split-K with many chunks, and strides larger than the kernel
- * (input rows no window touches). Outputs start as NaN (poisoned), so an unwritten element fails.
+ * sizes, batch 1-3; plus every tile shape chooseTiles returns, one other shape with the tile loops
+ * unrolled as on a GPU (software adapters get rolled loops by default, see ConvOptions.rolled),
+ * split-K with one to 45 chunks, and strides larger than the kernel (input rows no window touches).
+ * Outputs start as NaN (poisoned), so an unwritten element fails.
+ *
+ * Run time on lavapipe is mostly pipeline compilation (~1 s per pipeline, 20 pipelines: about 25 s
+ * with a cold Mesa shader cache, a few seconds with a warm one).
  *
  * Tolerance: max |gpu - cpu| <= 1e-5 * max |cpu| (float32 accumulation over K <= ~2000 products of
  * values in [-1, 1]; the rounding error grows like sqrt(K) * 6e-8 relative to the largest output).
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
-import { setShaderLoader } from '../src/engine/webgpu/shaders.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
-import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions, type GemmTiles } from '../src/engine/webgpu/kernels/conv.js';
+import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
-
-// shaders.ts finds shaders/ by looking for fill.wgsl; read our kernels straight from the folder so this
-// suite does not depend on which other kernels exist yet.
-const shaderDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'shaders');
-setShaderLoader((name) => fs.readFileSync(path.join(shaderDir, `${name}.wgsl`), 'utf8'));
 
 const GPU = await haveGpu();
 
@@ -163,16 +159,11 @@ function geom(batch: number, inChannels: number, inHeight: number, inWidth: numb
   };
 }
 
-/** Every tile shape chooseTiles can return, and a few more that satisfy the constraints. */
-const TILE_SHAPES: GemmTiles[] = [
-  { bm: 16, bn: 256, bk: 8, tm: 4 },
-  { bm: 32, bn: 128, bk: 16, tm: 4 },
-  { bm: 64, bn: 64, bk: 16, tm: 4 },
-  { bm: 128, bn: 64, bk: 16, tm: 8 },
-  { bm: 64, bn: 32, bk: 16, tm: 8 },
-  { bm: 16, bn: 16, bk: 16, tm: 4 },
-  { bm: 32, bn: 32, bk: 4, tm: 8 },
-];
+/**
+ * A tile shape chooseTiles never returns (8 rows per thread, 32 threads, BK = 4), run with the tile loops
+ * unrolled as on a GPU (the other tests use the rolled loops that software adapters get by default).
+ */
+const ODD_TILES: ConvOptions = { tiles: { bm: 32, bn: 32, bk: 4, tm: 8 }, rolled: false };
 
 describe.skipIf(!GPU)('webgpu conv kernels', () => {
   it('conv2d, conv2dGradInput and conv2dGradWeight match the CPU kernels on random geometries', async () => {
@@ -192,17 +183,19 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     for (const [i, g] of cases.entries()) await checkConv(g, 100 + i);
   });
 
-  it('every tile shape gives the same result (M, N, K not multiples of the tiles)', async () => {
-    const g = geom(2, 7, 9, 11, 37, 3, 2, 2, 1, 1, 0, 1, 1);
-    for (const [i, tiles] of TILE_SHAPES.entries()) await checkConv(g, 200 + i, { tiles });
-    // More channels than the largest tile (several m-tiles) with the default choice.
+  it('other tile shapes, unrolled loops, and M above the largest tile give the same results', async () => {
+    await checkConv(geom(2, 7, 9, 11, 37, 3, 2, 2, 1, 1, 0, 1, 1), 200, ODD_TILES);
+    // 133 output and 70 input channels: several 128-row tiles, 8 rows per thread (chooseTiles' largest shape).
+    expect(chooseTiles(133, 1)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8 });
     await checkConv(geom(1, 70, 6, 5, 133, 3, 3, 1, 2, 1, 1, 1, 0), 250);
+    // 50 input channels: the input gradient on 64-row tiles (the random geometries have at most 20).
+    await checkConv(geom(2, 50, 7, 6, 3, 3, 3, 2, 1, 1, 1, 0, 1), 260, {}, ['gradInput']);
   });
 
-  it('conv2dGradWeight sums split-K chunks (from one chunk to one per BK step)', async () => {
+  it('conv2dGradWeight sums split-K chunks (one chunk per BK step, 15, 3 and 1 chunks)', async () => {
     const g = geom(3, 5, 12, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1); // K = 3*12*10 = 360
     const tiles = chooseTiles(6, 45);
-    for (const kChunk of [tiles.bk, 3 * tiles.bk, 64, 1024]) await checkConv(g, 300, { tiles, kChunk }, ['gradWeight']);
+    for (const kChunk of [tiles.bk, 3 * tiles.bk, 128, 1024]) await checkConv(g, 300, { tiles, kChunk }, ['gradWeight']);
   });
 
   it('matmul matches the CPU kernel for every transpose combination', async () => {
@@ -215,8 +208,8 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
       transB: fc.boolean(),
     });
     await fc.assert(fc.asyncProperty(arb, fc.nat(1000), async (p, seed) => checkMatmul(p, seed)), { numRuns: 30 });
-    for (const [i, tiles] of TILE_SHAPES.entries()) {
-      await checkMatmul({ batch: 2, m: 45, k: 37, n: 83, transA: i % 2 === 1, transB: i % 3 === 1 }, 400 + i, { tiles });
+    for (const [i, [transA, transB]] of [[false, false], [true, false], [false, true], [true, true]].entries()) {
+      await checkMatmul({ batch: 2, m: 45, k: 37, n: 83, transA, transB }, 400 + i, ODD_TILES);
     }
   });
 

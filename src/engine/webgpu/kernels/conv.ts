@@ -11,7 +11,9 @@
  *                     in each phase it is a stride-1 correlation with the phase's kernel taps)
  *   conv2dGradWeight  M = O, N = C*KH*KW,     K = batch*OH*OW, split into chunks of K whose partial
  *                     products go to a scratch buffer and are then summed (the reduce pass)
- * The tile shape is chosen from M (small M: flat, wide tiles) and N; see chooseTiles.
+ * The tile shape is chosen from M (small M: flat, wide tiles); see chooseTiles. On CPU-emulated adapters
+ * the shaders' tile loops are kept rolled (override ROLLED): lavapipe compiles the unrolled kernels
+ * several times slower (seconds per pipeline), and a GPU wants them unrolled.
  */
 import type { Conv2dGeometry } from '../../backend.js';
 import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
@@ -24,18 +26,23 @@ export interface GemmTiles {
   tm: number;
 }
 
-/** Extra knobs (tests, tuning): force a tile shape; for the weight gradient, the K per split (a multiple of bk). */
+/**
+ * Extra knobs (tests, tuning): force a tile shape; for the weight gradient, the K per split (a multiple
+ * of bk); `rolled` keeps the shaders' tile loops rolled (the default on CPU-emulated adapters, where the
+ * unrolled kernels take seconds to compile; on a GPU they are unrolled).
+ */
 export interface ConvOptions {
   tiles?: GemmTiles;
   kChunk?: number;
+  rolled?: boolean;
 }
 
 /** The portable workgroup-memory limit (bytes). */
 const WORKGROUP_BYTES = 16384;
 /** Most vec4 tile slots a thread loads per step (MAX_SLOTS in the shaders). */
 const MAX_SLOTS = 4;
-/** Workgroups the weight gradient aims for (enough to fill a large GPU), by splitting K. */
-const TARGET_WORKGROUPS = 1024;
+/** Workgroups the weight gradient aims for by splitting K: about 4 per SM of a large GPU (132 on an H200). */
+const TARGET_WORKGROUPS = 512;
 /** Fewest BK steps per split of the weight gradient. */
 const MIN_STEPS_PER_SPLIT = 8;
 /** Largest split-K scratch buffer (bytes). */
@@ -44,20 +51,20 @@ const MAX_SCRATCH_BYTES = 64 << 20;
 const MAX_GRID_DIM = 65535;
 
 /**
- * The tile shape for an M x N output: BM grows with M (16, 32, 64, then 128 with 8 rows per thread)
- * and BN = 4096 / BM (or 64 for BM = 128), so a workgroup keeps 256 threads; BN then shrinks while the
- * whole of N fits in half a tile.
+ * The tile shape for an M x N output (M = output channels, or input channels for the input gradient;
+ * usually small next to N): BM grows with M
+ * (16, 32, 64, then 128 with 8 rows per thread) and BN = 4096 / BM (64 for BM = 128), so a workgroup
+ * always has 256 threads and few rows of the tile are padding. N is almost always large for these
+ * kernels; it does not pick the shape (four shapes per kernel keep pipeline compiles few).
  */
-export function chooseTiles(m: number, n: number): GemmTiles {
-  let t: GemmTiles;
-  if (m <= 16) t = { bm: 16, bn: 256, bk: 8, tm: 4 };
-  else if (m <= 32) t = { bm: 32, bn: 128, bk: 16, tm: 4 };
-  else if (m <= 64) t = { bm: 64, bn: 64, bk: 16, tm: 4 };
-  else t = { bm: 128, bn: 64, bk: 16, tm: 8 };
-  const minBn = (t.bk * t.tm) / 4; // keeps the A-tile load at most MAX_SLOTS slots per thread
-  while (t.bn > Math.max(16, minBn) && n <= t.bn / 2) t = { ...t, bn: t.bn / 2 };
-  return t;
+export function chooseTiles(m: number, _n: number): GemmTiles {
+  if (m <= 16) return { bm: 16, bn: 256, bk: 8, tm: 4 };
+  if (m <= 32) return { bm: 32, bn: 128, bk: 16, tm: 4 };
+  if (m <= 64) return { bm: 64, bn: 64, bk: 16, tm: 4 };
+  return { bm: 128, bn: 64, bk: 16, tm: 8 };
 }
+
+const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 
 /** Threads per workgroup of a tile shape. */
 function threads(t: GemmTiles): number {
@@ -75,9 +82,33 @@ function checkTiles(t: GemmTiles): void {
   if (!ok) throw new Error(`webgpu: invalid GEMM tiles ${JSON.stringify(t)}`);
 }
 
-function tileConstants(t: GemmTiles): Record<string, number> {
+function tileConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<string, number> {
   checkTiles(t);
-  return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t) };
+  const rolled = opts.rolled ?? isSoftwareAdapter(rt.device);
+  return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t), ROLLED: rolled ? 1 : 0 };
+}
+
+/** The Params fields every tiled shader ends with: BK, A_SLOTS and B_SLOTS as run-time values (for ROLLED). */
+function loopParams(t: GemmTiles): Param[] {
+  const wg = threads(t);
+  return [['u32', t.bk], ['u32', ceilDiv((t.bk * t.bm) / 4, wg)], ['u32', ceilDiv((t.bk * t.bn) / 4, wg)]];
+}
+
+const softwareByDevice = new WeakMap<GPUDevice, boolean>();
+
+/**
+ * Whether the device is a CPU-emulated adapter (lavapipe / llvmpipe / SwiftShader), from
+ * GPUDevice.adapterInfo (Dawn and browsers have it; @webgpu/types 0.1.38 does not declare it yet).
+ */
+function isSoftwareAdapter(device: GPUDevice): boolean {
+  let software = softwareByDevice.get(device);
+  if (software === undefined) {
+    const info = (device as { adapterInfo?: { architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean } }).adapterInfo;
+    software = info !== undefined && (info.isFallbackAdapter === true
+      || /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`));
+    softwareByDevice.set(device, software);
+  }
+  return software;
 }
 
 /** One workgroup per tile, folded into x/y (the shaders read tile = wid.x + wid.y * nwg.x). */
@@ -85,8 +116,6 @@ function tileGrid(tiles: number, z = 1): [number, number, number] {
   const [x, y] = grid1d(tiles, 1);
   return [x, y, z];
 }
-
-const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 
 function geometryParams(g: Conv2dGeometry): Param[] {
   return [
@@ -110,12 +139,12 @@ export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffe
   const tiles = batch * tilesM * tilesN;
   rt.dispatch({
     shader: 'matmul',
-    constants: tileConstants(t),
+    constants: tileConstants(rt, t, opts),
     params: [
       ['u32', m], ['u32', k], ['u32', n],
       ['u32', transA ? 1 : k], ['u32', transA ? m : 1],
       ['u32', transB ? 1 : n], ['u32', transB ? k : 1],
-      ['u32', tilesM], ['u32', tilesN], ['u32', tiles],
+      ['u32', tilesM], ['u32', tilesN], ['u32', tiles], ...loopParams(t),
     ],
     buffers: [a, b, out],
     workgroups: tileGrid(tiles),
@@ -133,8 +162,8 @@ export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuff
   const tiles = tilesM * ceilDiv(N, t.bn);
   rt.dispatch({
     shader: 'conv2d',
-    constants: tileConstants(t),
-    params: [...geometryParams(g), ['u32', bias ? 1 : 0], ['u32', tilesM], ['u32', tiles]],
+    constants: tileConstants(rt, t, opts),
+    params: [...geometryParams(g), ['u32', bias ? 1 : 0], ['u32', tilesM], ['u32', tiles], ...loopParams(t)],
     buffers: [x, w, bias ?? rt.dummy(), out],
     workgroups: tileGrid(tiles),
   });
@@ -151,8 +180,8 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
   const tilesM = ceilDiv(M, t.bm);
   rt.dispatch({
     shader: 'conv2d_grad_input',
-    constants: tileConstants(t),
-    params: [...geometryParams(g), ['u32', tilesM]],
+    constants: tileConstants(rt, t, opts),
+    params: [...geometryParams(g), ['u32', tilesM], ...loopParams(t)],
     buffers: [dy, w, dx],
     workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW),
   });
@@ -179,8 +208,8 @@ export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw
   const partial = splits === 1 ? dw : rt.acquire(splits * M * N * 4);
   rt.dispatch({
     shader: 'conv2d_grad_weight',
-    constants: tileConstants(t),
-    params: [...geometryParams(g), ['u32', tilesM], ['u32', tiles], ['u32', kChunk]],
+    constants: tileConstants(rt, t, opts),
+    params: [...geometryParams(g), ['u32', tilesM], ['u32', tiles], ['u32', kChunk], ...loopParams(t)],
     buffers: [x, dy, partial],
     workgroups: tileGrid(tiles, splits),
   });
@@ -189,7 +218,7 @@ export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw
       shader: 'conv2d_grad_weight_reduce',
       params: [['u32', M * N], ['u32', splits]],
       buffers: [partial, dw],
-      workgroups: grid1d(M * N, 256),
+      workgroups: grid1d(M * N, 64), // 64 outputs per workgroup (of 256 threads)
     });
     rt.release(partial);
   }
