@@ -16,7 +16,7 @@ export function gpuRuntime(): Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null>
       console.warn(`WebGPU tests skipped: ${hint}`);
       return null;
     }
-    return { gpu, rt: new GpuRuntime(gpu.device, gpu.hasTimestamps) };
+    return { gpu, rt: new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software) };
   })();
   return cached;
 }

@@ -24,7 +24,7 @@ export class WebGPUBackend implements Backend {
   private liveBytes = 0;
 
   constructor(readonly gpu: GpuDevice) {
-    this.rt = new GpuRuntime(gpu.device, gpu.hasTimestamps);
+    this.rt = new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software);
   }
 
   describe(): string {

@@ -90,7 +90,9 @@ export class GpuRuntime {
 
   readonly counters = { liveBuffers: 0, liveBytes: 0, pooledBuffers: 0, pooledBytes: 0, submits: 0, dispatches: 0, pipelines: 0 };
 
-  constructor(readonly device: GPUDevice, readonly hasTimestamps: boolean) {
+  /** hasTimestamps: the device has 'timestamp-query'; software: the adapter is CPU-emulated (lavapipe), where kernels
+   *  keep their loops rolled because unrolled pipelines take seconds to compile. */
+  constructor(readonly device: GPUDevice, readonly hasTimestamps: boolean, readonly software = false) {
     void device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
     });

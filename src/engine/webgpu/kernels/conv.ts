@@ -84,7 +84,7 @@ function checkTiles(t: GemmTiles): void {
 
 function tileConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<string, number> {
   checkTiles(t);
-  const rolled = opts.rolled ?? isSoftwareAdapter(rt.device);
+  const rolled = opts.rolled ?? rt.software;
   return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t), ROLLED: rolled ? 1 : 0 };
 }
 
@@ -94,22 +94,6 @@ function loopParams(t: GemmTiles): Param[] {
   return [['u32', t.bk], ['u32', ceilDiv((t.bk * t.bm) / 4, wg)], ['u32', ceilDiv((t.bk * t.bn) / 4, wg)]];
 }
 
-const softwareByDevice = new WeakMap<GPUDevice, boolean>();
-
-/**
- * Whether the device is a CPU-emulated adapter (lavapipe / llvmpipe / SwiftShader), from
- * GPUDevice.adapterInfo (Dawn and browsers have it; @webgpu/types 0.1.38 does not declare it yet).
- */
-function isSoftwareAdapter(device: GPUDevice): boolean {
-  let software = softwareByDevice.get(device);
-  if (software === undefined) {
-    const info = (device as { adapterInfo?: { architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean } }).adapterInfo;
-    software = info !== undefined && (info.isFallbackAdapter === true
-      || /llvmpipe|lavapipe|swiftshader|software/i.test(`${info.architecture ?? ''} ${info.device ?? ''} ${info.description ?? ''}`));
-    softwareByDevice.set(device, software);
-  }
-  return software;
-}
 
 /** One workgroup per tile, folded into x/y (the shaders read tile = wid.x + wid.y * nwg.x). */
 function tileGrid(tiles: number, z = 1): [number, number, number] {
