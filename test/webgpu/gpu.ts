@@ -4,6 +4,7 @@
  */
 import { requestGpuDevice, type GpuDevice } from '../../src/engine/webgpu/device.js';
 import { GpuRuntime } from '../../src/engine/webgpu/runtime.js';
+import { loadShaders } from '../../src/engine/webgpu/shaders.js';
 
 let cached: Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null> | null = null;
 
@@ -16,6 +17,7 @@ export function gpuRuntime(): Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null>
       console.warn(`WebGPU tests skipped: ${hint}`);
       return null;
     }
+    await loadShaders();
     return { gpu, rt: new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software) };
   })();
   return cached;

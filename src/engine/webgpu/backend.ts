@@ -7,6 +7,7 @@ import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, St
 import type { DType, FloatArray } from '../dtype.js';
 import { requestGpuDevice, type GpuDevice } from './device.js';
 import { GpuRuntime } from './runtime.js';
+import { loadShaders } from './shaders.js';
 import * as conv from './kernels/conv.js';
 import * as ew from './kernels/elementwise.js';
 import * as norm from './kernels/norm.js';
@@ -163,5 +164,6 @@ export class WebGPUBackend implements Backend {
 /** Creates the webgpu backend, or returns null when no adapter is available. */
 export async function createWebGPUBackend(): Promise<WebGPUBackend | null> {
   const gpu = await requestGpuDevice();
+  if (gpu) await loadShaders();
   return gpu ? new WebGPUBackend(gpu) : null;
 }

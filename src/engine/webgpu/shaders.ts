@@ -1,21 +1,35 @@
 /**
- * WGSL sources. Each kernel is one plain .wgsl file in the top-level shaders/ folder. In Node they are
- * read from disk (found by walking up from this module, so it works from src/ and from dist/); in a
- * browser, call setShaderLoader() with a function that returns a file's text (e.g. bundled strings).
+ * WGSL sources. Each kernel is one plain .wgsl file in the top-level shaders/ folder. loadShaders() reads them
+ * all once when the backend is created: in Node from disk (found by walking up from this module, so it works
+ * from src/ and from dist/); in a browser by fetching them next to the shaders/ folder URL given to
+ * setShaderBaseUrl() (default: ../../../shaders/ relative to this module), or from a loader of your own
+ * (setShaderLoader, e.g. strings your bundler inlined). No Node module is imported at the top level, so this
+ * file also loads in a browser.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+export const SHADER_NAMES = [
+  'adam', 'batchnorm_backward', 'batchnorm_forward', 'batchnorm_grad_merge', 'batchnorm_grad_sums', 'batchnorm_stats',
+  'batchnorm_stats_merge', 'binary', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', 'conv2d_grad_weight_reduce',
+  'copy', 'fill', 'matmul', 'mse_loss', 'reduce_sum', 'unary', 'upsample_nearest', 'upsample_nearest_grad', 'value_stats',
+] as const;
 
-let loader: ((name: string) => string) | null = null;
 const cache = new Map<string, string>();
+let loader: ((name: string) => string | Promise<string>) | null = null;
+let baseUrl: string | URL = new URL('../../../shaders/', import.meta.url);
 
-export function setShaderLoader(fn: (name: string) => string): void {
+export function setShaderLoader(fn: (name: string) => string | Promise<string>): void {
   loader = fn;
   cache.clear();
 }
 
-function shaderDir(): string {
+export function setShaderBaseUrl(url: string | URL): void {
+  baseUrl = url;
+  cache.clear();
+}
+
+async function nodeShaderDir(): Promise<string> {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     const candidate = path.join(dir, 'shaders');
@@ -25,12 +39,29 @@ function shaderDir(): string {
   throw new Error(`webgpu: cannot find the shaders/ folder above ${fileURLToPath(import.meta.url)}`);
 }
 
-/** The text of shaders/<name>.wgsl. */
-export function shaderSource(name: string): string {
-  let src = cache.get(name);
-  if (src === undefined) {
-    src = loader ? loader(name) : fs.readFileSync(path.join(shaderDir(), `${name}.wgsl`), 'utf8');
-    cache.set(name, src);
+/** Reads every kernel's source once (call before the first dispatch; createWebGPUBackend does). */
+export async function loadShaders(): Promise<void> {
+  const missing = SHADER_NAMES.filter((n) => !cache.has(n));
+  if (missing.length === 0) return;
+  if (loader) {
+    for (const n of missing) cache.set(n, await loader(n));
+  } else if (typeof process !== 'undefined' && process.versions?.node) {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const dir = await nodeShaderDir();
+    for (const n of missing) cache.set(n, fs.readFileSync(path.join(dir, `${n}.wgsl`), 'utf8'));
+  } else {
+    await Promise.all(missing.map(async (n) => {
+      const res = await fetch(new URL(`${n}.wgsl`, baseUrl));
+      if (!res.ok) throw new Error(`webgpu: cannot fetch shader ${n}.wgsl from ${String(baseUrl)} (${res.status})`);
+      cache.set(n, await res.text());
+    }));
   }
+}
+
+/** The text of shaders/<name>.wgsl (loaded by loadShaders). */
+export function shaderSource(name: string): string {
+  const src = cache.get(name);
+  if (src === undefined) throw new Error(`webgpu: shader '${name}' is not loaded (call loadShaders() first; known: ${SHADER_NAMES.join(', ')})`);
   return src;
 }
