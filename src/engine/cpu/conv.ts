@@ -1,0 +1,342 @@
+/**
+ * CPU convolution and batched matmul kernels: im2col + GEMM, spread over worker threads.
+ *
+ * Convolution (NCHW, weight [O, C, KH, KW], geometry in backend.ts's Conv2dGeometry) is turned into
+ * matrix products by "im2col": for one image, the column matrix cols[C*KH*KW, OH*OW] holds in
+ * column (oy, ox) every input value the kernel window at (oy, ox) touches,
+ *     cols[(c*KH + ky)*KW + kx, oy*OW + ox] = x[c, oy*SH - padTop + ky, ox*SW - padLeft + kx]  (0 outside),
+ * so that, with W viewed as a matrix [O, C*KH*KW]:
+ *     forward        out_n  = W x cols_n              (+ bias per output channel)
+ *     input grad     cols   = W^T x dy_n,  then "col2im": scatter-add each column entry back to the
+ *                    input position it was copied from (dx zeroed first)
+ *     weight grad    dw     = sum_n dy_n x cols_n^T
+ * The products run in gemm.ts. To keep the column matrix in cache (and its memory small), each
+ * image is processed in chunks of whole output rows: a chunk is cols restricted to the columns
+ * of output rows [oy0, oy0 + rows), which is again a plain matrix.
+ *
+ * Threads (threads.ts): a kernel is cut into parts that write disjoint outputs:
+ *   forward       (image, row chunk) units, split into contiguous ranges;
+ *   input grad    whole images (or, for fewer images than threads, ranges of input channels);
+ *   weight grad   (image, row chunk) units; each thread sums its units into a private partial dw
+ *                 (float64), and the calling thread adds the partials up;
+ *   matmul        ranges of output rows of the stacked [batch*m, n] result (or of columns, for
+ *                 a matrix-vector product).
+ * Parts go to workers only when every array is SharedArrayBuffer-backed and the work is large
+ * enough (threads.ts, planThreads); otherwise everything runs on the calling thread.
+ *
+ * All outputs are fully overwritten. Scratch buffers are module-level and grow on demand; each
+ * worker thread has its own module instance and therefore its own scratch.
+ */
+import type { Conv2dGeometry } from '../backend.js';
+import type { FloatArray } from '../dtype.js';
+import { gemm, MR, NR } from './gemm.js';
+import { getThreadCount, planThreads, runParallel, type WorkerTask } from './threads.js';
+
+/** Target size of one column-matrix chunk, in elements (1 MiB of doubles: stays in L2). */
+const COLS_CHUNK_ELEMENTS = 1 << 17;
+
+// Per-thread scratch, grown on demand.
+let colsScratch = new Float64Array(0);
+let dwScratch = new Float64Array(0);
+/** Per-thread partial weight gradients for the threaded weight gradient (calling thread only). */
+let dwPartials = new Float64Array(new SharedArrayBuffer(0));
+
+function cols(size: number): Float64Array {
+  if (colsScratch.length < size) colsScratch = new Float64Array(size);
+  return colsScratch;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public kernels
+// ---------------------------------------------------------------------------------------------
+
+/** out[n,o,oy,ox] = bias[o] + sum_{c,ky,kx} x[n,c,iy,ix] * w[o,c,ky,kx], iy = oy*SH - padTop + ky (0 outside). */
+export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): void {
+  const units = g.batch * chunking(g).count;
+  const threads = planThreads([x, w, bias, out], convFlops(g), units);
+  const parts = splitEvenly(units, threads);
+  runParallel(
+    parts.slice(1).map(([u0, u1]) => task('conv2dForwardRange', x, w, bias, out, g, u0, u1)),
+    () => conv2dForwardRange(x, w, bias, out, g, parts[0][0], parts[0][1]),
+  );
+}
+
+/** dx = gradient of conv2dForward's output with respect to x, for output gradient dy (the transposed convolution). */
+export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g: Conv2dGeometry): void {
+  // Whole images per thread; with fewer images than threads, split the input channels instead
+  // (each input channel's dx only depends on its own slice of W).
+  const byImage = g.batch >= 2 || g.inChannels < 2;
+  const threads = planThreads([dy, w, dx], convFlops(g), byImage ? g.batch : g.inChannels);
+  const parts = splitEvenly(byImage ? g.batch : g.inChannels, threads);
+  const range = (i: number): [number, number, number, number] => byImage
+    ? [parts[i][0], parts[i][1], 0, g.inChannels]
+    : [0, g.batch, parts[i][0], parts[i][1]];
+  runParallel(
+    parts.slice(1).map((_, i) => task('conv2dGradInputRange', dy, w, dx, g, ...range(i + 1))),
+    () => conv2dGradInputRange(dy, w, dx, g, ...range(0)),
+  );
+}
+
+/** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*SH-padTop+ky,ox*SW-padLeft+kx]. */
+export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): void {
+  const units = g.batch * chunking(g).count;
+  const threads = planThreads([x, dy, dw], convFlops(g), units);
+  if (threads === 1) {
+    conv2dGradWeightRange(x, dy, dw, g, 0, units);
+    return;
+  }
+  // Each thread writes the sum over its units into its own float64 slice of dwPartials.
+  const size = dw.length;
+  if (dwPartials.length < threads * size) {
+    dwPartials = new Float64Array(new SharedArrayBuffer(threads * size * Float64Array.BYTES_PER_ELEMENT));
+  }
+  const partials = dwPartials;
+  const slice = (t: number): Float64Array => partials.subarray(t * size, (t + 1) * size);
+  const parts = splitEvenly(units, threads);
+  runParallel(
+    parts.slice(1).map(([u0, u1], i) => task('conv2dGradWeightRange', x, dy, slice(i + 1), g, u0, u1)),
+    () => conv2dGradWeightRange(x, dy, slice(0), g, parts[0][0], parts[0][1]),
+  );
+  for (let i = 0; i < size; i++) {
+    let sum = 0;
+    for (let t = 0; t < threads; t++) sum += partials[t * size + i];
+    dw[i] = sum;
+  }
+}
+
+/**
+ * out[bi] = op(a[bi]) x op(b[bi]) for bi < batch, op = transpose when the flag is set.
+ * a is [batch, m, k] ([batch, k, m] with transA), b is [batch, k, n] ([batch, n, k] with transB), out is [batch, m, n].
+ */
+export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
+  // Parts are ranges of rows of the stacked output [batch*m, n], in multiples of the GEMM tile
+  // height; when there are too few rows for that (a matrix-vector product), ranges of columns.
+  const rows = batch * m;
+  const rowBlocks = Math.ceil(rows / MR);
+  const colBlocks = Math.ceil(n / NR);
+  const byRows = rowBlocks >= Math.min(getThreadCount(), colBlocks);
+  const threads = planThreads([a, b, out], 2 * rows * k * n, byRows ? rowBlocks : colBlocks);
+  // Each part: [row0, row1, col0, col1].
+  const parts: [number, number, number, number][] = byRows
+    ? splitEvenly(rowBlocks, threads).map(([b0, b1]) => [b0 * MR, Math.min(rows, b1 * MR), 0, n])
+    : splitEvenly(colBlocks, threads).map(([b0, b1]) => [0, rows, b0 * NR, Math.min(n, b1 * NR)]);
+  runParallel(
+    parts.slice(1).map((r) => task('matmulRange', a, b, out, batch, m, k, n, transA, transB, ...r)),
+    () => matmulRange(a, b, out, batch, m, k, n, transA, transB, ...parts[0]),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single-threaded parts (run on the calling thread or in a worker)
+// ---------------------------------------------------------------------------------------------
+
+/** Forward for units [u0, u1) of (image, row chunk) pairs: unit u is image floor(u / chunks), chunk u % chunks. */
+export function conv2dForwardRange(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry, u0: number, u1: number): void {
+  const ch = chunking(g);
+  const ckk = g.inChannels * g.kernelH * g.kernelW;
+  const outPlane = g.outHeight * g.outWidth;
+  for (let u = u0; u < u1; u++) {
+    const n = Math.floor(u / ch.count);
+    const oy0 = (u % ch.count) * ch.rows;
+    const rows = Math.min(ch.rows, g.outHeight - oy0);
+    const ncols = rows * g.outWidth;
+    const c = cols(ckk * ncols);
+    im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c);
+    // out[n, :, chunk] = bias, then += W x cols.
+    const outBase = n * g.outChannels * outPlane + oy0 * g.outWidth;
+    for (let o = 0; o < g.outChannels; o++) {
+      const start = outBase + o * outPlane;
+      out.fill(bias === null ? 0 : bias[o], start, start + ncols);
+    }
+    gemm(g.outChannels, ncols, ckk,
+      w, 0, ckk, 1,
+      c, 0, ncols, 1,
+      out, outBase, outPlane, true);
+  }
+}
+
+/** Input gradient for images [n0, n1) and input channels [c0, c1). */
+export function conv2dGradInputRange(dy: FloatArray, w: FloatArray, dx: FloatArray, g: Conv2dGeometry, n0: number, n1: number, c0: number, c1: number): void {
+  const ch = chunking(g);
+  const kk = g.kernelH * g.kernelW;
+  const ckk = g.inChannels * kk;
+  const inPlane = g.inHeight * g.inWidth;
+  const outPlane = g.outHeight * g.outWidth;
+  const m = (c1 - c0) * kk; // rows of cols for our channels
+  for (let n = n0; n < n1; n++) {
+    const dxBase = n * g.inChannels * inPlane;
+    dx.fill(0, dxBase + c0 * inPlane, dxBase + c1 * inPlane);
+    if (m === 0) continue;
+    for (let chunk = 0; chunk < ch.count; chunk++) {
+      const oy0 = chunk * ch.rows;
+      const rows = Math.min(ch.rows, g.outHeight - oy0);
+      const ncols = rows * g.outWidth;
+      const c = cols(m * ncols);
+      // cols[i, j] = sum_o W[o, c0*kk + i] * dy[n, o, chunk column j]   (A = W^T: row stride 1, column stride ckk)
+      gemm(m, ncols, g.outChannels,
+        w, c0 * kk, 1, ckk,
+        dy, n * g.outChannels * outPlane + oy0 * g.outWidth, outPlane, 1,
+        c, 0, ncols, false);
+      col2im(c, dx, dxBase, g, oy0, rows, c0, c1);
+    }
+  }
+}
+
+/** Weight gradient summed over units [u0, u1) (as in conv2dForwardRange), written (not added) to dwOut. */
+export function conv2dGradWeightRange(x: FloatArray, dy: FloatArray, dwOut: FloatArray, g: Conv2dGeometry, u0: number, u1: number): void {
+  const ch = chunking(g);
+  const ckk = g.inChannels * g.kernelH * g.kernelW;
+  const outPlane = g.outHeight * g.outWidth;
+  const size = g.outChannels * ckk;
+  // Accumulate in doubles whatever the storage type, then store once.
+  if (dwScratch.length < size) dwScratch = new Float64Array(size);
+  const acc = dwScratch;
+  acc.fill(0, 0, size);
+  for (let u = u0; u < u1; u++) {
+    const n = Math.floor(u / ch.count);
+    const oy0 = (u % ch.count) * ch.rows;
+    const rows = Math.min(ch.rows, g.outHeight - oy0);
+    const ncols = rows * g.outWidth;
+    const c = cols(ckk * ncols);
+    im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c);
+    // acc[o, i] += sum_j dy[n, o, chunk column j] * cols[i, j]   (B = cols^T: row stride 1, column stride ncols)
+    gemm(g.outChannels, ckk, ncols,
+      dy, n * g.outChannels * outPlane + oy0 * g.outWidth, outPlane, 1,
+      c, 0, 1, ncols,
+      acc, 0, ckk, true);
+  }
+  for (let i = 0; i < size; i++) dwOut[i] = acc[i];
+}
+
+/** Rows [r0, r1) and columns [c0, c1) of the stacked [batch*m, n] matmul output. */
+export function matmulRange(a: FloatArray, b: FloatArray, out: FloatArray, batch: number, m: number, k: number, n: number,
+  transA: boolean, transB: boolean, r0: number, r1: number, c0: number, c1: number): void {
+  // Element strides of op(A) = [m, k] and op(B) = [k, n] inside one batch item.
+  const aRow = transA ? 1 : k, aCol = transA ? m : 1;
+  const bRow = transB ? 1 : n, bCol = transB ? k : 1;
+  for (let bi = Math.floor(r0 / Math.max(m, 1)); bi < batch && bi * m < r1; bi++) {
+    const i0 = Math.max(r0, bi * m) - bi * m;
+    const i1 = Math.min(r1, (bi + 1) * m) - bi * m;
+    if (i1 <= i0 || c1 <= c0) continue;
+    gemm(i1 - i0, c1 - c0, k,
+      a, bi * m * k + i0 * aRow, aRow, aCol,
+      b, bi * k * n + c0 * bCol, bRow, bCol,
+      out, bi * m * n + i0 * n + c0, n, false);
+  }
+}
+
+/** The functions a worker may run, by name (worker.ts looks tasks up here). */
+export const workerKernels = {
+  conv2dForwardRange,
+  conv2dGradInputRange,
+  conv2dGradWeightRange,
+  matmulRange,
+};
+
+// ---------------------------------------------------------------------------------------------
+// im2col / col2im on a chunk of output rows
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Fill c[(ch*KH + ky)*KW + kx, r*OW + ox] = x[xBase + ch*H*W + iy*W + ix] for output rows
+ * oy0 .. oy0+rows-1, iy = oy*SH - padTop + ky, ix = ox*SW - padLeft + kx, and 0 where (iy, ix) is outside.
+ */
+function im2col(x: FloatArray, xBase: number, g: Conv2dGeometry, oy0: number, rows: number, c: Float64Array): void {
+  const { inHeight: H, inWidth: W, kernelH: KH, kernelW: KW, outWidth: OW, strideH: SH, strideW: SW } = g;
+  const ncols = rows * OW;
+  let d = 0; // start of the current row of c
+  for (let ch = 0; ch < g.inChannels; ch++) {
+    const plane = xBase + ch * H * W;
+    for (let ky = 0; ky < KH; ky++) {
+      for (let kx = 0; kx < KW; kx++) {
+        const [oxLo, oxHi] = validOutputRange(g.padLeft - kx, W, SW, OW);
+        for (let r = 0; r < rows; r++) {
+          const iy = (oy0 + r) * SH - g.padTop + ky;
+          const dst = d + r * OW;
+          if (iy < 0 || iy >= H) {
+            c.fill(0, dst, dst + OW);
+            continue;
+          }
+          const src = plane + iy * W + kx - g.padLeft; // + ox*SW
+          for (let ox = 0; ox < oxLo; ox++) c[dst + ox] = 0;
+          for (let ox = oxLo, s = src + oxLo * SW; ox < oxHi; ox++, s += SW) c[dst + ox] = x[s];
+          for (let ox = oxHi; ox < OW; ox++) c[dst + ox] = 0;
+        }
+        d += ncols;
+      }
+    }
+  }
+}
+
+/**
+ * The inverse scatter of im2col for input channels [c0, c1): dx[dxBase + ch*H*W + iy*W + ix] += c[...]
+ * for every in-image position; rows of c are numbered from channel c0.
+ */
+function col2im(c: Float64Array, dx: FloatArray, dxBase: number, g: Conv2dGeometry, oy0: number, rows: number, c0: number, c1: number): void {
+  const { inHeight: H, inWidth: W, kernelH: KH, kernelW: KW, outWidth: OW, strideH: SH, strideW: SW } = g;
+  const ncols = rows * OW;
+  let d = 0;
+  for (let ch = c0; ch < c1; ch++) {
+    const plane = dxBase + ch * H * W;
+    for (let ky = 0; ky < KH; ky++) {
+      for (let kx = 0; kx < KW; kx++) {
+        const [oxLo, oxHi] = validOutputRange(g.padLeft - kx, W, SW, OW);
+        for (let r = 0; r < rows; r++) {
+          const iy = (oy0 + r) * SH - g.padTop + ky;
+          if (iy < 0 || iy >= H) continue;
+          const src = d + r * OW;
+          const dst = plane + iy * W + kx - g.padLeft;
+          for (let ox = oxLo, t = dst + oxLo * SW; ox < oxHi; ox++, t += SW) dx[t] += c[src + ox];
+        }
+        d += ncols;
+      }
+    }
+  }
+}
+
+/**
+ * The output columns [lo, hi) whose input column ix = ox*stride - shift lies inside [0, size):
+ * lo = first ox with ox*stride >= shift, hi = first ox with ox*stride >= shift + size, both clamped to [0, outSize].
+ */
+function validOutputRange(shift: number, size: number, stride: number, outSize: number): [number, number] {
+  const lo = Math.min(outSize, firstMultipleAtLeast(shift, stride));
+  const hi = Math.max(lo, Math.min(outSize, firstMultipleAtLeast(shift + size, stride)));
+  return [lo, hi];
+}
+
+/** The smallest o >= 0 with o * stride >= limit. */
+function firstMultipleAtLeast(limit: number, stride: number): number {
+  return limit <= 0 ? 0 : Math.ceil(limit / stride);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/** How each image's output rows are cut into chunks: `rows` output rows per chunk, `count` chunks. */
+function chunking(g: Conv2dGeometry): { rows: number; count: number } {
+  if (g.outHeight <= 0 || g.outWidth <= 0) return { rows: 1, count: 0 };
+  const ckk = Math.max(1, g.inChannels * g.kernelH * g.kernelW);
+  const maxRows = Math.max(1, Math.min(g.outHeight, Math.floor(COLS_CHUNK_ELEMENTS / (ckk * g.outWidth))));
+  // As few chunks as the size limit allows, of (nearly) equal height.
+  const count = Math.ceil(g.outHeight / maxRows);
+  const rows = Math.ceil(g.outHeight / count);
+  return { rows, count: Math.ceil(g.outHeight / rows) };
+}
+
+/** Multiply-adds x 2 of one convolution pass (the same for forward and both gradients). */
+function convFlops(g: Conv2dGeometry): number {
+  return 2 * g.batch * g.outChannels * g.inChannels * g.kernelH * g.kernelW * g.outHeight * g.outWidth;
+}
+
+/** Cut [0, total) into `parts` contiguous ranges whose sizes differ by at most one. */
+function splitEvenly(total: number, parts: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let i = 0; i < parts; i++) ranges.push([Math.floor((total * i) / parts), Math.floor((total * (i + 1)) / parts)]);
+  return ranges;
+}
+
+/** A worker task, type-checked against the function it names. */
+function task<K extends keyof typeof workerKernels>(kernel: K, ...args: Parameters<(typeof workerKernels)[K]>): WorkerTask {
+  return { kernel, args };
+}

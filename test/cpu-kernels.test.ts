@@ -1,0 +1,319 @@
+/**
+ * The CPU GEMM / convolution kernels (src/engine/cpu/gemm.ts, conv.ts, threads.ts) against naive
+ * direct loops written here, on random geometries drawn by fast-check: odd sizes, strides 1-3,
+ * zero and non-zero padding, kernels 1-5, and negative implied bottom/right padding (input rows
+ * and columns that no output reads, as transposed convolutions with output padding produce).
+ * Both float64 (relative tolerance 1e-10) and float32 (1e-4), plain typed arrays and
+ * SharedArrayBuffer-backed ones on the worker-thread path. Outputs start filled with NaN, so a
+ * kernel that forgets to write an element fails.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { Conv2dGeometry } from '../src/engine/backend.js';
+import { allocArray, type DType, type FloatArray } from '../src/engine/dtype.js';
+import { gemm } from '../src/engine/cpu/gemm.js';
+import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from '../src/engine/cpu/conv.js';
+import {
+  getParallelMinFlops, getThreadCount, parallelRunCount, runParallel, setParallelMinFlops, setThreadCount,
+} from '../src/engine/cpu/threads.js';
+
+// ---------------------------------------------------------------------------------------------
+// Naive references (float64 accumulation, direct loops straight from the definitions)
+// ---------------------------------------------------------------------------------------------
+
+function convRef(x: FloatArray, w: FloatArray, bias: FloatArray | null, g: Conv2dGeometry): Float64Array {
+  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
+  const out = new Float64Array(N * O * OH * OW);
+  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
+    let s = bias === null ? 0 : bias[o];
+    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
+      const iy = oy * g.strideH - g.padTop + ky;
+      const ix = ox * g.strideW - g.padLeft + kx;
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      s += x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * KH + ky) * KW + kx];
+    }
+    out[((n * O + o) * OH + oy) * OW + ox] = s;
+  }
+  return out;
+}
+
+function gradInputRef(dy: FloatArray, w: FloatArray, g: Conv2dGeometry): Float64Array {
+  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
+  const dx = new Float64Array(N * C * H * W);
+  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
+    const d = dy[((n * O + o) * OH + oy) * OW + ox];
+    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
+      const iy = oy * g.strideH - g.padTop + ky;
+      const ix = ox * g.strideW - g.padLeft + kx;
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      dx[((n * C + c) * H + iy) * W + ix] += d * w[((o * C + c) * KH + ky) * KW + kx];
+    }
+  }
+  return dx;
+}
+
+function gradWeightRef(x: FloatArray, dy: FloatArray, g: Conv2dGeometry): Float64Array {
+  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
+  const dw = new Float64Array(O * C * KH * KW);
+  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
+    const d = dy[((n * O + o) * OH + oy) * OW + ox];
+    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
+      const iy = oy * g.strideH - g.padTop + ky;
+      const ix = ox * g.strideW - g.padLeft + kx;
+      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      dw[((o * C + c) * KH + ky) * KW + kx] += d * x[((n * C + c) * H + iy) * W + ix];
+    }
+  }
+  return dw;
+}
+
+function matmulRef(a: FloatArray, b: FloatArray, batch: number, m: number, k: number, n: number, tA: boolean, tB: boolean): Float64Array {
+  const out = new Float64Array(batch * m * n);
+  for (let bi = 0; bi < batch; bi++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (let p = 0; p < k; p++) {
+      const av = tA ? a[bi * m * k + p * m + i] : a[bi * m * k + i * k + p];
+      const bv = tB ? b[bi * k * n + j * k + p] : b[bi * k * n + p * n + j];
+      s += av * bv;
+    }
+    out[(bi * m + i) * n + j] = s;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/** Deterministic pseudo-random values in [-1, 1) (mulberry32), so failures replay exactly. */
+function randomArray(dtype: DType, size: number, seed: number, shared: boolean): FloatArray {
+  const a = allocArray(dtype, size, shared);
+  let s = seed >>> 0;
+  for (let i = 0; i < size; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return a;
+}
+
+function nanArray(dtype: DType, size: number, shared: boolean): FloatArray {
+  const a = allocArray(dtype, size, shared);
+  a.fill(NaN);
+  return a;
+}
+
+/** max |got - want| <= tol * max(1, max |want|), and every element finite. */
+function expectClose(got: FloatArray, want: Float64Array, tol: number, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  let scale = 1;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let worst = 0;
+  let worstAt = -1;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i] - want[i]);
+    if (!(d <= worst)) { worst = d; worstAt = i; } // NaN counts as the worst
+  }
+  if (!(worst <= tol * scale)) {
+    throw new Error(`${what}: element ${worstAt} is ${got[worstAt]}, expected ${want[worstAt]} (max error ${worst}, allowed ${tol * scale})`);
+  }
+}
+
+const tolerance = (dtype: DType): number => (dtype === 'float64' ? 1e-10 : 1e-4);
+
+/** Random convolution geometry; bottom/right padding is implied and may be negative. */
+const geometryArb = fc.record({
+  batch: fc.integer({ min: 1, max: 3 }),
+  inChannels: fc.integer({ min: 1, max: 4 }),
+  outChannels: fc.integer({ min: 1, max: 5 }),
+  inHeight: fc.integer({ min: 1, max: 11 }),
+  inWidth: fc.integer({ min: 1, max: 11 }),
+  kernelH: fc.integer({ min: 1, max: 5 }),
+  kernelW: fc.integer({ min: 1, max: 5 }),
+  strideH: fc.integer({ min: 1, max: 3 }),
+  strideW: fc.integer({ min: 1, max: 3 }),
+  padTop: fc.integer({ min: 0, max: 3 }),
+  padLeft: fc.integer({ min: 0, max: 3 }),
+  padBottom: fc.integer({ min: -3, max: 3 }),
+  padRight: fc.integer({ min: -3, max: 3 }),
+}).map((r): Conv2dGeometry => ({
+  batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
+  kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
+  outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
+  outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
+}));
+
+const sizes = (g: Conv2dGeometry) => ({
+  x: g.batch * g.inChannels * g.inHeight * g.inWidth,
+  w: g.outChannels * g.inChannels * g.kernelH * g.kernelW,
+  y: g.batch * g.outChannels * g.outHeight * g.outWidth,
+});
+
+/** Run all three convolution kernels on g and compare them with the references. */
+function checkConv(g: Conv2dGeometry, dtype: DType, shared: boolean, seed: number, withBias: boolean): void {
+  const n = sizes(g);
+  const x = randomArray(dtype, n.x, seed, shared);
+  const w = randomArray(dtype, n.w, seed + 1, shared);
+  const bias = withBias ? randomArray(dtype, g.outChannels, seed + 2, shared) : null;
+  const dy = randomArray(dtype, n.y, seed + 3, shared);
+  const tol = tolerance(dtype);
+  const what = `${dtype}${shared ? ' shared' : ''} ${JSON.stringify(g)}`;
+
+  const out = nanArray(dtype, n.y, shared);
+  conv2dForward(x, w, bias, out, g);
+  expectClose(out, convRef(x, w, bias, g), tol, `forward ${what}`);
+
+  const dx = nanArray(dtype, n.x, shared);
+  conv2dGradInput(dy, w, dx, g);
+  expectClose(dx, gradInputRef(dy, w, g), tol, `gradInput ${what}`);
+
+  const dw = nanArray(dtype, n.w, shared);
+  conv2dGradWeight(x, dy, dw, g);
+  expectClose(dw, gradWeightRef(x, dy, g), tol, `gradWeight ${what}`);
+}
+
+const matmulArb = fc.record({
+  batch: fc.integer({ min: 1, max: 3 }),
+  m: fc.integer({ min: 1, max: 37 }),
+  k: fc.integer({ min: 1, max: 37 }),
+  n: fc.integer({ min: 1, max: 37 }),
+  transA: fc.boolean(),
+  transB: fc.boolean(),
+});
+
+function checkMatmul(p: { batch: number; m: number; k: number; n: number; transA: boolean; transB: boolean }, dtype: DType, shared: boolean, seed: number): void {
+  const a = randomArray(dtype, p.batch * p.m * p.k, seed, shared);
+  const b = randomArray(dtype, p.batch * p.k * p.n, seed + 1, shared);
+  const out = nanArray(dtype, p.batch * p.m * p.n, shared);
+  matmul(a, b, out, p.batch, p.m, p.k, p.n, p.transA, p.transB);
+  expectClose(out, matmulRef(a, b, p.batch, p.m, p.k, p.n, p.transA, p.transB), tolerance(dtype), `matmul ${dtype} ${JSON.stringify(p)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+describe('gemm', () => {
+  it('handles offsets, strides, accumulate and ragged edges (blocked and small paths)', () => {
+    for (const [m, n, k] of [[3, 5, 7], [33, 29, 300], [70, 9, 513], [5, 130, 40], [2, 50, 70], [50, 3, 70]]) {
+      for (const accumulate of [false, true]) {
+        // A stored transposed with a leading gap, B row-major with padded rows, C with padded rows.
+        const lda = m + 3, ldb = n + 2, ldc = n + 5;
+        const a = randomArray('float64', 4 + k * lda, 1, false);
+        const b = randomArray('float64', 2 + k * ldb, 2, false);
+        const c0 = randomArray('float64', 1 + m * ldc, 3, false);
+        const c = c0.slice();
+        gemm(m, n, k, a, 4, 1, lda, b, 2, ldb, 1, c, 1, ldc, accumulate);
+        for (let i = 0; i < m; i++) for (let j = 0; j < ldc; j++) {
+          const idx = 1 + i * ldc + j;
+          if (j >= n) { expect(c[idx]).toBe(c0[idx]); continue; } // padding untouched
+          let s = accumulate ? c0[idx] : 0;
+          for (let p = 0; p < k; p++) s += a[4 + p * lda + i] * b[2 + p * ldb + j];
+          expect(Math.abs(c[idx] - s)).toBeLessThan(1e-11 * Math.max(1, Math.abs(s)));
+        }
+        expect(c[0]).toBe(c0[0]);
+      }
+    }
+  });
+
+  it('overwrites NaN in C when not accumulating, including k = 0', () => {
+    const c = new Float32Array(6).fill(NaN);
+    gemm(2, 3, 0, new Float32Array(0), 0, 0, 1, new Float32Array(0), 0, 3, 1, c, 0, 3, false);
+    expect(Array.from(c)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+});
+
+describe('matmul vs naive loops', () => {
+  for (const dtype of ['float64', 'float32'] as const) {
+    it(`${dtype}, random shapes and transposes`, () => {
+      fc.assert(fc.property(matmulArb, fc.integer({ min: 1, max: 1e6 }), (p, seed) => checkMatmul(p, dtype, false, seed)), { numRuns: 60 });
+    });
+  }
+});
+
+describe('conv2d kernels vs naive loops (calling thread)', () => {
+  for (const dtype of ['float64', 'float32'] as const) {
+    it(`${dtype}, random geometries`, () => {
+      fc.assert(fc.property(geometryArb, fc.integer({ min: 1, max: 1e6 }), fc.boolean(), (g, seed, withBias) => {
+        checkConv(g, dtype, false, seed, withBias);
+      }), { numRuns: 120 });
+    });
+  }
+
+  it('a transposed-convolution geometry (stride 2, output padding: last input row and column never read)', () => {
+    // 7x7 input, 3x3 kernel, stride 2, pad 1: the 'natural' output is 4x4, but we ask for 3x3,
+    // so input row/column 6 is never read and its dx must be exactly 0.
+    const g: Conv2dGeometry = { batch: 2, inChannels: 3, inHeight: 7, inWidth: 7, outChannels: 4, kernelH: 3, kernelW: 3,
+      outHeight: 3, outWidth: 3, strideH: 2, strideW: 2, padTop: 1, padLeft: 1 };
+    checkConv(g, 'float64', false, 7, true);
+    const dx = nanArray('float64', sizes(g).x, false);
+    conv2dGradInput(randomArray('float64', sizes(g).y, 9, false), randomArray('float64', sizes(g).w, 8, false), dx, g);
+    for (let n = 0; n < 2; n++) for (let c = 0; c < 3; c++) for (let i = 0; i < 7; i++) {
+      expect(dx[((n * 3 + c) * 7 + 6) * 7 + i]).toBe(0);
+      expect(dx[((n * 3 + c) * 7 + i) * 7 + 6]).toBe(0);
+    }
+  });
+
+  it('chunks tall images into several row blocks', () => {
+    // inChannels*kernel*outWidth large enough that an image is processed in several row chunks.
+    const g: Conv2dGeometry = { batch: 1, inChannels: 8, inHeight: 70, inWidth: 300, outChannels: 3, kernelH: 5, kernelW: 5,
+      outHeight: 68, outWidth: 150, strideH: 1, strideW: 2, padTop: 1, padLeft: 2 };
+    checkConv(g, 'float32', false, 11, true);
+  });
+});
+
+describe('worker threads (SharedArrayBuffer arrays)', () => {
+  const savedThreads = getThreadCount();
+  const savedMin = getParallelMinFlops();
+  beforeAll(() => setThreadCount(2));
+  afterAll(() => {
+    setParallelMinFlops(savedMin);
+    setThreadCount(savedThreads);
+  });
+
+  it('random geometries on the threaded path (threshold forced to 0)', () => {
+    setParallelMinFlops(0);
+    try {
+      const before = parallelRunCount();
+      for (const dtype of ['float64', 'float32'] as const) {
+        fc.assert(fc.property(geometryArb, fc.integer({ min: 1, max: 1e6 }), fc.boolean(), (g, seed, withBias) => {
+          checkConv(g, dtype, true, seed, withBias);
+        }), { numRuns: 40 });
+        fc.assert(fc.property(matmulArb, fc.integer({ min: 1, max: 1e6 }), (p, seed) => checkMatmul(p, dtype, true, seed)), { numRuns: 30 });
+      }
+      expect(parallelRunCount()).toBeGreaterThan(before);
+    } finally {
+      setParallelMinFlops(savedMin);
+    }
+  });
+
+  it('larger problems take the threaded path with the default threshold', () => {
+    const before = parallelRunCount();
+    // Each of these is about 4-5 MFLOP per kernel, above the default threshold for two threads.
+    // Batch 3 (odd, uneven split), stride 2, 'same'-style padding with a negative bottom/right.
+    checkConv({ batch: 3, inChannels: 8, inHeight: 33, inWidth: 31, outChannels: 16, kernelH: 5, kernelW: 5,
+      outHeight: 16, outWidth: 15, strideH: 2, strideW: 2, padTop: 1, padLeft: 2 }, 'float32', true, 21, true);
+    // Batch 1: forward / weight grad split row chunks of the one image, input grad splits channels.
+    checkConv({ batch: 1, inChannels: 8, inHeight: 48, inWidth: 45, outChannels: 16, kernelH: 3, kernelW: 3,
+      outHeight: 48, outWidth: 45, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 }, 'float64', true, 22, false);
+    checkMatmul({ batch: 1, m: 123, k: 150, n: 131, transA: true, transB: false }, 'float32', true, 23);
+    checkMatmul({ batch: 5, m: 33, k: 100, n: 140, transA: false, transB: true }, 'float64', true, 24);
+    // Matrix-vector-like: too few rows to split, so the columns are split.
+    checkMatmul({ batch: 1, m: 2, k: 300, n: 4001, transA: false, transB: false }, 'float32', true, 25);
+    expect(parallelRunCount() - before).toBe(9);
+  });
+
+  it('plain (non-shared) arrays never go to the workers', () => {
+    const before = parallelRunCount();
+    checkMatmul({ batch: 1, m: 200, k: 200, n: 200, transA: false, transB: false }, 'float32', false, 25);
+    expect(parallelRunCount()).toBe(before);
+  });
+
+  it('a failing worker task surfaces as a thrown Error', () => {
+    expect(() => runParallel([{ kernel: 'noSuchKernel', args: [] }], () => {})).toThrow(/noSuchKernel/);
+    // The pool still works afterwards.
+    checkMatmul({ batch: 2, m: 64, k: 200, n: 200, transA: false, transB: false }, 'float64', true, 26);
+  });
+});
