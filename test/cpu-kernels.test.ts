@@ -305,10 +305,25 @@ describe('worker threads (SharedArrayBuffer arrays)', () => {
     expect(parallelRunCount() - before).toBe(9);
   });
 
-  it('plain (non-shared) arrays never go to the workers', () => {
+  it('non-shared outputs keep a kernel on the calling thread; small non-shared inputs are copied to the workers', () => {
     const before = parallelRunCount();
     checkMatmul({ batch: 1, m: 200, k: 200, n: 200, transA: false, transB: false }, 'float32', false, 25);
     expect(parallelRunCount()).toBe(before);
+    // Shared input and output, plain (small) weight and bias: still threaded, still right.
+    const g: Conv2dGeometry = { batch: 4, inChannels: 8, inHeight: 30, inWidth: 30, outChannels: 16, kernelH: 3, kernelW: 3,
+      outHeight: 28, outWidth: 28, strideH: 1, strideW: 1, padTop: 0, padLeft: 0 };
+    const n = sizes(g);
+    const x = randomArray('float32', n.x, 31, true);
+    const w = randomArray('float32', n.w, 32, false);
+    const bias = randomArray('float32', g.outChannels, 33, false);
+    const out = nanArray('float32', n.y, true);
+    conv2dForward(x, w, bias, out, g);
+    expectClose(out, convRef(x, w, bias, g), 1e-4, 'forward with plain weight and bias');
+    const dw = nanArray('float32', n.w, false); // written by the calling thread only
+    const dy = randomArray('float32', n.y, 34, true);
+    conv2dGradWeight(x, dy, dw, g);
+    expectClose(dw, gradWeightRef(x, dy, g), 1e-4, 'gradWeight into a plain dw');
+    expect(parallelRunCount() - before).toBe(2);
   });
 
   it('a failing worker task surfaces as a thrown Error', () => {

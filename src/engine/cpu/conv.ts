@@ -21,8 +21,9 @@
  *                 (float64), and the calling thread adds the partials up;
  *   matmul        ranges of output rows of the stacked [batch*m, n] result (or of columns, for
  *                 a matrix-vector product).
- * Parts go to workers only when every array is SharedArrayBuffer-backed and the work is large
- * enough (threads.ts, planThreads); otherwise everything runs on the calling thread.
+ * Parts go to workers only when the arrays they write are SharedArrayBuffer-backed, the arrays
+ * they read are shared or small (then copied), and the work is large enough (threads.ts,
+ * planThreads); otherwise everything runs on the calling thread.
  *
  * All outputs are fully overwritten. Scratch buffers are module-level and grow on demand; each
  * worker thread has its own module instance and therefore its own scratch.
@@ -53,7 +54,7 @@ function cols(size: number): Float64Array {
 /** out[n,o,oy,ox] = bias[o] + sum_{c,ky,kx} x[n,c,iy,ix] * w[o,c,ky,kx], iy = oy*SH - padTop + ky (0 outside). */
 export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): void {
   const units = g.batch * chunking(g).count;
-  const threads = planThreads([x, w, bias, out], convFlops(g), units);
+  const threads = planThreads([x, w, bias], [out], convFlops(g), units);
   const parts = splitEvenly(units, threads);
   runParallel(
     parts.slice(1).map(([u0, u1]) => task('conv2dForwardRange', x, w, bias, out, g, u0, u1)),
@@ -66,7 +67,7 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
   // Whole images per thread; with fewer images than threads, split the input channels instead
   // (each input channel's dx only depends on its own slice of W).
   const byImage = g.batch >= 2 || g.inChannels < 2;
-  const threads = planThreads([dy, w, dx], convFlops(g), byImage ? g.batch : g.inChannels);
+  const threads = planThreads([dy, w], [dx], convFlops(g), byImage ? g.batch : g.inChannels);
   const parts = splitEvenly(byImage ? g.batch : g.inChannels, threads);
   const range = (i: number): [number, number, number, number] => byImage
     ? [parts[i][0], parts[i][1], 0, g.inChannels]
@@ -80,7 +81,8 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
 /** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*SH-padTop+ky,ox*SW-padLeft+kx]. */
 export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): void {
   const units = g.batch * chunking(g).count;
-  const threads = planThreads([x, dy, dw], convFlops(g), units);
+  // Only the calling thread writes dw (the workers write dwPartials), so dw need not be shared.
+  const threads = planThreads([x, dy], [], convFlops(g), units);
   if (threads === 1) {
     conv2dGradWeightRange(x, dy, dw, g, 0, units);
     return;
@@ -115,7 +117,7 @@ export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: num
   const rowBlocks = Math.ceil(rows / MR);
   const colBlocks = Math.ceil(n / NR);
   const byRows = rowBlocks >= Math.min(getThreadCount(), colBlocks);
-  const threads = planThreads([a, b, out], 2 * rows * k * n, byRows ? rowBlocks : colBlocks);
+  const threads = planThreads([a, b], [out], 2 * rows * k * n, byRows ? rowBlocks : colBlocks);
   // Each part: [row0, row1, col0, col1].
   const parts: [number, number, number, number][] = byRows
     ? splitEvenly(rowBlocks, threads).map(([b0, b1]) => [b0 * MR, Math.min(rows, b1 * MR), 0, n])

@@ -136,16 +136,25 @@ export function isShared(a: FloatArray): boolean {
   return Object.prototype.toString.call(a.buffer) === '[object SharedArrayBuffer]';
 }
 
+/** Largest non-shared input (bytes of its buffer) that is copied to the workers instead of forcing a serial run. */
+export const COPY_INPUT_MAX_BYTES = 256 * 1024;
+
 /**
  * How many threads a kernel should use: 1 (run on the calling thread) unless more than one thread
  * is configured, the work gives each thread at least getParallelMinFlops() flops, it splits into
- * at least two parts, and every array is SharedArrayBuffer-backed. Returns at most maxParts.
+ * at least two parts, every array the workers write is SharedArrayBuffer-backed, and every array
+ * they only read is either shared or small. (A small non-shared input, such as a bias vector, is
+ * simply copied into each worker's message; structured clone copies the whole underlying buffer,
+ * hence the limit on its byteLength.) Returns at most maxParts.
  */
-export function planThreads(arrays: readonly (FloatArray | null)[], flops: number, maxParts: number): number {
+export function planThreads(
+  readArrays: readonly (FloatArray | null)[], writtenArrays: readonly FloatArray[], flops: number, maxParts: number,
+): number {
   const byWork = parallelMinFlops > 0 ? Math.floor(flops / parallelMinFlops) : Infinity;
   const threads = Math.min(getThreadCount(), maxParts, byWork);
   if (threads < 2) return 1;
-  for (const a of arrays) if (a !== null && !isShared(a)) return 1;
+  for (const a of writtenArrays) if (!isShared(a)) return 1;
+  for (const a of readArrays) if (a !== null && !isShared(a) && a.buffer.byteLength > COPY_INPUT_MAX_BYTES) return 1;
   return threads;
 }
 
