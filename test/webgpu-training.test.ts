@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import type { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { trainAutoencoder } from '../src/experiments/train.js';
 
 const gpu = await sg.webgpuBackend();
 if (!gpu) {
@@ -66,6 +68,18 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     const webgpu = await losses('webgpu', 6);
     expect(cpu[5]).toBeLessThan(cpu[0]);
     for (let i = 0; i < cpu.length; i++) expect(Math.abs(webgpu[i] - cpu[i])).toBeLessThan(1e-4 * (1 + Math.abs(cpu[i])));
+  });
+
+  it('the training loop overfits one small batch on webgpu: the loss falls 10x', async () => {
+    const rng = new sg.Rng(5);
+    const data = Array.from({ length: 4 }, () => {
+      const fx = rng.uniform(1, 3), ph = rng.uniform(0, 6);
+      return Float32Array.from({ length: 32 * 32 }, (_, i) => 0.5 + 0.35 * Math.sin((fx * (i % 32)) / 32 * 6.28 + ph) * Math.cos(Math.floor(i / 32) / 32 * 6.28));
+    });
+    const model = buildAutoencoder('esann', { skips: true, inputSize: 32, depth: 3, baseChannels: 4, seed: 1, backend: 'webgpu' });
+    const r = await trainAutoencoder({ model, train: data, validation: data.slice(0, 2), epochs: 60, batchSize: 4, lr: 0.01, seed: 1, progress: false });
+    expect(r.stepLosses[r.stepLosses.length - 1]).toBeLessThan(r.stepLosses[0] / 10);
+    model.dispose();
   });
 
   it('200 training steps keep the live GPU buffer count constant', async () => {
