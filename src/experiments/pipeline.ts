@@ -57,7 +57,7 @@ export interface RunConfig {
 
 export const DEFAULTS: RunConfig = {
   backend: 'auto', data: null, out: 'runs/latest', categories: ['woven', 'disc'], models: ['aesc', 'ae'], preset: 'esann',
-  size: 64, channels: null, epochs: 10, batch: 8, lr: 0.005, seed: 0, trainLimit: 48, testLimit: 6, analysisImages: 16, progress: true,
+  size: 64, channels: null, epochs: 8, batch: 8, lr: 0.005, seed: 0, trainLimit: 40, testLimit: 6, analysisImages: 16, progress: true,
 };
 
 const log = (msg: string): void => {
