@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Merges one GPU run's results into a single JSON (called by bench/gpu/run.sh; Python stdlib only).
+
+  python3 collect.py --results RES --bundle bundle.json --out gpu-<stamp>.json
+
+RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
+one folder per part (probe, ops, model, torch, probe-first) with status.txt (key=value), output.log and
+the part's JSON files. The output: {kind, date, gpu: {name, ...}, nvidiaSmi: {summary, before, after, q},
+vulkan, adapter, bundle, parts: {name: {status, results: {file: json}, outputTail}}}.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+
+
+def read_kv(path):
+    out = {}
+    if not os.path.isfile(path):
+        return out
+    with open(path, errors='replace') as fh:
+        for line in fh:
+            line = line.rstrip('\n')
+            if '=' in line:
+                k, v = line.split('=', 1)
+                out[k] = int(v) if re.fullmatch(r'-?\d+', v) else v
+    return out
+
+
+def read_text(path, limit=None):
+    if not os.path.isfile(path):
+        return None
+    with open(path, errors='replace') as fh:
+        text = fh.read()
+    return text if limit is None else text[-limit:]
+
+
+def read_csv(path):
+    """nvidia-smi --format=csv: a header line and one line per GPU -> list of dicts."""
+    text = read_text(path)
+    if not text:
+        return None
+    lines = [l for l in text.splitlines() if l.strip()]
+    if len(lines) < 2 or ',' not in lines[0]:
+        return {'raw': text}
+    head = [h.strip() for h in lines[0].split(',')]
+    return [dict(zip(head, (v.strip() for v in l.split(',')))) for l in lines[1:]]
+
+
+# Keys of nvidia-smi -q kept in the summary (the first occurrence of each, in its section).
+SMI_KEYS = {
+    ('', 'Driver Version'), ('', 'CUDA Version'), ('', 'Attached GPUs'),
+    ('GPU', 'Product Name'), ('GPU', 'Product Architecture'), ('GPU', 'Persistence Mode'),
+    ('GPU', 'Addressing Mode'), ('GPU', 'VBIOS Version'), ('GPU', 'Compute Mode'), ('GPU', 'Performance State'),
+    ('GPU', 'Serial Number'), ('GPU', 'GPU UUID'), ('GPU', 'Virtualization Mode'),
+    ('MIG Mode', 'Current'), ('FB Memory Usage', 'Total'), ('FB Memory Usage', 'Used'), ('FB Memory Usage', 'Free'),
+    ('GPU Link Info', 'PCIe Generation/Current'), ('Clocks', 'Graphics'), ('Clocks', 'SM'), ('Clocks', 'Memory'),
+    ('Max Clocks', 'Graphics'), ('Max Clocks', 'SM'), ('Max Clocks', 'Memory'),
+    ('Temperature', 'GPU Current Temp'), ('GPU Power Readings', 'Power Draw'),
+    ('GPU Power Readings', 'Current Power Limit'), ('Power Readings', 'Power Draw'), ('Power Readings', 'Power Limit'),
+    ('Utilization', 'Gpu'), ('ECC Mode', 'Current'), ('Clocks Event Reasons', 'Active'),
+}
+
+
+def smi_summary(text):
+    """A flat dict of the main fields of `nvidia-smi -q` ('Section / Key': value)."""
+    if not text:
+        return None
+    out = {}
+    section = ''
+    stack = []  # (indent, name)
+    for line in text.splitlines():
+        if not line.strip() or line.startswith('='):
+            continue
+        indent = len(line) - len(line.lstrip(' '))
+        body = line.strip()
+        m = re.match(r'^(.+?)\s+:\s*(.*)$', body)  # 'Key   : value' (a section header has no ' : ')
+        k, v = (m.group(1).strip(), m.group(2).strip()) if m else (body, '')
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if not v:
+            stack.append((indent, k))
+            continue
+        section = stack[-1][1] if stack else ''
+        if re.match(r'GPU [0-9A-Fa-f:.]+$', section):  # the per-GPU section 'GPU 00000000:...'
+            section = 'GPU'
+        # Link generation lives two levels down ('GPU Link Info' / 'PCIe Generation' / 'Current').
+        if len(stack) >= 2 and stack[-1][1] == 'PCIe Generation' and stack[-2][1] == 'GPU Link Info':
+            section, k = 'GPU Link Info', 'PCIe Generation/' + k
+        if (section, k) in SMI_KEYS:
+            key = f'{section} / {k}' if section else k
+            out.setdefault(key, v)
+    return out
+
+
+def part(res, name):
+    d = os.path.join(res, name)
+    if not os.path.isdir(d):
+        return None
+    out = {'status': read_kv(os.path.join(d, 'status.txt')), 'results': {}}
+    for f in sorted(os.listdir(d)):
+        p = os.path.join(d, f)
+        if f.endswith('.json') and os.path.isfile(p):
+            try:
+                with open(p) as fh:
+                    text = fh.read().strip()
+                out['results'][f] = json.loads(text) if text else None
+            except Exception as e:  # keep the raw text rather than lose it
+                out['results'][f] = {'unparsed': read_text(p, 20000), 'error': str(e)}
+    tail = read_text(os.path.join(d, 'output.log'), 6000)
+    if tail is not None:
+        out['outputTail'] = tail
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--results', required=True)
+    ap.add_argument('--bundle', default=None)
+    ap.add_argument('--out', required=True)
+    args = ap.parse_args()
+    res = args.results
+
+    run = read_kv(os.path.join(res, 'run.txt'))
+    q = read_text(os.path.join(res, 'nvidia-smi-q.txt'))
+    before = read_csv(os.path.join(res, 'nvidia-smi-before.csv'))
+    after = read_csv(os.path.join(res, 'nvidia-smi-after.csv'))
+    summary = smi_summary(q)
+    bundle = None
+    if args.bundle and os.path.isfile(args.bundle):
+        with open(args.bundle) as fh:
+            bundle = json.load(fh)
+
+    parts = {}
+    for name in ('probe-first', 'probe', 'ops', 'model', 'torch'):
+        p = part(res, name)
+        if p is not None:
+            parts[name] = p
+    adapter = None
+    probe = parts.get('probe')
+    if probe and isinstance(probe['results'].get('adapter.json'), dict):
+        adapter = probe['results'].pop('adapter.json')
+
+    gpu_name = None
+    if isinstance(before, list) and before and 'name' in before[0]:
+        gpu_name = before[0]['name']
+    elif summary and summary.get('GPU / Product Name'):
+        gpu_name = summary['GPU / Product Name']
+    elif adapter and adapter.get('adapter'):
+        a = adapter['adapter']
+        gpu_name = a.get('description') or a.get('device')
+
+    failed = [n for n, p in parts.items() if n != 'probe-first' and p['status'].get('rc', 0) not in (0,)]
+    if 'probe' in parts and not (adapter or {}).get('adapter') and 'probe' not in failed:
+        failed.append('probe')
+    # Measurements that a part reported as failed inside its JSON (it may still exit 0): list them.
+    warnings = []
+
+    def scan(node, where):
+        if isinstance(node, dict):
+            if isinstance(node.get('error'), str):
+                label = node.get('impl') or node.get('name') or node.get('model') or ''
+                warnings.append(f"{where}: {label} {node.get('pass', '')}: {node['error']}".replace('  ', ' '))
+            for k, v in node.items():
+                if k != 'error':
+                    scan(v, where)
+        elif isinstance(node, list):
+            for v in node:
+                scan(v, where)
+
+    for n, p in parts.items():
+        for f, j in p['results'].items():
+            scan(j, f'{n}/{f}')
+    report = {
+        'kind': 'skipgrad-gpu-run',
+        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'stamp': run.get('stamp'),
+        'host': platform.node(),
+        'gpu': {
+            'name': gpu_name,
+            'webgpuAdapter': (adapter or {}).get('adapter'),
+            'software': (adapter or {}).get('software'),
+        },
+        'run': run,
+        'ok': not failed,
+        'failedParts': failed,
+        'warnings': warnings,
+        'nvidiaSmi': {'summary': summary, 'before': before, 'after': after, 'q': q},
+        'adapter': adapter,
+        'bundle': bundle,
+        'parts': parts,
+    }
+    tmp = args.out + '.tmp'
+    with open(tmp, 'w') as fh:
+        json.dump(report, fh, indent=2)
+        fh.write('\n')
+    os.replace(tmp, args.out)
+
+    # A short table last.
+    print(f"GPU: {gpu_name}; adapter: {((adapter or {}).get('adapter') or {}).get('description')}")
+    for n, p in parts.items():
+        st = p['status']
+        if 'skipped' in st:
+            print(f"  {n:11s} skipped: {st['skipped']}")
+        else:
+            flag = 'ok' if st.get('rc') == 0 else f"FAILED rc={st.get('rc')}" + (' (timed out)' if st.get('timedOut') else '')
+            print(f"  {n:11s} {flag} in {st.get('seconds')} s; files: {', '.join(p['results']) or '-'}")
+    for w in warnings[:20]:
+        print(f'  warning: {w}')
+    if len(warnings) > 20:
+        print(f'  ... {len(warnings) - 20} more warnings in the JSON')
+    print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
