@@ -3,24 +3,29 @@
  * TensorFlow.js in one run, with warm-up and medians:
  *   cpu:    skipgrad cpu   vs tfjs cpu and tfjs wasm         -> bench/results/ops-cpu.json
  *   webgpu: skipgrad webgpu vs tfjs webgpu on the same Dawn adapter -> bench/results/ops-webgpu.json
- * tfjs runs in worker threads so a slow measurement can be capped (a capped run reports a lower bound).
+ * tfjs runs in worker threads (bench/model-worker.ts, started by bench/tfjs-run.ts) so a slow measurement can be
+ * capped (a capped run reports a lower bound).
  * Passes: forward; gradInput = forward + input gradient; gradFull = forward + input and weight gradients
  * (what tf.grads computes). speedup = peer time / skipgrad time.
  *
  *   --backends cpu,webgpu   which comparisons (default: both; webgpu needs an adapter)
  *   --reps N                timed repetitions for skipgrad (default 5; tfjs gets min(N, 3))
  *   --cap S                 seconds after which a tfjs measurement is stopped (default 120)
- *   --quick                 only the second (smaller) shape, 2 repetitions
+ *   --quick                 only the second (smaller) shape, 2 repetitions; the extra ops at batch 2
+ *   --no-extras             only conv2d (skip the ops of bench/ops-extra.ts: convTranspose2d, upsampleNearest2d,
+ *                           batchNorm2d, the AdamW update)
+ * runOpsBench() is the same run as a function (bench/bench.ts calls it).
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
+import { machineInfo, markdownTable, shortError, type MachineInfo } from './model.js';
+import { benchExtraOps, type ExtraMeasurement } from './ops-extra.js';
 import { type BenchShape, convFlops, nchwInput, oihwWeight, outSize, SHAPES, type TfjsJob, type TfjsPass } from './ops-shapes.js';
+import { median, runTfjsWorker } from './tfjs-run.js';
 
 interface Measurement {
   impl: string;
@@ -33,21 +38,46 @@ interface Measurement {
   checksum?: number;
 }
 
-const { values } = parseArgs({
-  options: { backends: { type: 'string' }, reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' } },
-});
-const reps = values.quick ? 2 : Number(values.reps ?? 5);
-const capSeconds = Number(values.cap ?? 120);
-const wanted = (values.backends ?? 'cpu,webgpu').split(',');
-if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps expects a positive integer, got ${values.reps}`);
-if (!(capSeconds > 0)) throw new Error(`--cap expects seconds > 0, got ${values.cap}`);
-for (const b of wanted) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
-const seed = 42;
-
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+export interface OpsBenchOptions {
+  backends: Array<'cpu' | 'webgpu'>;
+  /** Timed repetitions for skipgrad; tfjs gets min(reps, 3). */
+  reps: number;
+  capSeconds: number;
+  quick: boolean;
+  /** Also the ops of bench/ops-extra.ts. */
+  extras: boolean;
 }
+
+export interface OpsReport {
+  kind: 'ops';
+  backend: 'cpu' | 'webgpu';
+  date: string;
+  machine: MachineInfo;
+  settings: Record<string, unknown>;
+  results: ShapeResult[];
+  extras: ExtraMeasurement[];
+  parity: Array<{ shape: string; skipgradSum?: number; tfjsSum?: number; relDiff: number | null }>;
+  table: string;
+  markdown: string;
+}
+
+export function opsOptionsFromArgs(argv: string[]): OpsBenchOptions {
+  const { values } = parseArgs({
+    args: argv, strict: false,
+    options: { backends: { type: 'string' }, reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'no-extras': { type: 'boolean' } },
+  });
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const quick = values.quick === true;
+  const reps = quick ? 2 : Number(str('reps') ?? 5);
+  const capSeconds = Number(str('cap') ?? 120);
+  const backends = (str('backends') ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>;
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps expects a positive integer, got ${str('reps')}`);
+  if (!(capSeconds > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
+  for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
+  return { backends, reps, capSeconds, quick, extras: values['no-extras'] !== true };
+}
+
+const seed = 42;
 
 async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promise<number> {
   for (let i = 0; i < warmup; i++) await fn();
@@ -60,7 +90,7 @@ async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promi
   return median(times);
 }
 
-async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape): Promise<Measurement[]> {
+async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape, reps: number): Promise<Measurement[]> {
   const be = sg.getBackend(backend);
   const x = sg.fromArray(nchwInput(s, seed), [s.n, s.c, s.h, s.w], { backend: be });
   const w = sg.fromArray(oihwWeight(s, seed), [s.o, s.c, s.k, s.k], { backend: be });
@@ -97,50 +127,39 @@ async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape): Promise<
   ];
 }
 
-function benchTfjs(backend: TfjsJob['backend'], s: BenchShape, pass: TfjsPass): Promise<Measurement> {
-  const here = path.dirname(new URL(import.meta.url).pathname);
-  const ts = import.meta.url.endsWith('.ts');
-  const job: TfjsJob = { backend, shape: s, pass, warmup: 1, reps: Math.min(reps, 3), seed };
-  const worker = new Worker(path.join(here, ts ? 'tfjs-worker.ts' : 'tfjs-worker.js'), {
-    workerData: job, ...(ts ? { execArgv: ['--import', 'tsx'] } : {}),
-  });
+async function benchTfjs(backend: TfjsJob['backend'], s: BenchShape, pass: TfjsPass, reps: number, capSeconds: number): Promise<Measurement> {
   const impl = `tfjs-${backend}`;
-  return new Promise((resolve) => {
-    const finish = (m: Measurement): void => {
-      clearTimeout(timer);
-      void worker.terminate();
-      resolve(m);
-    };
-    const timer = setTimeout(() => finish({ impl, pass, ms: capSeconds * 1000, capped: true }), capSeconds * 1000);
-    worker.on('message', (m: { times?: number[]; checksum?: number; error?: string }) => {
-      if (m.error !== undefined) finish({ impl, pass, ms: null, error: m.error });
-      else if (m.times) finish({ impl, pass, ms: median(m.times), ...(m.checksum ? { checksum: m.checksum } : {}) });
-    });
-    worker.on('error', (e) => finish({ impl, pass, ms: null, error: e.message }));
-  });
+  const r = await runTfjsWorker({ kind: 'conv', backend, shape: s, pass, warmup: 1, reps: Math.min(reps, 3), seed }, capSeconds);
+  const p = r.phases.get(pass);
+  if (r.setupError !== undefined) return { impl, pass, ms: null, error: r.setupError };
+  if (!p || p.basis === 'failed') return { impl, pass, ms: null, error: p?.error ?? 'no result' };
+  // A run stopped at the cap before any timed repetition: the cap is the lower bound the table shows.
+  if (p.basis === 'lower-bound' || p.basis === 'warm-up') return { impl, pass, ms: capSeconds * 1000, capped: true };
+  return { impl, pass, ms: p.ms, ...(r.checksum !== undefined ? { checksum: r.checksum } : {}) };
 }
 
 function fmtMs(m: Measurement | undefined): string {
   if (!m) return '';
-  if (m.ms === null) return `n/a (${(m.error ?? '').slice(0, 50)})`;
+  if (m.ms === null) return `n/a (${shortError(m.error ?? '').slice(0, 50)})`;
   return `${m.capped ? '>' : ''}${m.ms >= 1000 ? (m.ms / 1000).toFixed(2) + ' s' : m.ms.toFixed(1) + ' ms'}`;
 }
 
 interface ShapeResult { shape: BenchShape; flops: Record<TfjsPass, number>; measurements: Measurement[] }
 
-async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['backend']>, describe: string): Promise<void> {
-  const shapes = values.quick ? SHAPES.slice(1) : SHAPES;
+async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['backend']>, describe: string, o: OpsBenchOptions): Promise<OpsReport> {
+  const { reps, capSeconds } = o;
+  const shapes = o.quick ? SHAPES.slice(1) : SHAPES;
   const results: ShapeResult[] = [];
   for (const s of shapes) {
     const f = convFlops(s);
     const flops: Record<TfjsPass, number> = { forward: f, gradInput: 2 * f, gradFull: 3 * f };
     process.stderr.write(`\n[${backend}] ${s.name}: ${(f / 1e9).toFixed(2)} GFLOP per conv\n  skipgrad ${backend} ...`);
-    const measurements = await benchSkipgrad(backend, s);
+    const measurements = await benchSkipgrad(backend, s, reps);
     for (const peer of peers) {
       for (const pass of ['forward', 'gradInput', 'gradFull'] as const) {
         if (peer === 'cpu' && pass === 'gradInput') continue; // as slow as gradFull on tfjs-cpu; the cap would only repeat itself
         process.stderr.write(`\n  tfjs ${peer} ${pass} (cap ${capSeconds} s) ...`);
-        measurements.push(await benchTfjs(peer, s, pass));
+        measurements.push(await benchTfjs(peer, s, pass, reps, capSeconds));
       }
     }
     process.stderr.write('\n');
@@ -162,31 +181,64 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
       rows.push(row);
     }
   }
-  const head = ['shape', 'pass', `skipgrad ${backend}`, 'GFLOP/s', ...peers.flatMap((p) => [`tfjs ${p}`, 'speedup'])];
+  const extras = o.extras
+    ? await benchExtraOps(backend, peers, {
+      reps, tfjsReps: Math.min(reps, 3), capSeconds, batch: o.quick ? 2 : 8, seed, log: (l) => process.stderr.write(l),
+    })
+    : [];
+  for (const e of uniqueBy(extras, (m) => `${m.name}|${m.pass}`)) {
+    const get = (impl: string): ExtraMeasurement | undefined => extras.find((m) => m.name === e.name && m.pass === e.pass && m.impl === impl);
+    const me = get(ours);
+    const row = [e.name, e.pass, me?.ms != null ? fmtMs({ impl: ours, pass: 'forward', ms: me.ms }) : 'n/a', ''];
+    for (const peer of peers) {
+      const p = get(`tfjs-${peer}`);
+      const capped = p?.basis === 'lower-bound' || p?.basis === 'warm-up';
+      const pm: Measurement | undefined = p && { impl: p.impl, pass: 'forward', ms: capped ? capSeconds * 1000 : p.ms, capped, ...(p.error ? { error: shortError(p.error) } : {}) };
+      row.push(fmtMs(pm), pm && pm.ms !== null && me?.ms ? `${capped ? '>' : ''}${(pm.ms / me.ms).toFixed(1)}x` : '');
+    }
+    rows.push(row);
+  }
+  const head = ['shape / op', 'pass', `skipgrad ${backend}`, 'GFLOP/s', ...peers.flatMap((p) => [`tfjs ${p}`, 'speedup'])];
   const table = formatTable(head, rows);
   const parity = results.map((r) => {
     const a = r.measurements.find((m) => m.impl === ours && m.pass === 'forward')?.checksum;
     const b = r.measurements.find((m) => m.impl === `tfjs-${peers[0]}` && m.pass === 'forward')?.checksum;
     return { shape: r.shape.name, skipgradSum: a, tfjsSum: b, relDiff: a !== undefined && b !== undefined ? Math.abs(a - b) / Math.max(Math.abs(b), 1e-12) : null };
   });
-  const report = {
+  const report: OpsReport = {
+    kind: 'ops', backend,
     date: new Date().toISOString(),
-    machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.arch()}`, device: describe },
+    machine: machineInfo(describe),
     settings: {
       reps, tfjsReps: Math.min(reps, 3), capSeconds, threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
-      note: 'gradInput and gradFull include the forward conv (as tf.grads does); speedup = peer time / skipgrad time; > = peer was stopped at the cap (a lower bound on its time)',
+      note: 'gradInput and gradFull include the forward (as tf.grads does); speedup = peer time / skipgrad time; > = peer was stopped at the cap (a lower bound on its time); extra ops: see bench/ops-extra.ts',
     },
-    results, parity, table,
+    results, extras, parity, table, markdown: markdownTable(head, rows),
   };
   const out = path.join('bench', 'results', `ops-${backend}.json`);
   writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(`\n${describe}\n${table}\n\nforward parity vs tfjs-${peers[0]} (relative difference of the output sums): ${parity.map((p) => p.relDiff?.toExponential(1) ?? 'n/a').join(', ')}\nwrote ${out}\n`);
+  return report;
 }
 
-if (wanted.includes('cpu')) await runComparison('cpu', ['cpu', 'wasm'], sg.getBackend('cpu').describe());
-if (wanted.includes('webgpu')) {
-  const gpu = await sg.webgpuBackend();
-  if (gpu) await runComparison('webgpu', ['webgpu'], gpu.describe());
-  else process.stdout.write('\nwebgpu: no adapter, comparison skipped (bash scripts/provision-vulkan.sh && source .vk/env.sh for a software one)\n');
+function uniqueBy<T>(xs: T[], key: (x: T) => string): T[] {
+  const seen = new Set<string>();
+  return xs.filter((x) => !seen.has(key(x)) && !!seen.add(key(x)));
 }
-process.exit(0);
+
+
+export async function runOpsBench(o: OpsBenchOptions): Promise<OpsReport[]> {
+  const reports: OpsReport[] = [];
+  if (o.backends.includes('cpu')) reports.push(await runComparison('cpu', ['cpu', 'wasm'], sg.getBackend('cpu').describe(), o));
+  if (o.backends.includes('webgpu')) {
+    const gpu = await sg.webgpuBackend();
+    if (gpu) reports.push(await runComparison('webgpu', ['webgpu'], gpu.describe(), o));
+    else process.stdout.write('\nwebgpu: no adapter, comparison skipped (bash scripts/provision-vulkan.sh && source .vk/env.sh for a software one)\n');
+  }
+  return reports;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runOpsBench(opsOptionsFromArgs(process.argv.slice(2)));
+  process.exit(0);
+}

@@ -1,0 +1,77 @@
+/**
+ * `npm run bench`: the op bench (bench/ops.ts: conv2d at the AESc shapes, plus convTranspose2d, upsampleNearest2d,
+ * batchNorm2d and the AdamW update) and the model bench (bench/model.ts: one AESc / AE training step) in one run,
+ * skipgrad against TensorFlow.js on the CPU and on WebGPU. Writes
+ *   bench/results/ops-<backend>.json, bench/results/model-<backend>.json   (each part's full report)
+ *   bench/results/latest.json   (all of them, with the machine and the date)
+ *   bench/results/latest.md     (markdown tables with the ratios, for the README)
+ *
+ * Options (passed to both parts where they apply):
+ *   --backends cpu,webgpu   default both (webgpu needs an adapter: source .vk/env.sh for the software one)
+ *   --quick                 a short run: ops --quick, model AESc at 128 with 1 timed step
+ *   --cap S                 seconds after which a tfjs run is stopped (ops default 120, model default 300)
+ *   --reps N                op bench repetitions (default 5)
+ *   --size N, --batch N, --models AESc,AE, --model-reps N, --model-cap S   model bench (see bench/model.ts)
+ *   --no-extras             op bench: conv2d only
+ *   --skip-ops, --skip-model  run one part only
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as sg from '../src/engine/index.js';
+import { writeFileAtomic } from '../src/engine/io/atomic.js';
+import { machineInfo, modelOptionsFromArgs, runModelBench, type ModelReport } from './model.js';
+import { opsOptionsFromArgs, runOpsBench, type OpsReport } from './ops.js';
+
+const argv = process.argv.slice(2);
+const { values } = parseArgs({ args: argv, strict: false, options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' } } });
+const opsOptions = opsOptionsFromArgs(argv);
+const modelOptions = modelOptionsFromArgs(argv, { inheritReps: false });
+const started = new Date();
+const t0 = performance.now();
+
+let gpuDescription = 'not measured';
+if (opsOptions.backends.includes('webgpu') || modelOptions.backends.includes('webgpu')) {
+  const gpu = await sg.webgpuBackend().catch(() => null);
+  gpuDescription = gpu ? gpu.describe() : 'no WebGPU adapter (webgpu comparisons skipped)';
+}
+
+const ops: OpsReport[] = values['skip-ops'] === true ? [] : await runOpsBench(opsOptions);
+const models: ModelReport[] = values['skip-model'] === true ? [] : await runModelBench(modelOptions);
+const minutes = (performance.now() - t0) / 60000;
+
+const machine = { ...machineInfo(sg.getBackend('cpu').describe()), gpu: gpuDescription, threads: process.env.SKIPGRAD_THREADS ?? `all cores (${os.cpus().length})` };
+const latest = {
+  date: started.toISOString(), minutes: Number(minutes.toFixed(1)), machine, argv,
+  model: models, ops,
+};
+writeFileAtomic(path.join('bench', 'results', 'latest.json'), JSON.stringify(latest, null, 2) + '\n');
+
+const md: string[] = [];
+md.push('# skipgrad benchmarks', '');
+md.push(`${started.toISOString().slice(0, 10)}, \`npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}\` (${minutes.toFixed(0)} min).`, '');
+md.push(`Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${machine.node}; skipgrad cpu threads: ${machine.threads}.`);
+md.push(`GPU adapter: ${gpuDescription}.`, '');
+if (models.length) {
+  const s = models[0].settings;
+  md.push(`## One training step: esann ${modelOptions.models.join(' / ')}, ${s.size}x${s.size}, batch ${s.batch}`, '');
+  md.push(`Forward (training-mode batch norm) + MSE + gradients of all parameters + ${String(s.optimizer)}; the same network and initial weights in TensorFlow.js 4.22 layers (numerical parity: test/bench-parity.test.ts). Median of ${s.reps} timed step(s) after a warm-up (tfjs: ${s.tfjsReps}); tfjs runs are stopped after ${s.capSeconds} s.`, '');
+  for (const r of models) {
+    md.push(`### ${r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`}`, '');
+    md.push(r.markdown, '');
+  }
+  md.push(`${String(models[0].settings.note)}.`, '');
+}
+if (ops.length) {
+  md.push('## Ops at the AESc shapes', '');
+  for (const r of ops) {
+    md.push(`### ${r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`}`, '');
+    md.push(r.markdown, '');
+    const p = r.parity.map((x) => x.relDiff?.toExponential(1) ?? 'n/a').join(', ');
+    md.push(`Forward parity of conv2d vs tfjs (relative difference of the output sums): ${p}.`, '');
+  }
+  md.push(`${String(ops[0].settings.note)}.`, '');
+}
+writeFileAtomic(path.join('bench', 'results', 'latest.md'), md.join('\n'));
+process.stdout.write(`\nwrote bench/results/latest.json and bench/results/latest.md (${minutes.toFixed(1)} min)\n`);
+process.exit(0);

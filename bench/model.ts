@@ -1,0 +1,339 @@
+/**
+ * The model bench: one training step of the paper's autoencoders (esann preset: AESc and AE), skipgrad against
+ * TensorFlow.js running the same network (bench/model-tfjs.ts; numerical parity in test/bench-parity.test.ts)
+ * from the same initial weights on the same batch:
+ *   cpu:    skipgrad cpu    vs tfjs cpu and tfjs wasm       -> bench/results/model-cpu.json
+ *   webgpu: skipgrad webgpu vs tfjs webgpu (same Dawn adapter) -> bench/results/model-webgpu.json
+ *
+ * One step = forward (BN in training mode) -> MSE loss against a target -> gradients of all parameters ->
+ * AdamW (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 1e-2, decoupled as PyTorch's AdamW: p *= 1 - lr wd,
+ * then the bias-corrected Adam update). skipgrad: sg.Adam({ decoupled: true }); tfjs: the decay by hand, then
+ * tf.train.adam. Both ends wait for the device (skipgrad: the loss read back and backend.sync(); tfjs: the loss
+ * and a weight read back with dataSync). Also measured: a forward pass alone (training-mode BN, no gradient
+ * recording, output read back), which runs where tfjs cannot train (tfjs-wasm has no Conv2DBackpropFilter kernel).
+ *
+ * Peak memory: the high-water of live tensor bytes on the backend over the first (warm-up) step, which
+ * includes the weights, the optimizer state, the batch and every activation and gradient:
+ *   skipgrad: backend.memory().bytes checked at every allocation; tfjs: tf.profile's peakBytes (tf.memory().numBytes
+ *   after each kernel). Neither counts allocator pools or caches.
+ * Timings: the median of the timed steps after the warm-up. tfjs runs in a worker thread stopped at --cap seconds;
+ * a stopped measurement reports what finished (see bench/tfjs-run.ts), a '>' marks a lower bound.
+ *
+ *   --size N            image side (default 256, the paper's; 128 runs ~4x faster)
+ *   --batch N           default 8 (the paper's)
+ *   --models AESc,AE    default both
+ *   --backends cpu,webgpu  default both (webgpu needs an adapter)
+ *   --reps N            timed steps for skipgrad after one warm-up (default 2); tfjs gets min(N, 2)
+ *   --cap S             seconds after which a tfjs run is stopped (default 300)
+ *   --quick             AESc only, size 128 unless --size is given, 1 timed step, cap 120 s
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import * as sg from '../src/engine/index.js';
+import { formatTable } from '../src/engine/audit/trace.js';
+import { writeFileAtomic } from '../src/engine/io/atomic.js';
+import { buildAutoencoder } from '../src/models/autoencoder.js';
+import type { NamedArray } from './model-tfjs.js';
+import type { TfjsBackendName } from './model-worker.js';
+import { median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
+
+export type ModelName = 'AESc' | 'AE';
+
+export interface ModelBenchOptions {
+  backends: Array<'cpu' | 'webgpu'>;
+  models: ModelName[];
+  size: number;
+  batch: number;
+  baseChannels: number;
+  reps: number;
+  tfjsReps: number;
+  capSeconds: number;
+  seed: number;
+  lr: number;
+  weightDecay: number;
+  log?: (s: string) => void;
+}
+
+export interface ModelRow {
+  model: ModelName;
+  impl: string;
+  stepMs: number | null;
+  stepBasis: PhaseTiming['basis'];
+  stepTimes: number[];
+  forwardMs: number | null;
+  forwardBasis: PhaseTiming['basis'];
+  imagesPerSecond: number | null;
+  peakBytes: number | null;
+  /** The loss of the first step (from the shared initial weights; the same on every implementation). */
+  firstLoss: number | null;
+  /** peer / skipgrad on the same backend kind (null for skipgrad's own rows). */
+  stepRatio?: number | null;
+  forwardRatio?: number | null;
+  memoryRatio?: number | null;
+  firstLossRelDiff?: number | null;
+  error?: string;
+  info?: unknown;
+}
+
+export interface ModelReport {
+  kind: 'model';
+  backend: 'cpu' | 'webgpu';
+  date: string;
+  machine: MachineInfo;
+  settings: Record<string, unknown>;
+  rows: ModelRow[];
+  table: string;
+  markdown: string;
+}
+
+export interface MachineInfo {
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  node: string;
+  platform: string;
+  /** The skipgrad backend's description (cpu: threads; webgpu: the adapter). */
+  device: string;
+}
+
+export function machineInfo(device: string): MachineInfo {
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version, platform: `${os.platform()} ${os.arch()}`, device,
+  };
+}
+
+/** Seeded batch: inputs uniform in [0,1], targets a different uniform draw (the loss only needs to be non-trivial). */
+function batchData(o: ModelBenchOptions): { x: Float32Array; target: Float32Array } {
+  const n = o.batch * o.size * o.size;
+  const rng = new sg.Rng(o.seed + 1000);
+  const x = Float32Array.from({ length: n }, () => rng.uniform(0, 1));
+  const target = Float32Array.from({ length: n }, () => rng.uniform(0, 1));
+  return { x, target };
+}
+
+/** Runs fn while recording the backend's live-bytes high-water at every allocation. */
+async function withPeak<T>(be: sg.Backend, fn: () => Promise<T>): Promise<{ result: T; peak: number }> {
+  const own = Object.prototype.hasOwnProperty.call(be, 'alloc');
+  const orig = be.alloc;
+  let peak = be.memory().bytes;
+  be.alloc = function alloc(this: sg.Backend, dtype, n) {
+    const s = orig.call(this, dtype, n);
+    peak = Math.max(peak, be.memory().bytes);
+    return s;
+  };
+  try {
+    const result = await fn();
+    return { result, peak };
+  } finally {
+    if (own) be.alloc = orig;
+    else delete (be as { alloc?: unknown }).alloc;
+  }
+}
+
+async function benchSkipgrad(be: sg.Backend, model: ModelName, o: ModelBenchOptions, data: { x: Float32Array; target: Float32Array }): Promise<{ row: ModelRow; state: NamedArray[] }> {
+  const net = buildAutoencoder('esann', { skips: model === 'AESc', inputSize: o.size, baseChannels: o.baseChannels, seed: o.seed, backend: be }).train();
+  const state: NamedArray[] = [];
+  for (const [name, t] of net.stateDict()) state.push({ name, shape: [...t.shape], data: Float32Array.from(await t.data()) });
+  const shape = [o.batch, 1, o.size, o.size];
+  const x = sg.fromArray(data.x, shape, { backend: be }).keep();
+  const target = sg.fromArray(data.target, shape, { backend: be }).keep();
+  const params = net.parameters();
+  const opt = new sg.Adam(params, { lr: o.lr, weightDecay: o.weightDecay, decoupled: true });
+  const step = async (): Promise<number> => {
+    const loss = sg.scope(() => {
+      const l = sg.mseLoss(net.forward(x).output, target);
+      l.backward();
+      opt.step();
+      sg.zeroGrad(params);
+      return l;
+    });
+    const v = await loss.item();
+    loss.dispose();
+    await be.sync?.();
+    return v;
+  };
+  const forward = async (): Promise<void> => {
+    const y = sg.noGrad(() => sg.scope(() => net.forward(x).output));
+    await y.data();
+    y.dispose();
+  };
+  const timed = async (fn: () => Promise<unknown>, label: string): Promise<number[]> => {
+    const times: number[] = [];
+    for (let i = 0; i < o.reps; i++) {
+      const t0 = performance.now();
+      await fn();
+      times.push(performance.now() - t0);
+      o.log?.(` ${label} ${(times[i] / 1000).toFixed(2)} s`);
+    }
+    return times;
+  };
+  const t0 = performance.now();
+  const { result: firstLoss, peak } = await withPeak(be, step);
+  o.log?.(` step (warm-up) ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  const stepTimes = await timed(step, 'step');
+  await forward();
+  const fwdTimes = await timed(forward, 'forward');
+  for (const t of [x, target]) t.dispose();
+  opt.dispose();
+  net.dispose();
+  const stepMs = median(stepTimes);
+  return {
+    state,
+    row: {
+      model, impl: `skipgrad-${be.name}`, stepMs, stepBasis: 'median', stepTimes, forwardMs: median(fwdTimes), forwardBasis: 'median',
+      imagesPerSecond: o.batch / (stepMs / 1000), peakBytes: peak, firstLoss,
+    },
+  };
+}
+
+async function benchTfjs(peer: TfjsBackendName, model: ModelName, o: ModelBenchOptions, state: NamedArray[], data: { x: Float32Array; target: Float32Array }): Promise<ModelRow> {
+  const base = {
+    kind: 'model' as const, backend: peer, skips: model === 'AESc', size: o.size, batch: o.batch, baseChannels: o.baseChannels,
+    warmup: 1, reps: o.tfjsReps, state, x: data.x, target: data.target, lr: o.lr, weightDecay: o.weightDecay,
+  };
+  o.log?.(`\n  tfjs ${peer} step (cap ${o.capSeconds} s) ...`);
+  const s = await runTfjsWorker({ ...base, phases: ['step'] }, o.capSeconds, (l) => o.log?.(l));
+  o.log?.(`\n  tfjs ${peer} forward (cap ${o.capSeconds} s) ...`);
+  const f = await runTfjsWorker({ ...base, phases: ['forward'] }, o.capSeconds, (l) => o.log?.(l));
+  const step = s.phases.get('step');
+  const fwd = f.phases.get('forward');
+  const errors = [s.setupError, step?.error, fwd?.error && `forward: ${fwd.error}`].filter((e): e is string => !!e);
+  const stepMs = step?.ms ?? null;
+  return {
+    model, impl: `tfjs-${peer}`, stepMs, stepBasis: step?.basis ?? 'failed', stepTimes: step?.times ?? [],
+    forwardMs: fwd?.ms ?? null, forwardBasis: fwd?.basis ?? 'failed',
+    imagesPerSecond: stepMs !== null && step?.basis !== 'lower-bound' ? o.batch / (stepMs / 1000) : null,
+    peakBytes: s.peakBytes ?? null, firstLoss: step?.losses[0] ?? null,
+    ...(errors.length ? { error: errors.join('; ') } : {}),
+    info: s.info ?? f.info,
+  };
+}
+
+export function fmtTime(ms: number | null, basis: PhaseTiming['basis']): string {
+  if (ms === null) return 'n/a';
+  const v = ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
+  return basis === 'lower-bound' ? `>${v}` : basis === 'warm-up' ? `${v}*` : v;
+}
+
+function fmtRatio(r: number | null | undefined, lowerBound = false): string {
+  if (r === null || r === undefined) return '';
+  return `${lowerBound ? '>' : ''}${r.toFixed(2)}x`;
+}
+
+function fmtBytes(b: number | null): string {
+  return b === null ? '' : `${(b / 2 ** 20).toFixed(0)} MiB`;
+}
+
+export const MODEL_HEAD = ['model', 'implementation', 'train step', 'images/s', 'step: peer/skipgrad', 'peak memory', 'memory: peer/skipgrad', 'forward', 'forward: peer/skipgrad', 'first loss'];
+
+export function modelRowCells(r: ModelRow): string[] {
+  const own = r.impl.startsWith('skipgrad');
+  const stepCell = r.stepMs === null ? `n/a${r.error ? ` (${shortError(r.error).slice(0, 50)})` : ''}` : fmtTime(r.stepMs, r.stepBasis);
+  return [
+    r.model, r.impl, stepCell, r.imagesPerSecond === null ? '' : r.imagesPerSecond.toFixed(2),
+    own ? '1x' : fmtRatio(r.stepRatio, r.stepBasis === 'lower-bound'),
+    fmtBytes(r.peakBytes), own ? '1x' : fmtRatio(r.memoryRatio),
+    fmtTime(r.forwardMs, r.forwardBasis), own ? '1x' : fmtRatio(r.forwardRatio, r.forwardBasis === 'lower-bound'),
+    r.firstLoss === null ? '' : r.firstLoss.toFixed(6),
+  ];
+}
+
+/** "Kernel 'X' not registered for backend 'wasm'" -> "no X kernel"; else the first line. */
+export function shortError(e: string): string {
+  const k = /Kernel '(\w+)' not registered/.exec(e);
+  return k ? `no ${k[1]} kernel` : e.split('\n')[0];
+}
+
+export function markdownTable(head: string[], rows: string[][]): string {
+  const esc = (c: string): string => c.replace(/\|/g, '\\|');
+  return [`| ${head.map(esc).join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+}
+
+const NOTE = 'train step = forward + MSE + all gradients + AdamW, median after 1 warm-up; peer/skipgrad = peer / skipgrad (time: >1 means skipgrad is faster; memory: >1 means skipgrad uses less); > = lower bound (the peer was stopped at the cap); * = the warm-up run only; peak memory = live tensor bytes high-water over the first step; forward = training-mode forward alone, output read back; first loss: from the shared initial weights, equal across implementations up to rounding';
+
+export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]> {
+  const reports: ModelReport[] = [];
+  const data = batchData(o);
+  for (const backend of o.backends) {
+    let be: sg.Backend;
+    if (backend === 'webgpu') {
+      const gpu = await sg.webgpuBackend();
+      if (!gpu) {
+        o.log?.('\nwebgpu: no adapter, model comparison skipped (bash scripts/provision-vulkan.sh && source .vk/env.sh for a software one)\n');
+        continue;
+      }
+      be = gpu;
+    } else be = sg.getBackend('cpu');
+    const peers: TfjsBackendName[] = backend === 'cpu' ? ['cpu', 'wasm'] : ['webgpu'];
+    const rows: ModelRow[] = [];
+    for (const model of o.models) {
+      o.log?.(`\n[${backend}] ${model} ${o.size}x${o.size}, batch ${o.batch}\n  skipgrad ${backend} ...`);
+      const { row, state } = await benchSkipgrad(be, model, o, data);
+      rows.push(row);
+      for (const peer of peers) {
+        const r = await benchTfjs(peer, model, o, state, data);
+        r.stepRatio = r.stepMs !== null && row.stepMs !== null ? r.stepMs / row.stepMs : null;
+        r.forwardRatio = r.forwardMs !== null && row.forwardMs !== null ? r.forwardMs / row.forwardMs : null;
+        r.memoryRatio = r.peakBytes !== null && row.peakBytes !== null ? r.peakBytes / row.peakBytes : null;
+        r.firstLossRelDiff = r.firstLoss !== null && row.firstLoss !== null ? Math.abs(r.firstLoss - row.firstLoss) / Math.abs(row.firstLoss) : null;
+        rows.push(r);
+      }
+      o.log?.('\n');
+    }
+    const cells = rows.map(modelRowCells);
+    const table = formatTable(MODEL_HEAD, cells);
+    const report: ModelReport = {
+      kind: 'model', backend, date: new Date().toISOString(), machine: machineInfo(be.describe()),
+      settings: {
+        preset: 'esann', size: o.size, batch: o.batch, baseChannels: o.baseChannels, reps: o.reps, tfjsReps: o.tfjsReps, warmup: 1,
+        capSeconds: o.capSeconds, seed: o.seed, optimizer: `AdamW lr ${o.lr}, betas 0.9/0.999, eps 1e-8, weight decay ${o.weightDecay} (decoupled)`,
+        threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
+        note: NOTE,
+      },
+      rows, table, markdown: markdownTable(MODEL_HEAD, cells),
+    };
+    const out = path.join('bench', 'results', `model-${backend}.json`);
+    writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(`\n${report.machine.device}\n${table}\nwrote ${out}\n`);
+    reports.push(report);
+  }
+  return reports;
+}
+
+/** Options from the command line (shared with bench/bench.ts, which passes its own argv through and keeps --reps for the op bench). */
+export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { inheritReps?: boolean } = {}): ModelBenchOptions {
+  const { values } = parseArgs({
+    args: argv, strict: false,
+    options: {
+      size: { type: 'string' }, batch: { type: 'string' }, models: { type: 'string' }, backends: { type: 'string' },
+      reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'model-reps': { type: 'string' }, 'model-cap': { type: 'string' },
+    },
+  });
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const quick = values.quick === true;
+  const int = (name: string, v: string | undefined, dflt: number): number => {
+    const n = v === undefined ? dflt : Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} expects a positive integer, got ${v}`);
+    return n;
+  };
+  const reps = int('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), quick ? 1 : 2);
+  const cap = Number(str('model-cap') ?? str('cap') ?? (quick ? 120 : 300));
+  if (!(cap > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
+  const models = (str('models') ?? (quick ? 'AESc' : 'AESc,AE')).split(',') as ModelName[];
+  for (const m of models) if (m !== 'AESc' && m !== 'AE') throw new Error(`--models: unknown model '${m}' (expected AESc and/or AE)`);
+  const backends = (str('backends') ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>;
+  for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
+  return {
+    backends, models, size: int('size', str('size'), quick ? 128 : 256), batch: int('batch', str('batch'), 8), baseChannels: 16,
+    reps, tfjsReps: Math.min(reps, 2), capSeconds: cap, seed: 0, lr: 1e-3, weightDecay: 1e-2,
+    log: (s) => process.stderr.write(s),
+  };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runModelBench(modelOptionsFromArgs(process.argv.slice(2)));
+  process.exit(0);
+}
