@@ -91,10 +91,11 @@ function conv2dOp(x: Tensor, w: Tensor, bias: Tensor | null, g: Conv2dGeometry, 
   return runOp1({
     op, inputs: bias ? [x, w, bias] : [x, w], outputs: [outShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [out], [xs, ws, bs]) => be.conv2d(xs, ws, bs ?? null, out, g),
+    // Only the gradients some input needs are computed (the network's input image never needs one).
     backward: (gy) => [
-      conv2dGradInputOp(gy, w, g),
-      conv2dGradWeightOp(x, gy, g),
-      ...(bias ? [sum(gy, [0, 2, 3])] : []),
+      x.requiresGrad ? conv2dGradInputOp(gy, w, g) : null,
+      w.requiresGrad ? conv2dGradWeightOp(x, gy, g) : null,
+      ...(bias ? [bias.requiresGrad ? sum(gy, [0, 2, 3]) : null] : []),
     ],
   });
 }
@@ -104,7 +105,7 @@ function conv2dGradInputOp(dy: Tensor, w: Tensor, g: Conv2dGeometry, op = 'conv2
   return runOp1({
     op, inputs: [dy, w], outputs: [inShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [dx], [dys, ws]) => be.conv2dGradInput(dys, ws, dx, g),
-    backward: (gz) => [conv2dOp(gz, w, null, g), conv2dGradWeightOp(gz, dy, g)],
+    backward: (gz) => [dy.requiresGrad ? conv2dOp(gz, w, null, g) : null, w.requiresGrad ? conv2dGradWeightOp(gz, dy, g) : null],
   });
 }
 
@@ -113,7 +114,7 @@ function conv2dGradWeightOp(x: Tensor, dy: Tensor, g: Conv2dGeometry): Tensor {
   return runOp1({
     op: 'conv2dGradWeight', inputs: [x, dy], outputs: [wShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [dw], [xs, dys]) => be.conv2dGradWeight(xs, dys, dw, g),
-    backward: (gw) => [conv2dGradInputOp(dy, gw, g), conv2dOp(x, gw, null, g)],
+    backward: (gw) => [x.requiresGrad ? conv2dGradInputOp(dy, gw, g) : null, dy.requiresGrad ? conv2dOp(x, gw, null, g) : null],
   });
 }
 

@@ -32,10 +32,10 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
     kernel: (be, [o], [as, bs]) => be.matmul(as, bs, o, batch, m, k, n, transA, transB),
     backward: (gy) => {
       // C = op(A) op(B): d op(A) = gy op(B)^T, d op(B) = op(A)^T gy; un-transpose where op was a transpose.
-      if (!transA && !transB) return [matmulT(gy, b, false, true), matmulT(a, gy, true, false)];
-      if (!transA && transB) return [matmulT(gy, b, false, false), matmulT(gy, a, true, false)];
-      if (transA && !transB) return [matmulT(b, gy, false, true), matmulT(a, gy, false, false)];
-      return [matmulT(b, gy, true, true), matmulT(gy, a, true, true)];
+      // Only the gradients an input needs are computed.
+      const da = (): Tensor => (!transA ? matmulT(gy, b, false, !transB) : transB ? matmulT(b, gy, true, true) : matmulT(b, gy, false, true));
+      const db = (): Tensor => (!transB ? matmulT(a, gy, !transA, false) : transA ? matmulT(gy, a, true, true) : matmulT(gy, a, true, false));
+      return [a.requiresGrad ? da() : null, b.requiresGrad ? db() : null];
     },
   });
 }
