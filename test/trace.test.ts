@@ -40,9 +40,13 @@ describe('audit trace', () => {
       ]);
       // Backward: each differentiable op contributes its gradient ops.
       const back = ops.filter((o) => o.startsWith('backward:'));
-      for (const op of ['conv2dGradInput', 'conv2dGradWeight', 'batchNorm2dGrad', 'leakyReluGrad', 'sigmoidGrad', 'conv2d']) {
+      for (const op of ['conv2dGradWeight', 'batchNorm2dGrad', 'leakyReluGrad', 'sigmoidGrad', 'conv2d']) {
         expect(back).toContain(`backward:${op}`);
       }
+      // The input image does not require grad, so no input gradient is computed for the first conv;
+      // the transposed conv's input gradient is a conv2d (its adjoint).
+      expect(back).not.toContain('backward:conv2dGradInput');
+      expect(back.filter((o) => o === 'backward:conv2dGradWeight')).toHaveLength(2);
       expect(trace.entries.every((e, i) => e.index === i && e.dtype === 'float32' && e.backend === 'cpu' && e.wallMs >= 0)).toBe(true);
       const conv = trace.entries[0];
       expect(conv.inputs).toEqual([[2, 1, 8, 8], [4, 1, 3, 3], [4]]);
