@@ -16,6 +16,7 @@ import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from '../src
 import {
   getParallelMinFlops, getThreadCount, parallelRunCount, runParallel, setParallelMinFlops, setThreadCount,
 } from '../src/engine/cpu/threads.js';
+import { expectClose, fillSeeded } from './helpers/numeric.js';
 
 // ---------------------------------------------------------------------------------------------
 // Naive references (float64 accumulation, direct loops straight from the definitions)
@@ -85,40 +86,14 @@ function matmulRef(a: FloatArray, b: FloatArray, batch: number, m: number, k: nu
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/** Deterministic pseudo-random values in [-1, 1) (mulberry32), so failures replay exactly. */
 function randomArray(dtype: DType, size: number, seed: number, shared: boolean): FloatArray {
-  const a = allocArray(dtype, size, shared);
-  let s = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return a;
+  return fillSeeded(allocArray(dtype, size, shared), seed);
 }
 
 function nanArray(dtype: DType, size: number, shared: boolean): FloatArray {
   const a = allocArray(dtype, size, shared);
   a.fill(NaN);
   return a;
-}
-
-/** max |got - want| <= tol * max(1, max |want|), and every element finite. */
-function expectClose(got: FloatArray, want: Float64Array, tol: number, what: string): void {
-  expect(got.length, what).toBe(want.length);
-  let scale = 1;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  let worst = 0;
-  let worstAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= worst)) { worst = d; worstAt = i; } // NaN counts as the worst
-  }
-  if (!(worst <= tol * scale)) {
-    throw new Error(`${what}: element ${worstAt} is ${got[worstAt]}, expected ${want[worstAt]} (max error ${worst}, allowed ${tol * scale})`);
-  }
 }
 
 const tolerance = (dtype: DType): number => (dtype === 'float64' ? 1e-10 : 1e-4);

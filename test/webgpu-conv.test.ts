@@ -22,40 +22,17 @@ import * as cpu from '../src/engine/cpu/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
+import { expectClose, fillSeeded } from './helpers/numeric.js';
 
 const GPU = await haveGpu();
 
 const TOL = 1e-5;
 
-/** Deterministic values in [-1, 1), rounded to float32 (mulberry32). */
+/** Deterministic values in [-1, 1), rounded to float32. */
 function randomValues(size: number, seed: number): Float32Array {
-  const a = new Float32Array(size);
-  let s = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    a[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return a;
+  return fillSeeded(new Float32Array(size), seed);
 }
 
-/** max |got - want| <= TOL * max |want|, every element finite (NaN = never written). */
-function expectClose(got: Float32Array, want: Float64Array, what: string): void {
-  expect(got.length, what).toBe(want.length);
-  let scale = 1e-6;
-  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-  let worst = 0;
-  let worstAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i] - want[i]);
-    if (!(d <= worst)) { worst = d; worstAt = i; }
-  }
-  if (!(worst <= TOL * scale)) {
-    throw new Error(`${what}: element ${worstAt} is ${got[worstAt]}, expected ${want[worstAt]} (max error ${worst}, allowed ${TOL * scale})`);
-  }
-}
 
 /** Runs one kernel call as an op (validation errors surface at the readback). */
 function op(rt: GpuRuntime, name: string, fn: () => void): void {
@@ -90,7 +67,7 @@ async function checkConv(g: Conv2dGeometry, seed: number, opts: ConvOptions = {}
     op(rt, 'conv2d', () => conv2d(rt, xb, wb, bias ? bb : null, out, g, opts));
     const want = new Float64Array(n.y);
     cpu.conv2dForward(f64(x), f64(w), bias ? f64(bias) : null, want, g);
-    expectClose(await download(rt, out, n.y), want, `conv2d ${what}${bias ? ' bias' : ''}`);
+    expectClose(await download(rt, out, n.y), want, TOL, `conv2d ${what}${bias ? ' bias' : ''}`, 1e-6);
     rt.release(out);
   }
   if (which.includes('gradInput')) {
@@ -98,7 +75,7 @@ async function checkConv(g: Conv2dGeometry, seed: number, opts: ConvOptions = {}
     op(rt, 'conv2dGradInput', () => conv2dGradInput(rt, dyb, wb, dx, g, opts));
     const want = new Float64Array(n.x);
     cpu.conv2dGradInput(f64(dy), f64(w), want, g);
-    expectClose(await download(rt, dx, n.x), want, `conv2dGradInput ${what}`);
+    expectClose(await download(rt, dx, n.x), want, TOL, `conv2dGradInput ${what}`, 1e-6);
     rt.release(dx);
   }
   if (which.includes('gradWeight')) {
@@ -106,7 +83,7 @@ async function checkConv(g: Conv2dGeometry, seed: number, opts: ConvOptions = {}
     op(rt, 'conv2dGradWeight', () => conv2dGradWeight(rt, xb, dyb, dw, g, opts));
     const want = new Float64Array(n.w);
     cpu.conv2dGradWeight(f64(x), f64(dy), want, g);
-    expectClose(await download(rt, dw, n.w), want, `conv2dGradWeight ${what}`);
+    expectClose(await download(rt, dw, n.w), want, TOL, `conv2dGradWeight ${what}`, 1e-6);
     rt.release(dw);
   }
   for (const b of bufs) rt.release(b);
@@ -123,7 +100,7 @@ async function checkMatmul(p: MatmulCase, seed: number, opts: ConvOptions = {}):
   op(rt, 'matmul', () => matmul(rt, ab, bb, out, p.batch, p.m, p.k, p.n, p.transA, p.transB, opts));
   const want = new Float64Array(p.batch * p.m * p.n);
   cpu.matmul(Float64Array.from(a), Float64Array.from(b), want, p.batch, p.m, p.k, p.n, p.transA, p.transB);
-  expectClose(await download(rt, out, p.batch * p.m * p.n), want, `matmul ${JSON.stringify(p)} ${JSON.stringify(opts)}`);
+  expectClose(await download(rt, out, p.batch * p.m * p.n), want, TOL, `matmul ${JSON.stringify(p)} ${JSON.stringify(opts)}`, 1e-6);
   for (const buf of [ab, bb, out]) rt.release(buf);
 }
 
