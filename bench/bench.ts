@@ -14,7 +14,10 @@
  *   --size N, --batch N, --models AESc,AE, --model-reps N, --model-cap S   model bench (see bench/model.ts)
  *   --no-extras             op bench: conv2d only
  *   --skip-ops, --skip-model  run one part only
+ *   --compose               measure nothing: write latest.json / latest.md from the per-part JSON files already in
+ *                           bench/results (e.g. after running the parts separately)
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,20 +27,33 @@ import { machineInfo, modelOptionsFromArgs, runModelBench, type ModelReport } fr
 import { opsOptionsFromArgs, runOpsBench, type OpsReport } from './ops.js';
 
 const argv = process.argv.slice(2);
-const { values } = parseArgs({ args: argv, strict: false, options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' } } });
+const { values } = parseArgs({
+  args: argv, strict: false, options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' }, compose: { type: 'boolean' } },
+});
+const compose = values.compose === true;
+const readPart = <T>(file: string): T[] => {
+  const f = path.join('bench', 'results', file);
+  return fs.existsSync(f) ? [JSON.parse(fs.readFileSync(f, 'utf8')) as T] : [];
+};
 const opsOptions = opsOptionsFromArgs(argv);
 const modelOptions = modelOptionsFromArgs(argv, { inheritReps: false });
 const started = new Date();
 const t0 = performance.now();
 
 let gpuDescription = 'not measured';
-if (opsOptions.backends.includes('webgpu') || modelOptions.backends.includes('webgpu')) {
+if (!compose && (opsOptions.backends.includes('webgpu') || modelOptions.backends.includes('webgpu'))) {
   const gpu = await sg.webgpuBackend().catch(() => null);
   gpuDescription = gpu ? gpu.describe() : 'no WebGPU adapter (webgpu comparisons skipped)';
 }
 
-const ops: OpsReport[] = values['skip-ops'] === true ? [] : await runOpsBench(opsOptions);
-const models: ModelReport[] = values['skip-model'] === true ? [] : await runModelBench(modelOptions);
+const ops: OpsReport[] = compose ? [...readPart<OpsReport>('ops-cpu.json'), ...readPart<OpsReport>('ops-webgpu.json')]
+  : values['skip-ops'] === true ? [] : await runOpsBench(opsOptions);
+const models: ModelReport[] = compose ? [...readPart<ModelReport>('model-cpu.json'), ...readPart<ModelReport>('model-webgpu.json')]
+  : values['skip-model'] === true ? [] : await runModelBench(modelOptions);
+if (compose) {
+  const gpu = [...ops, ...models].find((r) => r.backend === 'webgpu');
+  if (gpu) gpuDescription = gpu.machine.device;
+}
 const minutes = (performance.now() - t0) / 60000;
 
 const machine = { ...machineInfo(sg.getBackend('cpu').describe()), gpu: gpuDescription, threads: process.env.SKIPGRAD_THREADS ?? `all cores (${os.cpus().length})` };
@@ -49,12 +65,18 @@ writeFileAtomic(path.join('bench', 'results', 'latest.json'), JSON.stringify(lat
 
 const md: string[] = [];
 md.push('# skipgrad benchmarks', '');
-md.push(`${started.toISOString().slice(0, 10)}, \`npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}\` (${minutes.toFixed(0)} min).`, '');
+if (compose) {
+  const dates = [...ops, ...models].map((r) => `${r.kind} ${r.backend} ${r.date.slice(0, 16).replace('T', ' ')} UTC`);
+  md.push(`Composed from the per-part results (${dates.join('; ')}).`, '');
+} else {
+  md.push(`${started.toISOString().slice(0, 10)}, \`npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}\` (${minutes.toFixed(0)} min).`, '');
+}
 md.push(`Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${machine.node}; skipgrad cpu threads: ${machine.threads}.`);
 md.push(`GPU adapter: ${gpuDescription}.`, '');
 if (models.length) {
   const s = models[0].settings;
-  md.push(`## One training step: esann ${modelOptions.models.join(' / ')}, ${s.size}x${s.size}, batch ${s.batch}`, '');
+  const names = [...new Set(models.flatMap((r) => r.rows.map((row) => row.model)))];
+  md.push(`## One training step: esann ${names.join(' / ')}, ${s.size}x${s.size}, batch ${s.batch}`, '');
   md.push(`Forward (training-mode batch norm) + MSE + gradients of all parameters + ${String(s.optimizer)}; the same network and initial weights in TensorFlow.js 4.22 layers (numerical parity: test/bench-parity.test.ts). Median of ${s.reps} timed step(s) after a warm-up (tfjs: ${s.tfjsReps}); tfjs runs are stopped after ${s.capSeconds} s.`, '');
   for (const r of models) {
     md.push(`### ${r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`}`, '');

@@ -3,7 +3,7 @@
  * (channels-last, NHWC), a copy of skipgrad's weights into it, and the same AdamW training step.
  *
  * tfjs is passed in (not imported) because tfjs-backend-webgpu must be imported after navigator.gpu
- * is installed (see bench/tfjs-worker.ts); the worker imports it dynamically and hands it here.
+ * is installed (see bench/model-worker.ts); the child process imports it dynamically and hands it here.
  *
  * The network, layer by layer (skipgrad name -> tfjs layers):
  *   l1          conv2d k5 s1 'same' (+bias)                       'same' is symmetric for odd k at stride 1

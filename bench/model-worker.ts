@@ -1,6 +1,6 @@
 /**
- * The TensorFlow.js side of the model bench (bench/model.ts) and of the extra op bench (bench/ops-extra.ts),
- * in a worker thread so the parent can stop a slow run with worker.terminate().
+ * The TensorFlow.js side of the model bench (bench/model.ts) and of the op bench (bench/ops.ts, bench/ops-extra.ts),
+ * in a child process (started by bench/tfjs-run.ts) so the parent can stop a slow run by killing it.
  *
  *   kind 'model': the esann AESc/AE in tfjs layers (bench/model-tfjs.ts) with skipgrad's initial weights;
  *                 forward passes (training-mode BN, no tape), then training steps (forward, MSE, gradients,
@@ -14,7 +14,6 @@
  * { event: 'end', phase, rep, ms, loss? } after it, { event: 'info', ... } once set up, { event: 'peak', bytes },
  * { event: 'error', phase, message } (a phase that cannot run, e.g. a kernel tfjs-wasm lacks), { event: 'done' }.
  */
-import { parentPort, workerData } from 'node:worker_threads';
 import type { NamedArray, Tf } from './model-tfjs.js';
 import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTensor } from './model-tfjs.js';
 import type { ExtraOpJob } from './ops-extra.js';
@@ -39,11 +38,11 @@ export interface TfjsModelJob {
   target: Float32Array;
   lr: number;
   weightDecay: number;
-  /** Which measurements, in order (the parent runs each in its own worker, so one cap does not starve the other). */
+  /** Which measurements, in order (the parent runs each in its own process, so one cap does not starve the other). */
   phases: Array<'step' | 'forward'>;
 }
 
-/** One conv2d measurement of the op bench (bench/ops.ts); the job bench/tfjs-worker.ts used to run. */
+/** One conv2d measurement of the op bench (bench/ops.ts). */
 export type ConvJob = TfjsJob & { kind: 'conv' };
 
 export type WorkerJob = TfjsModelJob | (ExtraOpJob & { kind: 'op'; backend: TfjsBackendName }) | ConvJob;
@@ -60,12 +59,12 @@ export type WorkerMessage =
   | { event: 'error'; phase: Phase; message: string }
   | { event: 'done' };
 
-const job = workerData as WorkerJob;
-/** Dawn's instance, kept reachable for the life of the thread (else Dawn is destroyed under running work). */
+/** Dawn's instance, kept reachable for the life of the process (else Dawn is destroyed under running work). */
 const keep: { gpu: unknown } = { gpu: null };
 
 function post(m: WorkerMessage): void {
-  parentPort!.postMessage(m);
+  if (m.event === 'done') process.send!(m, undefined, {}, () => process.exit(0));
+  else process.send!(m);
 }
 
 export async function loadTfjs(backend: TfjsBackendName): Promise<Tf> {
@@ -145,7 +144,7 @@ async function runModel(tf: Tf, j: TfjsModelJob): Promise<void> {
   post({ event: 'done' });
 }
 
-/** conv2d forward / gradInput / gradFull at one op-bench shape (NHWC, HWIO), as bench/tfjs-worker.ts did, with async reads. */
+/** conv2d forward / gradInput / gradFull at one op-bench shape (NHWC, HWIO), with async reads. */
 async function runConv(tf: Tf, j: ConvJob, setupMs: number): Promise<void> {
   post({ event: 'info', backend: tf.getBackend(), setupMs });
   const s = j.shape;
@@ -180,7 +179,7 @@ async function runConv(tf: Tf, j: ConvJob, setupMs: number): Promise<void> {
   post({ event: 'done' });
 }
 
-async function main(): Promise<void> {
+async function main(job: WorkerJob): Promise<void> {
   const setup = performance.now();
   let tf: Tf;
   try {
@@ -195,9 +194,12 @@ async function main(): Promise<void> {
   else await runTfjsExtraOp(tf, job, post, performance.now() - setup);
 }
 
-if (parentPort && workerData && (workerData as { kind?: string }).kind) {
-  main().catch((e: unknown) => {
-    post({ event: 'error', phase: 'setup', message: (e as Error).stack ?? String(e) });
-    post({ event: 'done' });
+// Run as a child process (bench/tfjs-run.ts): the job arrives as the first message.
+if (process.send && process.env.SKIPGRAD_TFJS_CHILD === '1') {
+  process.once('message', (job: WorkerJob) => {
+    main(job).catch((e: unknown) => {
+      post({ event: 'error', phase: 'setup', message: (e as Error).stack ?? String(e) });
+      post({ event: 'done' });
+    });
   });
 }

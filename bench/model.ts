@@ -16,7 +16,7 @@
  * includes the weights, the optimizer state, the batch and every activation and gradient:
  *   skipgrad: backend.memory().bytes checked at every allocation; tfjs: tf.profile's peakBytes (tf.memory().numBytes
  *   after each kernel). Neither counts allocator pools or caches.
- * Timings: the median of the timed steps after the warm-up. tfjs runs in a worker thread stopped at --cap seconds;
+ * Timings: the median of the timed steps after the warm-up. tfjs runs in a child process stopped at --cap seconds;
  * a stopped measurement reports what finished (see bench/tfjs-run.ts), a '>' marks a lower bound.
  *
  *   --size N            image side (default 256, the paper's; 128 runs ~4x faster)

@@ -66,7 +66,7 @@ const nhwc = (s: readonly number[]): [number, number, number, number] => [s[0], 
 /** AdamW settings of both sides. */
 const LR = 1e-3, WD = 1e-2;
 
-// ------------------------------------------------------------------ tfjs side (runs in the worker)
+// ------------------------------------------------------------------ tfjs side (runs in the child process, bench/model-worker.ts)
 
 export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMessage) => void, setupMs: number): Promise<void> {
   post({ event: 'info', backend: tf.getBackend(), setupMs });

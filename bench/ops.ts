@@ -3,7 +3,7 @@
  * TensorFlow.js in one run, with warm-up and medians:
  *   cpu:    skipgrad cpu   vs tfjs cpu and tfjs wasm         -> bench/results/ops-cpu.json
  *   webgpu: skipgrad webgpu vs tfjs webgpu on the same Dawn adapter -> bench/results/ops-webgpu.json
- * tfjs runs in worker threads (bench/model-worker.ts, started by bench/tfjs-run.ts) so a slow measurement can be
+ * tfjs runs in child processes (bench/model-worker.ts, started by bench/tfjs-run.ts) so a slow measurement can be
  * capped (a capped run reports a lower bound).
  * Passes: forward; gradInput = forward + input gradient; gradFull = forward + input and weight gradients
  * (what tf.grads computes). speedup = peer time / skipgrad time.

@@ -1,12 +1,12 @@
 /**
- * Parent side of the tfjs worker (bench/model-worker.ts): starts it on a job, collects its per-phase timings,
- * and stops it at a cap. A phase stopped by the cap reports what it has: the median of the timed repetitions
+ * Parent side of the tfjs worker (bench/model-worker.ts, run as a child process): starts it on a job, collects its
+ * per-phase timings, and stops it at a cap. A phase stopped by the cap reports what it has: the median of the timed repetitions
  * that finished (partial), else the warm-up run's time, else a lower bound (the time the unfinished run had
  * taken when it was stopped).
  */
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { type ChildProcess, fork } from 'node:child_process';
 import type { WorkerJob, WorkerMessage } from './model-worker.js';
 
 export function median(xs: readonly number[]): number {
@@ -33,7 +33,7 @@ export interface WorkerOutcome {
   checksum?: number;
   info?: Extract<WorkerMessage, { event: 'info' }>;
   setupError?: string;
-  /** The cap stopped the worker. */
+  /** The cap stopped the process. */
   capped: boolean;
 }
 
@@ -42,19 +42,23 @@ function blank(): PhaseTiming {
 }
 
 /**
- * A worker thread running `file` (a path next to this module, '.ts' name). Compiled (dist/), the '.js' file;
- * under tsx, a bootstrap that registers tsx's loader in the thread first (Node 20 does not apply
- * execArgv ['--import', 'tsx'] to worker threads: the '.ts' file fails with "Unknown file extension").
+ * A child process running `name` (a '.ts' path next to this module; compiled, the '.js' file; under tsx, the
+ * '.ts' file with tsx's loader). A process, not a worker thread: stopping a thread while Dawn (tfjs-webgpu) has
+ * a buffer mapping in flight aborts the whole process ("GPUBuffer.cpp: Promise not resolved or rejected:
+ * mapAsync()"); killing a child process cannot take the parent down. Messages use structured clone
+ * ('advanced' serialization), so typed arrays travel as they are.
  */
-export function startWorker(name: string, workerData: unknown): Worker {
+export function startChild(name: string): ChildProcess {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  if (!import.meta.url.endsWith('.ts')) return new Worker(path.join(here, name.replace(/\.ts$/, '.js')), { workerData });
-  const url = pathToFileURL(path.join(here, name)).href;
-  return new Worker(`require('tsx/esm/api').register(); import(${JSON.stringify(url)});`, { eval: true, workerData });
+  const ts = import.meta.url.endsWith('.ts');
+  return fork(path.join(here, ts ? name : name.replace(/\.ts$/, '.js')), [], {
+    serialization: 'advanced', execArgv: ts ? ['--import', 'tsx'] : [], env: { ...process.env, SKIPGRAD_TFJS_CHILD: '1' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
 }
 
 export function runTfjsWorker(job: WorkerJob, capSeconds: number, log?: (line: string) => void): Promise<WorkerOutcome> {
-  const worker = startWorker('model-worker.ts', job);
+  const child = startChild('model-worker.ts');
+  child.send(job);
   const out: WorkerOutcome = { phases: new Map(), capped: false };
   const phase = (p: string): PhaseTiming => {
     if (!out.phases.has(p)) out.phases.set(p, blank());
@@ -68,7 +72,7 @@ export function runTfjsWorker(job: WorkerJob, capSeconds: number, log?: (line: s
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      void worker.terminate();
+      child.kill('SIGKILL');
       for (const [name, p] of out.phases) {
         if (p.error !== undefined && p.times.length === 0 && p.warmupMs.length === 0) {
           p.basis = 'failed';
@@ -93,7 +97,7 @@ export function runTfjsWorker(job: WorkerJob, capSeconds: number, log?: (line: s
       log?.(` capped at ${capSeconds} s`);
       finish();
     }, capSeconds * 1000);
-    worker.on('message', (m: WorkerMessage) => {
+    child.on('message', (m: WorkerMessage) => {
       switch (m.event) {
         case 'info':
           out.info = m;
@@ -127,10 +131,13 @@ export function runTfjsWorker(job: WorkerJob, capSeconds: number, log?: (line: s
           break;
       }
     });
-    worker.on('error', (e) => {
+    child.on('error', (e) => {
       out.setupError ??= e.message;
       finish();
     });
-    worker.on('exit', () => finish());
+    child.on('exit', (code, signal) => {
+      if (!finished && !out.capped) out.setupError ??= `the tfjs process ended early (${signal ?? `exit code ${code}`})`;
+      finish();
+    });
   });
 }
