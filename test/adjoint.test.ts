@@ -11,6 +11,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
+import { convCaseArb, convLabel } from './helpers/conv-cases.js';
 
 const F64 = { dtype: 'float64' as const };
 const REL = 1e-10;
@@ -56,37 +57,7 @@ function clean(fn: () => void): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-const strideArb: fc.Arbitrary<number | [number, number]> = fc.oneof(int(1, 3), fc.tuple(int(1, 3), int(1, 3)));
-const paddingArb: fc.Arbitrary<sg.Padding> = fc.oneof(
-  fc.constant('same' as const),
-  fc.constant('valid' as const),
-  int(0, 3),
-  fc.tuple(int(0, 3), int(0, 3)),
-  fc.tuple(int(0, 3), int(0, 3), int(0, 3), int(0, 3)),
-);
-
-interface ConvCase {
-  n: number; c: number; o: number; h: number; w: number; kh: number; kw: number;
-  stride: number | [number, number]; padding: sg.Padding; g: sg.Conv2dGeometry;
-}
-
-function geometry(p: Omit<ConvCase, 'g'>): sg.Conv2dGeometry | null {
-  try {
-    return sg.conv2dGeometry('test', [p.n, p.c, p.h, p.w], [p.o, p.c, p.kh, p.kw], { stride: p.stride, padding: p.padding });
-  } catch {
-    return null;
-  }
-}
-
-/** Up to ~3*6*16*16 inputs and ~0.5M multiply-adds: past any small-size special case of the conv kernels. */
-const convArb: fc.Arbitrary<ConvCase> = fc.record({
-  n: int(1, 3), c: int(1, 6), o: int(1, 6), h: int(1, 16), w: int(1, 16), kh: int(1, 5), kw: int(1, 5),
-  stride: strideArb, padding: paddingArb,
-}).map((p) => ({ ...p, g: geometry(p) }))
-  .filter((p): p is ConvCase => p.g !== null);
-
-const convLabel = (p: ConvCase): string =>
-  `x [${p.n},${p.c},${p.h},${p.w}] w [${p.o},${p.c},${p.kh},${p.kw}] stride ${JSON.stringify(p.stride)} padding ${JSON.stringify(p.padding)}`;
+const convArb = convCaseArb({ maxChannels: 6, maxPad: 3 });
 
 describe('adjoint identities: convolutions', () => {
   it('<conv2d(x,w), y> = <x, conv2dGradInput(y, w, x.shape)> = <w, conv2dGradWeight(x, y, [kH,kW])>', () => {

@@ -17,54 +17,29 @@ import {
   getParallelMinFlops, getThreadCount, parallelRunCount, runParallel, setParallelMinFlops, setThreadCount,
 } from '../src/engine/cpu/threads.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
+import { convSizes, convTaps, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
 
 // ---------------------------------------------------------------------------------------------
 // Naive references (float64 accumulation, direct loops straight from the definitions)
 // ---------------------------------------------------------------------------------------------
 
 function convRef(x: FloatArray, w: FloatArray, bias: FloatArray | null, g: Conv2dGeometry): Float64Array {
-  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
-  const out = new Float64Array(N * O * OH * OW);
-  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
-    let s = bias === null ? 0 : bias[o];
-    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
-      const iy = oy * g.strideH - g.padTop + ky;
-      const ix = ox * g.strideW - g.padLeft + kx;
-      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-      s += x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * KH + ky) * KW + kx];
-    }
-    out[((n * O + o) * OH + oy) * OW + ox] = s;
-  }
+  const out = new Float64Array(g.batch * g.outChannels * g.outHeight * g.outWidth);
+  const plane = g.outHeight * g.outWidth;
+  if (bias) for (let i = 0; i < out.length; i++) out[i] = bias[Math.floor(i / plane) % g.outChannels];
+  convTaps(g, (yi, xi, wi) => (out[yi] += x[xi] * w[wi]));
   return out;
 }
 
 function gradInputRef(dy: FloatArray, w: FloatArray, g: Conv2dGeometry): Float64Array {
-  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
-  const dx = new Float64Array(N * C * H * W);
-  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
-    const d = dy[((n * O + o) * OH + oy) * OW + ox];
-    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
-      const iy = oy * g.strideH - g.padTop + ky;
-      const ix = ox * g.strideW - g.padLeft + kx;
-      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-      dx[((n * C + c) * H + iy) * W + ix] += d * w[((o * C + c) * KH + ky) * KW + kx];
-    }
-  }
+  const dx = new Float64Array(convSizes(g).x);
+  convTaps(g, (yi, xi, wi) => (dx[xi] += dy[yi] * w[wi]));
   return dx;
 }
 
 function gradWeightRef(x: FloatArray, dy: FloatArray, g: Conv2dGeometry): Float64Array {
-  const { batch: N, inChannels: C, inHeight: H, inWidth: W, outChannels: O, kernelH: KH, kernelW: KW, outHeight: OH, outWidth: OW } = g;
-  const dw = new Float64Array(O * C * KH * KW);
-  for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) for (let oy = 0; oy < OH; oy++) for (let ox = 0; ox < OW; ox++) {
-    const d = dy[((n * O + o) * OH + oy) * OW + ox];
-    for (let c = 0; c < C; c++) for (let ky = 0; ky < KH; ky++) for (let kx = 0; kx < KW; kx++) {
-      const iy = oy * g.strideH - g.padTop + ky;
-      const ix = ox * g.strideW - g.padLeft + kx;
-      if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-      dw[((o * C + c) * KH + ky) * KW + kx] += d * x[((n * C + c) * H + iy) * W + ix];
-    }
-  }
+  const dw = new Float64Array(convSizes(g).w);
+  convTaps(g, (yi, xi, wi) => (dw[wi] += dy[yi] * x[xi]));
   return dw;
 }
 
@@ -99,36 +74,11 @@ function nanArray(dtype: DType, size: number, shared: boolean): FloatArray {
 const tolerance = (dtype: DType): number => (dtype === 'float64' ? 1e-10 : 1e-4);
 
 /** Random convolution geometry; bottom/right padding is implied and may be negative. */
-const geometryArb = fc.record({
-  batch: fc.integer({ min: 1, max: 3 }),
-  inChannels: fc.integer({ min: 1, max: 4 }),
-  outChannels: fc.integer({ min: 1, max: 5 }),
-  inHeight: fc.integer({ min: 1, max: 11 }),
-  inWidth: fc.integer({ min: 1, max: 11 }),
-  kernelH: fc.integer({ min: 1, max: 5 }),
-  kernelW: fc.integer({ min: 1, max: 5 }),
-  strideH: fc.integer({ min: 1, max: 3 }),
-  strideW: fc.integer({ min: 1, max: 3 }),
-  padTop: fc.integer({ min: 0, max: 3 }),
-  padLeft: fc.integer({ min: 0, max: 3 }),
-  padBottom: fc.integer({ min: -3, max: 3 }),
-  padRight: fc.integer({ min: -3, max: 3 }),
-}).map((r): Conv2dGeometry => ({
-  batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
-  kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
-  outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
-  outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
-}));
-
-const sizes = (g: Conv2dGeometry) => ({
-  x: g.batch * g.inChannels * g.inHeight * g.inWidth,
-  w: g.outChannels * g.inChannels * g.kernelH * g.kernelW,
-  y: g.batch * g.outChannels * g.outHeight * g.outWidth,
-});
+const geometryArb = convGeometryArb({ maxIn: 4, maxOut: 5, maxSide: 11, maxPad: 3 });
 
 /** Run all three convolution kernels on g and compare them with the references. */
 function checkConv(g: Conv2dGeometry, dtype: DType, shared: boolean, seed: number, withBias: boolean): void {
-  const n = sizes(g);
+  const n = convSizes(g);
   const x = randomArray(dtype, n.x, seed, shared);
   const w = randomArray(dtype, n.w, seed + 1, shared);
   const bias = withBias ? randomArray(dtype, g.outChannels, seed + 2, shared) : null;
@@ -223,8 +173,8 @@ describe('conv2d kernels vs naive loops (calling thread)', () => {
     const g: Conv2dGeometry = { batch: 2, inChannels: 3, inHeight: 7, inWidth: 7, outChannels: 4, kernelH: 3, kernelW: 3,
       outHeight: 3, outWidth: 3, strideH: 2, strideW: 2, padTop: 1, padLeft: 1 };
     checkConv(g, 'float64', false, 7, true);
-    const dx = nanArray('float64', sizes(g).x, false);
-    conv2dGradInput(randomArray('float64', sizes(g).y, 9, false), randomArray('float64', sizes(g).w, 8, false), dx, g);
+    const dx = nanArray('float64', convSizes(g).x, false);
+    conv2dGradInput(randomArray('float64', convSizes(g).y, 9, false), randomArray('float64', convSizes(g).w, 8, false), dx, g);
     for (let n = 0; n < 2; n++) for (let c = 0; c < 3; c++) for (let i = 0; i < 7; i++) {
       expect(dx[((n * 3 + c) * 7 + 6) * 7 + i]).toBe(0);
       expect(dx[((n * 3 + c) * 7 + i) * 7 + 6]).toBe(0);
@@ -287,7 +237,7 @@ describe('worker threads (SharedArrayBuffer arrays)', () => {
     // Shared input and output, plain (small) weight and bias: still threaded, still right.
     const g: Conv2dGeometry = { batch: 4, inChannels: 8, inHeight: 30, inWidth: 30, outChannels: 16, kernelH: 3, kernelW: 3,
       outHeight: 28, outWidth: 28, strideH: 1, strideW: 1, padTop: 0, padLeft: 0 };
-    const n = sizes(g);
+    const n = convSizes(g);
     const x = randomArray('float32', n.x, 31, true);
     const w = randomArray('float32', n.w, 32, false);
     const bias = randomArray('float32', g.outChannels, 33, false);

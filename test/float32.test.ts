@@ -15,6 +15,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
+import { convCaseArb, convLabel } from './helpers/conv-cases.js';
 import { getThreadCount, parallelRunCount } from '../src/engine/cpu/threads.js';
 
 const BOUND = 1e-5;
@@ -197,32 +198,7 @@ describe('float32 vs float64: matmul', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-const strideArb: fc.Arbitrary<number | [number, number]> = fc.oneof(int(1, 3), fc.tuple(int(1, 3), int(1, 3)));
-const paddingArb: fc.Arbitrary<sg.Padding> = fc.oneof(
-  fc.constant('same' as const), fc.constant('valid' as const), int(0, 2),
-  fc.tuple(int(0, 2), int(0, 2)), fc.tuple(int(0, 2), int(0, 2), int(0, 2), int(0, 2)),
-);
-
-interface ConvCase {
-  n: number; c: number; o: number; h: number; w: number; kh: number; kw: number;
-  stride: number | [number, number]; padding: sg.Padding; g: sg.Conv2dGeometry;
-}
-
-function geometry(p: Omit<ConvCase, 'g'>): sg.Conv2dGeometry | null {
-  try {
-    return sg.conv2dGeometry('test', [p.n, p.c, p.h, p.w], [p.o, p.c, p.kh, p.kw], { stride: p.stride, padding: p.padding });
-  } catch {
-    return null;
-  }
-}
-
-const convArb: fc.Arbitrary<ConvCase> = fc.record({
-  n: int(1, 3), c: int(1, 8), o: int(1, 8), h: int(1, 16), w: int(1, 16), kh: int(1, 5), kw: int(1, 5),
-  stride: strideArb, padding: paddingArb,
-}).map((p) => ({ ...p, g: geometry(p) })).filter((p): p is ConvCase => p.g !== null);
-
-const convLabel = (p: ConvCase): string =>
-  `x [${p.n},${p.c},${p.h},${p.w}] w [${p.o},${p.c},${p.kh},${p.kw}] stride ${JSON.stringify(p.stride)} padding ${JSON.stringify(p.padding)}`;
+const convArb = convCaseArb({ maxChannels: 8, maxPad: 2 });
 
 describe('float32 vs float64: convolutions', () => {
   it('conv2d forward and its gradients (x, w, bias)', () => {

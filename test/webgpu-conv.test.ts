@@ -23,6 +23,7 @@ import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
+import { convSizes, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
 
 const GPU = await haveGpu();
 
@@ -41,18 +42,12 @@ function op(rt: GpuRuntime, name: string, fn: () => void): void {
   void rt.endOp();
 }
 
-const sizes = (g: Conv2dGeometry) => ({
-  x: g.batch * g.inChannels * g.inHeight * g.inWidth,
-  w: g.outChannels * g.inChannels * g.kernelH * g.kernelW,
-  y: g.batch * g.outChannels * g.outHeight * g.outWidth,
-});
-
 type Which = 'forward' | 'gradInput' | 'gradWeight';
 
 /** Runs the chosen convolution kernels on the GPU and on the CPU and compares them. */
 async function checkConv(g: Conv2dGeometry, seed: number, opts: ConvOptions = {}, which: readonly Which[] = ['forward', 'gradInput', 'gradWeight']): Promise<void> {
   const rt = await rtOrThrow();
-  const n = sizes(g);
+  const n = convSizes(g);
   const x = randomValues(n.x, seed);
   const w = randomValues(n.w, seed + 1);
   const bias = seed % 2 === 0 ? randomValues(g.outChannels, seed + 2) : null;
@@ -105,26 +100,7 @@ async function checkMatmul(p: MatmulCase, seed: number, opts: ConvOptions = {}):
 }
 
 /** Random geometry; bottom/right padding is implied by the output size and may be negative. */
-const geometryArb = fc.record({
-  batch: fc.integer({ min: 1, max: 3 }),
-  inChannels: fc.integer({ min: 1, max: 20 }),
-  outChannels: fc.integer({ min: 1, max: 40 }),
-  inHeight: fc.integer({ min: 1, max: 13 }),
-  inWidth: fc.integer({ min: 1, max: 13 }),
-  kernelH: fc.integer({ min: 1, max: 5 }),
-  kernelW: fc.integer({ min: 1, max: 5 }),
-  strideH: fc.integer({ min: 1, max: 3 }),
-  strideW: fc.integer({ min: 1, max: 3 }),
-  padTop: fc.integer({ min: 0, max: 2 }),
-  padLeft: fc.integer({ min: 0, max: 2 }),
-  padBottom: fc.integer({ min: -2, max: 2 }),
-  padRight: fc.integer({ min: -2, max: 2 }),
-}).map((r): Conv2dGeometry => ({
-  batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
-  kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
-  outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
-  outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
-}));
+const geometryArb = convGeometryArb({ maxIn: 20, maxOut: 40, maxSide: 13, maxPad: 2 });
 
 function geom(batch: number, inChannels: number, inHeight: number, inWidth: number, outChannels: number,
   kernelH: number, kernelW: number, strideH: number, strideW: number, padTop: number, padLeft: number,

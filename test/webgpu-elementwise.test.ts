@@ -20,6 +20,7 @@ import fc from 'fast-check';
 import type { BinaryOp, UnaryOp } from '../src/engine/backend.js';
 import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from '../src/engine/cpu/elementwise.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
+import { contiguousStrides } from '../src/engine/ops/util.js';
 import { adam, binary, copy, fill, mseLoss, reduceSum, unary, valueStats } from '../src/engine/webgpu/kernels/elementwise.js';
 import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 
@@ -46,16 +47,6 @@ function randomArray(seed: number, n: number, lo = -1, hi = 1): Float64Array {
 }
 
 const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
-
-function rowMajor(shape: readonly number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    s[d] = acc;
-    acc *= shape[d];
-  }
-  return s;
-}
 
 /** Runs fn as one op (so validation errors surface at the next read). */
 function op(rt: GpuRuntime, name: string, fn: () => void): void {
@@ -109,7 +100,7 @@ function stridedOperand(r: () => number, shape: readonly number[], broadcast: re
   const full = shape.map((d, i) => (broadcast[i] ? 1 : d + (slice ? Math.floor(r() * 3) : 0)));
   // Storage order: axis perm[0] outermost.
   const storedShape = perm.map((a) => full[a]);
-  const storedStrides = rowMajor(storedShape);
+  const storedStrides = contiguousStrides(storedShape);
   const strides = new Array<number>(rank).fill(0);
   let offset = 0;
   perm.forEach((a, k) => {
@@ -150,7 +141,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       const src = stridedOperand(r, shape, shape.map((_, i) => bcast[i] && r() < 0.5), slice);
       // Destination: a row-major array padded by 0-2 per axis (as pad / concat write into a larger output).
       const outFull = shape.map((d) => d + (pad ? Math.floor(r() * 3) : 0));
-      const outStrides = rowMajor(outFull);
+      const outStrides = contiguousStrides(outFull);
       let outOffset = 0;
       shape.forEach((d, i) => (outOffset += Math.floor(r() * (outFull[i] - d + 1)) * outStrides[i]));
       const outSize = prod(outFull);

@@ -23,7 +23,6 @@
  * Every error names the file.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { PNG } from 'pngjs';
 import { writeFileAtomic } from '../../engine/io/atomic.js';
 
