@@ -105,8 +105,11 @@ export interface Backend {
   memory(): { storages: number; bytes: number };
   /** Value statistics for the trace and the NaN guard; a Promise on backends that must read back asynchronously (webgpu). */
   valueStats(s: Storage): ValueStats | Promise<ValueStats>;
-  /** Called by the dispatch point around each op's kernel (webgpu: one timed compute pass in error scopes). */
-  beginOp?(name: string): void;
+  /**
+   * Called by the dispatch point around each op's kernel (webgpu: one compute pass in error scopes). `timed`: a
+   * trace is recording, so measure the op's device time (webgpu: timestamp queries, where the adapter has them).
+   */
+  beginOp?(name: string, timed?: boolean): void;
   /** Ends the op; resolves with device time once the device has run it. */
   endOp?(): Promise<{ gpuMs?: number }>;
   /** Waits for all queued work and throws the first deferred device error (webgpu). */

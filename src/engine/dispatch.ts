@@ -62,7 +62,7 @@ export function runOp(call: OpCall): Tensor[] {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
     const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
-    backend.beginOp?.(op);
+    backend.beginOp?.(op, trace !== null);
     try {
       call.kernel!(backend, storages, inputs.map((t) => t.handle));
     } catch (e) {

@@ -1,5 +1,5 @@
-/** Global autograd mode: whether ops record a graph, and whether we are in a forward or backward pass (for traces). */
-export type Phase = 'forward' | 'backward';
+/** Global autograd mode: whether ops record a graph, and which pass runs: forward, backward, or an optimizer update (for traces). */
+export type Phase = 'forward' | 'backward' | 'update';
 
 let gradEnabled = true;
 let phase: Phase = 'forward';

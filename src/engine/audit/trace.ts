@@ -48,12 +48,13 @@ export class Trace {
     return this.entries.reduce((s, e) => s + e.flops, 0);
   }
 
-  /** Chrome Trace Event format: complete events ('X'), forward ops on thread 1, backward on thread 2. */
+  /** Chrome Trace Event format: complete events ('X'), forward ops on thread 1, backward on thread 2, optimizer updates on 3. */
   toChromeTrace(): { traceEvents: object[]; displayTimeUnit: string; otherData: object } {
     const traceEvents: object[] = [
       { name: 'process_name', ph: 'M', pid: 1, tid: 0, args: { name: 'skipgrad' } },
       { name: 'thread_name', ph: 'M', pid: 1, tid: 1, args: { name: 'forward' } },
       { name: 'thread_name', ph: 'M', pid: 1, tid: 2, args: { name: 'backward' } },
+      { name: 'thread_name', ph: 'M', pid: 1, tid: 3, args: { name: 'update' } },
     ];
     for (const e of this.entries) {
       traceEvents.push({
@@ -61,7 +62,7 @@ export class Trace {
         cat: e.phase,
         ph: 'X',
         pid: 1,
-        tid: e.phase === 'forward' ? 1 : 2,
+        tid: e.phase === 'forward' ? 1 : e.phase === 'backward' ? 2 : 3,
         ts: Math.round(e.startMs * 1000),
         dur: Math.max(1, Math.round(e.wallMs * 1000)),
         args: {

@@ -10,7 +10,7 @@
 import type { AdamStep } from '../backend.js';
 import { runOp } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
-import { noGrad } from '../mode.js';
+import { noGrad, withPhase } from '../mode.js';
 import { type Tensor, zeros } from '../tensor.js';
 
 export interface AdamOptions {
@@ -54,7 +54,7 @@ export class Adam {
     const o: AdamStep = {
       lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: this.stepCount,
     };
-    noGrad(() => {
+    withPhase('update', () => noGrad(() => {
       this.params.forEach((p, i) => {
         const g = p.grad;
         if (!g) return;
@@ -70,7 +70,7 @@ export class Adam {
           },
         });
       });
-    });
+    }));
   }
 
   /** The moment tensors (for checkpoints). */

@@ -84,8 +84,8 @@ export class WebGPUBackend implements Backend {
     return { min: finite > 0 ? min : NaN, max: finite > 0 ? max : NaN, mean: finite > 0 ? sum / finite : NaN, nan, inf };
   }
 
-  beginOp(name: string): void {
-    this.rt.beginOp(name);
+  beginOp(name: string, timed = false): void {
+    this.rt.beginOp(name, timed);
   }
 
   endOp(): Promise<{ gpuMs?: number }> {

@@ -71,7 +71,7 @@ interface PendingOp {
 export class GpuRuntime {
   /** Ops recorded into one command buffer before it is submitted. */
   opsPerSubmit = 64;
-  /** Record GPU time per op (when the adapter has timestamp-query). */
+  /** Record GPU time for every op (when the adapter has timestamp-query); ops run under a trace are timed anyway. */
   timing = false;
 
   private readonly pipelines = new Map<string, GPUComputePipeline>();
@@ -83,6 +83,7 @@ export class GpuRuntime {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private currentOp: string | null = null;
+  private currentTimed = false;
   private opsInBatch: PendingOp[] = [];
   private querySet: GPUQuerySet | null = null;
   private readonly errors: Promise<string | null>[] = [];
@@ -178,12 +179,13 @@ export class GpuRuntime {
 
   // ---- ops and dispatches ----
 
-  /** Starts an op: its dispatches go into one compute pass (timed if `timing`), inside error scopes. */
-  beginOp(name: string): void {
+  /** Starts an op: its dispatches go into one compute pass (timed if `timed` or `timing`), inside error scopes. */
+  beginOp(name: string, timed = false): void {
     this.checkAlive(name);
     if (this.currentOp !== null) throw new Error(`webgpu: op '${name}' started inside op '${this.currentOp}'`);
     this.endPass();
     this.currentOp = name;
+    this.currentTimed = timed || this.timing;
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
   }
@@ -314,7 +316,7 @@ export class GpuRuntime {
     const enc = this.takeEncoder();
     const name = this.currentOp ?? 'internal';
     let queryIndex: number | null = null;
-    if (this.timing && this.hasTimestamps && this.currentOp !== null) {
+    if (this.currentTimed && this.hasTimestamps && this.currentOp !== null) {
       this.querySet ??= this.device.createQuerySet({ type: 'timestamp', count: 2 * this.opsPerSubmit + 2 });
       queryIndex = 2 * this.opsInBatch.length;
     }
