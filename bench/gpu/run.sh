@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # skipgrad GPU bench runner: executed ON the GPU host, from inside the bundle that bench/gpu/pack.sh makes.
 #
-#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,ops,model,torch]
+#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,profile,torch,model,ops]
 #
 # Unpacks node and the app (built code, shaders, node_modules with Dawn's dawn.node), sets up a Vulkan
 # loader (the system's, else the bundled libvulkan1 .deb unpacked locally, else -- as root, as the device
 # README's .gl recipe does -- unpacked into / with ldconfig) and the NVIDIA ICD, prints nvidia-smi and the
 # adapter Dawn sees, then runs, each under its own timeout and each whatever the others did:
-#   ops    node dist/bench/ops.js --backends webgpu   (skipgrad webgpu vs tfjs webgpu, conv2d)
-#   model  node dist/bench/model.js ...               (when the bundle has it)
-#   torch  python3 torch_ref.py                       (when python3 can import torch)
+#   profile node dist/bench/profile.js               (one AESc step, 256x256 batch 8, GPU time per op)
+#   torch   python3 torch_ref.py                       (when python3 can import torch)
+#   model   node dist/bench/model.js ...               (when the bundle has it)
+#   ops     node dist/bench/ops.js --backends webgpu   (skipgrad webgpu vs tfjs webgpu, conv2d)
 # and collects everything into DIR ($OUT if set, else ./gpu-results): gpu-<date>.json (all results, the
 # GPU's name, the nvidia-smi -q summary, the adapter), run.log, nvidia-smi-q.txt and the parts' own JSON
 # (8 files at most: what the device tool brings back). Exit status 0 when every part that ran passed.
@@ -20,7 +21,8 @@
 #   SKIPGRAD_VK_LIBRARY_PATH    directories to put first on LD_LIBRARY_PATH (a loader or driver of your own)
 #   SKIPGRAD_VK_NO_SYSTEM_INSTALL=1   never unpack the .deb into / (the README's fallback)
 #   SKIPGRAD_GPU_BUDGET_S       seconds for the whole run, parts included (default 470; --quick 300)
-#   SKIPGRAD_GPU_T_OPS, _T_MODEL, _T_TORCH, _T_PROBE   per-part timeouts in seconds
+#   SKIPGRAD_GPU_T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_PROBE   per-part timeouts in seconds
+#   SKIPGRAD_GPU_PROFILE_ARGS   default: --backend webgpu --size 256 --batch 8
 #   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick --cap 30)
 #   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick)
 #   SKIPGRAD_GPU_TORCH_ARGS     extra arguments for torch_ref.py
@@ -33,7 +35,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 START=$(date +%s)
 QUICK=0
 OUT_DIR=${OUT:-}
-PARTS=probe,ops,model,torch
+PARTS=probe,profile,torch,model,ops
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -61,6 +63,7 @@ export PYTHONUNBUFFERED=1
 
 if [ "$QUICK" = 1 ]; then BUDGET=${SKIPGRAD_GPU_BUDGET_S:-300}; else BUDGET=${SKIPGRAD_GPU_BUDGET_S:-470}; fi
 T_PROBE=${SKIPGRAD_GPU_T_PROBE:-45}
+T_PROFILE=${SKIPGRAD_GPU_T_PROFILE:-60}
 T_OPS=${SKIPGRAD_GPU_T_OPS:-200}
 T_MODEL=${SKIPGRAD_GPU_T_MODEL:-150}
 T_TORCH=${SKIPGRAD_GPU_T_TORCH:-90}
@@ -72,6 +75,7 @@ else
   MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --cap 60}
 fi
 TORCH_ARGS=${SKIPGRAD_GPU_TORCH_ARGS:-}
+PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8}
 
 say() { printf '\n=== [%4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
 want() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -214,7 +218,7 @@ run_part() {
 skip_part() { mkdir -p "$RES/$1"; { echo "skipped=$2"; } >"$RES/$1/status.txt"; say "$1 skipped: $2"; }
 
 export NODE_OPTIONS=${NODE_OPTIONS:-}
-export PATH="$WORK/bin:$PATH"   # node for the parts (the tfjs workers are threads, not processes, but be safe)
+export PATH="$WORK/bin:$PATH"   # node for the parts (the tfjs child processes are forked from process.execPath; be safe)
 
 if want probe; then
   if [ "$NODE_OK" = 1 ]; then
@@ -236,18 +240,12 @@ if want probe; then
     skip_part probe "node did not unpack"
   fi
 fi
-if want ops; then
-  if [ "$NODE_OK" = 1 ]; then
+if want profile; then
+  if [ "$NODE_OK" = 1 ] && [ -f "$APP/dist/bench/profile.js" ]; then
     # shellcheck disable=SC2086
-    run_part ops "$T_OPS" "$NODE" dist/bench/ops.js $OPS_ARGS
-  else skip_part ops "node did not unpack"; fi
-fi
-if want model; then
-  if [ "$NODE_OK" = 1 ] && [ -f "$APP/dist/bench/model.js" ]; then
-    # shellcheck disable=SC2086
-    run_part model "$T_MODEL" "$NODE" dist/bench/model.js $MODEL_ARGS
-  elif [ "$NODE_OK" = 1 ]; then skip_part model "dist/bench/model.js is not in this bundle"
-  else skip_part model "node did not unpack"; fi
+    run_part profile "$T_PROFILE" "$NODE" dist/bench/profile.js $PROFILE_ARGS
+  elif [ "$NODE_OK" = 1 ]; then skip_part profile "dist/bench/profile.js is not in this bundle"
+  else skip_part profile "node did not unpack"; fi
 fi
 if want torch; then
   if command -v "$PY" >/dev/null 2>&1 && timeout 60 "$PY" -c 'import torch' >/dev/null 2>&1; then
@@ -263,6 +261,19 @@ if want torch; then
   fi
 fi
 
+if want model; then
+  if [ "$NODE_OK" = 1 ] && [ -f "$APP/dist/bench/model.js" ]; then
+    # shellcheck disable=SC2086
+    run_part model "$T_MODEL" "$NODE" dist/bench/model.js $MODEL_ARGS
+  elif [ "$NODE_OK" = 1 ]; then skip_part model "dist/bench/model.js is not in this bundle"
+  else skip_part model "node did not unpack"; fi
+fi
+if want ops; then
+  if [ "$NODE_OK" = 1 ]; then
+    # shellcheck disable=SC2086
+    run_part ops "$T_OPS" "$NODE" dist/bench/ops.js $OPS_ARGS
+  else skip_part ops "node did not unpack"; fi
+fi
 if command -v nvidia-smi >/dev/null 2>&1; then say "nvidia-smi after"; smi_csv nvidia-smi-after.csv; fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,7 +301,7 @@ fi
 [ -f "$RES/nvidia-smi-q.txt" ] && cp "$RES/nvidia-smi-q.txt" "$OUT_DIR/"
 # The parts' own JSON, as long as the output stays within 8 files (the device tool brings back no more).
 n=$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)
-for f in "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json; do
+for f in "$RES"/profile/*.json "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json; do
   [ -f "$f" ] || continue
   if [ "$n" -ge 8 ]; then echo "not copied (8-file limit; it is inside $(basename "$SUMMARY")): $f"; continue; fi
   cp "$f" "$OUT_DIR/" && n=$((n + 1))

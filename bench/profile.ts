@@ -1,0 +1,178 @@
+/**
+ * `npm run bench:profile`: where the time of one training step goes, op by op.
+ *
+ * Builds the esann autoencoder (AESc or AE) as bench/model.ts does, runs warm-up steps (pipelines compiled,
+ * buffer pools filled), then traces one more step (forward, MSE, backward, AdamW) and groups the trace by
+ * op and phase: calls, host time, GPU time (timestamp queries, where the adapter has them), FLOPs and the
+ * achieved GFLOP/s. It also reports the step's wall time next to the sum of GPU times: on a GPU, a wall time
+ * well above the GPU sum means the step is bound by the host side (encoding, submits, readbacks), not by
+ * the kernels.
+ *
+ *   --backend cpu|webgpu   default webgpu
+ *   --model AESc|AE        default AESc
+ *   --size N               image side (default 256)
+ *   --batch N              default 8
+ *   --channels N           base width (default 16, the paper's)
+ *   --warmup N             untraced steps first (default 2)
+ *   --out FILE             default bench/results/profile-<backend>.json
+ *
+ * Prints the table and writes the JSON.
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as sg from '../src/engine/index.js';
+import { formatTable } from '../src/engine/audit/trace.js';
+import { writeFileAtomic } from '../src/engine/io/atomic.js';
+import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { machineInfo, markdownTable } from './model.js';
+
+export interface ProfileRow {
+  op: string;
+  phase: string;
+  calls: number;
+  hostMs: number;
+  /** Sum of the calls' GPU times; null where the backend has no timestamps. */
+  gpuMs: number | null;
+  flops: number;
+  /** flops / (gpuMs, else hostMs). */
+  gflopsPerSecond: number | null;
+  /** This row's share of the step's kernel time (GPU time where there is one, else host time). */
+  share: number;
+}
+
+export interface ProfileOptions {
+  backend: 'cpu' | 'webgpu';
+  model: 'AESc' | 'AE';
+  size: number;
+  batch: number;
+  channels: number;
+  warmup: number;
+  /** Where the JSON goes; null: nowhere (the report is returned). */
+  out: string | null;
+}
+
+export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
+  const { values } = parseArgs({
+    args: argv, strict: true,
+    options: {
+      backend: { type: 'string' }, model: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' },
+      channels: { type: 'string' }, warmup: { type: 'string' }, out: { type: 'string' },
+    },
+  });
+  const int = (name: string, v: string | undefined, dflt: number, min: number): number => {
+    const n = v === undefined ? dflt : Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} expects an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+  const backend = values.backend ?? 'webgpu';
+  if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`--backend expects cpu or webgpu, got '${backend}'`);
+  const model = values.model ?? 'AESc';
+  if (model !== 'AESc' && model !== 'AE') throw new Error(`--model expects AESc or AE, got '${model}'`);
+  return {
+    backend, model, size: int('size', values.size, 256, 16), batch: int('batch', values.batch, 8, 1),
+    channels: int('channels', values.channels, 16, 1), warmup: int('warmup', values.warmup, 2, 0),
+    out: values.out ?? path.join('bench', 'results', `profile-${backend}.json`),
+  };
+}
+
+/** Groups trace entries by (op, phase), largest kernel time first. */
+export function groupTrace(entries: readonly sg.TraceEntry[]): ProfileRow[] {
+  const groups = new Map<string, ProfileRow>();
+  for (const e of entries) {
+    const key = `${e.op}|${e.phase}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { op: e.op, phase: e.phase, calls: 0, hostMs: 0, gpuMs: null, flops: 0, gflopsPerSecond: null, share: 0 };
+      groups.set(key, g);
+    }
+    g.calls++;
+    g.hostMs += e.wallMs;
+    if (e.gpuMs !== undefined) g.gpuMs = (g.gpuMs ?? 0) + e.gpuMs;
+    g.flops += e.flops;
+  }
+  const rows = [...groups.values()];
+  const time = (r: ProfileRow): number => r.gpuMs ?? r.hostMs;
+  const total = rows.reduce((s, r) => s + time(r), 0);
+  for (const r of rows) {
+    r.share = total > 0 ? time(r) / total : 0;
+    r.gflopsPerSecond = r.flops > 0 && time(r) > 0 ? r.flops / (time(r) / 1000) / 1e9 : null;
+  }
+  return rows.sort((a, b) => time(b) - time(a));
+}
+
+export interface ProfileReport {
+  kind: 'profile';
+  backend: string;
+  date: string;
+  machine: ReturnType<typeof machineInfo>;
+  settings: Record<string, unknown>;
+  summary: { wallMs: number; hostMs: number; gpuMs: number | null; ops: number; flops: number; loss: number; imagesPerSecond: number };
+  rows: ProfileRow[];
+  table: string;
+  markdown: string;
+}
+
+export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
+  const be = await sg.useBackend(o.backend);
+  const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be }).train();
+  const shape = [o.batch, 1, o.size, o.size];
+  const x = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(1) }).keep();
+  const target = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(2) }).keep();
+  const params = net.parameters();
+  const opt = new sg.Adam(params, { lr: 1e-3, weightDecay: 1e-2, decoupled: true });
+  const step = (): sg.Tensor => sg.scope(() => {
+    const l = sg.mseLoss(net.forward(x).output, target);
+    l.backward();
+    opt.step();
+    sg.zeroGrad(params);
+    return l;
+  });
+  for (let i = 0; i < o.warmup; i++) {
+    const l = step();
+    await l.item();
+    l.dispose();
+  }
+  await be.sync?.();
+  const t0 = performance.now();
+  const { result: loss, trace } = sg.traced(step);
+  const lossValue = await loss.item();
+  await be.sync?.();
+  const wallMs = performance.now() - t0;
+  loss.dispose();
+  await trace.settle();
+
+  const rows = groupTrace(trace.entries);
+  const gpuTotal = rows.some((r) => r.gpuMs !== null) ? rows.reduce((s, r) => s + (r.gpuMs ?? 0), 0) : null;
+  const hostTotal = rows.reduce((s, r) => s + r.hostMs, 0);
+  const head = ['op', 'phase', 'calls', 'host ms', 'gpu ms', 'GFLOP', 'GFLOP/s', 'share'];
+  const cells = rows.map((r) => [
+    r.op, r.phase, String(r.calls), r.hostMs.toFixed(2), r.gpuMs === null ? '' : r.gpuMs.toFixed(3), (r.flops / 1e9).toFixed(2),
+    r.gflopsPerSecond === null ? '' : r.gflopsPerSecond.toFixed(1), `${(100 * r.share).toFixed(1)}%`,
+  ]);
+  const summary = {
+    wallMs, hostMs: hostTotal, gpuMs: gpuTotal, ops: trace.entries.length, flops: trace.totalFlops, loss: lossValue,
+    imagesPerSecond: o.batch / (wallMs / 1000),
+  };
+  const report: ProfileReport = {
+    kind: 'profile', backend: o.backend, date: new Date().toISOString(), machine: machineInfo(be.describe()),
+    settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, warmup: o.warmup, preset: 'esann', optimizer: 'AdamW lr 1e-3, weight decay 1e-2' },
+    summary, rows,
+    table: formatTable(head, cells), markdown: markdownTable(head, cells),
+  };
+  opt.dispose();
+  net.dispose();
+  x.dispose();
+  target.dispose();
+  if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
+  const gpuLine = gpuTotal === null ? 'no GPU timestamps' : `GPU time (sum over ops) ${gpuTotal.toFixed(2)} ms`;
+  process.stdout.write(`\n${be.describe()}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}, after ${o.warmup} warm-up step(s)\n`
+    + `${report.table}\n\none step: wall ${wallMs.toFixed(2)} ms (${summary.imagesPerSecond.toFixed(1)} images/s), host time in ops ${hostTotal.toFixed(2)} ms, ${gpuLine}, `
+    + `${trace.entries.length} ops, ${(trace.totalFlops / 1e9).toFixed(2)} GFLOP\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
+  return report;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await runProfile(profileOptionsFromArgs(process.argv.slice(2)));
+  process.exit(0);
+}
