@@ -74,12 +74,16 @@ if (compose) {
 md.push(`Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.platform}, Node ${machine.node}; skipgrad cpu threads: ${machine.threads}.`);
 md.push(`GPU adapter: ${gpuDescription}.`, '');
 if (models.length) {
-  const s = models[0].settings;
   const names = [...new Set(models.flatMap((r) => r.rows.map((row) => row.model)))];
-  md.push(`## One training step: esann ${names.join(' / ')}, ${s.size}x${s.size}, batch ${s.batch}`, '');
-  md.push(`Forward (training-mode batch norm) + MSE + gradients of all parameters + ${String(s.optimizer)}; the same network and initial weights in TensorFlow.js 4.22 layers (numerical parity: test/bench-parity.test.ts). Median of ${s.reps} timed step(s) after a warm-up (tfjs: ${s.tfjsReps}); tfjs runs are stopped after ${s.capSeconds} s.`, '');
+  const setting = (r: ModelReport): string => `${String(r.settings.size)}x${String(r.settings.size)}, batch ${String(r.settings.batch)}`;
+  const same = models.every((r) => setting(r) === setting(models[0]));
+  const s = models[0].settings;
+  md.push(`## One training step: esann ${names.join(' / ')}${same ? `, ${setting(models[0])}` : ''}`, '');
+  md.push(`Forward (training-mode batch norm) + MSE + gradients of all parameters + ${String(s.optimizer)}; the same network and initial weights in TensorFlow.js 4.22 layers (numerical parity: test/bench-parity.test.ts). Median of the timed steps after a warm-up; tfjs runs are stopped at a cap.`, '');
   for (const r of models) {
-    md.push(`### ${r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`}`, '');
+    const where = r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`;
+    md.push(`### ${where}${same ? '' : `, ${setting(r)}`}`, '');
+    md.push(`${String(r.settings.reps)} timed step(s) (tfjs: ${String(r.settings.tfjsReps)}), tfjs cap ${String(r.settings.capSeconds)} s.`, '');
     md.push(r.markdown, '');
   }
   md.push(`${String(models[0].settings.note)}.`, '');

@@ -18,7 +18,7 @@ import * as sg from '../src/engine/index.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { Tf } from './model-tfjs.js';
 import type { TfjsBackendName, WorkerMessage } from './model-worker.js';
-import { median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
+import { runTfjsWorker, timeIt, type PhaseTiming } from './tfjs-run.js';
 
 export type ExtraOpName = 'convTranspose2d' | 'upsampleNearest2d' | 'batchNorm2d' | 'adamw';
 export type ExtraPass = 'forward' | 'gradInput' | 'gradFull' | 'update';
@@ -129,17 +129,6 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
 }
 
 // ------------------------------------------------------------------ skipgrad side
-
-async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 async function benchSkipgradExtra(be: sg.Backend, spec: ExtraOpSpec, batch: number, reps: number, seed: number): Promise<Map<ExtraPass, number>> {
   const out = new Map<ExtraPass, number>();

@@ -4,12 +4,14 @@
  *   cpu:    skipgrad cpu   vs tfjs cpu and tfjs wasm         -> bench/results/ops-cpu.json
  *   webgpu: skipgrad webgpu vs tfjs webgpu on the same Dawn adapter -> bench/results/ops-webgpu.json
  * tfjs runs in child processes (bench/model-worker.ts, started by bench/tfjs-run.ts) so a slow measurement can be
- * capped (a capped run reports a lower bound).
+ * capped: a run stopped before its first timed repetition reports a lower bound ('>', the cap), or, when its warm-up
+ * run finished, that run's time ('*').
  * Passes: forward; gradInput = forward + input gradient; gradFull = forward + input and weight gradients
  * (what tf.grads computes). speedup = peer time / skipgrad time.
  *
  *   --backends cpu,webgpu   which comparisons (default: both; webgpu needs an adapter)
- *   --reps N                timed repetitions for skipgrad (default 5; tfjs gets min(N, 3))
+ *   --reps N                timed repetitions for skipgrad (default 5)
+ *   --tfjs-reps N           timed repetitions for tfjs (default min(reps, 3)); each after one warm-up run
  *   --cap S                 seconds after which a tfjs measurement is stopped (default 120)
  *   --quick                 only the second (smaller) shape, 2 repetitions; the extra ops at batch 2
  *   --no-extras             only conv2d (skip the ops of bench/ops-extra.ts: convTranspose2d, upsampleNearest2d,
@@ -25,14 +27,15 @@ import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { machineInfo, markdownTable, shortError, type MachineInfo } from './model.js';
 import { benchExtraOps, type ExtraMeasurement } from './ops-extra.js';
 import { type BenchShape, convFlops, nchwInput, oihwWeight, outSize, SHAPES, type TfjsJob, type TfjsPass } from './ops-shapes.js';
-import { median, runTfjsWorker } from './tfjs-run.js';
+import { runTfjsWorker, timeIt } from './tfjs-run.js';
 
 interface Measurement {
   impl: string;
   pass: TfjsPass;
-  /** Median wall time in ms; for a capped run, the cap (a lower bound). */
+  /** Median wall time in ms; for a capped run, the cap (a lower bound); warmupOnly: the one warm-up run's time. */
   ms: number | null;
   capped?: boolean;
+  warmupOnly?: boolean;
   error?: string;
   gflops?: number;
   checksum?: number;
@@ -40,8 +43,10 @@ interface Measurement {
 
 export interface OpsBenchOptions {
   backends: Array<'cpu' | 'webgpu'>;
-  /** Timed repetitions for skipgrad; tfjs gets min(reps, 3). */
+  /** Timed repetitions for skipgrad. */
   reps: number;
+  /** Timed repetitions for tfjs (default min(reps, 3)). */
+  tfjsReps: number;
   capSeconds: number;
   quick: boolean;
   /** Also the ops of bench/ops-extra.ts. */
@@ -64,31 +69,22 @@ export interface OpsReport {
 export function opsOptionsFromArgs(argv: string[]): OpsBenchOptions {
   const { values } = parseArgs({
     args: argv, strict: false,
-    options: { backends: { type: 'string' }, reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'no-extras': { type: 'boolean' } },
+    options: { backends: { type: 'string' }, reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'no-extras': { type: 'boolean' }, 'tfjs-reps': { type: 'string' } },
   });
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const quick = values.quick === true;
   const reps = quick ? 2 : Number(str('reps') ?? 5);
   const capSeconds = Number(str('cap') ?? 120);
+  const tfjsReps = Number(str('tfjs-reps') ?? Math.min(reps, 3));
   const backends = (str('backends') ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>;
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps expects a positive integer, got ${str('reps')}`);
+  if (!Number.isInteger(tfjsReps) || tfjsReps < 1) throw new Error(`--tfjs-reps expects a positive integer, got ${str('tfjs-reps')}`);
   if (!(capSeconds > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
   for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
-  return { backends, reps, capSeconds, quick, extras: values['no-extras'] !== true };
+  return { backends, reps, tfjsReps, capSeconds, quick, extras: values['no-extras'] !== true };
 }
 
 const seed = 42;
-
-async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
 
 async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape, reps: number): Promise<Measurement[]> {
   const be = sg.getBackend(backend);
@@ -129,11 +125,13 @@ async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape, reps: num
 
 async function benchTfjs(backend: TfjsJob['backend'], s: BenchShape, pass: TfjsPass, reps: number, capSeconds: number): Promise<Measurement> {
   const impl = `tfjs-${backend}`;
-  const r = await runTfjsWorker({ kind: 'conv', backend, shape: s, pass, warmup: 1, reps: Math.min(reps, 3), seed }, capSeconds);
+  const r = await runTfjsWorker({ kind: 'conv', backend, shape: s, pass, warmup: 1, reps, seed }, capSeconds);
   const p = r.phases.get(pass);
   if (r.setupError !== undefined) return { impl, pass, ms: null, error: r.setupError };
   if (!p || p.basis === 'failed') return { impl, pass, ms: null, error: p?.error ?? 'no result' };
-  // A run stopped at the cap before any timed repetition: the cap is the lower bound the table shows.
+  // Stopped at the cap before any timed repetition: the warm-up run's time if it finished ('*'), else the cap
+  // (a lower bound, '>').
+  if (p.basis === 'warm-up' && p.ms !== null) return { impl, pass, ms: p.ms, warmupOnly: true };
   if (p.basis === 'lower-bound' || p.basis === 'warm-up') return { impl, pass, ms: capSeconds * 1000, capped: true };
   return { impl, pass, ms: p.ms, ...(r.checksum !== undefined ? { checksum: r.checksum } : {}) };
 }
@@ -141,13 +139,13 @@ async function benchTfjs(backend: TfjsJob['backend'], s: BenchShape, pass: TfjsP
 function fmtMs(m: Measurement | undefined): string {
   if (!m) return '';
   if (m.ms === null) return `n/a (${shortError(m.error ?? '').slice(0, 50)})`;
-  return `${m.capped ? '>' : ''}${m.ms >= 1000 ? (m.ms / 1000).toFixed(2) + ' s' : m.ms.toFixed(1) + ' ms'}`;
+  return `${m.capped ? '>' : ''}${m.ms >= 1000 ? (m.ms / 1000).toFixed(2) + ' s' : m.ms.toFixed(1) + ' ms'}${m.warmupOnly ? '*' : ''}`;
 }
 
 interface ShapeResult { shape: BenchShape; flops: Record<TfjsPass, number>; measurements: Measurement[] }
 
 async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['backend']>, describe: string, o: OpsBenchOptions): Promise<OpsReport> {
-  const { reps, capSeconds } = o;
+  const { reps, tfjsReps, capSeconds } = o;
   const shapes = o.quick ? SHAPES.slice(1) : SHAPES;
   const results: ShapeResult[] = [];
   for (const s of shapes) {
@@ -159,7 +157,7 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
       for (const pass of ['forward', 'gradInput', 'gradFull'] as const) {
         if (peer === 'cpu' && pass === 'gradInput') continue; // as slow as gradFull on tfjs-cpu; the cap would only repeat itself
         process.stderr.write(`\n  tfjs ${peer} ${pass} (cap ${capSeconds} s) ...`);
-        measurements.push(await benchTfjs(peer, s, pass, reps, capSeconds));
+        measurements.push(await benchTfjs(peer, s, pass, tfjsReps, capSeconds));
       }
     }
     process.stderr.write('\n');
@@ -176,14 +174,14 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
       const row = [r.shape.name, pass, fmtMs(me), me.gflops?.toFixed(2) ?? ''];
       for (const peer of peers) {
         const p = get(`tfjs-${peer}`);
-        row.push(fmtMs(p), p && p.ms !== null && me.ms !== null ? `${p.capped ? '>' : ''}${(p.ms / me.ms).toFixed(1)}x` : '');
+        row.push(fmtMs(p), p ? ratio(p, me.ms) : '');
       }
       rows.push(row);
     }
   }
   const extras = o.extras
     ? await benchExtraOps(backend, peers, {
-      reps, tfjsReps: Math.min(reps, 3), capSeconds, batch: o.quick ? 2 : 8, seed, log: (l) => process.stderr.write(l),
+      reps, tfjsReps, capSeconds, batch: o.quick ? 2 : 8, seed, log: (l) => process.stderr.write(l),
     })
     : [];
   for (const e of uniqueBy(extras, (m) => `${m.name}|${m.pass}`)) {
@@ -192,9 +190,12 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
     const row = [e.name, e.pass, me?.ms != null ? fmtMs({ impl: ours, pass: 'forward', ms: me.ms }) : 'n/a', ''];
     for (const peer of peers) {
       const p = get(`tfjs-${peer}`);
-      const capped = p?.basis === 'lower-bound' || p?.basis === 'warm-up';
-      const pm: Measurement | undefined = p && { impl: p.impl, pass: 'forward', ms: capped ? capSeconds * 1000 : p.ms, capped, ...(p.error ? { error: shortError(p.error) } : {}) };
-      row.push(fmtMs(pm), pm && pm.ms !== null && me?.ms ? `${capped ? '>' : ''}${(pm.ms / me.ms).toFixed(1)}x` : '');
+      const warmupOnly = p?.basis === 'warm-up' && p.ms !== null;
+      const capped = p?.basis === 'lower-bound' || (p?.basis === 'warm-up' && !warmupOnly);
+      const pm: Measurement | undefined = p && {
+        impl: p.impl, pass: 'forward', ms: capped ? capSeconds * 1000 : p.ms, capped, warmupOnly, ...(p.error ? { error: shortError(p.error) } : {}),
+      };
+      row.push(fmtMs(pm), pm ? ratio(pm, me?.ms ?? null) : '');
     }
     rows.push(row);
   }
@@ -210,8 +211,8 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
     date: new Date().toISOString(),
     machine: machineInfo(describe),
     settings: {
-      reps, tfjsReps: Math.min(reps, 3), capSeconds, threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
-      note: 'gradInput and gradFull include the forward (as tf.grads does); speedup = peer time / skipgrad time; > = peer was stopped at the cap (a lower bound on its time); extra ops: see bench/ops-extra.ts',
+      reps, tfjsReps, capSeconds, threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
+      note: "gradInput and gradFull include the forward (as tf.grads does); speedup = peer time / skipgrad time; > = peer was stopped at the cap (a lower bound on its time); * = only the peer's warm-up run finished (stopped at the cap before a timed repetition); extra ops: see bench/ops-extra.ts",
     },
     results, extras, parity, table, markdown: markdownTable(head, rows),
   };
@@ -219,6 +220,12 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
   writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(`\n${describe}\n${table}\n\nforward parity vs tfjs-${peers[0]} (relative difference of the output sums): ${parity.map((p) => p.relDiff?.toExponential(1) ?? 'n/a').join(', ')}\nwrote ${out}\n`);
   return report;
+}
+
+/** peer time / skipgrad time, '>' when the peer was capped, '*' when only its warm-up run finished. */
+function ratio(peer: Measurement, ours: number | null): string {
+  if (peer.ms === null || !ours) return '';
+  return `${peer.capped ? '>' : ''}${(peer.ms / ours).toFixed(1)}x${peer.warmupOnly ? '*' : ''}`;
 }
 
 function uniqueBy<T>(xs: T[], key: (x: T) => string): T[] {

@@ -14,6 +14,18 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+/** The skipgrad side's timing: `warmup` untimed runs of fn, then the median wall time (ms) of `n` timed runs. */
+export async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
 /** One phase's outcome (a pass, or the model's forward / step). */
 export interface PhaseTiming {
   /** The median of the timed repetitions; the warm-up's time when only that finished; the lower bound when capped before any. */
