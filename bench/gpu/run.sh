@@ -75,7 +75,8 @@ else
   MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --cap 60}
 fi
 TORCH_ARGS=${SKIPGRAD_GPU_TORCH_ARGS:-}
-PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8}
+if [ "$QUICK" = 1 ]; then PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8 --warmup 1}
+else PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8}; fi
 
 say() { printf '\n=== [%4ss] %s\n' "$(($(date +%s) - START))" "$*"; }
 want() { case ",$PARTS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
