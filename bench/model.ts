@@ -23,8 +23,10 @@
  *   --batch N           default 8 (the paper's)
  *   --models AESc,AE    default both
  *   --backends cpu,webgpu  default both (webgpu needs an adapter)
- *   --reps N            timed steps for skipgrad after one warm-up (default 2); tfjs gets min(N, 2)
+ *   --reps N            timed steps for skipgrad after one warm-up (default 2)
+ *   --tfjs-reps N       timed steps for tfjs after its warm-up (default min(reps, 2)); 0: the warm-up step only ('*')
  *   --cap S             seconds after which a tfjs run is stopped (default 300)
+ *   --out-dir DIR       where model-<backend>.json goes (default bench/results)
  *   --quick             AESc only, size 128 unless --size is given, 1 timed step, cap 120 s
  */
 import os from 'node:os';
@@ -50,6 +52,8 @@ export interface ModelBenchOptions {
   reps: number;
   tfjsReps: number;
   capSeconds: number;
+  /** Where model-<backend>.json goes (default bench/results). */
+  outDir: string;
   seed: number;
   lr: number;
   weightDecay: number;
@@ -295,7 +299,7 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
       },
       rows, table, markdown: markdownTable(MODEL_HEAD, cells),
     };
-    const out = path.join('bench', 'results', `model-${backend}.json`);
+    const out = path.join(o.outDir, `model-${backend}.json`);
     writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(`\n${report.machine.device}\n${table}\nwrote ${out}\n`);
     reports.push(report);
@@ -310,6 +314,7 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
     options: {
       size: { type: 'string' }, batch: { type: 'string' }, models: { type: 'string' }, backends: { type: 'string' },
       reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'model-reps': { type: 'string' }, 'model-cap': { type: 'string' },
+      'tfjs-reps': { type: 'string' }, 'out-dir': { type: 'string' },
     },
   });
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
@@ -320,6 +325,9 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
     return n;
   };
   const reps = int('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), quick ? 1 : 2);
+  const tfjsRepsArg = str('tfjs-reps');
+  const tfjsReps = tfjsRepsArg === undefined ? Math.min(reps, 2) : Number(tfjsRepsArg);
+  if (!Number.isInteger(tfjsReps) || tfjsReps < 0) throw new Error(`--tfjs-reps expects an integer >= 0, got ${tfjsRepsArg}`);
   const cap = Number(str('model-cap') ?? str('cap') ?? (quick ? 120 : 300));
   if (!(cap > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
   const models = (str('models') ?? (quick ? 'AESc' : 'AESc,AE')).split(',') as ModelName[];
@@ -328,7 +336,7 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
   for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
   return {
     backends, models, size: int('size', str('size'), quick ? 128 : 256), batch: int('batch', str('batch'), 8), baseChannels: 16,
-    reps, tfjsReps: Math.min(reps, 2), capSeconds: cap, seed: 0, lr: 1e-3, weightDecay: 1e-2,
+    reps, tfjsReps, capSeconds: cap, outDir: str('out-dir') ?? path.join('bench', 'results'), seed: 0, lr: 1e-3, weightDecay: 1e-2,
     log: (s) => process.stderr.write(s),
   };
 }

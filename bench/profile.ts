@@ -165,14 +165,21 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   x.dispose();
   target.dispose();
   if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
-  const gpuLine = gpuTotal === null ? 'no GPU timestamps' : `GPU time (sum over ops) ${gpuTotal.toFixed(2)} ms`;
-  process.stdout.write(`\n${be.describe()}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}, after ${o.warmup} warm-up step(s)\n`
-    + `${report.table}\n\none step: wall ${wallMs.toFixed(2)} ms (${summary.imagesPerSecond.toFixed(1)} images/s), host time in ops ${hostTotal.toFixed(2)} ms, ${gpuLine}, `
-    + `${trace.entries.length} ops, ${(trace.totalFlops / 1e9).toFixed(2)} GFLOP\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
   return report;
 }
 
+/** The table and a summary line, as the command line prints them. */
+export function describeProfile(r: ProfileReport): string {
+  const s = r.summary, o = r.settings;
+  const gpuLine = s.gpuMs === null ? 'no GPU timestamps' : `GPU time (sum over ops) ${s.gpuMs.toFixed(2)} ms`;
+  return `${r.machine.device}\nesann ${String(o.model)} ${String(o.size)}x${String(o.size)}, batch ${String(o.batch)}, base width ${String(o.channels)}, `
+    + `after ${String(o.warmup)} warm-up step(s)\n${r.table}\n\none step: wall ${s.wallMs.toFixed(2)} ms (${s.imagesPerSecond.toFixed(1)} images/s), `
+    + `host time in ops ${s.hostMs.toFixed(2)} ms, ${gpuLine}, ${s.ops} ops, ${(s.flops / 1e9).toFixed(2)} GFLOP`;
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await runProfile(profileOptionsFromArgs(process.argv.slice(2)));
+  const o = profileOptionsFromArgs(process.argv.slice(2));
+  const r = await runProfile(o);
+  process.stdout.write(`\n${describeProfile(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
   process.exit(0);
 }
