@@ -241,13 +241,15 @@ if want probe; then
     skip_part probe "node did not unpack"
   fi
 fi
-if want profile; then
-  if [ "$NODE_OK" = 1 ] && [ -f "$APP/dist/bench/profile.js" ]; then
-    # shellcheck disable=SC2086
-    run_part profile "$T_PROFILE" "$NODE" dist/bench/profile.js $PROFILE_ARGS
-  elif [ "$NODE_OK" = 1 ]; then skip_part profile "dist/bench/profile.js is not in this bundle"
-  else skip_part profile "node did not unpack"; fi
-fi
+# run_node_part NAME TIMEOUT SCRIPT ARGS...: a node part, when node unpacked and the bundle has SCRIPT.
+run_node_part() {
+  local name=$1 t=$2 script=$3; shift 3
+  if [ "$NODE_OK" != 1 ]; then skip_part "$name" "node did not unpack"
+  elif [ ! -f "$APP/$script" ]; then skip_part "$name" "$script is not in this bundle"
+  else run_part "$name" "$t" "$NODE" "$script" "$@"; fi
+}
+# shellcheck disable=SC2086
+want profile && run_node_part profile "$T_PROFILE" dist/bench/profile.js $PROFILE_ARGS
 if want torch; then
   if command -v "$PY" >/dev/null 2>&1 && timeout 60 "$PY" -c 'import torch' >/dev/null 2>&1; then
     TORCH_MODE=""
@@ -262,19 +264,11 @@ if want torch; then
   fi
 fi
 
-if want model; then
-  if [ "$NODE_OK" = 1 ] && [ -f "$APP/dist/bench/model.js" ]; then
-    # shellcheck disable=SC2086
-    run_part model "$T_MODEL" "$NODE" dist/bench/model.js $MODEL_ARGS
-  elif [ "$NODE_OK" = 1 ]; then skip_part model "dist/bench/model.js is not in this bundle"
-  else skip_part model "node did not unpack"; fi
-fi
-if want ops; then
-  if [ "$NODE_OK" = 1 ]; then
-    # shellcheck disable=SC2086
-    run_part ops "$T_OPS" "$NODE" dist/bench/ops.js $OPS_ARGS
-  else skip_part ops "node did not unpack"; fi
-fi
+# shellcheck disable=SC2086
+want model && run_node_part model "$T_MODEL" dist/bench/model.js $MODEL_ARGS
+# shellcheck disable=SC2086
+want ops && run_node_part ops "$T_OPS" dist/bench/ops.js $OPS_ARGS
+
 if command -v nvidia-smi >/dev/null 2>&1; then say "nvidia-smi after"; smi_csv nvidia-smi-after.csv; fi
 
 # ---------------------------------------------------------------------------------------------------
