@@ -16,6 +16,8 @@ import '@tensorflow/tfjs-backend-cpu';
 // tfjs-core's Node entry registers no gradients; the union package @tensorflow/tfjs imports this file for them.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import * as sg from '../src/engine/index.js';
+import { sizeOf } from '../src/engine/dtype.js';
+import { NCHW_TO_NHWC, NHWC_TO_NCHW, permute, WEIGHT_FROM_TF, WEIGHT_TO_TF } from '../bench/model-tfjs.js';
 import { getThreadCount, parallelRunCount, setThreadCount } from '../src/engine/cpu/threads.js';
 
 const TOL = 1e-4;
@@ -28,42 +30,6 @@ beforeAll(async () => {
 // ---------------------------------------------------------------- helpers
 
 type Shape = number[];
-
-const NCHW_TO_NHWC = [0, 2, 3, 1];
-const NHWC_TO_NCHW = [0, 3, 1, 2];
-const W_TO_TF = [2, 3, 1, 0];
-const W_FROM_TF = [3, 2, 0, 1];
-
-function size(shape: readonly number[]): number {
-  return shape.reduce((p, d) => p * d, 1);
-}
-
-/** Row-major transpose of `data` (shape `shape`): out axis i = in axis perm[i]. */
-function permuteData(data: ArrayLike<number>, shape: readonly number[], perm: readonly number[]): Float32Array {
-  const rank = shape.length;
-  const outShape = perm.map((p) => shape[p]);
-  const inStrides = new Array<number>(rank);
-  let s = 1;
-  for (let d = rank - 1; d >= 0; d--) {
-    inStrides[d] = s;
-    s *= shape[d];
-  }
-  const stepIn = perm.map((p) => inStrides[p]);
-  const out = new Float32Array(size(shape));
-  const idx = new Array<number>(rank).fill(0);
-  let src = 0;
-  for (let i = 0; i < out.length; i++) {
-    out[i] = data[src];
-    for (let d = rank - 1; d >= 0; d--) {
-      idx[d]++;
-      src += stepIn[d];
-      if (idx[d] < outShape[d]) break;
-      src -= stepIn[d] * outShape[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
 
 function permShape(shape: readonly number[], perm: readonly number[]): Shape {
   return perm.map((p) => shape[p]);
@@ -122,22 +88,22 @@ function sgT(data: Float32Array, shape: readonly number[], requiresGrad = false)
 
 /** tfjs NHWC tensor from NCHW values. */
 function tfNHWC(data: Float32Array, nchw: readonly number[]): tf.Tensor4D {
-  return tf.tensor4d(permuteData(data, nchw, NCHW_TO_NHWC), permShape(nchw, NCHW_TO_NHWC) as [number, number, number, number]);
+  return tf.tensor4d(permute(data, nchw, NCHW_TO_NHWC), permShape(nchw, NCHW_TO_NHWC) as [number, number, number, number]);
 }
 
 /** NCHW values from a tfjs NHWC tensor. */
 function fromNHWC(t: tf.Tensor): Float32Array {
-  return permuteData(t.dataSync(), t.shape, NHWC_TO_NCHW);
+  return permute(t.dataSync(), t.shape, NHWC_TO_NCHW);
 }
 
 /** tfjs filter [kH,kW,a,b] from a skipgrad weight [b,a,kH,kW]. */
 function tfFilter(data: Float32Array, w: readonly number[]): tf.Tensor4D {
-  return tf.tensor4d(permuteData(data, w, W_TO_TF), permShape(w, W_TO_TF) as [number, number, number, number]);
+  return tf.tensor4d(permute(data, w, WEIGHT_TO_TF), permShape(w, WEIGHT_TO_TF) as [number, number, number, number]);
 }
 
 /** skipgrad-layout weight values from a tfjs filter. */
 function fromFilter(t: tf.Tensor): Float32Array {
-  return permuteData(t.dataSync(), t.shape, W_FROM_TF);
+  return permute(t.dataSync(), t.shape, WEIGHT_FROM_TF);
 }
 
 function grad(t: sg.Tensor, what: string): Float32Array | Float64Array {
@@ -190,8 +156,8 @@ function convName(c: ConvCase): string {
 
 function checkConv(c: ConvCase, seed: number): void {
   const rng = new sg.Rng(seed);
-  const xd = randn(rng, size(c.x));
-  const wd = randn(rng, size(c.w), 0.5);
+  const xd = randn(rng, sizeOf(c.x));
+  const wd = randn(rng, sizeOf(c.w), 0.5);
   const o = c.w[0];
   const bd = c.bias ? randn(rng, o) : null;
   const strides: [number, number] = typeof c.stride === 'number' ? [c.stride, c.stride] : c.stride;
@@ -206,7 +172,7 @@ function checkConv(c: ConvCase, seed: number): void {
   };
   const ty = f(tx, tw, tb ?? undefined);
   const outNCHW = permShape(ty.shape, NHWC_TO_NCHW);
-  const rd = randn(rng, size(outNCHW));
+  const rd = randn(rng, sizeOf(outNCHW));
   const tr = tfNHWC(rd, outNCHW);
   const tgrads = tf.grads((a: tf.Tensor, b: tf.Tensor, bias?: tf.Tensor) => f(a, b, bias))(tb ? [tx, tw, tb] : [tx, tw], tr);
 
@@ -314,8 +280,8 @@ describe('convTranspose2d vs tf.conv2dTranspose (PyTorch semantics)', () => {
   convTCases.forEach((c, caseIndex) => {
     it(`forward and gradients: ${convTName(c)}`, () => {
       const rng = new sg.Rng(2000 + caseIndex);
-      const xd = randn(rng, size(c.x));
-      const wd = randn(rng, size(c.w), 0.5);
+      const xd = randn(rng, sizeOf(c.x));
+      const wd = randn(rng, sizeOf(c.w), 0.5);
       const cout = c.w[1];
       const bd = c.bias ? randn(rng, cout) : null;
 
@@ -329,7 +295,7 @@ describe('convTranspose2d vs tf.conv2dTranspose (PyTorch semantics)', () => {
       const tb = bd ? tf.tensor1d(bd) : null;
       const ty = tfConvTranspose(tx, tw, c, tb ?? undefined);
       expect(permShape(ty.shape, NHWC_TO_NCHW), 'oracle output shape').toEqual(outShape);
-      const rd = randn(rng, size(outShape));
+      const rd = randn(rng, sizeOf(outShape));
       const tr = tfNHWC(rd, outShape);
       const tgrads = tf.grads((a: tf.Tensor, b: tf.Tensor, bias?: tf.Tensor) => tfConvTranspose(a, b, c, bias))(tb ? [tx, tw, tb] : [tx, tw], tr);
 
@@ -359,9 +325,9 @@ describe('gradients of the conv gradient ops vs tfjs', () => {
     const wShape: Shape = [4, 3, 3, 3];
     const opts = { stride: 2, padding: 'same' as const };
     const dyShape: Shape = [2, 4, 5, 4];
-    const dyd = randn(rng, size(dyShape));
-    const wd = randn(rng, size(wShape), 0.5);
-    const rd = randn(rng, size(xShape));
+    const dyd = randn(rng, sizeOf(dyShape));
+    const wd = randn(rng, sizeOf(wShape), 0.5);
+    const rd = randn(rng, sizeOf(xShape));
 
     const tdy = tfNHWC(dyd, dyShape);
     const tw = tfFilter(wd, wShape);
@@ -389,9 +355,9 @@ describe('gradients of the conv gradient ops vs tfjs', () => {
     const wShape: Shape = [4, 3, 3, 2];
     const opts = { stride: 1, padding: [1, 1, 0, 1] as const };
     const dyShape: Shape = [2, 4, 7, 6];
-    const xd = randn(rng, size(xShape));
-    const dyd = randn(rng, size(dyShape));
-    const rd = randn(rng, size(wShape));
+    const xd = randn(rng, sizeOf(xShape));
+    const dyd = randn(rng, sizeOf(dyShape));
+    const rd = randn(rng, sizeOf(wShape));
 
     const x = sgT(xd, xShape, true);
     const dy = sgT(dyd, dyShape, true);
@@ -419,13 +385,13 @@ describe('batchNorm2d vs tf.moments + tf.batchNorm', () => {
       const rng = new sg.Rng(4000 + caseIndex);
       const c = shape[1];
       const m = shape[0] * shape[2] * shape[3];
-      const xd = randn(rng, size(shape), 2);
+      const xd = randn(rng, sizeOf(shape), 2);
       for (let i = 0; i < xd.length; i++) xd[i] += 0.5; // non-zero mean
       const gd = randu(rng, c, 0.5, 1.5);
       const bd = randn(rng, c);
       const rmd = randn(rng, c);
       const rvd = randu(rng, c, 0.5, 2);
-      const rd = randn(rng, size(shape));
+      const rd = randn(rng, sizeOf(shape));
 
       const f = (a: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor => {
         const { mean, variance } = tf.moments(a, [0, 1, 2]);
@@ -468,7 +434,7 @@ describe('batchNorm2d vs tf.moments + tf.batchNorm', () => {
     const shape: Shape = [3, 2, 4, 5];
     const c = 2;
     const m = 3 * 4 * 5;
-    const xd = randn(rng, size(shape));
+    const xd = randn(rng, sizeOf(shape));
     const gd = randu(rng, c, 0.5, 1.5);
     const bd = randn(rng, c);
     const tx = tfNHWC(xd, shape);
@@ -490,12 +456,12 @@ describe('batchNorm2d vs tf.moments + tf.batchNorm', () => {
     it(`eval mode: forward and gradients with the running stats, x ${JSON.stringify(shape)}`, () => {
       const rng = new sg.Rng(4200 + caseIndex);
       const c = shape[1];
-      const xd = randn(rng, size(shape), 2);
+      const xd = randn(rng, sizeOf(shape), 2);
       const gd = randu(rng, c, 0.5, 1.5);
       const bd = randn(rng, c);
       const rmd = randn(rng, c);
       const rvd = randu(rng, c, 0.5, 2);
-      const rd = randn(rng, size(shape));
+      const rd = randn(rng, sizeOf(shape));
       const tm = tf.tensor1d(rmd);
       const tv = tf.tensor1d(rvd);
       const f = (a: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor): tf.Tensor => tf.batchNorm(a, tm, tv, beta, gamma, eps);
@@ -540,8 +506,8 @@ describe('upsampleNearest2d vs tf.image.resizeNearestNeighbor (alignCorners fals
       const rng = new sg.Rng(5000 + caseIndex);
       const [sh, sw] = pairOf(c.scale);
       const outShape = [c.x[0], c.x[1], c.x[2] * sh, c.x[3] * sw];
-      const xd = randn(rng, size(c.x));
-      const rd = randn(rng, size(outShape));
+      const xd = randn(rng, sizeOf(c.x));
+      const rd = randn(rng, sizeOf(outShape));
       const f = (a: tf.Tensor): tf.Tensor => tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [outShape[2], outShape[3]], false, false);
       const tx = tfNHWC(xd, c.x);
       const ty = f(tx);
@@ -567,7 +533,7 @@ describe('upsampleNearest2d vs tf.image.resizeNearestNeighbor (alignCorners fals
       expectClose(grad(x, 'dx'), fromNHWC(tdx), 'upsampleNearest2d dx');
       // and the adjoint directly: dx[n,c,i,j] = sum of the sh x sw block of dy
       const [n, ch, h, w] = c.x;
-      const direct = new Float64Array(size(c.x));
+      const direct = new Float64Array(sizeOf(c.x));
       for (let p = 0; p < n * ch; p++) {
         for (let i = 0; i < h * sh; i++) {
           for (let j = 0; j < w * sw; j++) direct[p * h * w + Math.floor(i / sh) * w + Math.floor(j / sw)] += rd[p * h * sh * w * sw + i * w * sw + j];
@@ -592,8 +558,8 @@ const matmulName = (c: MatmulCase): string => `${JSON.stringify(c.a)}${c.transA 
 
 function checkMatmul(c: MatmulCase, seed: number): void {
   const rng = new sg.Rng(seed);
-  const ad = randn(rng, size(c.a));
-  const bd = randn(rng, size(c.b));
+  const ad = randn(rng, sizeOf(c.a));
+  const bd = randn(rng, sizeOf(c.b));
   const f = (x: tf.Tensor, y: tf.Tensor): tf.Tensor => tf.matMul(x, y, c.transA ?? false, c.transB ?? false);
   const ta = tf.tensor(ad, c.a);
   const tb = tf.tensor(bd, c.b);
@@ -649,8 +615,8 @@ describe('unary elementwise ops vs tfjs', () => {
     it(`${c.name}: forward and gradient`, () => {
       const rng = new sg.Rng(7000 + caseIndex);
       const shape: Shape = [3, 4, 5];
-      const xd = (c.data ?? ((r: sg.Rng, n: number) => randn(r, n, 2)))(rng, size(shape));
-      const rd = randn(rng, size(shape));
+      const xd = (c.data ?? ((r: sg.Rng, n: number) => randn(r, n, 2)))(rng, sizeOf(shape));
+      const rd = randn(rng, sizeOf(shape));
       const tx = tf.tensor(xd, shape);
       const ty = c.tf(tx);
       const [tdx] = tf.grads(c.tf)([tx], tf.tensor(rd, shape));
@@ -676,8 +642,8 @@ describe('broadcasting binary ops vs tfjs', () => {
     shapes.forEach(([as, bs], shapeIndex) => {
       it(`${o.name} ${JSON.stringify(as)} with ${JSON.stringify(bs)}: forward and gradients`, () => {
         const rng = new sg.Rng(8000 + 10 * opIndex + shapeIndex);
-        const ad = randn(rng, size(as));
-        const bd = randAwayFromZero(rng, size(bs), 0.5, 2);
+        const ad = randn(rng, sizeOf(as));
+        const bd = randAwayFromZero(rng, sizeOf(bs), 0.5, 2);
         const ta = tf.tensor(ad, as);
         const tb = tf.tensor(bd, bs);
         const ty = o.tf(ta, tb);
@@ -709,7 +675,7 @@ describe('sum and mean vs tf.sum / tf.mean', () => {
       [false, true].forEach((keepdims) => {
         it(`${op} over ${JSON.stringify(axes) ?? 'all axes'}${keepdims ? ', keepdims' : ''}: forward and gradient`, () => {
           const rng = new sg.Rng(9000 + axesIndex * 2 + (keepdims ? 1 : 0) + (op === 'mean' ? 100 : 0));
-          const xd = randn(rng, size(shape));
+          const xd = randn(rng, sizeOf(shape));
           const f = (t: tf.Tensor): tf.Tensor => (op === 'sum' ? tf.sum(t, axes, keepdims) : tf.mean(t, axes, keepdims));
           const tx = tf.tensor(xd, shape);
           const ty = f(tx);
@@ -733,8 +699,8 @@ describe('mseLoss vs tf.losses.meanSquaredError', () => {
   shapes.forEach((shape, caseIndex) => {
     it(`forward and gradients w.r.t. prediction and target, ${JSON.stringify(shape)}`, () => {
       const rng = new sg.Rng(9500 + caseIndex);
-      const pd = randn(rng, size(shape));
-      const td = randn(rng, size(shape));
+      const pd = randn(rng, sizeOf(shape));
+      const td = randn(rng, sizeOf(shape));
       const tp = tf.tensor(pd, shape);
       const tt = tf.tensor(td, shape);
       const f = (p: tf.Tensor, t: tf.Tensor): tf.Tensor => tf.losses.meanSquaredError(t, p);
