@@ -18,6 +18,7 @@ import type { NamedArray, Tf } from './model-tfjs.js';
 import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTensor } from './model-tfjs.js';
 import type { ExtraOpJob } from './ops-extra.js';
 import { hwioWeight, nhwcInput, type TfjsJob } from './ops-shapes.js';
+import { repeatPhase } from './tfjs-run.js';
 import { runTfjsExtraOp } from './ops-extra.js';
 
 export type TfjsBackendName = 'cpu' | 'wasm' | 'webgpu';
@@ -99,47 +100,30 @@ async function runModel(tf: Tf, j: TfjsModelJob): Promise<void> {
     ...(j.backend === 'wasm' ? { wasmThreads: tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') } : {}),
   });
 
-  const forward = async (): Promise<void> => {
-    try {
-      for (let rep = -j.warmup; rep < j.reps; rep++) {
-        post({ event: 'begin', phase: 'forward', rep });
-        const s = performance.now();
-        const y = tf.tidy(() => ae.model.apply(x, { training: true }) as ReturnType<Tf['tensor']>);
-        await y.data();
-        y.dispose();
-        post({ event: 'end', phase: 'forward', rep, ms: performance.now() - s });
-      }
-    } catch (e) {
-      post({ event: 'error', phase: 'forward', message: (e as Error).message });
+  const forward = (): Promise<boolean> => repeatPhase(post, 'forward', j.warmup, j.reps, async () => {
+    const y = tf.tidy(() => ae.model.apply(x, { training: true }) as ReturnType<Tf['tensor']>);
+    await y.data();
+    y.dispose();
+  });
+  const steps = (): Promise<boolean> => repeatPhase(post, 'step', j.warmup, j.reps, async (rep) => {
+    let loss: number;
+    if (rep === -j.warmup) {
+      // The first step (from the initial weights, so its loss is comparable with skipgrad's: run 'step' first)
+      // under tf.profile, for the memory high-water.
+      const info = await tf.profile(() => trainer.step(x, target));
+      const l = info.result as ReturnType<Tf['scalar']>;
+      loss = (await l.data())[0];
+      l.dispose();
+      await lastWeight.read().data();
+      post({ event: 'peak', bytes: info.peakBytes });
+    } else {
+      const l = trainer.step(x, target);
+      loss = (await l.data())[0];
+      l.dispose();
+      await lastWeight.read().data();
     }
-  };
-  const steps = async (): Promise<void> => {
-    try {
-      for (let rep = -j.warmup; rep < j.reps; rep++) {
-        post({ event: 'begin', phase: 'step', rep });
-        const s = performance.now();
-        let loss: number;
-        if (rep === -j.warmup) {
-          // The first step (from the initial weights, so its loss is comparable with skipgrad's: run 'step' first)
-          // under tf.profile, for the memory high-water.
-          const info = await tf.profile(() => trainer.step(x, target));
-          const l = info.result as ReturnType<Tf['scalar']>;
-          loss = (await l.data())[0];
-          l.dispose();
-          await lastWeight.read().data();
-          post({ event: 'peak', bytes: info.peakBytes });
-        } else {
-          const l = trainer.step(x, target);
-          loss = (await l.data())[0];
-          l.dispose();
-          await lastWeight.read().data();
-        }
-        post({ event: 'end', phase: 'step', rep, ms: performance.now() - s, loss });
-      }
-    } catch (e) {
-      post({ event: 'error', phase: 'step', message: (e as Error).message });
-    }
-  };
+    return loss;
+  });
   for (const p of j.phases) await (p === 'step' ? steps() : forward());
   post({ event: 'done' });
 }
@@ -159,22 +143,19 @@ async function runConv(tf: Tf, j: ConvJob, setupMs: number): Promise<void> {
     if (j.pass === 'gradInput') return [tf.grad((a) => conv(a, w))(x, tf.onesLike(y))];
     return tf.grads((a, b) => conv(a, b))([x, w], tf.onesLike(y));
   };
-  try {
-    for (let rep = -j.warmup; rep < j.reps; rep++) {
-      post({ event: 'begin', phase: j.pass, rep });
-      const t0 = performance.now();
-      const outs = tf.tidy(compute);
-      await Promise.all(outs.map((t) => t.data()));
-      tf.dispose(outs);
-      post({ event: 'end', phase: j.pass, rep, ms: performance.now() - t0 });
-    }
-    if (j.pass === 'forward') {
+  const ok = await repeatPhase(post, j.pass, j.warmup, j.reps, async () => {
+    const outs = tf.tidy(compute);
+    await Promise.all(outs.map((t) => t.data()));
+    tf.dispose(outs);
+  });
+  if (ok && j.pass === 'forward') {
+    try {
       const sum = tf.tidy(() => tf.sum(conv(x, w)));
       post({ event: 'checksum', value: (await sum.data())[0] });
       sum.dispose();
+    } catch (e) {
+      post({ event: 'error', phase: j.pass, message: (e as Error).message });
     }
-  } catch (e) {
-    post({ event: 'error', phase: j.pass, message: (e as Error).message });
   }
   post({ event: 'done' });
 }

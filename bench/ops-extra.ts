@@ -18,7 +18,7 @@ import * as sg from '../src/engine/index.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { Tf } from './model-tfjs.js';
 import type { TfjsBackendName, WorkerMessage } from './model-worker.js';
-import { runTfjsWorker, timeIt, type PhaseTiming } from './tfjs-run.js';
+import { repeatPhase, runTfjsWorker, timeIt, type PhaseTiming } from './tfjs-run.js';
 
 export type ExtraOpName = 'convTranspose2d' | 'upsampleNearest2d' | 'batchNorm2d' | 'adamw';
 export type ExtraPass = 'forward' | 'gradInput' | 'gradFull' | 'update';
@@ -113,18 +113,7 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
     await Promise.all(outs.map((t) => t.data()));
     tf.dispose(outs);
   };
-  for (const pass of job.passes) {
-    try {
-      for (let rep = -job.warmup; rep < job.reps; rep++) {
-        post({ event: 'begin', phase: pass, rep });
-        const s = performance.now();
-        await run(pass);
-        post({ event: 'end', phase: pass, rep, ms: performance.now() - s });
-      }
-    } catch (e) {
-      post({ event: 'error', phase: pass, message: (e as Error).message });
-    }
-  }
+  for (const pass of job.passes) await repeatPhase(post, pass, job.warmup, job.reps, () => run(pass));
   post({ event: 'done' });
 }
 

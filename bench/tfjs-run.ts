@@ -1,6 +1,6 @@
 /**
  * Parent side of the tfjs worker (bench/model-worker.ts, run as a child process): starts it on a job, collects its
- * per-phase timings, and stops it at a cap. A phase stopped by the cap reports what it has: the median of the timed repetitions
+ * per-phase timings, and stops it at a cap. Also the timing loops both sides share (timeIt, repeatPhase). A phase stopped by the cap reports what it has: the median of the timed repetitions
  * that finished (partial), else the warm-up run's time, else a lower bound (the time the unfinished run had
  * taken when it was stopped).
  */
@@ -24,6 +24,27 @@ export async function timeIt(fn: () => Promise<void>, warmup: number, n: number)
     times.push(performance.now() - t0);
   }
   return median(times);
+}
+
+/**
+ * The tfjs side's timing (in the child process): `warmup` then `reps` runs of fn for one phase, each between a
+ * 'begin' and an 'end' message (with fn's loss, if it returns one), so the parent sees every finished run even
+ * when it stops the child at the cap. An exception ends the phase with an 'error' message (and resolves false).
+ */
+export async function repeatPhase(post: (m: WorkerMessage) => void, phase: string, warmup: number, reps: number,
+  fn: (rep: number) => Promise<number | void>): Promise<boolean> {
+  try {
+    for (let rep = -warmup; rep < reps; rep++) {
+      post({ event: 'begin', phase, rep });
+      const s = performance.now();
+      const loss = await fn(rep);
+      post({ event: 'end', phase, rep, ms: performance.now() - s, ...(loss !== undefined ? { loss } : {}) });
+    }
+    return true;
+  } catch (e) {
+    post({ event: 'error', phase, message: (e as Error).message });
+    return false;
+  }
 }
 
 /** One phase's outcome (a pass, or the model's forward / step). */
