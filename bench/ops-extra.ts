@@ -15,6 +15,7 @@
  */
 import type * as tfNs from '@tensorflow/tfjs';
 import * as sg from '../src/engine/index.js';
+import { sizeOf } from '../src/engine/dtype.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { Tf } from './model-tfjs.js';
 import type { TfjsBackendName, WorkerMessage } from './model-worker.js';
@@ -60,7 +61,6 @@ function values(seed: number, n: number, lo = -1, hi = 1): Float32Array {
   return Float32Array.from({ length: n }, () => rng.uniform(lo, hi));
 }
 
-const size = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 const nhwc = (s: readonly number[]): [number, number, number, number] => [s[0], s[2], s[3], s[1]];
 
 /** AdamW settings of both sides. */
@@ -76,19 +76,19 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
   if (job.op === 'convTranspose2d') {
     // Values: layout does not matter for timing; the same count and shapes as skipgrad's.
     const xs = SHAPES.convTranspose2d.x(n), ws = SHAPES.convTranspose2d.w;
-    const x = tf.tensor4d(values(job.seed, size(xs)), nhwc(xs));
-    const w = tf.tensor4d(values(job.seed + 1, size(ws), -0.1, 0.1), [ws[2], ws[3], ws[1], ws[0]]);
+    const x = tf.tensor4d(values(job.seed, sizeOf(xs)), nhwc(xs));
+    const w = tf.tensor4d(values(job.seed + 1, sizeOf(ws), -0.1, 0.1), [ws[2], ws[3], ws[1], ws[0]]);
     const outShape = nhwc(SHAPES.convTranspose2d.out(n));
     const f = (a: tfNs.Tensor, b: tfNs.Tensor): tfNs.Tensor => tf.conv2dTranspose(a as tfNs.Tensor4D, b as tfNs.Tensor4D, outShape, 2, 'valid');
     compute = (pass) => pass === 'forward' ? [f(x, w)] : tf.grads(f)([x, w], tf.onesLike(f(x, w)));
   } else if (job.op === 'upsampleNearest2d') {
     const xs = SHAPES.upsampleNearest2d.x(n);
-    const x = tf.tensor4d(values(job.seed, size(xs)), nhwc(xs));
+    const x = tf.tensor4d(values(job.seed, sizeOf(xs)), nhwc(xs));
     const f = (a: tfNs.Tensor): tfNs.Tensor => tf.image.resizeNearestNeighbor(a as tfNs.Tensor4D, [xs[2] * 2, xs[3] * 2], false, false);
     compute = (pass) => pass === 'forward' ? [f(x)] : [tf.grad(f)(x, tf.onesLike(f(x)))];
   } else if (job.op === 'batchNorm2d') {
     const xs = SHAPES.batchNorm2d.x(n);
-    const x = tf.tensor4d(values(job.seed, size(xs)), nhwc(xs));
+    const x = tf.tensor4d(values(job.seed, sizeOf(xs)), nhwc(xs));
     const gamma = tf.ones([xs[1]]), beta = tf.zeros([xs[1]]);
     const f = (a: tfNs.Tensor, g: tfNs.Tensor, b: tfNs.Tensor): tfNs.Tensor => {
       const { mean, variance } = tf.moments(a, [0, 1, 2]);
@@ -97,8 +97,8 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
     compute = (pass) => pass === 'forward' ? [f(x, gamma, beta)] : tf.grads(f)([x, gamma, beta], tf.onesLike(f(x, gamma, beta)));
   } else {
     const shapes = job.paramShapes ?? [];
-    const vars = shapes.map((s, i) => tf.variable(tf.tensor(values(job.seed + i, size(s), -0.05, 0.05), s), true, `p${i}`));
-    const named = shapes.map((s, i) => ({ name: `p${i}`, tensor: tf.tensor(values(job.seed + 100 + i, size(s), -1e-3, 1e-3), s) }));
+    const vars = shapes.map((s, i) => tf.variable(tf.tensor(values(job.seed + i, sizeOf(s), -0.05, 0.05), s), true, `p${i}`));
+    const named = shapes.map((s, i) => ({ name: `p${i}`, tensor: tf.tensor(values(job.seed + 100 + i, sizeOf(s), -1e-3, 1e-3), s) }));
     const opt = tf.train.adam(LR, 0.9, 0.999, 1e-8);
     compute = () => {
       for (const v of vars) v.assign(tf.mul(v, 1 - LR * WD));
@@ -149,18 +149,18 @@ async function benchSkipgradExtra(be: sg.Backend, spec: ExtraOpSpec, batch: numb
   let grads: sg.Tensor[];
   if (spec.op === 'convTranspose2d') {
     const xs = SHAPES.convTranspose2d.x(batch), ws = SHAPES.convTranspose2d.w;
-    const x = keep(sg.fromArray(values(seed, size(xs)), xs, o));
-    const w = keep(sg.fromArray(values(seed + 1, size(ws), -0.1, 0.1), ws, o));
+    const x = keep(sg.fromArray(values(seed, sizeOf(xs)), xs, o));
+    const w = keep(sg.fromArray(values(seed + 1, sizeOf(ws), -0.1, 0.1), ws, o));
     f = () => sg.convTranspose2d(x, w, { stride: 2, padding: 0, outputPadding: 1 });
     grads = [x, w];
   } else if (spec.op === 'upsampleNearest2d') {
     const xs = SHAPES.upsampleNearest2d.x(batch);
-    const x = keep(sg.fromArray(values(seed, size(xs)), xs, o));
+    const x = keep(sg.fromArray(values(seed, sizeOf(xs)), xs, o));
     f = () => sg.upsampleNearest2d(x, 2);
     grads = [x];
   } else {
     const xs = SHAPES.batchNorm2d.x(batch);
-    const x = keep(sg.fromArray(values(seed, size(xs)), xs, o));
+    const x = keep(sg.fromArray(values(seed, sizeOf(xs)), xs, o));
     const gamma = keep(sg.ones([xs[1]], o)), beta = keep(sg.zeros([xs[1]], o));
     const rm = keep(sg.zeros([xs[1]], o)), rv = keep(sg.ones([xs[1]], o));
     f = () => sg.batchNorm2d(x, gamma, beta, rm, rv, { training: true, momentum: 0.1, eps: 1e-5 });

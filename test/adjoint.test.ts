@@ -11,6 +11,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
+import { sizeOf } from '../src/engine/dtype.js';
 import { convCaseArb, convLabel } from './helpers/conv-cases.js';
 
 const F64 = { dtype: 'float64' as const };
@@ -18,7 +19,6 @@ const REL = 1e-10;
 
 const int = (min: number, max: number): fc.Arbitrary<number> => fc.integer({ min, max });
 const seedArb = fc.nat();
-const sizeOf = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
 function randn(rng: sg.Rng, shape: readonly number[]): sg.Tensor {
   return sg.fromArray(Array.from({ length: sizeOf(shape) }, () => rng.normal()), shape, F64);

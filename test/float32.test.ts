@@ -15,6 +15,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
+import { sizeOf } from '../src/engine/dtype.js';
 import { convCaseArb, convLabel } from './helpers/conv-cases.js';
 import { getThreadCount, parallelRunCount } from '../src/engine/cpu/threads.js';
 
@@ -22,7 +23,6 @@ const BOUND = 1e-5;
 
 const int = (min: number, max: number): fc.Arbitrary<number> => fc.integer({ min, max });
 const seedArb = fc.nat();
-const sizeOf = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
 /** any: [-1, 1]; pos: [0.5, 2]; pm: |x| in [0.1, 1], random sign (away from the kinks of relu & co). */
 type Kind = 'any' | 'pos' | 'pm';

@@ -9,6 +9,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
+import { sizeOf } from '../src/engine/dtype.js';
 import { gradcheck, type GradcheckOptions } from '../src/engine/audit/gradcheck.js';
 import { OP_CASES, caseInputs } from '../src/engine/audit/op-cases.js';
 
@@ -22,7 +23,6 @@ interface Spec {
   kind?: Kind;
 }
 
-const sizeOf = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
 
 function draw(rng: sg.Rng, n: number, kind: Kind): number[] {
   return Array.from({ length: n }, () => {

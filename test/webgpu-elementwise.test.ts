@@ -21,6 +21,7 @@ import type { BinaryOp, UnaryOp } from '../src/engine/backend.js';
 import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from '../src/engine/cpu/elementwise.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { contiguousStrides } from '../src/engine/ops/util.js';
+import { sizeOf } from '../src/engine/dtype.js';
 import { adam, binary, copy, fill, mseLoss, reduceSum, unary, valueStats } from '../src/engine/webgpu/kernels/elementwise.js';
 import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 
@@ -46,7 +47,6 @@ function randomArray(seed: number, n: number, lo = -1, hi = 1): Float64Array {
   return Float64Array.from(Float32Array.from({ length: n }, () => lo + (hi - lo) * r()));
 }
 
-const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 
 /** Runs fn as one op (so validation errors surface at the next read). */
 function op(rt: GpuRuntime, name: string, fn: () => void): void {
@@ -108,7 +108,7 @@ function stridedOperand(r: () => number, shape: readonly number[], broadcast: re
     strides[a] = storedStrides[k];
     offset += Math.floor(r() * (full[a] - shape[a] + 1)) * storedStrides[k];
   });
-  return { strides, offset, size: Math.max(1, prod(full)) };
+  return { strides, offset, size: Math.max(1, sizeOf(full)) };
 }
 
 const shapeArb = (minRank: number, maxRank: number, maxDim: number): fc.Arbitrary<number[]> =>
@@ -130,7 +130,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
   it('copy: permuted, sliced, broadcast sources into padded destinations, rank 0-8', async () => {
     const rt = await rtOrThrow();
     const arb = fc.record({
-      shape: shapeArb(0, 8, 4).filter((s) => prod(s) <= 4000),
+      shape: shapeArb(0, 8, 4).filter((s) => sizeOf(s) <= 4000),
       seed: fc.nat(),
       slice: fc.boolean(),
       pad: fc.boolean(),
@@ -144,7 +144,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       const outStrides = contiguousStrides(outFull);
       let outOffset = 0;
       shape.forEach((d, i) => (outOffset += Math.floor(r() * (outFull[i] - d + 1)) * outStrides[i]));
-      const outSize = prod(outFull);
+      const outSize = sizeOf(outFull);
       const x = randomArray(seed + 1, src.size);
       const ref = new Float64Array(outSize).fill(NaN);
       copyKernel(x, src.strides, src.offset, ref, outStrides, outOffset, shape);
@@ -219,7 +219,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     const ops: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'reluGrad', 'leakyReluGrad', 'sigmoidGrad', 'tanhGrad'];
     const arb = fc.record({
       op: fc.constantFrom(...ops),
-      shape: shapeArb(0, 8, 5).filter((s) => prod(s) <= 5000),
+      shape: shapeArb(0, 8, 5).filter((s) => sizeOf(s) <= 5000),
       seed: fc.nat(),
       slice: fc.boolean(),
       ba: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
@@ -233,7 +233,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       const B = stridedOperand(r, shape, shape.map((_, i) => bb[i] && !ba[i]), slice);
       const a = randomArray(seed + 1, A.size, -2, 2);
       const b = randomArray(seed + 2, B.size, name === 'div' ? 0.5 : -2, 2);
-      const n = prod(shape);
+      const n = sizeOf(shape);
       const ref = new Float64Array(n);
       binaryKernel(name, a, A.strides, b, B.strides, ref, shape, Math.fround(param));
       const ab = upload(rt, a);
@@ -249,7 +249,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
   });
 
   async function checkReduce(rt: GpuRuntime, shape: number[], axes: number[], scale: number, seed: number, lo = -1, hi = 1, relTol = 1e-5): Promise<void> {
-    const n = prod(shape);
+    const n = sizeOf(shape);
     const x = randomArray(seed, n, lo, hi);
     const outSize = shape.reduce((acc, d, i) => (axes.includes(i) ? acc : acc * d), 1);
     const ref = new Float64Array(outSize);
@@ -267,7 +267,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
 
   it('reduceSum: random shapes and axis subsets', async () => {
     const rt = await rtOrThrow();
-    const arb = shapeArb(0, 7, 7).filter((s) => prod(s) <= 20000).chain((shape) => fc.record({
+    const arb = shapeArb(0, 7, 7).filter((s) => sizeOf(s) <= 20000).chain((shape) => fc.record({
       shape: fc.constant(shape),
       mask: fc.array(fc.boolean(), { minLength: shape.length, maxLength: shape.length }),
       scale: fc.constantFrom(1, 0.5, -3),
