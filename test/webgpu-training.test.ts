@@ -82,17 +82,19 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     model.dispose();
   });
 
-  it('200 training steps keep the live GPU buffer count constant', async () => {
+  it('200 training steps keep the live GPU buffer count constant, and reuse their bind groups', async () => {
     const be = gpu as WebGPUBackend;
     const net = makeNet('webgpu');
-    const counts: Array<{ tensors: number; buffers: number; bytes: number }> = [];
+    const counts: Array<{ tensors: number; buffers: number; bytes: number; bindGroups: number }> = [];
     for (let i = 0; i < 200; i++) {
       const l = step(net);
       if (i % 20 === 0) await l.item();
       l.dispose();
       const m = sg.memory('webgpu');
-      counts.push({ tensors: m.tensors, buffers: be.rt.counters.liveBuffers, bytes: m.bytes });
+      counts.push({ tensors: m.tensors, buffers: be.rt.counters.liveBuffers, bytes: m.bytes, bindGroups: be.rt.counters.bindGroups });
     }
+    // From the third step or so on, no new bind groups: the pool hands out the same buffers in the same order.
+    expect(counts[199].bindGroups - counts[4].bindGroups).toBe(0);
     await be.sync();
     const after = counts.slice(2);
     expect(new Set(after.map((c) => c.buffers)).size).toBe(1);

@@ -2,19 +2,30 @@
  * The WebGPU runtime under the webgpu backend: everything between "run this WGSL kernel on these
  * buffers" and the GPU. It follows the habits of TensorFlow.js's WebGPU backend:
  *   - a pipeline cache keyed by shader and override constants (compiled once per process);
- *   - a buffer pool by size class (powers of two) and usage; a freed buffer goes back to the pool only
- *     after the submit that used it, so queued work never sees its storage reused under it;
+ *   - a buffer pool by size class (powers of two) and usage. A freed buffer goes back to the pool at once, even
+ *     while recorded work still reads it: work recorded later runs after it (WebGPU orders a queue's commands and
+ *     Dawn puts barriers between dispatches), and uploads (queue.writeBuffer) are made only with no command
+ *     encoder open. So the pool hands out the same buffers in the same order every training step, which keeps
+ *     the bind-group cache below warm (unlike tfjs, which returns buffers only after the submit);
  *   - many dispatches per command buffer: ops are recorded into one encoder, submitted every
  *     `opsPerSubmit` ops or when something must be read back;
+ *   - little host work per dispatch (Dawn's createBindGroup and writeBuffer cost tens of microseconds each, more
+ *     than a small kernel runs): every dispatch's Params go into one uniform arena, written once per submit and
+ *     bound at a dynamic offset, so a bind group depends only on the storage buffers and is cached by them
+ *     (explicit bind group layouts, read from each shader's bindings, make the dynamic offset possible);
  *   - readback through a MAP_READ staging buffer (pooled);
  *   - per-op GPU time from timestamp queries where the adapter has them;
- *   - validation / out-of-memory errors caught in error scopes around each op and device loss,
- *     reported as JS errors that name the op (at the next readback, as WebGPU reports them asynchronously).
+ *   - validation / out-of-memory errors reported as JS errors that name the op, at the next readback or sync (WebGPU
+ *     reports them asynchronously): error scopes around each call that creates a GPU object (rare: buffers are
+ *     pooled, pipelines and bind groups cached) and around each submit, whose encoding errors name the op by the
+ *     label of its compute pass; anything else the device reports (uncapturederror) and device loss too.
+ *     No scopes per op: a pair costs about as much host time as a dispatch.
  *
  * Kernel convention (every shaders/*.wgsl): entry point `main`; @group(0) @binding(0) is the uniform
- * `Params` struct; bindings 1..n are the storage buffers in the order given to dispatch(). Params are
- * packed by packParams(): 4-byte fields in order (u32 / i32 / f32), padded to 16 bytes. Put any
- * array<vec4<u32>, N> fields first in the struct so the sequential packing matches WGSL's layout.
+ * `Params` struct (at most 256 bytes); bindings 1..n are the storage buffers in the order given to dispatch(),
+ * each declared on one line as `@group(0) @binding(i) var<storage, read>` or `read_write` (shaderBindings()
+ * reads these). Params are written by writeParams(): 4-byte fields in order (u32 / i32 / f32), no padding.
+ * Put any array<vec4<u32>, N> fields first in the struct so the sequential packing matches WGSL's layout.
  */
 import { shaderSource } from './shaders.js';
 
@@ -37,17 +48,39 @@ export interface OpDeviceResult {
   gpuMs?: number;
 }
 
-/** Packs Params fields into a uniform buffer image (4 bytes each, padded to a multiple of 16). */
-export function packParams(fields: readonly Param[]): ArrayBuffer {
-  const bytes = Math.max(16, Math.ceil((fields.length * 4) / 16) * 16);
-  const buf = new ArrayBuffer(bytes);
-  const view = new DataView(buf);
-  fields.forEach(([type, v], i) => {
-    if (type === 'f32') view.setFloat32(i * 4, v, true);
-    else if (type === 'i32') view.setInt32(i * 4, v, true);
-    else view.setUint32(i * 4, v, true);
-  });
-  return buf;
+/** Bytes of uniform space per dispatch: the largest Params, and WebGPU's largest minUniformBufferOffsetAlignment. */
+export const PARAMS_BYTES = 256;
+
+/** Writes Params fields at `offset` of view (4 bytes each, little-endian, in order). */
+export function writeParams(view: DataView, offset: number, fields: readonly Param[]): void {
+  for (let i = 0; i < fields.length; i++) {
+    const [type, v] = fields[i];
+    if (type === 'f32') view.setFloat32(offset + i * 4, v, true);
+    else if (type === 'i32') view.setInt32(offset + i * 4, v, true);
+    else view.setUint32(offset + i * 4, v, true);
+  }
+}
+
+/** How a kernel uses binding i: 0 is the uniform Params; the rest are storage buffers. */
+export type BindingKind = 'uniform' | 'read-only-storage' | 'storage';
+
+/** The bindings a WGSL kernel declares, in order (binding i at index i); throws unless they follow the convention. */
+export function shaderBindings(name: string, source: string): BindingKind[] {
+  const kinds: BindingKind[] = [];
+  for (const m of source.matchAll(/^[ \t]*@group\((\d+)\)\s*@binding\((\d+)\)\s*var<([^>]*)>/gm)) {
+    const [group, binding, decl] = [Number(m[1]), Number(m[2]), m[3].replace(/\s+/g, '')];
+    const kind: BindingKind | undefined = decl === 'uniform' ? 'uniform' : decl === 'storage,read' ? 'read-only-storage'
+      : decl === 'storage,read_write' ? 'storage' : undefined;
+    if (group !== 0 || kind === undefined || kinds[binding] !== undefined) {
+      throw new Error(`webgpu: shader '${name}': binding '${m[0].trim()}' is not one this runtime binds (expected @group(0), a distinct @binding, var<uniform> or var<storage, read|read_write>)`);
+    }
+    kinds[binding] = kind;
+  }
+  if (kinds[0] !== 'uniform') throw new Error(`webgpu: shader '${name}': @binding(0) must be the uniform Params`);
+  for (let i = 1; i < kinds.length; i++) {
+    if (kinds[i] === undefined || kinds[i] === 'uniform') throw new Error(`webgpu: shader '${name}': @binding(${i}) must be a storage buffer (bindings 1..n in order)`);
+  }
+  return kinds;
 }
 
 /** Workgroup counts for n invocations of `size` threads, folded into 2-D when over the 65535 limit. The kernel computes
@@ -68,18 +101,42 @@ interface PendingOp {
   resolve: (r: OpDeviceResult) => void;
 }
 
+/** Cached bind groups, at most (the cache is emptied when full; a training step needs a few hundred). */
+const MAX_BIND_GROUPS = 4096;
+/** An op starts a new submit when fewer Params slots than this are left, so that its dispatches share one pass. */
+const OP_SLOTS = 8;
+
+interface ShaderLayout {
+  bindGroupLayout: GPUBindGroupLayout;
+  pipelineLayout: GPUPipelineLayout;
+  /** Storage buffers bound at 1..storage. */
+  storage: number;
+}
+
+export interface GpuRuntimeOptions {
+  /** Dispatches whose Params fit in the uniform arena; a submit is made when it is full (default 256, 64 KiB). */
+  dispatchesPerSubmit?: number;
+}
+
 export class GpuRuntime {
   /** Ops recorded into one command buffer before it is submitted. */
   opsPerSubmit = 64;
+  /** Dispatches recorded into one command buffer at most (the uniform arena's slots). */
+  readonly dispatchesPerSubmit: number;
   /** Record GPU time for every op (when the adapter has timestamp-query); ops run under a trace are timed anyway. */
   timing = false;
 
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly freeStorage = new Map<number, GPUBuffer[]>();
-  private readonly freeUniform: GPUBuffer[] = [];
   private readonly freeStaging = new Map<number, GPUBuffer[]>();
-  private releaseAfterSubmit: GPUBuffer[] = [];
-  private uniformsAfterSubmit: GPUBuffer[] = [];
+  private readonly layouts = new Map<string, ShaderLayout>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
+  /** The uniform arena: slot i holds the Params of the i-th dispatch of the current submit (host copy, GPU copy). */
+  private readonly arena: DataView;
+  private arenaBuffer: GPUBuffer | null = null;
+  private arenaUsed = 0;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private currentOp: string | null = null;
@@ -89,11 +146,21 @@ export class GpuRuntime {
   private readonly errors: Promise<string | null>[] = [];
   private lost: string | null = null;
 
-  readonly counters = { liveBuffers: 0, liveBytes: 0, pooledBuffers: 0, pooledBytes: 0, submits: 0, dispatches: 0, pipelines: 0 };
+  readonly counters = {
+    liveBuffers: 0, liveBytes: 0, pooledBuffers: 0, pooledBytes: 0, submits: 0, dispatches: 0, pipelines: 0, bindGroups: 0,
+  };
 
   /** hasTimestamps: the device has 'timestamp-query'; software: the adapter is CPU-emulated (lavapipe), where kernels
    *  keep their loops rolled because unrolled pipelines take seconds to compile. */
-  constructor(readonly device: GPUDevice, readonly hasTimestamps: boolean, readonly software = false) {
+  constructor(readonly device: GPUDevice, readonly hasTimestamps: boolean, readonly software = false, options: GpuRuntimeOptions = {}) {
+    const slots = options.dispatchesPerSubmit ?? 256;
+    if (!Number.isInteger(slots) || slots < 1) throw new Error(`webgpu: dispatchesPerSubmit must be a positive integer, got ${slots}`);
+    this.dispatchesPerSubmit = slots;
+    this.arena = new DataView(new ArrayBuffer(slots * PARAMS_BYTES));
+    device.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.errors.push(Promise.resolve(`webgpu: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'error'}: ${e.message}`));
+    });
     void device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
     });
@@ -103,7 +170,7 @@ export class GpuRuntime {
 
   /** A small buffer to bind where a kernel's optional input (a bias, running stats) is absent. */
   dummy(): GPUBuffer {
-    this.dummyBuffer ??= this.device.createBuffer({ size: 256, usage: storageUsage() });
+    this.dummyBuffer ??= this.guarded('createBuffer', () => this.device.createBuffer({ size: 256, usage: storageUsage() }));
     return this.dummyBuffer;
   }
 
@@ -114,24 +181,31 @@ export class GpuRuntime {
     this.checkAlive('alloc');
     const size = sizeClass(bytes);
     const free = this.freeStorage.get(size);
-    let buf = free?.pop();
-    if (buf) {
+    let buf: GPUBuffer | undefined;
+    if (free && free.length > 0) {
+      // The oldest free buffer of the class, not the last one released: the choice then depends only on which
+      // buffers are free, so training steps, which allocate and free in the same order each time, get the same
+      // buffers each time and find their bind groups in the cache.
+      let best = 0;
+      for (let i = 1; i < free.length; i++) if (this.idOf(free[i]) < this.idOf(free[best])) best = i;
+      buf = free[best];
+      free[best] = free[free.length - 1];
+      free.pop();
       this.counters.pooledBuffers--;
       this.counters.pooledBytes -= size;
     } else {
-      buf = this.device.createBuffer({ size, usage: storageUsage() });
+      buf = this.guarded(`createBuffer(${size} bytes)`, () => this.device.createBuffer({ size, usage: storageUsage() }));
     }
     this.counters.liveBuffers++;
     this.counters.liveBytes += size;
     return buf;
   }
 
-  /** Returns a buffer to the pool once the work recorded so far has been submitted. */
+  /** Returns a buffer to the pool (work recorded after this that reuses it runs after the work recorded before). */
   release(buf: GPUBuffer): void {
     this.counters.liveBuffers--;
     this.counters.liveBytes -= buf.size;
-    if (this.encoder) this.releaseAfterSubmit.push(buf);
-    else this.toPool(buf);
+    this.toPool(buf);
   }
 
   private toPool(buf: GPUBuffer): void {
@@ -142,8 +216,14 @@ export class GpuRuntime {
     this.counters.pooledBytes += buf.size;
   }
 
-  /** Destroys every pooled (free) buffer. */
+  /** Bind groups held in the cache now. */
+  get cachedBindGroups(): number {
+    return this.bindGroups.size;
+  }
+
+  /** Destroys every pooled (free) buffer (and forgets the cached bind groups, some of which hold them). */
   trim(): void {
+    this.bindGroups.clear();
     for (const list of this.freeStorage.values()) for (const b of list) b.destroy();
     this.freeStorage.clear();
     this.counters.pooledBuffers = 0;
@@ -162,7 +242,8 @@ export class GpuRuntime {
     this.checkAlive('read');
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
     const free = this.freeStaging.get(size);
-    const staging = free?.pop() ?? this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = free?.pop()
+      ?? this.guarded('createBuffer (readback)', () => this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     this.endPass();
     const enc = this.takeEncoder();
     enc.copyBufferToBuffer(buf, 0, staging, 0, Math.min(size, buf.size));
@@ -179,15 +260,14 @@ export class GpuRuntime {
 
   // ---- ops and dispatches ----
 
-  /** Starts an op: its dispatches go into one compute pass (timed if `timed` or `timing`), inside error scopes. */
+  /** Starts an op: its dispatches go into one compute pass (timed if `timed` or `timing`), labelled with its name. */
   beginOp(name: string, timed = false): void {
     this.checkAlive(name);
     if (this.currentOp !== null) throw new Error(`webgpu: op '${name}' started inside op '${this.currentOp}'`);
     this.endPass();
+    if (this.arenaUsed > this.dispatchesPerSubmit - OP_SLOTS) this.flush();
     this.currentOp = name;
     this.currentTimed = timed || this.timing;
-    this.device.pushErrorScope('out-of-memory');
-    this.device.pushErrorScope('validation');
   }
 
   /** Ends the op; the promise resolves with its GPU time once the GPU has run it. */
@@ -195,12 +275,6 @@ export class GpuRuntime {
     const name = this.currentOp ?? '?';
     this.endPass();
     this.currentOp = null;
-    const validation = this.device.popErrorScope();
-    const oom = this.device.popErrorScope();
-    this.errors.push(Promise.all([validation, oom]).then(([v, o]) => {
-      const e = v ?? o;
-      return e ? `webgpu: ${name}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}: ${e.message}` : null;
-    }));
     const op = this.opsInBatch[this.opsInBatch.length - 1];
     let result: Promise<OpDeviceResult>;
     if (op && op.name === name && op.queryIndex !== null) {
@@ -212,22 +286,24 @@ export class GpuRuntime {
     return result;
   }
 
-  /** Records one dispatch of a kernel. */
+  /** Records one dispatch of a kernel: its Params go into the next arena slot, bound at that slot's offset. */
   dispatch(spec: DispatchSpec): void {
     this.checkAlive(this.currentOp ?? spec.shader);
+    const layout = this.layout(spec.shader);
+    if (spec.buffers.length !== layout.storage) {
+      throw new Error(`webgpu: ${spec.shader}: ${spec.buffers.length} storage buffers given, the shader binds ${layout.storage}`);
+    }
+    if (spec.params.length * 4 > PARAMS_BYTES) throw new Error(`webgpu: ${spec.shader}: Params of ${spec.params.length * 4} bytes exceed ${PARAMS_BYTES}`);
     const pipeline = this.pipeline(spec.shader, spec.constants);
-    const uniform = this.freeUniform.pop() ?? this.device.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    const packed = packParams(spec.params);
-    if (packed.byteLength > 256) throw new Error(`webgpu: ${spec.shader}: Params of ${packed.byteLength} bytes exceed 256`);
-    this.device.queue.writeBuffer(uniform, 0, packed);
-    this.uniformsAfterSubmit.push(uniform);
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: uniform } }, ...spec.buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))],
-    });
-    const pass = this.ensurePass();
+    const bindGroup = this.bindGroup(spec.shader, layout, spec.buffers);
+    // A full arena ends the submit (an op with more than OP_SLOTS dispatches may be split; its GPU time is then
+    // that of its last part).
+    if (this.arenaUsed === this.dispatchesPerSubmit) this.flush();
+    const pass = this.ensurePass(); // may submit, too: take the slot after it
+    const offset = this.arenaUsed++ * PARAMS_BYTES;
+    writeParams(this.arena, offset, spec.params);
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setBindGroup(0, bindGroup, [offset]);
     const [x, y = 1, z = 1] = spec.workgroups;
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
@@ -246,21 +322,29 @@ export class GpuRuntime {
     const timed = ops.filter((o) => o.queryIndex !== null);
     if (querySet && timed.length > 0) {
       const count = 2 * ops.length;
-      const resolve = this.device.createBuffer({ size: count * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-      readback = this.device.createBuffer({ size: count * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const resolve = this.guarded('createBuffer (timestamps)', () => this.device.createBuffer({ size: count * 8, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }));
+      readback = this.guarded('createBuffer (timestamps)', () => this.device.createBuffer({ size: count * 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
       enc.resolveQuerySet(querySet, 0, count, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
       void this.device.queue.onSubmittedWorkDone().then(() => resolve.destroy());
     }
+    if (this.arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.arenaBuffer!, 0, this.arena.buffer, 0, this.arenaUsed * PARAMS_BYTES);
+      this.arenaUsed = 0;
+    }
+    // Encoding errors (a dispatch over the limits, a buffer bound twice as writable) are reported by finish(), not
+    // by the call that made them, so they escape the op's own error scopes: catch them here and name the op from
+    // the label of its compute pass. Such a command buffer runs none of its ops.
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
     this.device.queue.submit([enc.finish()]);
+    const names = ops.map((o) => o.name);
+    const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
+    this.errors.push(Promise.all(scopes).then(([v, o]) => (v ?? o) ? submitError((v ?? o)!.message, names) : null));
     this.counters.submits++;
     this.encoder = null;
     this.querySet = null;
     this.opsInBatch = [];
-    for (const b of this.releaseAfterSubmit) this.toPool(b);
-    this.releaseAfterSubmit = [];
-    this.freeUniform.push(...this.uniformsAfterSubmit);
-    this.uniformsAfterSubmit = [];
     if (readback && querySet) {
       const rb = readback;
       void rb.mapAsync(GPUMapMode.READ).then(() => {
@@ -289,16 +373,86 @@ export class GpuRuntime {
     if (this.lost) throw new Error(`webgpu: device lost (${this.lost})`);
   }
 
+  /** Runs a call that creates a GPU object inside validation and out-of-memory error scopes; an error it raises is
+   *  thrown, naming the op (or `what` outside ops), at the next read or sync. */
+  private guarded<T>(what: string, create: () => T): T {
+    const op = this.currentOp;
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const out = create();
+    const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
+    this.errors.push(Promise.all(scopes).then(([v, o]) => {
+      const e = v ?? o;
+      if (!e) return null;
+      return `webgpu: ${op ?? what}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}${op ? ` in ${what}` : ''}: ${e.message}`;
+    }));
+    return out;
+  }
+
   private checkAlive(what: string): void {
     if (this.lost) throw new Error(`webgpu: device lost (${this.lost}); cannot run ${what}`);
+  }
+
+  /** A number for each buffer, in the order they were first seen (for the pool's choice and the bind-group keys). */
+  private idOf(buf: GPUBuffer): number {
+    let id = this.bufferIds.get(buf);
+    if (id === undefined) this.bufferIds.set(buf, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /** A shader's explicit bind group layout (from its declared bindings), with the Params at a dynamic offset. */
+  private layout(shader: string): ShaderLayout {
+    let l = this.layouts.get(shader);
+    if (!l) {
+      const kinds = shaderBindings(shader, shaderSource(shader));
+      const bindGroupLayout = this.guarded(`layout of ${shader}`, () => this.device.createBindGroupLayout({
+        label: shader,
+        entries: kinds.map((kind, binding) => ({
+          binding,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: kind === 'uniform' ? { type: 'uniform' as const, hasDynamicOffset: true } : { type: kind },
+        })),
+      }));
+      const pipelineLayout = this.guarded(`layout of ${shader}`, () => this.device.createPipelineLayout({ label: shader, bindGroupLayouts: [bindGroupLayout] }));
+      l = { bindGroupLayout, pipelineLayout, storage: kinds.length - 1 };
+      this.layouts.set(shader, l);
+    }
+    return l;
+  }
+
+  /** The bind group of these storage buffers (and the arena at binding 0), made once and then reused. */
+  private bindGroup(shader: string, layout: ShaderLayout, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    let key = shader;
+    for (const b of buffers) key += `,${this.idOf(b)}`;
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      const arena = this.arenaBuffer ??= this.guarded('createBuffer (params arena)', () => this.device.createBuffer({
+        label: 'params arena', size: this.dispatchesPerSubmit * PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      }));
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      bg = this.guarded(`bind group of ${shader}`, () => this.device.createBindGroup({
+        label: shader,
+        layout: layout.bindGroupLayout,
+        entries: [
+          { binding: 0, resource: { buffer: arena, size: PARAMS_BYTES } },
+          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      }));
+      this.bindGroups.set(key, bg);
+      this.counters.bindGroups++;
+    }
+    return bg;
   }
 
   private pipeline(shader: string, constants?: Record<string, number>): GPUComputePipeline {
     const key = constants ? `${shader}|${JSON.stringify(constants)}` : shader;
     let p = this.pipelines.get(key);
     if (!p) {
-      const module = this.device.createShaderModule({ label: shader, code: shaderSource(shader) });
-      p = this.device.createComputePipeline({ label: shader, layout: 'auto', compute: { module, entryPoint: 'main', ...(constants ? { constants } : {}) } });
+      const layout = this.layout(shader).pipelineLayout;
+      p = this.guarded(`pipeline of ${shader}`, () => {
+        const module = this.device.createShaderModule({ label: shader, code: shaderSource(shader) });
+        return this.device.createComputePipeline({ label: shader, layout, compute: { module, entryPoint: 'main', ...(constants ? { constants } : {}) } });
+      });
       this.pipelines.set(key, p);
       this.counters.pipelines++;
     }
@@ -317,7 +471,7 @@ export class GpuRuntime {
     const name = this.currentOp ?? 'internal';
     let queryIndex: number | null = null;
     if (this.currentTimed && this.hasTimestamps && this.currentOp !== null) {
-      this.querySet ??= this.device.createQuerySet({ type: 'timestamp', count: 2 * this.opsPerSubmit + 2 });
+      this.querySet ??= this.guarded('createQuerySet', () => this.device.createQuerySet({ type: 'timestamp', count: 2 * this.opsPerSubmit + 2 }));
       queryIndex = 2 * this.opsInBatch.length;
     }
     this.pass = enc.beginComputePass(queryIndex !== null
@@ -331,6 +485,13 @@ export class GpuRuntime {
     this.pass?.end();
     this.pass = null;
   }
+}
+
+/** The error of a command buffer that failed validation, naming the op whose compute pass caused it. */
+export function submitError(message: string, ops: readonly string[]): string {
+  const op = /ComputePassEncoder "([^"]*)"/.exec(message)?.[1] ?? `one of ${ops.join(', ') || 'no ops'}`;
+  const none = ops.length === 1 ? 'the op did not run' : `none of the ${ops.length} ops submitted with it ran`;
+  return `webgpu: ${op}: validation error: ${message.trim()} (${none})`;
 }
 
 function sizeClass(bytes: number): number {

@@ -1,0 +1,150 @@
+/**
+ * The WebGPU runtime itself (src/engine/webgpu/runtime.ts), below the kernels: how it records dispatches and how it
+ * reports errors. Each test gets a device of its own (errors a device reports must not leak into another test).
+ *
+ *   - every dispatch reads its own Params from the uniform arena at its dynamic offset, also when the arena fills
+ *     between ops and inside an op (a submit is made and the arena starts over);
+ *   - bind groups are made once per (shader, storage buffers) and reused; trim() drops those of destroyed buffers;
+ *   - a released buffer is handed out again at once, while recorded work still reads it, and that work still
+ *     sees the old contents (work recorded later runs later);
+ *   - errors name the op: an encoding error found only when the command buffer is finished (a dispatch over the
+ *     workgroup limit), a bind group that cannot be made, an error outside any scope; after one, the runtime goes on.
+ */
+import { describe, expect, it } from 'vitest';
+import { requestGpuDevice } from '../src/engine/webgpu/device.js';
+import { GpuRuntime, type GpuRuntimeOptions } from '../src/engine/webgpu/runtime.js';
+import { loadShaders } from '../src/engine/webgpu/shaders.js';
+import { copy } from '../src/engine/webgpu/kernels/elementwise.js';
+import { download, haveGpu } from './webgpu/gpu.js';
+
+const GPU = await haveGpu();
+
+async function freshRuntime(options: GpuRuntimeOptions = {}): Promise<GpuRuntime> {
+  const gpu = await requestGpuDevice();
+  if (!gpu) throw new Error('no WebGPU adapter');
+  await loadShaders();
+  return new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software, options);
+}
+
+/** One fill dispatch: out[0..n) = value. */
+function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number, workgroups = Math.ceil(n / 256)): void {
+  rt.dispatch({ shader: 'fill', params: [['u32', n], ['f32', value]], buffers: [out], workgroups: [workgroups] });
+}
+
+function op(rt: GpuRuntime, name: string, fn: () => void): void {
+  rt.beginOp(name);
+  try {
+    fn();
+  } finally {
+    void rt.endOp();
+  }
+}
+
+describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
+  it('each dispatch sees its own Params, also across submits made when the arena is full', async () => {
+    const rt = await freshRuntime({ dispatchesPerSubmit: 16 });
+    const n = 300;
+    const bufs = Array.from({ length: 40 }, () => rt.acquire(n * 4));
+    const submits0 = rt.counters.submits;
+    // 40 ops of one dispatch each: the arena (16 slots) fills between ops
+    bufs.forEach((b, i) => op(rt, `fill ${i}`, () => fill(rt, b, n, i + 0.5)));
+    for (let i = 0; i < bufs.length; i++) expect([...new Set(await download(rt, bufs[i], n))], `buffer ${i}`).toEqual([i + 0.5]);
+    expect(rt.counters.submits - submits0).toBeGreaterThanOrEqual(3);
+
+    // one op of 40 dispatches: the arena fills inside the op
+    const submits1 = rt.counters.submits;
+    op(rt, 'many dispatches', () => bufs.forEach((b, i) => fill(rt, b, n, -i - 1)));
+    for (let i = 0; i < bufs.length; i++) expect([...new Set(await download(rt, bufs[i], n))], `buffer ${i}`).toEqual([-i - 1]);
+    expect(rt.counters.submits - submits1).toBeGreaterThanOrEqual(3);
+
+    // the same buffer filled twice in one op: the second value wins, so the two dispatches had distinct slots
+    const one = rt.acquire(n * 4);
+    op(rt, 'twice', () => {
+      fill(rt, one, n, 1);
+      fill(rt, one, 100, 2);
+    });
+    const got = await download(rt, one, n);
+    expect(got.slice(0, 100).every((v) => v === 2) && got.slice(100).every((v) => v === 1)).toBe(true);
+    await rt.sync();
+  });
+
+  it('makes a bind group once per shader and buffers, and trim() drops those of destroyed buffers', async () => {
+    const rt = await freshRuntime();
+    const a = rt.acquire(1024);
+    const b = rt.acquire(1024);
+    op(rt, 'a', () => fill(rt, a, 256, 1));
+    const made = rt.counters.bindGroups;
+    for (let i = 0; i < 10; i++) op(rt, 'a again', () => fill(rt, a, 256, i));
+    expect(rt.counters.bindGroups).toBe(made);
+    expect([...new Set(await download(rt, a, 256))]).toEqual([9]);
+    op(rt, 'b', () => fill(rt, b, 256, 7));
+    expect(rt.counters.bindGroups).toBe(made + 1);
+    expect([...new Set(await download(rt, b, 256))]).toEqual([7]);
+
+    // a and b go back to the pool and are destroyed; the buffer acquired next is new, and so is its bind group
+    rt.release(a);
+    rt.release(b);
+    expect(rt.cachedBindGroups).toBeGreaterThanOrEqual(2);
+    rt.trim();
+    expect(rt.cachedBindGroups).toBe(0);
+    const c = rt.acquire(1024);
+    op(rt, 'c', () => fill(rt, c, 256, 3));
+    expect([...new Set(await download(rt, c, 256))]).toEqual([3]);
+    await rt.sync();
+  });
+
+  it('a buffer released while recorded work still reads it is reused at once, and the earlier work sees the old values', async () => {
+    const rt = await freshRuntime();
+    const n = 1000;
+    const a = rt.acquire(n * 4);
+    const b = rt.acquire(n * 4);
+    const submits = rt.counters.submits;
+    op(rt, 'fill a', () => fill(rt, a, n, 1));
+    op(rt, 'b = a', () => copy(rt, a, [1], 0, b, [1], 0, [n]));
+    rt.release(a);
+    const c = rt.acquire(n * 4);
+    expect(c).toBe(a); // the same storage, handed out before anything was submitted
+    op(rt, 'fill c', () => fill(rt, c, n, 9));
+    expect(rt.counters.submits).toBe(submits); // all three ops in one command buffer
+    expect([...new Set(await download(rt, b, n))]).toEqual([1]);
+    expect([...new Set(await download(rt, c, n))]).toEqual([9]);
+  });
+
+  it('rejects a dispatch whose buffers do not match the shader, naming both counts', async () => {
+    const rt = await freshRuntime();
+    const a = rt.acquire(1024);
+    expect(() => op(rt, 'x', () => rt.dispatch({ shader: 'fill', params: [['u32', 1], ['f32', 0]], buffers: [a, a], workgroups: [1] })))
+      .toThrow(/fill: 2 storage buffers given, the shader binds 1/);
+    expect(() => op(rt, 'x', () => rt.dispatch({ shader: 'fill', params: Array.from({ length: 65 }, () => ['u32', 0] as const), buffers: [a], workgroups: [1] })))
+      .toThrow(/fill: Params of 260 bytes exceed 256/);
+  });
+});
+
+describe.skipIf(!GPU)('webgpu runtime: errors name the op', () => {
+  it('an encoding error found at submit names the op, says the batch did not run, and the runtime goes on', async () => {
+    const rt = await freshRuntime();
+    const good = rt.acquire(1024);
+    const out = rt.acquire(1024);
+    op(rt, 'before', () => fill(rt, good, 256, 5));
+    op(rt, 'badop', () => fill(rt, out, 256, 1, 70000)); // over the 65535 workgroups per dimension
+    await expect(rt.sync()).rejects.toThrow(/^webgpu: badop: validation error: .*65535[\s\S]*none of the 2 ops submitted with it ran/);
+    // the runtime goes on: the next op runs and reads back
+    op(rt, 'after', () => fill(rt, good, 256, 6));
+    expect([...new Set(await download(rt, good, 256))]).toEqual([6]);
+  });
+
+  it('a bind group that cannot be made names the op and the bind group', async () => {
+    const rt = await freshRuntime();
+    const notStorage = rt.device.createBuffer({ size: 1024, usage: GPUBufferUsage.COPY_DST });
+    op(rt, 'wrong buffer', () => fill(rt, notStorage, 256, 1));
+    await expect(rt.sync()).rejects.toThrow(/^webgpu: wrong buffer: validation error in bind group of fill: /);
+  });
+
+  it('an error outside every scope (a write to a destroyed buffer) is thrown at the next sync', async () => {
+    const rt = await freshRuntime();
+    const buf = rt.acquire(1024);
+    buf.destroy();
+    rt.write(buf, new Float32Array(4));
+    await expect(rt.sync()).rejects.toThrow(/^webgpu: error: .*destroyed/i);
+  });
+});
