@@ -1,16 +1,27 @@
 /**
  * `node dist/bench/dispatch-cost.js`: the host cost of one WebGPU dispatch through Dawn, piece by piece.
  *
- * Records N tiny dispatches (a 256-float write) the way src/engine/webgpu/runtime.ts does (a uniform writeBuffer,
- * a new bind group, a compute pass per op, a submit every 64 ops), then with one piece left out at a time, and
- * prints host microseconds per dispatch for each variant, plus the cost of the two error scopes the runtime puts
- * around each op. It says where the host time of a step's ~135 dispatches goes (see `npm run bench:profile`).
+ * Records N tiny dispatches (a 256-float write, a submit every 64) in several ways and prints host microseconds
+ * per dispatch for each:
+ *   - "per-dispatch uniform and bind group": a queue.writeBuffer of the Params and a new bind group for every
+ *     dispatch, a compute pass per op (how src/engine/webgpu/runtime.ts recorded until 2026-11-28);
+ *   - the same with one piece left out at a time;
+ *   - "arena + cached bind group": the Params of a submit's dispatches in one uniform buffer, written once per
+ *     submit, bound at a dynamic offset through one reused bind group, a pass per op (how the runtime records now);
+ *     and the same with one compute pass per submit instead of one per op;
+ *   - "GpuRuntime op": the runtime itself, beginOp / dispatch / endOp of the fill kernel (adds the Params packing,
+ *     the bind-group lookup and the op bookkeeping);
+ * plus the cost of a pair of error scopes (which the runtime no longer puts around each op). It says where the host time of a step's ~135 ops goes
+ * (see `npm run bench:profile`).
  */
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
+import { GpuRuntime, PARAMS_BYTES } from '../src/engine/webgpu/runtime.js';
+import { loadShaders } from '../src/engine/webgpu/shaders.js';
 
 const N = 4000;
+const PER_SUBMIT = 64;
 
-interface Variant { write: boolean; newBindGroup: boolean; passPerOp: boolean }
+interface Variant { write: boolean; newBindGroup: boolean; passPerOp: boolean; arena?: boolean }
 
 const gpu = await requestGpuDevice();
 if (!gpu) {
@@ -19,6 +30,7 @@ if (!gpu) {
 }
 const d = gpu.device;
 const uniform = d.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+const arenaBuffer = d.createBuffer({ size: PER_SUBMIT * PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
 const storage = d.createBuffer({ size: 1024, usage: GPUBufferUsage.STORAGE });
 const module = d.createShaderModule({
   code: `@group(0) @binding(0) var<uniform> u: vec4f;
@@ -28,7 +40,19 @@ const module = d.createShaderModule({
 const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
 const entries = [{ binding: 0, resource: { buffer: uniform } }, { binding: 1, resource: { buffer: storage } }];
 const fixedBindGroup = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+const dynLayout = d.createBindGroupLayout({
+  entries: [
+    { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+    { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
+  ],
+});
+const dynPipeline = d.createComputePipeline({ layout: d.createPipelineLayout({ bindGroupLayouts: [dynLayout] }), compute: { module, entryPoint: 'main' } });
+const dynBindGroup = d.createBindGroup({
+  layout: dynLayout,
+  entries: [{ binding: 0, resource: { buffer: arenaBuffer, size: PARAMS_BYTES } }, { binding: 1, resource: { buffer: storage } }],
+});
 const params = new Float32Array(64);
+const arena = new Float32Array((PER_SUBMIT * PARAMS_BYTES) / 4);
 
 async function hostUsPerDispatch(v: Variant): Promise<number> {
   await d.queue.onSubmittedWorkDone();
@@ -36,15 +60,22 @@ async function hostUsPerDispatch(v: Variant): Promise<number> {
   let enc = d.createCommandEncoder();
   let pass: GPUComputePassEncoder | null = v.passPerOp ? null : enc.beginComputePass();
   for (let i = 0; i < N; i++) {
-    if (v.write) d.queue.writeBuffer(uniform, 0, params);
-    const bg = v.newBindGroup ? d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }) : fixedBindGroup;
+    const slot = i % PER_SUBMIT;
+    if (v.arena) arena.set(params.subarray(0, 16), (slot * PARAMS_BYTES) / 4);
+    else if (v.write) d.queue.writeBuffer(uniform, 0, params);
     if (v.passPerOp) pass = enc.beginComputePass();
-    pass!.setPipeline(pipeline);
-    pass!.setBindGroup(0, bg);
+    if (v.arena) {
+      pass!.setPipeline(dynPipeline);
+      pass!.setBindGroup(0, dynBindGroup, [slot * PARAMS_BYTES]);
+    } else {
+      pass!.setPipeline(pipeline);
+      pass!.setBindGroup(0, v.newBindGroup ? d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }) : fixedBindGroup);
+    }
     pass!.dispatchWorkgroups(4);
     if (v.passPerOp) pass!.end();
-    if (i % 64 === 63) {
+    if (slot === PER_SUBMIT - 1 || i === N - 1) {
       if (!v.passPerOp) pass!.end();
+      if (v.arena) d.queue.writeBuffer(arenaBuffer, 0, arena, 0, (slot + 1) * (PARAMS_BYTES / 4));
       d.queue.submit([enc.finish()]);
       enc = d.createCommandEncoder();
       if (!v.passPerOp) pass = enc.beginComputePass();
@@ -57,19 +88,42 @@ async function hostUsPerDispatch(v: Variant): Promise<number> {
   return ((t1 - t0) / N) * 1000;
 }
 
-const runtime: Variant = { write: true, newBindGroup: true, passPerOp: true };
-const variants: Array<[string, Variant]> = [
-  ['as the runtime records it', runtime],
-  ['without the uniform writeBuffer', { ...runtime, write: false }],
-  ['with one bind group reused', { ...runtime, newBindGroup: false }],
-  ['with one compute pass per submit', { ...runtime, passPerOp: false }],
-  ['with none of the three', { write: false, newBindGroup: false, passPerOp: false }],
+await loadShaders();
+const rt = new GpuRuntime(d, gpu.hasTimestamps, gpu.software);
+rt.opsPerSubmit = PER_SUBMIT;
+const out = rt.acquire(1024);
+
+async function runtimeUsPerOp(): Promise<number> {
+  await rt.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) {
+    rt.beginOp('fill');
+    rt.dispatch({ shader: 'fill', params: [['u32', 256], ['f32', i]], buffers: [out], workgroups: [4] });
+    void rt.endOp();
+  }
+  rt.flush();
+  const t1 = performance.now();
+  await rt.sync();
+  return ((t1 - t0) / N) * 1000;
+}
+
+const old: Variant = { write: true, newBindGroup: true, passPerOp: true };
+const variants: Array<[string, () => Promise<number>]> = [
+  ['per-dispatch uniform and bind group', () => hostUsPerDispatch(old)],
+  ['  without the uniform writeBuffer', () => hostUsPerDispatch({ ...old, write: false })],
+  ['  with one bind group reused', () => hostUsPerDispatch({ ...old, newBindGroup: false })],
+  ['  with one compute pass per submit', () => hostUsPerDispatch({ ...old, passPerOp: false })],
+  ['  with none of the three', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: false })],
+  ['arena + cached bind group', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: true, arena: true })],
+  ['  with one compute pass per submit', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: false, arena: true })],
+  ['GpuRuntime op (beginOp, fill, endOp)', runtimeUsPerOp],
 ];
-await hostUsPerDispatch(runtime); // warm-up
+await hostUsPerDispatch(old); // warm-up
+await runtimeUsPerOp();
 process.stdout.write(`webgpu: ${gpu.info.description || gpu.info.device} (${gpu.info.vendor}${gpu.software ? ', software' : ''})\nhost time per dispatch (median of 3 runs of ${N}):\n`);
-for (const [label, v] of variants) {
-  const t = [await hostUsPerDispatch(v), await hostUsPerDispatch(v), await hostUsPerDispatch(v)].sort((a, b) => a - b)[1];
-  process.stdout.write(`  ${label.padEnd(36)} ${t.toFixed(1)} us\n`);
+for (const [label, run] of variants) {
+  const t = [await run(), await run(), await run()].sort((a, b) => a - b)[1];
+  process.stdout.write(`  ${label.padEnd(38)} ${t.toFixed(1)} us\n`);
 }
 const t0 = performance.now();
 const pending: Array<Promise<GPUError | null>> = [];
@@ -81,5 +135,5 @@ for (let i = 0; i < N; i++) {
 const t1 = performance.now();
 await Promise.all(pending);
 const t2 = performance.now();
-process.stdout.write(`  two error scopes per op               ${(((t1 - t0) / N) * 1000).toFixed(1)} us to record, ${(((t2 - t1) / N) * 1000).toFixed(1)} us to resolve\n`);
+process.stdout.write(`  a pair of error scopes                  ${(((t1 - t0) / N) * 1000).toFixed(1)} us to record, ${(((t2 - t1) / N) * 1000).toFixed(1)} us to resolve\n`);
 process.exit(0);

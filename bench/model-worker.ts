@@ -20,6 +20,7 @@ import type { ExtraOpJob } from './ops-extra.js';
 import { hwioWeight, nhwcInput, type TfjsJob } from './ops-shapes.js';
 import { repeatPhase } from './tfjs-run.js';
 import { runTfjsExtraOp } from './ops-extra.js';
+import { gpuInstance } from '../src/engine/webgpu/device.js';
 
 export type TfjsBackendName = 'cpu' | 'wasm' | 'webgpu';
 
@@ -70,10 +71,10 @@ function post(m: WorkerMessage): void {
 
 export async function loadTfjs(backend: TfjsBackendName): Promise<Tf> {
   if (backend === 'webgpu') {
-    // tfjs-backend-webgpu looks for navigator.gpu when it is imported: install Dawn's first.
-    const webgpu = (await import('webgpu')) as unknown as { create: (o: string[]) => unknown; globals: object };
-    Object.assign(globalThis, webgpu.globals);
-    keep.gpu = webgpu.create([]);
+    // tfjs-backend-webgpu looks for navigator.gpu when it is imported: install Dawn's first, made as skipgrad makes
+    // it (the same adapter, the same SKIPGRAD_DAWN_OPTIONS).
+    keep.gpu = await gpuInstance();
+    if (!keep.gpu) throw new Error('no WebGPU (Dawn) instance for tfjs-webgpu');
     Object.defineProperty(globalThis, 'navigator', { value: { gpu: keep.gpu }, configurable: true, writable: true });
   }
   const tf = await import('@tensorflow/tfjs');

@@ -28,6 +28,11 @@
  *   --cap S             seconds after which a tfjs run is stopped (default 300)
  *   --out-dir DIR       where model-<backend>.json goes (default bench/results)
  *   --quick             AESc only, size 128 unless --size is given, 1 timed step, cap 120 s
+ *   --host-only         webgpu on Dawn's null backend (SKIPGRAD_DAWN_OPTIONS=backend=null, for tfjs too): every
+ *                       command is recorded and validated but no kernel runs, so a step's time is its host side
+ *                       alone (engine, autograd, optimizer, WebGPU calls), the part a fast GPU cannot hide.
+ *                       Defaults: 64x64, batch 4 (the null device holds little memory; the host work of a step does
+ *                       not depend on the image size), 10 timed steps each; writes model-webgpu-host.json
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -57,6 +62,8 @@ export interface ModelBenchOptions {
   seed: number;
   lr: number;
   weightDecay: number;
+  /** webgpu on Dawn's null backend: the host side of a step alone (see --host-only). */
+  hostOnly?: boolean;
   log?: (s: string) => void;
 }
 
@@ -271,6 +278,9 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
       }
       be = gpu;
     } else be = sg.getBackend('cpu');
+    if (o.hostOnly && !be.describe().includes('null-backend')) {
+      throw new Error(`--host-only: the WebGPU device is ${be.describe()}, not Dawn's null backend (SKIPGRAD_DAWN_OPTIONS=backend=null must be set before Dawn is created)`);
+    }
     const peers: TfjsBackendName[] = backend === 'cpu' ? ['cpu', 'wasm'] : ['webgpu'];
     const rows: ModelRow[] = [];
     for (const model of o.models) {
@@ -287,6 +297,8 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
       }
       o.log?.('\n');
     }
+    // On the null backend nothing runs: what reads back is not a loss.
+    if (o.hostOnly) for (const r of rows) Object.assign(r, { firstLoss: null, firstLossRelDiff: null });
     const cells = rows.map(modelRowCells);
     const table = formatTable(MODEL_HEAD, cells);
     const report: ModelReport = {
@@ -295,11 +307,12 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
         preset: 'esann', size: o.size, batch: o.batch, baseChannels: o.baseChannels, reps: o.reps, tfjsReps: o.tfjsReps, warmup: 1,
         capSeconds: o.capSeconds, seed: o.seed, optimizer: `AdamW lr ${o.lr}, betas 0.9/0.999, eps 1e-8, weight decay ${o.weightDecay} (decoupled)`,
         threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
-        note: NOTE,
+        note: o.hostOnly ? `${NOTE}; host only: Dawn's null backend runs no kernel, so these are the host side of a step alone, and no loss is computed` : NOTE,
+        ...(o.hostOnly ? { dawn: 'null backend (SKIPGRAD_DAWN_OPTIONS=backend=null): commands recorded and validated, no kernel runs' } : {}),
       },
       rows, table, markdown: markdownTable(MODEL_HEAD, cells),
     };
-    const out = path.join(o.outDir, `model-${backend}.json`);
+    const out = path.join(o.outDir, `model-${backend}${o.hostOnly ? '-host' : ''}.json`);
     writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(`\n${report.machine.device}\n${table}\nwrote ${out}\n`);
     reports.push(report);
@@ -314,30 +327,36 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
     options: {
       size: { type: 'string' }, batch: { type: 'string' }, models: { type: 'string' }, backends: { type: 'string' },
       reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'model-reps': { type: 'string' }, 'model-cap': { type: 'string' },
-      'tfjs-reps': { type: 'string' }, 'out-dir': { type: 'string' },
+      'tfjs-reps': { type: 'string' }, 'out-dir': { type: 'string' }, 'host-only': { type: 'boolean' },
     },
   });
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const quick = values.quick === true;
+  const hostOnly = values['host-only'] === true;
+  if (hostOnly) {
+    // Read when Dawn is first created (src/engine/webgpu/device.ts), here and in the tfjs child, which inherits it.
+    process.env.SKIPGRAD_DAWN_OPTIONS = `${process.env.SKIPGRAD_DAWN_OPTIONS ?? ''} backend=null`.trim();
+  }
   const int = (name: string, v: string | undefined, dflt: number): number => {
     const n = v === undefined ? dflt : Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} expects a positive integer, got ${v}`);
     return n;
   };
-  const reps = int('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), quick ? 1 : 2);
+  const reps = int('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), hostOnly ? 10 : quick ? 1 : 2);
   const tfjsRepsArg = str('tfjs-reps');
-  const tfjsReps = tfjsRepsArg === undefined ? Math.min(reps, 2) : Number(tfjsRepsArg);
+  const tfjsReps = tfjsRepsArg === undefined ? (hostOnly ? reps : Math.min(reps, 2)) : Number(tfjsRepsArg);
   if (!Number.isInteger(tfjsReps) || tfjsReps < 0) throw new Error(`--tfjs-reps expects an integer >= 0, got ${tfjsRepsArg}`);
   const cap = Number(str('model-cap') ?? str('cap') ?? (quick ? 120 : 300));
   if (!(cap > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
   const models = (str('models') ?? (quick ? 'AESc' : 'AESc,AE')).split(',') as ModelName[];
   for (const m of models) if (m !== 'AESc' && m !== 'AE') throw new Error(`--models: unknown model '${m}' (expected AESc and/or AE)`);
-  const backends = (str('backends') ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>;
+  const backends = (str('backends') ?? (hostOnly ? 'webgpu' : 'cpu,webgpu')).split(',') as Array<'cpu' | 'webgpu'>;
+  if (hostOnly && backends.join() !== 'webgpu') throw new Error(`--host-only measures webgpu alone, got --backends ${backends.join(',')}`);
   for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
   return {
-    backends, models, size: int('size', str('size'), quick ? 128 : 256), batch: int('batch', str('batch'), 8), baseChannels: 16,
+    backends, models, size: int('size', str('size'), hostOnly ? 64 : quick ? 128 : 256), batch: int('batch', str('batch'), hostOnly ? 4 : 8), baseChannels: 16,
     reps, tfjsReps, capSeconds: cap, outDir: str('out-dir') ?? path.join('bench', 'results'), seed: 0, lr: 1e-3, weightDecay: 1e-2,
-    log: (s) => process.stderr.write(s),
+    hostOnly, log: (s) => process.stderr.write(s),
   };
 }
 

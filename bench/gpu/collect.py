@@ -4,7 +4,7 @@
   python3 collect.py --results RES --bundle bundle.json --out gpu-<stamp>.json
 
 RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
-one folder per part (probe, dispatch, profile, ops, model, torch, probe-first) with status.txt (key=value), output.log and
+one folder per part (probe, dispatch, host, profile, ops, model, torch, probe-first) with status.txt (key=value), output.log and
 the part's JSON files. The output: {kind, date, gpu: {name, ...}, nvidiaSmi: {summary, before, after, q},
 vulkan, adapter, bundle, parts: {name: {status, results: {file: json}, outputTail}}}.
 """
@@ -135,7 +135,7 @@ def main():
             bundle = json.load(fh)
 
     parts = {}
-    for name in ('probe-first', 'probe', 'dispatch', 'profile', 'ops', 'model', 'torch'):
+    for name in ('probe-first', 'probe', 'dispatch', 'host', 'profile', 'ops', 'model', 'torch'):
         p = part(res, name)
         if p is not None:
             parts[name] = p

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # skipgrad GPU bench runner: executed ON the GPU host, from inside the bundle that bench/gpu/pack.sh makes.
 #
-#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,dispatch,profile,torch,model,ops]
+#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,dispatch,host,profile,torch,model,ops]
 #
 # Unpacks node and the app (built code, shaders, node_modules with Dawn's dawn.node), sets up a Vulkan
 # loader (the system's, else the bundled libvulkan1 .deb unpacked locally, else -- as root, as the device
 # README's .gl recipe does -- unpacked into / with ldconfig) and the NVIDIA ICD, prints nvidia-smi and the
 # adapter Dawn sees, then runs, each under its own timeout and each whatever the others did:
 #   dispatch node dist/bench/dispatch-cost.js         (host microseconds per dispatch, piece by piece)
+#   host    node dist/bench/model.js --host-only       (a training step's host side alone, on Dawn's null
+#                                                       backend, skipgrad vs tfjs-webgpu, on this host's CPU)
 #   profile node dist/bench/profile.js               (one AESc step, 256x256 batch 8, GPU time per op)
 #   torch   python3 torch_ref.py                       (when python3 can import torch)
 #   model   node dist/bench/model.js ...               (when the bundle has it)
@@ -22,7 +24,7 @@
 #   SKIPGRAD_VK_LIBRARY_PATH    directories to put first on LD_LIBRARY_PATH (a loader or driver of your own)
 #   SKIPGRAD_VK_NO_SYSTEM_INSTALL=1   never unpack the .deb into / (the README's fallback)
 #   SKIPGRAD_GPU_BUDGET_S       seconds for the whole run, parts included (default 470; --quick 300)
-#   SKIPGRAD_GPU_T_DISPATCH, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_PROBE   per-part timeouts in seconds
+#   SKIPGRAD_GPU_T_DISPATCH, _T_HOST, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_PROBE   per-part timeouts in seconds
 #   SKIPGRAD_GPU_PROFILE_ARGS   default: --backend webgpu --size 256 --batch 8
 #   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick --cap 30)
 #   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick)
@@ -36,7 +38,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 START=$(date +%s)
 QUICK=0
 OUT_DIR=${OUT:-}
-PARTS=probe,dispatch,profile,torch,model,ops
+PARTS=probe,dispatch,host,profile,torch,model,ops
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -65,6 +67,7 @@ export PYTHONUNBUFFERED=1
 if [ "$QUICK" = 1 ]; then BUDGET=${SKIPGRAD_GPU_BUDGET_S:-300}; else BUDGET=${SKIPGRAD_GPU_BUDGET_S:-470}; fi
 T_PROBE=${SKIPGRAD_GPU_T_PROBE:-45}
 T_DISPATCH=${SKIPGRAD_GPU_T_DISPATCH:-30}
+T_HOST=${SKIPGRAD_GPU_T_HOST:-45}
 T_PROFILE=${SKIPGRAD_GPU_T_PROFILE:-60}
 T_OPS=${SKIPGRAD_GPU_T_OPS:-200}
 T_MODEL=${SKIPGRAD_GPU_T_MODEL:-150}
@@ -251,6 +254,7 @@ run_node_part() {
   else run_part "$name" "$t" "$NODE" "$script" "$@"; fi
 }
 want dispatch && run_node_part dispatch "$T_DISPATCH" dist/bench/dispatch-cost.js
+want host && run_node_part host "$T_HOST" dist/bench/model.js --host-only
 # shellcheck disable=SC2086
 want profile && run_node_part profile "$T_PROFILE" dist/bench/profile.js $PROFILE_ARGS
 if want torch; then
