@@ -26,8 +26,8 @@
 #   SKIPGRAD_GPU_BUDGET_S       seconds for the whole run, parts included (default 470; --quick 300)
 #   SKIPGRAD_GPU_T_DISPATCH, _T_HOST, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_PROBE   per-part timeouts in seconds
 #   SKIPGRAD_GPU_PROFILE_ARGS   default: --backend webgpu --size 256 --batch 8
-#   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick --cap 30)
-#   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 (--quick: --backends webgpu --quick)
+#   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick --cap 30)
+#   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick)
 #   SKIPGRAD_GPU_TORCH_ARGS     extra arguments for torch_ref.py
 #   SKIPGRAD_GPU_WORK           scratch folder: node, the app, raw results (default: ${TMPDIR:-/tmp}/skipgrad-gpu-run)
 #   SKIPGRAD_DAWN_OPTIONS       Dawn toggles for skipgrad's webgpu backend, e.g. backend=vulkan
@@ -76,8 +76,10 @@ if [ "$QUICK" = 1 ]; then
   OPS_ARGS=${SKIPGRAD_GPU_OPS_ARGS:---backends webgpu --quick --cap 30}
   MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --quick}
 else
-  OPS_ARGS=${SKIPGRAD_GPU_OPS_ARGS:---backends webgpu --cap 60}
-  MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --cap 60}
+  # On a GPU a step or an op takes milliseconds: more timed repetitions cost little and steady the medians (the
+  # runtime's bind-group cache is warm from the third step on).
+  OPS_ARGS=${SKIPGRAD_GPU_OPS_ARGS:---backends webgpu --cap 60 --reps 20 --tfjs-reps 5}
+  MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --cap 60 --reps 20 --tfjs-reps 5}
 fi
 TORCH_ARGS=${SKIPGRAD_GPU_TORCH_ARGS:-}
 if [ "$QUICK" = 1 ]; then PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8 --warmup 1}
