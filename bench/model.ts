@@ -44,7 +44,7 @@ import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { NamedArray } from './model-tfjs.js';
 import type { TfjsBackendName } from './model-worker.js';
-import { median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
+import { fmtRatio, fmtTime, median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
 
 export type ModelName = 'AESc' | 'AE';
 
@@ -223,17 +223,6 @@ async function benchTfjs(peer: TfjsBackendName, model: ModelName, o: ModelBenchO
   };
 }
 
-export function fmtTime(ms: number | null, basis: PhaseTiming['basis']): string {
-  if (ms === null) return 'n/a';
-  const v = ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
-  return basis === 'lower-bound' ? `>${v}` : basis === 'warm-up' ? `${v}*` : v;
-}
-
-function fmtRatio(r: number | null | undefined, lowerBound = false): string {
-  if (r === null || r === undefined) return '';
-  return `${lowerBound ? '>' : ''}${r.toFixed(2)}x`;
-}
-
 function fmtBytes(b: number | null): string {
   return b === null ? '' : `${(b / 2 ** 20).toFixed(0)} MiB`;
 }
@@ -245,9 +234,9 @@ export function modelRowCells(r: ModelRow): string[] {
   const stepCell = r.stepMs === null ? `n/a${r.error ? ` (${shortError(r.error).slice(0, 50)})` : ''}` : fmtTime(r.stepMs, r.stepBasis);
   return [
     r.model, r.impl, stepCell, r.imagesPerSecond === null ? '' : r.imagesPerSecond.toFixed(2),
-    own ? '1x' : fmtRatio(r.stepRatio, r.stepBasis === 'lower-bound'),
+    own ? '1x' : fmtRatio(r.stepRatio, r.stepBasis),
     fmtBytes(r.peakBytes), own ? '1x' : fmtRatio(r.memoryRatio),
-    fmtTime(r.forwardMs, r.forwardBasis), own ? '1x' : fmtRatio(r.forwardRatio, r.forwardBasis === 'lower-bound'),
+    fmtTime(r.forwardMs, r.forwardBasis), own ? '1x' : fmtRatio(r.forwardRatio, r.forwardBasis),
     r.firstLoss === null ? '' : r.firstLoss.toFixed(6),
   ];
 }

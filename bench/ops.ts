@@ -27,15 +27,15 @@ import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { machineInfo, markdownTable, shortError, type MachineInfo } from './model.js';
 import { benchExtraOps, type ExtraMeasurement } from './ops-extra.js';
 import { type BenchShape, convFlops, nchwInput, oihwWeight, outSize, SHAPES, type TfjsJob, type TfjsPass } from './ops-shapes.js';
-import { runTfjsWorker, timeIt } from './tfjs-run.js';
+import { fmtRatio, fmtTime, runTfjsWorker, timeIt, type Basis } from './tfjs-run.js';
 
 interface Measurement {
   impl: string;
   pass: TfjsPass;
-  /** Median wall time in ms; for a capped run, the cap (a lower bound); warmupOnly: the one warm-up run's time. */
+  /** Wall time in ms, obtained as `basis` says: the median; the cap for a run stopped in its first run
+   *  ('lower-bound'); the warm-up run's time when only that finished ('warm-up'). */
   ms: number | null;
-  capped?: boolean;
-  warmupOnly?: boolean;
+  basis: Basis;
   error?: string;
   gflops?: number;
   checksum?: number;
@@ -117,9 +117,9 @@ async function benchSkipgrad(backend: 'cpu' | 'webgpu', s: BenchShape, reps: num
   const full = await timeIt(() => grad(true), 1, reps);
   for (const t of [x, w, dy]) t.dispose();
   return [
-    { impl, pass: 'forward', ms: fwd, checksum },
-    { impl, pass: 'gradInput', ms: gradInput },
-    { impl, pass: 'gradFull', ms: full },
+    { impl, pass: 'forward', ms: fwd, basis: 'median', checksum },
+    { impl, pass: 'gradInput', ms: gradInput, basis: 'median' },
+    { impl, pass: 'gradFull', ms: full, basis: 'median' },
   ];
 }
 
@@ -127,19 +127,20 @@ async function benchTfjs(backend: TfjsJob['backend'], s: BenchShape, pass: TfjsP
   const impl = `tfjs-${backend}`;
   const r = await runTfjsWorker({ kind: 'conv', backend, shape: s, pass, warmup: 1, reps, seed }, capSeconds);
   const p = r.phases.get(pass);
-  if (r.setupError !== undefined) return { impl, pass, ms: null, error: r.setupError };
-  if (!p || p.basis === 'failed') return { impl, pass, ms: null, error: p?.error ?? 'no result' };
-  // Stopped at the cap before any timed repetition: the warm-up run's time if it finished ('*'), else the cap
-  // (a lower bound, '>').
-  if (p.basis === 'warm-up' && p.ms !== null) return { impl, pass, ms: p.ms, warmupOnly: true };
-  if (p.basis === 'lower-bound' || p.basis === 'warm-up') return { impl, pass, ms: capSeconds * 1000, capped: true };
-  return { impl, pass, ms: p.ms, ...(r.checksum !== undefined ? { checksum: r.checksum } : {}) };
+  if (r.setupError !== undefined) return { impl, pass, ms: null, basis: 'failed', error: r.setupError };
+  if (!p || p.basis === 'failed') return { impl, pass, ms: null, basis: 'failed', error: p?.error ?? 'no result' };
+  return peerMeasurement(impl, pass, p.ms, p.basis, capSeconds, r.checksum);
+}
+
+/** A tfjs measurement; one stopped in its first run counts as the cap (a lower bound). */
+function peerMeasurement(impl: string, pass: TfjsPass, ms: number | null, basis: Basis, capSeconds: number, checksum?: number): Measurement {
+  return { impl, pass, ms: basis === 'lower-bound' ? capSeconds * 1000 : ms, basis, ...(checksum !== undefined ? { checksum } : {}) };
 }
 
 function fmtMs(m: Measurement | undefined): string {
   if (!m) return '';
   if (m.ms === null) return `n/a (${shortError(m.error ?? '').slice(0, 50)})`;
-  return `${m.capped ? '>' : ''}${m.ms >= 1000 ? (m.ms / 1000).toFixed(2) + ' s' : m.ms.toFixed(1) + ' ms'}${m.warmupOnly ? '*' : ''}`;
+  return fmtTime(m.ms, m.basis, 1);
 }
 
 interface ShapeResult { shape: BenchShape; flops: Record<TfjsPass, number>; measurements: Measurement[] }
@@ -161,7 +162,7 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
       }
     }
     process.stderr.write('\n');
-    for (const m of measurements) if (m.ms !== null && !m.capped) m.gflops = flops[m.pass] / (m.ms / 1000) / 1e9;
+    for (const m of measurements) if (m.ms !== null && m.basis !== 'lower-bound') m.gflops = flops[m.pass] / (m.ms / 1000) / 1e9;
     results.push({ shape: s, flops, measurements });
   }
 
@@ -187,14 +188,10 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
   for (const e of uniqueBy(extras, (m) => `${m.name}|${m.pass}`)) {
     const get = (impl: string): ExtraMeasurement | undefined => extras.find((m) => m.name === e.name && m.pass === e.pass && m.impl === impl);
     const me = get(ours);
-    const row = [e.name, e.pass, me?.ms != null ? fmtMs({ impl: ours, pass: 'forward', ms: me.ms }) : 'n/a', ''];
+    const row = [e.name, e.pass, me?.ms != null ? fmtTime(me.ms, 'median', 1) : 'n/a', ''];
     for (const peer of peers) {
       const p = get(`tfjs-${peer}`);
-      const warmupOnly = p?.basis === 'warm-up' && p.ms !== null;
-      const capped = p?.basis === 'lower-bound' || (p?.basis === 'warm-up' && !warmupOnly);
-      const pm: Measurement | undefined = p && {
-        impl: p.impl, pass: 'forward', ms: capped ? capSeconds * 1000 : p.ms, capped, warmupOnly, ...(p.error ? { error: shortError(p.error) } : {}),
-      };
+      const pm = p && { ...peerMeasurement(p.impl, 'forward', p.ms, p.basis ?? 'failed', capSeconds), ...(p.error ? { error: shortError(p.error) } : {}) };
       row.push(fmtMs(pm), pm ? ratio(pm, me?.ms ?? null) : '');
     }
     rows.push(row);
@@ -222,10 +219,9 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
   return report;
 }
 
-/** peer time / skipgrad time, '>' when the peer was capped, '*' when only its warm-up run finished. */
+/** peer time / skipgrad time, marked as the peer's time is. */
 function ratio(peer: Measurement, ours: number | null): string {
-  if (peer.ms === null || !ours) return '';
-  return `${peer.capped ? '>' : ''}${(peer.ms / ours).toFixed(1)}x${peer.warmupOnly ? '*' : ''}`;
+  return fmtRatio(peer.ms !== null && ours ? peer.ms / ours : null, peer.basis, 1);
 }
 
 function uniqueBy<T>(xs: T[], key: (x: T) => string): T[] {

@@ -60,6 +60,26 @@ export interface PhaseTiming {
   error?: string;
 }
 
+export type Basis = PhaseTiming['basis'];
+
+/** A value marked with how it was measured: '>' before a lower bound (stopped at the cap in its first run),
+ *  '*' after the time of the warm-up run alone (stopped at the cap before a timed repetition). */
+function marked(v: string, basis: Basis): string {
+  return basis === 'lower-bound' ? `>${v}` : basis === 'warm-up' ? `${v}*` : v;
+}
+
+/** A time in ms or s, marked by its basis; 'n/a' when there is none. */
+export function fmtTime(ms: number | null, basis: Basis, msDecimals = 0): string {
+  if (ms === null) return 'n/a';
+  return marked(ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(msDecimals)} ms`, basis);
+}
+
+/** A ratio (peer / skipgrad) as 'N.NNx', marked by the basis of the peer's measurement; '' when there is none. */
+export function fmtRatio(r: number | null | undefined, basis: Basis = 'median', decimals = 2): string {
+  if (r === null || r === undefined || !Number.isFinite(r)) return '';
+  return marked(`${r.toFixed(decimals)}x`, basis);
+}
+
 export interface WorkerOutcome {
   phases: Map<string, PhaseTiming>;
   peakBytes?: number;
