@@ -4,6 +4,7 @@
  * overrides the default of useBackend().
  */
 import type { Backend } from './backend.js';
+import { host } from './host.js';
 import { getBackend, registerBackend, setBackend } from './registry.js';
 
 export type BackendChoice = 'auto' | 'cpu' | 'webgpu';
@@ -22,7 +23,7 @@ export function webgpuBackend(): Promise<Backend | null> {
 }
 
 /** Makes `choice` the backend new tensors go to, and returns it. */
-export async function useBackend(choice: BackendChoice | string = process.env.SKIPGRAD_BACKEND ?? 'auto'): Promise<Backend> {
+export async function useBackend(choice: BackendChoice | string = host.env('SKIPGRAD_BACKEND') ?? 'auto'): Promise<Backend> {
   if (choice === 'cpu') return setBackend('cpu');
   if (choice === 'webgpu') {
     const b = await webgpuBackend();

@@ -19,6 +19,7 @@ export * from './ops/batchnorm.js';
 export * from './ops/loss.js';
 export { useBackend, webgpuBackend, type BackendChoice } from './backends.js';
 export { settleAudits } from './dispatch.js';
+export { setShaderBaseUrl, setShaderLoader } from './webgpu/shaders.js';
 export { Adam, type AdamOptions } from './optim/adam.js';
 export { Module } from './nn/module.js';
 export { Conv2d, ConvTranspose2d, BatchNorm2d, LeakyReLU, Sigmoid, Upsample, type InitOptions } from './nn/layers.js';

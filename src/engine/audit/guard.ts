@@ -2,7 +2,9 @@
  * The NaN/Inf guard: while on, the dispatch point checks every output of every op (forward and
  * backward) and throws NonFiniteError at the first one that holds a NaN or an infinity.
  */
-let enabled = process.env.SKIPGRAD_NAN_GUARD === '1';
+import { host } from '../host.js';
+
+let enabled = host.env('SKIPGRAD_NAN_GUARD') === '1';
 
 export class NonFiniteError extends Error {
   constructor(message: string, readonly op: string, readonly phase: string) {

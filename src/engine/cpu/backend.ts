@@ -3,15 +3,15 @@
  * that every other backend is tested against. Large storages are backed by SharedArrayBuffer
  * so the convolution and matmul kernels can split work across worker threads (see threads.ts).
  */
-import os from 'node:os';
 import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
 import { allocArray, bytesPerElement, type DType, type FloatArray } from '../dtype.js';
 import { batchNorm2dBackward, batchNorm2dForward } from './batchnorm.js';
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from './conv.js';
 import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from './elementwise.js';
 import { upsampleNearest2dBackward, upsampleNearest2dForward } from './upsample.js';
+import { host } from '../host.js';
 
-/** Storages at least this large are SharedArrayBuffer-backed so worker threads can use them. */
+/** Storages at least this large are SharedArrayBuffer-backed so worker threads can use them (where there are any). */
 const SHARED_MIN_ELEMENTS = 1 << 14;
 
 export class CpuStorage implements Storage {
@@ -26,8 +26,7 @@ export class CpuBackend implements Backend {
   private liveBytes = 0;
 
   describe(): string {
-    const cpus = os.cpus();
-    return `cpu: ${cpus[0]?.model ?? 'unknown'} x ${cpus.length}, Node ${process.version}`;
+    return `cpu: ${host.cpuModel || 'unknown'} x ${host.cpus}, ${host.runtime}`;
   }
 
   /** The typed array behind a storage (throws if it was freed). */
@@ -38,7 +37,7 @@ export class CpuBackend implements Backend {
   }
 
   alloc(dtype: DType, size: number): Storage {
-    const data = allocArray(dtype, size, size >= SHARED_MIN_ELEMENTS);
+    const data = allocArray(dtype, size, size >= SHARED_MIN_ELEMENTS && host.threads !== null);
     if (this.poison) data.fill(NaN);
     this.liveStorages++;
     this.liveBytes += size * bytesPerElement(dtype);

@@ -20,15 +20,16 @@
  * The pool is created lazily, on the first call that is worth parallelising; its workers are
  * unref()'d so they never keep the process alive. Size: env SKIPGRAD_THREADS if set, else
  * os.availableParallelism(), at least 1 (1 = never use workers). The calling thread counts as
- * one of the threads, so the pool holds size - 1 workers.
+ * one of the threads, so the pool holds size - 1 workers. Where the host has no worker threads (a
+ * browser: host.browser.ts), the size is 1.
  *
  * The worker script is worker.ts next to this file: worker.js when compiled, and worker.ts
  * loaded through tsx when this module runs from TypeScript sources (vitest, tsx); see
  * workerScript() at the end for how, and why not simply with `--import tsx`.
  */
-import { availableParallelism } from 'node:os';
-import { MessageChannel, Worker, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
 import type { FloatArray } from '../dtype.js';
+import { host } from '../host.js';
 
 /** One part of a kernel for a worker: the name of a function in conv.ts's workerKernels table and its arguments. */
 export interface WorkerTask {
@@ -91,15 +92,16 @@ let parallelMinFlops = DEFAULT_PARALLEL_MIN_FLOPS;
 let parallelRuns = 0;
 
 /** True inside one of our own workers: kernels there must never fan out again. */
-const insideKernelWorker = (workerData as Partial<WorkerInit> | null)?.skipgradKernelWorker === true;
+const insideKernelWorker = (host.threads?.workerData as Partial<WorkerInit> | null | undefined)?.skipgradKernelWorker === true;
 
 function initialThreadCount(): number {
-  const env = process.env.SKIPGRAD_THREADS;
+  if (!host.threads) return 1;
+  const env = host.env('SKIPGRAD_THREADS');
   if (env !== undefined && env.trim() !== '') {
     const n = Number.parseInt(env, 10);
     if (Number.isFinite(n) && n >= 1) return n;
   }
-  return Math.max(1, availableParallelism());
+  return Math.max(1, host.parallelism);
 }
 
 /** Threads a kernel may use (the calling thread included). */
@@ -109,7 +111,7 @@ export function getThreadCount(): number {
 
 /** Change the number of threads (>= 1). The pool is rebuilt lazily at the next parallel call. */
 export function setThreadCount(n: number): void {
-  const next = Math.max(1, Math.floor(n));
+  const next = host.threads ? Math.max(1, Math.floor(n)) : 1;
   if (next !== threadCount) {
     shutdownThreads();
     threadCount = next;
@@ -200,6 +202,7 @@ export function runParallel(tasks: readonly WorkerTask[], local: () => void): vo
   // Collect errors the workers reported.
   let workerError: Error | null = null;
   for (let i = 0; i < tasks.length; i++) {
+    const { receiveMessageOnPort } = host.threads!;
     for (let msg = receiveMessageOnPort(p.slots[i].port); msg !== undefined; msg = receiveMessageOnPort(p.slots[i].port)) {
       const reply = msg.message as WorkerReply;
       if (reply.type === 'error' && workerError === null) {
@@ -249,6 +252,8 @@ function ensurePool(workersNeeded: number): Pool {
 }
 
 function startPool(size: number): Pool {
+  if (!host.threads) throw new Error('skipgrad: this host has no worker threads');
+  const { Worker, MessageChannel, receiveMessageOnPort } = host.threads;
   const ctrl = new Int32Array(new SharedArrayBuffer(CTRL_LENGTH * Int32Array.BYTES_PER_ELEMENT));
   const p: Pool = { slots: [], ctrl, failure: null, closing: false };
   const { url, execArgv } = workerScript();

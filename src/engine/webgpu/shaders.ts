@@ -1,11 +1,12 @@
 /**
  * WGSL sources. Each kernel is one plain .wgsl file in the top-level shaders/ folder. loadShaders() reads them
- * all once when the backend is created: in Node from disk (found by walking up from this module, so it works
- * from src/ and from dist/); in a browser by fetching them next to the shaders/ folder URL given to
- * setShaderBaseUrl() (default: ../../../shaders/ relative to this module), or from a loader of your own
- * (setShaderLoader, e.g. strings your bundler inlined). No Node module is imported at the top level, so this
+ * all once when the backend is created, from the first of: a loader of your own (setShaderLoader); the folder
+ * URL given to setShaderBaseUrl() (fetched); the sources built into the browser bundle (host.shaders); in Node,
+ * the shaders/ folder on disk (found by walking up from this module, so it works from src/ and from dist/); else
+ * fetched from ../../../shaders/ relative to this module. No Node module is imported at the top level, so this
  * file also loads in a browser.
  */
+import { host } from '../host.js';
 export const SHADER_NAMES = [
   'adam', 'batchnorm_backward', 'batchnorm_forward', 'batchnorm_grad_merge', 'batchnorm_grad_sums', 'batchnorm_stats',
   'batchnorm_stats_merge', 'binary', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', 'conv2d_grad_weight_reduce',
@@ -14,7 +15,8 @@ export const SHADER_NAMES = [
 
 const cache = new Map<string, string>();
 let loader: ((name: string) => string | Promise<string>) | null = null;
-let baseUrl: string | URL = new URL('../../../shaders/', import.meta.url);
+// Resolved when first needed, not at load: a bundle may have no usable import.meta.url until then.
+let baseUrl: string | URL | null = null;
 
 export function setShaderLoader(fn: (name: string) => string | Promise<string>): void {
   loader = fn;
@@ -45,15 +47,22 @@ export async function loadShaders(): Promise<void> {
   if (missing.length === 0) return;
   if (loader) {
     for (const n of missing) cache.set(n, await loader(n));
-  } else if (typeof process !== 'undefined' && process.versions?.node) {
+  } else if (!baseUrl && host.shaders) {
+    for (const n of missing) {
+      const src = host.shaders[n];
+      if (src === undefined) throw new Error(`webgpu: shader '${n}' is not built into this bundle`);
+      cache.set(n, src);
+    }
+  } else if (!baseUrl && typeof process !== 'undefined' && process.versions?.node) {
     const fs = await import('node:fs');
     const path = await import('node:path');
     const dir = await nodeShaderDir();
     for (const n of missing) cache.set(n, fs.readFileSync(path.join(dir, `${n}.wgsl`), 'utf8'));
   } else {
     await Promise.all(missing.map(async (n) => {
-      const res = await fetch(new URL(`${n}.wgsl`, baseUrl));
-      if (!res.ok) throw new Error(`webgpu: cannot fetch shader ${n}.wgsl from ${String(baseUrl)} (${res.status})`);
+      const base = baseUrl ?? new URL(/* @vite-ignore */ '../../../shaders/', import.meta.url);
+      const res = await fetch(new URL(`${n}.wgsl`, base));
+      if (!res.ok) throw new Error(`webgpu: cannot fetch shader ${n}.wgsl from ${String(base)} (${res.status})`);
       cache.set(n, await res.text());
     }));
   }
