@@ -128,4 +128,15 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     x.dispose();
     y.dispose();
   });
+
+  it('the NaN guard keeps its error for the next readback however late it comes (no unhandled rejection meanwhile)', async () => {
+    const x = sg.fromArray([1, -1, 4], [3], { backend: 'webgpu' });
+    const y = sg.withNanGuard(() => sg.log(x));
+    await (gpu as WebGPUBackend).sync(); // the check's own readback finishes (and fails) while nothing waits for it
+    await new Promise((r) => setTimeout(r, 50));
+    await expect(y.data()).rejects.toThrow(/log \(forward\) produced 1 NaN and 0 Inf values/);
+    await expect(y.data()).resolves.toHaveLength(3); // thrown once
+    x.dispose();
+    y.dispose();
+  });
 });

@@ -105,7 +105,10 @@ export function runOp(call: OpCall): Tensor[] {
         if (msg) throw new NonFiniteError(msg, op, phase);
       });
       deferredChecks.push(done);
-      trace?.pending.push(done.catch(() => undefined));
+      // Thrown by settleAudits() at the next readback; until then a failed check must not count as an unhandled
+      // rejection (it can fail before that readback starts waiting for it).
+      const handled = done.catch(() => undefined);
+      trace?.pending.push(handled);
     } else {
       const msg = check(raw as ValueStats[]);
       if (msg) {

@@ -353,6 +353,9 @@ export class GpuRuntime {
         rb.unmap();
         rb.destroy();
         querySet.destroy();
+      }, () => {
+        // No timestamps to read (the device was lost): the ops ran, or their error is reported elsewhere.
+        for (const o of timed) o.resolve({});
       });
     } else {
       for (const o of ops) o.resolve({});
