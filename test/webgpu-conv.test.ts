@@ -19,9 +19,8 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
-import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
-import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
+import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
 import { convSizes, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
 
@@ -35,12 +34,6 @@ function randomValues(size: number, seed: number): Float32Array {
 }
 
 
-/** Runs one kernel call as an op (validation errors surface at the readback). */
-function op(rt: GpuRuntime, name: string, fn: () => void): void {
-  rt.beginOp(name);
-  fn();
-  void rt.endOp();
-}
 
 type Which = 'forward' | 'gradInput' | 'gradWeight';
 

@@ -23,7 +23,7 @@ import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { contiguousStrides } from '../src/engine/ops/util.js';
 import { sizeOf } from '../src/engine/dtype.js';
 import { adam, binary, copy, fill, mseLoss, reduceSum, unary, valueStats } from '../src/engine/webgpu/kernels/elementwise.js';
-import { download, haveGpu, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
+import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 
 const GPU = await haveGpu();
 
@@ -48,15 +48,6 @@ function randomArray(seed: number, n: number, lo = -1, hi = 1): Float64Array {
 }
 
 
-/** Runs fn as one op (so validation errors surface at the next read). */
-function op(rt: GpuRuntime, name: string, fn: () => void): void {
-  rt.beginOp(name);
-  try {
-    fn();
-  } finally {
-    void rt.endOp();
-  }
-}
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;

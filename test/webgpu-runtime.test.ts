@@ -15,7 +15,7 @@ import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { GpuRuntime, type GpuRuntimeOptions } from '../src/engine/webgpu/runtime.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { copy } from '../src/engine/webgpu/kernels/elementwise.js';
-import { download, haveGpu } from './webgpu/gpu.js';
+import { download, haveGpu, inOp as op } from './webgpu/gpu.js';
 
 const GPU = await haveGpu();
 
@@ -29,15 +29,6 @@ async function freshRuntime(options: GpuRuntimeOptions = {}): Promise<GpuRuntime
 /** One fill dispatch: out[0..n) = value. */
 function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number, workgroups = Math.ceil(n / 256)): void {
   rt.dispatch({ shader: 'fill', params: [['u32', n], ['f32', value]], buffers: [out], workgroups: [workgroups] });
-}
-
-function op(rt: GpuRuntime, name: string, fn: () => void): void {
-  rt.beginOp(name);
-  try {
-    fn();
-  } finally {
-    void rt.endOp();
-  }
 }
 
 describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {

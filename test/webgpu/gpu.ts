@@ -35,6 +35,16 @@ export async function haveGpu(): Promise<boolean> {
   return (await gpuRuntime()) !== null;
 }
 
+/** Runs fn (kernel calls) as one op named `name`, as the backend does; errors surface at the next read or sync. */
+export function inOp(rt: GpuRuntime, name: string, fn: () => void): void {
+  rt.beginOp(name);
+  try {
+    fn();
+  } finally {
+    void rt.endOp();
+  }
+}
+
 export function upload(rt: GpuRuntime, data: ArrayLike<number>): GPUBuffer {
   const f = Float32Array.from(data);
   const buf = rt.acquire(Math.max(4, f.byteLength));
