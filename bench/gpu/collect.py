@@ -5,8 +5,10 @@
 
 RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
 one folder per part (probe, dispatch, host, profile, ops, model, torch, probe-first) with status.txt (key=value), output.log and
-the part's JSON files. The output: {kind, date, gpu: {name, ...}, nvidiaSmi: {summary, before, after, q},
+the part's JSON files. The output: {kind, date, gpu: {name, ...}, aims, nvidiaSmi: {summary, before, after, q},
 vulkan, adapter, bundle, parts: {name: {status, results: {file: json}, outputTail}}}.
+aims: issue 6's bar per model (AESc, AE), from the model and torch parts: skipgrad webgpu's training step at
+>= 50% of PyTorch fp32's images/s (same preset, size and batch) and >= 5x tfjs-webgpu's.
 """
 import argparse
 import datetime
@@ -94,6 +96,73 @@ def smi_summary(text):
             key = f'{section} / {k}' if section else k
             out.setdefault(key, v)
     return out
+
+
+AIM_VS_TORCH = 0.5
+AIM_VS_TFJS = 5.0
+
+
+def aims(parts):
+    """Issue 6's aims per model: {model: {skipgrad, torch, tfjs: {imagesPerSecond, ...}, vsTorch, vsTfjs, met...}}."""
+    def result(name, f):
+        p = parts.get(name) or {}
+        r = (p.get('results') or {}).get(f)
+        return r if isinstance(r, dict) else {}
+    model = result('model', 'model-webgpu.json')
+    torch = result('torch', 'torch-ref.json')
+    settings = model.get('settings') or {}
+    out = {}
+    for name in ('AESc', 'AE'):
+        rows = [r for r in model.get('rows', []) if isinstance(r, dict) and r.get('model') == name]
+        ours = next((r for r in rows if r.get('impl') == 'skipgrad-webgpu'), None)
+        tfjs = next((r for r in rows if r.get('impl') == 'tfjs-webgpu'), None)
+        ref = next((r for r in torch.get('train', []) if isinstance(r, dict) and r.get('model') == name and 'error' not in r), None)
+        if ours is None and ref is None:
+            continue
+        e = {
+            'skipgrad': ours and {'stepMs': ours.get('stepMs'), 'imagesPerSecond': ours.get('imagesPerSecond'),
+                                  'size': settings.get('size'), 'batch': settings.get('batch')},
+            'torch': ref and {'stepMs': ref.get('stepMs'), 'imagesPerSecond': ref.get('imagesPerSecond'),
+                              'size': ref.get('size'), 'batch': ref.get('batch')},
+            'tfjs': tfjs and {'stepMs': tfjs.get('stepMs'), 'basis': tfjs.get('stepBasis'), 'error': tfjs.get('error')},
+            'vsTorch': None, 'vsTorchMet': None, 'vsTfjs': None, 'vsTfjsLowerBound': False, 'vsTfjsMet': None, 'notes': [],
+        }
+        ips = (ours or {}).get('imagesPerSecond')
+        if ref and ips:
+            if (ref.get('size'), ref.get('batch')) != (settings.get('size'), settings.get('batch')):
+                e['notes'].append(f"not comparable: skipgrad {settings.get('size')}px batch {settings.get('batch')}, "
+                                  f"torch {ref.get('size')}px batch {ref.get('batch')}")
+            else:
+                e['vsTorch'] = ips / ref['imagesPerSecond']
+                e['vsTorchMet'] = e['vsTorch'] >= AIM_VS_TORCH
+        ratio = (tfjs or {}).get('stepRatio')
+        if isinstance(ratio, (int, float)):
+            e['vsTfjs'] = ratio
+            e['vsTfjsLowerBound'] = (tfjs or {}).get('stepBasis') == 'lower-bound'
+            # A lower bound at or over the bar still meets it; under it, it says nothing.
+            e['vsTfjsMet'] = True if ratio >= AIM_VS_TFJS else (None if e['vsTfjsLowerBound'] else False)
+        out[name] = e
+    return out
+
+
+def aim_lines(a):
+    """One line per model saying where the aims stand."""
+    def verdict(met):
+        return 'met' if met else 'not met' if met is False else 'undecided'
+    lines = []
+    for name, e in a.items():
+        parts_ = []
+        if e['vsTorch'] is not None:
+            parts_.append(f"{e['skipgrad']['imagesPerSecond']:.1f} images/s = {100 * e['vsTorch']:.0f}% of PyTorch fp32's "
+                          f"{e['torch']['imagesPerSecond']:.1f}: {verdict(e['vsTorchMet'])} (aim >= {100 * AIM_VS_TORCH:.0f}%)")
+        else:
+            parts_.append('vs PyTorch: not measured')
+        if e['vsTfjs'] is not None:
+            parts_.append(f"{'>' if e['vsTfjsLowerBound'] else ''}{e['vsTfjs']:.1f}x tfjs-webgpu: {verdict(e['vsTfjsMet'])} (aim >= {AIM_VS_TFJS:.0f}x)")
+        else:
+            parts_.append('vs tfjs-webgpu: not measured')
+        lines.append(f"aim {name}: " + '; '.join(parts_ + e['notes']))
+    return lines
 
 
 def part(res, name):
@@ -186,6 +255,7 @@ def main():
         },
         'run': run,
         'ok': not failed,
+        'aims': aims(parts),
         'failedParts': failed,
         'warnings': warnings,
         'nvidiaSmi': {'summary': summary, 'before': before, 'after': after, 'q': q},
@@ -208,6 +278,8 @@ def main():
         else:
             flag = 'ok' if st.get('rc') == 0 else f"FAILED rc={st.get('rc')}" + (' (timed out)' if st.get('timedOut') else '')
             print(f"  {n:11s} {flag} in {st.get('seconds')} s; files: {', '.join(p['results']) or '-'}")
+    for line in aim_lines(report['aims']):
+        print(f'  {line}')
     for w in warnings[:20]:
         print(f'  warning: {w}')
     if len(warnings) > 20:

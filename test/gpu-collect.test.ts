@@ -1,0 +1,73 @@
+/**
+ * bench/gpu/collect.py, which merges a GPU run's parts into gpu-<stamp>.json, on made-up parts: it must keep every
+ * part's JSON and status, and judge issue 6's aims (skipgrad webgpu's AESc step at >= 50% of PyTorch fp32's
+ * images/s, >= 5x tfjs-webgpu's) only from comparable measurements.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+
+interface Aim {
+  vsTorch: number | null; vsTorchMet: boolean | null; vsTfjs: number | null; vsTfjsLowerBound: boolean; vsTfjsMet: boolean | null; notes: string[];
+}
+
+function write(file: string, content: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+}
+
+/** A results folder as run.sh leaves it, with a model part and a torch part. */
+function results(modelSize: number, tfjsBasis: string, tfjsRatio: number): string {
+  const res = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-collect-'));
+  write(path.join(res, 'run.txt'), 'stamp=2026-11-28T0000Z\nquick=0\n');
+  write(path.join(res, 'model', 'status.txt'), 'rc=0\nseconds=40\n');
+  write(path.join(res, 'model', 'model-webgpu.json'), {
+    kind: 'model', backend: 'webgpu', settings: { size: modelSize, batch: 8 },
+    rows: [
+      { model: 'AESc', impl: 'skipgrad-webgpu', stepMs: 20, stepBasis: 'median', imagesPerSecond: 400 },
+      { model: 'AESc', impl: 'tfjs-webgpu', stepMs: 20 * tfjsRatio, stepBasis: tfjsBasis, stepRatio: tfjsRatio, imagesPerSecond: null },
+      { model: 'AE', impl: 'skipgrad-webgpu', stepMs: 16, stepBasis: 'median', imagesPerSecond: 500 },
+    ],
+  });
+  write(path.join(res, 'torch', 'status.txt'), 'rc=0\nseconds=30\n');
+  write(path.join(res, 'torch', 'torch-ref.json'), {
+    kind: 'skipgrad-torch-ref',
+    train: [
+      { model: 'AESc', size: 256, batch: 8, stepMs: 10, imagesPerSecond: 640 },
+      { model: 'AE', size: 256, batch: 8, stepMs: 4, imagesPerSecond: 2000 },
+    ],
+  });
+  return res;
+}
+
+async function collect(res: string): Promise<{ json: { ok: boolean; aims: Record<string, Aim>; parts: Record<string, unknown> }; stdout: string }> {
+  const out = path.join(res, 'gpu.json');
+  const { stdout } = await run('python3', ['bench/gpu/collect.py', '--results', res, '--out', out]);
+  return { json: JSON.parse(fs.readFileSync(out, 'utf8')), stdout };
+}
+
+describe('bench/gpu/collect.py', () => {
+  it('keeps the parts and judges the aims from comparable measurements', async () => {
+    const { json, stdout } = await collect(results(256, 'median', 7.5));
+    expect(json.ok).toBe(true);
+    expect(Object.keys(json.parts).sort()).toEqual(['model', 'torch']);
+    expect(json.aims.AESc).toMatchObject({ vsTorch: 400 / 640, vsTorchMet: true, vsTfjs: 7.5, vsTfjsLowerBound: false, vsTfjsMet: true });
+    expect(json.aims.AE).toMatchObject({ vsTorch: 0.25, vsTorchMet: false, vsTfjs: null, vsTfjsMet: null });
+    expect(stdout).toMatch(/aim AESc: 400\.0 images\/s = 62% of PyTorch fp32's 640\.0: met \(aim >= 50%\); 7\.5x tfjs-webgpu: met \(aim >= 5x\)/);
+    expect(stdout).toMatch(/aim AE: 500\.0 images\/s = 25% of PyTorch fp32's 2000\.0: not met .*; vs tfjs-webgpu: not measured/);
+  });
+
+  it('does not compare different image sizes, and reads a capped tfjs ratio as a lower bound', async () => {
+    const { json, stdout } = await collect(results(128, 'lower-bound', 3));
+    expect(json.aims.AESc).toMatchObject({ vsTorch: null, vsTorchMet: null, vsTfjs: 3, vsTfjsLowerBound: true, vsTfjsMet: null });
+    expect(json.aims.AESc.notes[0]).toMatch(/not comparable: skipgrad 128px batch 8, torch 256px batch 8/);
+    expect(stdout).toMatch(/>3\.0x tfjs-webgpu: undecided/);
+    const high = await collect(results(256, 'lower-bound', 6));
+    expect(high.json.aims.AESc).toMatchObject({ vsTfjsLowerBound: true, vsTfjsMet: true });
+  });
+});
