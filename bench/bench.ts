@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: the op bench (bench/ops.ts: conv2d at the AESc shapes, plus convTranspose2d, upsampleNearest2d,
  * batchNorm2d and the AdamW update) and the model bench (bench/model.ts: one AESc / AE training step) in one run,
- * skipgrad against TensorFlow.js on the CPU and on WebGPU. Writes
- *   bench/results/ops-<backend>.json, bench/results/model-<backend>.json   (each part's full report)
+ * skipgrad against TensorFlow.js on the CPU and on WebGPU, and the webgpu step's host side alone (bench/model.ts
+ * --host-only, in a process of its own: Dawn's null backend is chosen when Dawn starts). Writes
+ *   bench/results/ops-<backend>.json, bench/results/model-<backend>.json, model-webgpu-host.json   (each part's report)
  *   bench/results/latest.json   (all of them, with the machine and the date)
  *   bench/results/latest.md     (markdown tables with the ratios, for the README)
  *
@@ -13,13 +14,15 @@
  *   --reps N                op bench repetitions (default 5)
  *   --size N, --batch N, --models AESc,AE, --model-reps N, --model-cap S   model bench (see bench/model.ts)
  *   --no-extras             op bench: conv2d only
- *   --skip-ops, --skip-model  run one part only
+ *   --skip-ops, --skip-model, --skip-host  leave a part out
  *   --compose               measure nothing: write latest.json / latest.md from the per-part JSON files already in
  *                           bench/results (e.g. after running the parts separately)
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as sg from '../src/engine/index.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
@@ -28,7 +31,8 @@ import { opsOptionsFromArgs, runOpsBench, type OpsReport } from './ops.js';
 
 const argv = process.argv.slice(2);
 const { values } = parseArgs({
-  args: argv, strict: false, options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' }, compose: { type: 'boolean' } },
+  args: argv, strict: false,
+  options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' }, 'skip-host': { type: 'boolean' }, compose: { type: 'boolean' } },
 });
 const compose = values.compose === true;
 const readPart = <T>(file: string): T[] => {
@@ -50,6 +54,21 @@ const ops: OpsReport[] = compose ? [...readPart<OpsReport>('ops-cpu.json'), ...r
   : values['skip-ops'] === true ? [] : await runOpsBench(opsOptions);
 const models: ModelReport[] = compose ? [...readPart<ModelReport>('model-cpu.json'), ...readPart<ModelReport>('model-webgpu.json')]
   : values['skip-model'] === true ? [] : await runModelBench(modelOptions);
+/** The host-only model bench, in a child process (it needs Dawn started with the null backend). */
+function runHostBench(): ModelReport[] {
+  const ts = import.meta.url.endsWith('.ts');
+  const script = fileURLToPath(new URL(ts ? './model.ts' : './model.js', import.meta.url));
+  const models = argv.includes('--models') ? ['--models', argv[argv.indexOf('--models') + 1]] : [];
+  try {
+    execFileSync(process.execPath, [...(ts ? ['--import', 'tsx'] : []), script, '--host-only', ...models], { stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (e) {
+    process.stderr.write(`\nhost-only bench failed: ${(e as Error).message}\n`);
+    return [];
+  }
+  return readPart<ModelReport>('model-webgpu-host.json');
+}
+const hostModels: ModelReport[] = compose ? readPart<ModelReport>('model-webgpu-host.json')
+  : values['skip-host'] === true || !modelOptions.backends.includes('webgpu') ? [] : runHostBench();
 if (compose) {
   const gpu = [...ops, ...models].find((r) => r.backend === 'webgpu');
   if (gpu) gpuDescription = gpu.machine.device;
@@ -59,14 +78,15 @@ const minutes = (performance.now() - t0) / 60000;
 const machine = { ...machineInfo(sg.getBackend('cpu').describe()), gpu: gpuDescription, threads: process.env.SKIPGRAD_THREADS ?? `all cores (${os.cpus().length})` };
 const latest = {
   date: started.toISOString(), minutes: Number(minutes.toFixed(1)), machine, argv,
-  model: models, ops,
+  model: models, host: hostModels, ops,
 };
 writeFileAtomic(path.join('bench', 'results', 'latest.json'), JSON.stringify(latest, null, 2) + '\n');
 
 const md: string[] = [];
 md.push('# skipgrad benchmarks', '');
 if (compose) {
-  const dates = [...ops, ...models].map((r) => `${r.kind} ${r.backend} ${r.date.slice(0, 16).replace('T', ' ')} UTC`);
+  const when = (r: { date: string }): string => `${r.date.slice(0, 16).replace('T', ' ')} UTC`;
+  const dates = [...[...ops, ...models].map((r) => `${r.kind} ${r.backend} ${when(r)}`), ...hostModels.map((r) => `host-only webgpu ${when(r)}`)];
   md.push(`Composed from the per-part results (${dates.join('; ')}).`, '');
 } else {
   md.push(`${started.toISOString().slice(0, 10)}, \`npm run bench${argv.length ? ' -- ' + argv.join(' ') : ''}\` (${minutes.toFixed(0)} min).`, '');
@@ -87,6 +107,12 @@ if (models.length) {
     md.push(r.markdown, '');
   }
   md.push(`${String(models[0].settings.note)}.`, '');
+}
+for (const r of hostModels) {
+  md.push(`### The WebGPU step's host side alone (Dawn's null backend), ${String(r.settings.size)}x${String(r.settings.size)}, batch ${String(r.settings.batch)}`, '');
+  md.push("Every command recorded and validated, no kernel run: what a step costs the CPU (engine, autograd, AdamW, WebGPU calls), the floor under the step time on any GPU. Median of " +
+    `${String(r.settings.reps)} steps after a warm-up (\`npm run bench:host\`).`, '');
+  md.push(r.markdown, '');
 }
 if (ops.length) {
   md.push('## Ops at the AESc shapes', '');
