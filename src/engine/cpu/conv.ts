@@ -39,8 +39,9 @@ const COLS_CHUNK_ELEMENTS = 1 << 17;
 // Per-thread scratch, grown on demand.
 let colsScratch = new Float64Array(0);
 let dwScratch = new Float64Array(0);
-/** Per-thread partial weight gradients for the threaded weight gradient (calling thread only). */
-let dwPartials = new Float64Array(new SharedArrayBuffer(0));
+/** Per-thread partial weight gradients for the threaded weight gradient (calling thread only; made on first use:
+ *  a browser page that is not cross-origin isolated has no SharedArrayBuffer, and no worker threads either). */
+let dwPartials: Float64Array<ArrayBufferLike> = new Float64Array(0);
 
 function cols(size: number): Float64Array {
   if (colsScratch.length < size) colsScratch = new Float64Array(size);
