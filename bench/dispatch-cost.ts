@@ -7,12 +7,13 @@
  *     dispatch, a compute pass per op (how src/engine/webgpu/runtime.ts recorded until 2026-11-28);
  *   - the same with one piece left out at a time;
  *   - "arena + cached bind group": the Params of a submit's dispatches in one uniform buffer, written once per
- *     submit, bound at a dynamic offset through one reused bind group, a pass per op (how the runtime records now);
- *     and the same with one compute pass per submit instead of one per op;
+ *     submit, bound at a dynamic offset through one reused bind group, a pass per op; the same with one compute
+ *     pass per submit; and with one pass per submit and a debug group per op (how the runtime records untimed ops
+ *     now; a timed op still gets a pass of its own, for its timestamps);
  *   - "GpuRuntime op": the runtime itself, beginOp / dispatch / endOp of the fill kernel (adds the Params packing,
  *     the bind-group lookup and the op bookkeeping);
- * plus the cost of a pair of error scopes (which the runtime no longer puts around each op). It says where the host time of a step's ~135 ops goes
- * (see `npm run bench:profile`).
+ * plus the cost of a pair of error scopes (which the runtime no longer puts around each op). It says where the host
+ * time of a step's ~135 ops goes (see `npm run bench:profile`).
  */
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { GpuRuntime, PARAMS_BYTES } from '../src/engine/webgpu/runtime.js';
@@ -21,7 +22,7 @@ import { loadShaders } from '../src/engine/webgpu/shaders.js';
 const N = 4000;
 const PER_SUBMIT = 64;
 
-interface Variant { write: boolean; newBindGroup: boolean; passPerOp: boolean; arena?: boolean }
+interface Variant { write: boolean; newBindGroup: boolean; passPerOp: boolean; arena?: boolean; debugGroup?: boolean }
 
 const gpu = await requestGpuDevice();
 if (!gpu) {
@@ -64,6 +65,7 @@ async function hostUsPerDispatch(v: Variant): Promise<number> {
     if (v.arena) arena.set(params.subarray(0, 16), (slot * PARAMS_BYTES) / 4);
     else if (v.write) d.queue.writeBuffer(uniform, 0, params);
     if (v.passPerOp) pass = enc.beginComputePass();
+    if (v.debugGroup) pass!.pushDebugGroup('op');
     if (v.arena) {
       pass!.setPipeline(dynPipeline);
       pass!.setBindGroup(0, dynBindGroup, [slot * PARAMS_BYTES]);
@@ -72,6 +74,7 @@ async function hostUsPerDispatch(v: Variant): Promise<number> {
       pass!.setBindGroup(0, v.newBindGroup ? d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries }) : fixedBindGroup);
     }
     pass!.dispatchWorkgroups(4);
+    if (v.debugGroup) pass!.popDebugGroup();
     if (v.passPerOp) pass!.end();
     if (slot === PER_SUBMIT - 1 || i === N - 1) {
       if (!v.passPerOp) pass!.end();
@@ -116,6 +119,7 @@ const variants: Array<[string, () => Promise<number>]> = [
   ['  with none of the three', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: false })],
   ['arena + cached bind group', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: true, arena: true })],
   ['  with one compute pass per submit', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: false, arena: true })],
+  ['  one pass per submit, a debug group per op', () => hostUsPerDispatch({ write: false, newBindGroup: false, passPerOp: false, arena: true, debugGroup: true })],
   ['GpuRuntime op (beginOp, fill, endOp)', runtimeUsPerOp],
 ];
 await hostUsPerDispatch(old); // warm-up

@@ -101,6 +101,30 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     expect([...new Set(await download(rt, c, n))]).toEqual([9]);
   });
 
+  it('times a timed op between untimed ones (which share a pass) on its own', async () => {
+    const rt = await freshRuntime();
+    const a = rt.acquire(1 << 20);
+    const results: Array<Promise<{ gpuMs?: number }>> = [];
+    const run = (name: string, timed: boolean, value: number): void => {
+      rt.beginOp(name, timed);
+      fill(rt, a, 1 << 18, value);
+      results.push(rt.endOp());
+    };
+    run('u1', false, 1);
+    run('t1', true, 2);
+    run('u2', false, 3);
+    run('u3', false, 4);
+    run('t2', true, 5);
+    await rt.sync();
+    const r = await Promise.all(results);
+    for (const i of [0, 2, 3]) expect(r[i].gpuMs, `untimed op ${i}`).toBeUndefined();
+    for (const i of [1, 4]) {
+      if (rt.hasTimestamps) expect(r[i].gpuMs, `timed op ${i}`).toBeGreaterThanOrEqual(0);
+      else expect(r[i].gpuMs).toBeUndefined();
+    }
+    expect([...new Set(await download(rt, a, 1 << 18))]).toEqual([5]); // in order
+  });
+
   it('rejects a dispatch whose buffers do not match the shader, naming both counts', async () => {
     const rt = await freshRuntime();
     const a = rt.acquire(1024);
@@ -122,6 +146,16 @@ describe.skipIf(!GPU)('webgpu runtime: errors name the op', () => {
     // the runtime goes on: the next op runs and reads back
     op(rt, 'after', () => fill(rt, good, 256, 6));
     expect([...new Set(await download(rt, good, 256))]).toEqual([6]);
+  });
+
+  it('an encoding error in a timed op (a pass of its own) is named too', async () => {
+    const rt = await freshRuntime();
+    const out = rt.acquire(1024);
+    op(rt, 'untimed', () => fill(rt, out, 256, 1));
+    rt.beginOp('timed bad op', true);
+    fill(rt, out, 256, 1, 70000);
+    void rt.endOp();
+    await expect(rt.sync()).rejects.toThrow(/^webgpu: (timed bad op): validation error: .*65535/);
   });
 
   it('a bind group that cannot be made names the op and the bind group', async () => {

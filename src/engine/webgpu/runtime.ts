@@ -18,7 +18,8 @@
  *   - validation / out-of-memory errors reported as JS errors that name the op, at the next readback or sync (WebGPU
  *     reports them asynchronously): error scopes around each call that creates a GPU object (rare: buffers are
  *     pooled, pipelines and bind groups cached) and around each submit, whose encoding errors name the op by the
- *     label of its compute pass; anything else the device reports (uncapturederror) and device loss too.
+ *     debug group (untimed ops share a compute pass, each in a debug group named after it) or the label of its own
+ *     pass (timed ops); anything else the device reports (uncapturederror) and device loss too.
  *     No scopes per op: a pair costs about as much host time as a dispatch.
  *
  * Kernel convention (every shaders/*.wgsl): entry point `main`; @group(0) @binding(0) is the uniform
@@ -139,8 +140,13 @@ export class GpuRuntime {
   private arenaUsed = 0;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** The open pass is shared by untimed ops, each inside a debug group named after it (else it is one timed op's). */
+  private passShared = false;
+  private groupOpen = false;
   private currentOp: string | null = null;
   private currentTimed = false;
+  /** The current op has its entry in opsInBatch (made at its first dispatch of the current submit). */
+  private opInBatch = false;
   private opsInBatch: PendingOp[] = [];
   private querySet: GPUQuerySet | null = null;
   private readonly errors: Promise<string | null>[] = [];
@@ -260,20 +266,25 @@ export class GpuRuntime {
 
   // ---- ops and dispatches ----
 
-  /** Starts an op: its dispatches go into one compute pass (timed if `timed` or `timing`), labelled with its name. */
+  /**
+   * Starts an op. A timed op (`timed`, or `timing` set, on an adapter with timestamps) gets a compute pass of its
+   * own, labelled with its name, with timestamp writes at its start and end; untimed ops share one pass, each
+   * inside a debug group named after it (cheaper than a pass per op; Dawn names the group in encoding errors).
+   */
   beginOp(name: string, timed = false): void {
     this.checkAlive(name);
     if (this.currentOp !== null) throw new Error(`webgpu: op '${name}' started inside op '${this.currentOp}'`);
-    this.endPass();
     if (this.arenaUsed > this.dispatchesPerSubmit - OP_SLOTS) this.flush();
     this.currentOp = name;
-    this.currentTimed = timed || this.timing;
+    this.currentTimed = (timed || this.timing) && this.hasTimestamps;
+    this.opInBatch = false;
   }
 
   /** Ends the op; the promise resolves with its GPU time once the GPU has run it. */
   endOp(): Promise<OpDeviceResult> {
     const name = this.currentOp ?? '?';
-    this.endPass();
+    if (this.passShared) this.closeGroup();
+    else this.endPass();
     this.currentOp = null;
     const op = this.opsInBatch[this.opsInBatch.length - 1];
     let result: Promise<OpDeviceResult>;
@@ -333,8 +344,8 @@ export class GpuRuntime {
       this.arenaUsed = 0;
     }
     // Encoding errors (a dispatch over the limits, a buffer bound twice as writable) are reported by finish(), not
-    // by the call that made them, so they escape the op's own error scopes: catch them here and name the op from
-    // the label of its compute pass. Such a command buffer runs none of its ops.
+    // by the call that made them: catch them here and name the op from its debug group or its pass label. Such a
+    // command buffer runs none of its ops.
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
     this.device.queue.submit([enc.finish()]);
@@ -345,6 +356,7 @@ export class GpuRuntime {
     this.encoder = null;
     this.querySet = null;
     this.opsInBatch = [];
+    this.opInBatch = false;
     if (readback && querySet) {
       const rb = readback;
       void rb.mapAsync(GPUMapMode.READ).then(() => {
@@ -467,32 +479,60 @@ export class GpuRuntime {
     return this.encoder;
   }
 
+  /** The pass the next dispatch goes into (see beginOp); internal work outside ops gets a pass per dispatch. */
   private ensurePass(): GPUComputePassEncoder {
-    if (this.pass) return this.pass;
-    if (this.opsInBatch.length >= this.opsPerSubmit) this.flush();
-    const enc = this.takeEncoder();
-    const name = this.currentOp ?? 'internal';
-    let queryIndex: number | null = null;
-    if (this.currentTimed && this.hasTimestamps && this.currentOp !== null) {
-      this.querySet ??= this.guarded('createQuerySet', () => this.device.createQuerySet({ type: 'timestamp', count: 2 * this.opsPerSubmit + 2 }));
-      queryIndex = 2 * this.opsInBatch.length;
+    const name = this.currentOp;
+    const timed = name !== null && this.currentTimed;
+    if (name === null || !this.opInBatch || (timed && !this.pass)) {
+      // The op's first dispatch in this submit: its entry (and, when timed, its query slots and its own pass).
+      if (this.opsInBatch.length >= this.opsPerSubmit) this.flush();
+      let queryIndex: number | null = null;
+      if (timed) {
+        this.querySet ??= this.guarded('createQuerySet', () => this.device.createQuerySet({ type: 'timestamp', count: 2 * this.opsPerSubmit + 2 }));
+        queryIndex = 2 * this.opsInBatch.length;
+      }
+      this.opsInBatch.push({ name: name ?? 'internal', queryIndex, resolve: () => {} });
+      this.opInBatch = name !== null;
+      if (name === null || queryIndex !== null) {
+        this.endPass();
+        this.pass = this.takeEncoder().beginComputePass(queryIndex !== null
+          ? { label: name!, timestampWrites: { querySet: this.querySet!, beginningOfPassWriteIndex: queryIndex, endOfPassWriteIndex: queryIndex + 1 } }
+          : { label: 'internal' });
+        return this.pass;
+      }
     }
-    this.pass = enc.beginComputePass(queryIndex !== null
-      ? { label: name, timestampWrites: { querySet: this.querySet!, beginningOfPassWriteIndex: queryIndex, endOfPassWriteIndex: queryIndex + 1 } }
-      : { label: name });
-    this.opsInBatch.push({ name, queryIndex, resolve: () => {} });
+    if (timed) return this.pass!;
+    if (!this.pass || !this.passShared) {
+      this.endPass();
+      this.pass = this.takeEncoder().beginComputePass({ label: 'ops' });
+      this.passShared = true;
+    }
+    if (!this.groupOpen) {
+      this.pass.pushDebugGroup(name!);
+      this.groupOpen = true;
+    }
     return this.pass;
   }
 
+  private closeGroup(): void {
+    if (this.groupOpen) this.pass!.popDebugGroup();
+    this.groupOpen = false;
+  }
+
   private endPass(): void {
+    this.closeGroup();
     this.pass?.end();
     this.pass = null;
+    this.passShared = false;
   }
 }
 
-/** The error of a command buffer that failed validation, naming the op whose compute pass caused it. */
+/** The error of a command buffer that failed validation, naming the op that caused it: from Dawn's debug group
+ *  stack (untimed ops) or the label of the op's own compute pass (timed ops). */
 export function submitError(message: string, ops: readonly string[]): string {
-  const op = /ComputePassEncoder "([^"]*)"/.exec(message)?.[1] ?? `one of ${ops.join(', ') || 'no ops'}`;
+  const group = /Debug group stack:\s*>\s*"([^"\u0000]*)/.exec(message)?.[1];
+  const label = /ComputePassEncoder "([^"]*)"/.exec(message)?.[1];
+  const op = group ?? (label !== undefined && label !== 'ops' ? label : `one of ${ops.join(', ') || 'no ops'}`);
   const none = ops.length === 1 ? 'the op did not run' : `none of the ${ops.length} ops submitted with it ran`;
   return `webgpu: ${op}: validation error: ${message.trim()} (${none})`;
 }
