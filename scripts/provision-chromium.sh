@@ -15,6 +15,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends chromium >/dev/null
+for attempt in 1 2 3; do
+  if apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; then break; fi
+  [ "$attempt" = 3 ] && { echo "provision-chromium: apt-get could not install chromium" >&2; exit 1; }
+  echo "provision-chromium: apt-get failed (attempt $attempt), retrying in 10 s" >&2
+  sleep 10
+done
 echo "provision-chromium: $(/usr/bin/chromium --version 2>/dev/null | tail -1)"
