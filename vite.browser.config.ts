@@ -6,21 +6,32 @@
  * left out. The WGSL kernels are built in (host.browser.ts), so the bundle is one self-contained file.
  */
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vite';
+import { defineConfig, type UserConfig } from 'vite';
 
-const browserHost = fileURLToPath(new URL('./src/engine/host.browser.ts', import.meta.url));
+/** Every import of the engine's host.js resolves to host.browser.ts. */
+const browserHostAlias = {
+  find: /^(?:\.\.?\/)+host\.js$/,
+  replacement: fileURLToPath(new URL('./src/engine/host.browser.ts', import.meta.url)),
+};
 
-export default defineConfig({
-  resolve: {
-    alias: [{ find: /^(?:\.\.?\/)+host\.js$/, replacement: browserHost }],
-  },
-  build: {
-    outDir: 'dist/browser',
-    emptyOutDir: true,
-    target: 'es2022',
-    minify: false,
-    sourcemap: true,
-    lib: { entry: fileURLToPath(new URL('./src/engine/index.ts', import.meta.url)), formats: ['es'], fileName: () => 'skipgrad.js' },
-    rollupOptions: { external: [/^node:/, 'webgpu'], output: { inlineDynamicImports: true } },
-  },
-});
+/**
+ * A browser build of `entry` (a path relative to the repository root) into one readable ES module, `outDir`/`file`:
+ * the engine's browser host, no Node module, dynamic imports inlined. Also used by bench/browser/vite.config.ts.
+ */
+export function browserModule(entry: string, outDir: string, file: string): UserConfig {
+  const fromRoot = (p: string): string => fileURLToPath(new URL(`./${p}`, import.meta.url));
+  return {
+    resolve: { alias: [browserHostAlias] },
+    build: {
+      outDir: fromRoot(outDir),
+      emptyOutDir: true,
+      target: 'es2022',
+      minify: false,
+      sourcemap: true,
+      lib: { entry: fromRoot(entry), formats: ['es'], fileName: () => file },
+      rollupOptions: { external: [/^node:/, 'webgpu'], output: { inlineDynamicImports: true } },
+    },
+  };
+}
+
+export default defineConfig(browserModule('src/engine/index.ts', 'dist/browser', 'skipgrad.js'));

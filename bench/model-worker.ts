@@ -19,6 +19,7 @@ import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTenso
 import type { ExtraOpJob } from './ops-extra.js';
 import { hwioWeight, nhwcInput, type TfjsJob } from './ops-shapes.js';
 import { repeatPhase } from './tfjs-run.js';
+import { tfjsStep } from './model-step.js';
 import { runTfjsExtraOp } from './ops-extra.js';
 import { gpuInstance } from '../src/engine/webgpu/device.js';
 
@@ -118,10 +119,7 @@ async function runModel(tf: Tf, j: TfjsModelJob): Promise<void> {
       await lastWeight.read().data();
       post({ event: 'peak', bytes: info.peakBytes });
     } else {
-      const l = trainer.step(x, target);
-      loss = (await l.data())[0];
-      l.dispose();
-      await lastWeight.read().data();
+      loss = await tfjsStep(trainer, x, target, lastWeight);
     }
     return loss;
   });

@@ -43,6 +43,7 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { NamedArray } from './model-tfjs.js';
+import { skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
 import { fmtRatio, fmtTime, median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
 
@@ -151,21 +152,8 @@ async function benchSkipgrad(be: sg.Backend, model: ModelName, o: ModelBenchOpti
   const shape = [o.batch, 1, o.size, o.size];
   const x = sg.fromArray(data.x, shape, { backend: be }).keep();
   const target = sg.fromArray(data.target, shape, { backend: be }).keep();
-  const params = net.parameters();
-  const opt = new sg.Adam(params, { lr: o.lr, weightDecay: o.weightDecay, decoupled: true });
-  const step = async (): Promise<number> => {
-    const loss = sg.scope(() => {
-      const l = sg.mseLoss(net.forward(x).output, target);
-      l.backward();
-      opt.step();
-      sg.zeroGrad(params);
-      return l;
-    });
-    const v = await loss.item();
-    loss.dispose();
-    await be.sync?.();
-    return v;
-  };
+  const stepper = skipgradStepper(be, net, x, target, o);
+  const step = (): Promise<number> => stepper.step();
   const forward = async (): Promise<void> => {
     const y = sg.noGrad(() => sg.scope(() => net.forward(x).output));
     await y.data();
@@ -188,7 +176,7 @@ async function benchSkipgrad(be: sg.Backend, model: ModelName, o: ModelBenchOpti
   await forward();
   const fwdTimes = await timed(forward, 'forward');
   for (const t of [x, target]) t.dispose();
-  opt.dispose();
+  stepper.dispose();
   net.dispose();
   const stepMs = median(stepTimes);
   return {

@@ -6,7 +6,9 @@
  *     leakyRelu, convTranspose2d, sigmoid, MSE, backward, Adam) on the CPU backend and on WebGPU through
  *     navigator.gpu (Chromium's SwiftShader adapter), which must agree; the WGSL comes from the bundle, never
  *     fetched;
- *   - examples/browser/index.html, whose loss must fall.
+ *   - examples/browser/index.html, whose loss must fall;
+ *   - the browser bench (bench/browser/, its script built here too; tfjs served from node_modules): skipgrad and
+ *     tfjs-webgpu each train AESc from the same weights, and their first losses must agree.
  * With CI=true a missing Chromium is a failure; elsewhere these tests skip, saying why.
  */
 import fs from 'node:fs';
@@ -38,6 +40,7 @@ const CHECK_PAGE = `<!doctype html><meta charset="utf-8"><title>check</title>
 </script>`;
 
 let bundleDir = '';
+let benchDir = '';
 let server: http.Server;
 let base = '';
 let browser: Browser | null = null;
@@ -56,7 +59,10 @@ function serve(): Promise<void> {
       return;
     }
     if (url.startsWith('/dist/browser/')) file = path.join(bundleDir, url.slice('/dist/browser/'.length));
-    else if (url.startsWith('/examples/browser/') || url.startsWith('/test/browser/')) file = path.join(process.cwd(), url.endsWith('/') ? `${url}index.html` : url);
+    else if (url.startsWith('/dist/bench-browser/')) file = path.join(benchDir, url.slice('/dist/bench-browser/'.length));
+    else if (['/examples/browser/', '/test/browser/', '/bench/browser/', '/node_modules/@tensorflow/'].some((p) => url.startsWith(p)) && !url.includes('..')) {
+      file = path.join(process.cwd(), url.endsWith('/') ? `${url}index.html` : url);
+    }
     if (!file || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
       res.writeHead(404);
       res.end();
@@ -74,6 +80,8 @@ function serve(): Promise<void> {
 beforeAll(async () => {
   bundleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-browser-'));
   await build({ configFile: 'vite.browser.config.ts', logLevel: 'silent', build: { outDir: bundleDir, emptyOutDir: true, sourcemap: false } });
+  benchDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sg-bench-browser-'));
+  await build({ configFile: 'bench/browser/vite.config.ts', logLevel: 'silent', build: { outDir: benchDir, emptyOutDir: true, sourcemap: false } });
   await serve();
   if (HAVE_CHROMIUM) browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
 }, 120_000);
@@ -84,14 +92,14 @@ afterAll(async () => {
 });
 
 /** Opens a page, waits until `done` holds in it, and returns `value` evaluated there. */
-async function inPage<T>(url: string, done: string, value: string): Promise<{ value: T; console: string[] }> {
+async function inPage<T>(url: string, done: string, value: string, timeoutMs = 90_000): Promise<{ value: T; console: string[] }> {
   const page = await browser!.newPage();
   const messages: string[] = [];
   page.on('console', (m) => messages.push(m.text()));
   page.on('pageerror', (e) => messages.push(`pageerror: ${e.message}`));
   try {
     await page.goto(`${base}${url}`);
-    await page.waitForFunction(done, undefined, { timeout: 90_000 }).catch((e: Error) => {
+    await page.waitForFunction(done, undefined, { timeout: timeoutMs }).catch((e: Error) => {
       throw new Error(`${url}: ${e.message}\npage console:\n${messages.join('\n')}`);
     });
     return { value: (await page.evaluate(value)) as T, console: messages };
@@ -141,4 +149,17 @@ describe.skipIf(!HAVE_CHROMIUM)('in headless Chromium', () => {
     expect(losses.length).toBe(11); // steps 1, 20, 40, ..., 200
     expect(losses[10]).toBeLessThan(losses[0] / 2);
   });
+
+  it('runs the browser bench: skipgrad and tfjs-webgpu train AESc from the same weights (first losses agree)', async () => {
+    interface Bench { error?: string; adapter: string; rows: Array<{ model: string; impl: string; stepMs: number; firstLoss: number; ratio?: number }> }
+    // SwiftShader compiles and runs both sides' kernels on the CPU: about 35 s here, so a roomier limit.
+    const { value: r } = await inPage<Bench>('/bench/browser/?size=64&batch=2&steps=0&models=AESc', 'window.benchResult !== undefined', 'window.benchResult', 200_000);
+    expect(r.error).toBeUndefined();
+    expect(r.adapter).toMatch(/^webgpu: /);
+    expect(r.rows.map((row) => row.impl)).toEqual(['skipgrad-webgpu', 'tfjs-webgpu']);
+    const [ours, theirs] = r.rows;
+    expect(ours.stepMs).toBeGreaterThan(0);
+    expect(theirs.ratio).toBeCloseTo(theirs.stepMs / ours.stepMs, 10);
+    expect(Math.abs(theirs.firstLoss - ours.firstLoss) / ours.firstLoss).toBeLessThan(1e-4);
+  }, 240_000);
 });

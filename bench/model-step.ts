@@ -1,0 +1,48 @@
+/**
+ * One training step of the model bench, for each side, in code that runs in Node and in a browser (bench/model.ts,
+ * bench/model-worker.ts, bench/browser/main.ts): forward with batch norm in training mode, MSE loss against the
+ * target, gradients of all parameters, AdamW (lr, weight decay decoupled as PyTorch's AdamW). A step ends when
+ * the device has finished it: skipgrad reads the loss back and waits for backend.sync(); tfjs reads the loss and
+ * a weight the update wrote (its queue runs in order, so that weight is the last thing written).
+ */
+import * as sg from '../src/engine/index.js';
+import type { Autoencoder } from '../src/models/autoencoder.js';
+import type { TfjsTrainer } from './model-tfjs.js';
+import type * as tfNs from '@tensorflow/tfjs';
+
+export interface Stepper {
+  /** Runs one step; resolves with its loss once the device has finished it. */
+  step(): Promise<number>;
+  dispose(): void;
+}
+
+/** skipgrad's step of `net` on (x, target), with its own AdamW state. */
+export function skipgradStepper(be: sg.Backend, net: Autoencoder, x: sg.Tensor, target: sg.Tensor, o: { lr: number; weightDecay: number }): Stepper {
+  const params = net.parameters();
+  const opt = new sg.Adam(params, { lr: o.lr, weightDecay: o.weightDecay, decoupled: true });
+  return {
+    async step() {
+      const loss = sg.scope(() => {
+        const l = sg.mseLoss(net.forward(x).output, target);
+        l.backward();
+        opt.step();
+        sg.zeroGrad(params);
+        return l;
+      });
+      const v = await loss.item();
+      loss.dispose();
+      await be.sync?.();
+      return v;
+    },
+    dispose: () => opt.dispose(),
+  };
+}
+
+/** tfjs's step with `trainer` on (x, target); `lastWeight` is a weight the update writes (read back at the end). */
+export async function tfjsStep(trainer: TfjsTrainer, x: tfNs.Tensor, target: tfNs.Tensor, lastWeight: { read(): tfNs.Tensor }): Promise<number> {
+  const l = trainer.step(x, target);
+  const loss = (await l.data())[0];
+  l.dispose();
+  await lastWeight.read().data();
+  return loss;
+}
