@@ -346,12 +346,8 @@ export class GpuRuntime {
     // Encoding errors (a dispatch over the limits, a buffer bound twice as writable) are reported by finish(), not
     // by the call that made them: catch them here and name the op from its debug group or its pass label. Such a
     // command buffer runs none of its ops.
-    this.device.pushErrorScope('out-of-memory');
-    this.device.pushErrorScope('validation');
-    this.device.queue.submit([enc.finish()]);
     const names = ops.map((o) => o.name);
-    const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
-    this.errors.push(Promise.all(scopes).then(([v, o]) => (v ?? o) ? submitError((v ?? o)!.message, names) : null));
+    this.scoped(() => this.device.queue.submit([enc.finish()]), (e) => submitError(e.message, names));
     this.counters.submits++;
     this.encoder = null;
     this.querySet = null;
@@ -388,20 +384,25 @@ export class GpuRuntime {
     if (this.lost) throw new Error(`webgpu: device lost (${this.lost})`);
   }
 
-  /** Runs a call that creates a GPU object inside validation and out-of-memory error scopes; an error it raises is
-   *  thrown, naming the op (or `what` outside ops), at the next read or sync. */
-  private guarded<T>(what: string, create: () => T): T {
-    const op = this.currentOp;
+  /** Runs fn inside validation and out-of-memory error scopes; an error it raised is thrown, worded by `message`,
+   *  at the next read or sync. */
+  private scoped<T>(fn: () => T, message: (e: GPUError) => string): T {
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
-    const out = create();
+    const out = fn();
     const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
     this.errors.push(Promise.all(scopes).then(([v, o]) => {
       const e = v ?? o;
-      if (!e) return null;
-      return `webgpu: ${op ?? what}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}${op ? ` in ${what}` : ''}: ${e.message}`;
+      return e ? message(e) : null;
     }));
     return out;
+  }
+
+  /** Runs a call that creates a GPU object in error scopes; an error it raises names the op (or `what` outside ops). */
+  private guarded<T>(what: string, create: () => T): T {
+    const op = this.currentOp;
+    return this.scoped(create, (e) =>
+      `webgpu: ${op ?? what}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}${op ? ` in ${what}` : ''}: ${e.message}`);
   }
 
   private checkAlive(what: string): void {
@@ -460,7 +461,9 @@ export class GpuRuntime {
   }
 
   private pipeline(shader: string, constants?: Record<string, number>): GPUComputePipeline {
-    const key = constants ? `${shader}|${JSON.stringify(constants)}` : shader;
+    // Built by hand, not with JSON.stringify: this runs on every dispatch.
+    let key = shader;
+    if (constants) for (const k in constants) key += `|${k}=${constants[k]}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const layout = this.layout(shader).pipelineLayout;
