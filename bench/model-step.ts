@@ -3,14 +3,23 @@
  * bench/model-worker.ts, bench/browser/main.ts): forward with batch norm in training mode, MSE loss against the
  * target, gradients of all parameters, AdamW (lr, weight decay decoupled as PyTorch's AdamW). A step ends when
  * the device has finished it: skipgrad reads the loss back and waits for backend.sync(); tfjs reads the loss and
- * a weight the update wrote (its queue runs in order, so that weight is the last thing written).
+ * a weight the update wrote (its queue runs in order, so that weight is the last thing written). bench/profile.ts
+ * traces the same step (record()). Also the median both benches report.
  */
 import * as sg from '../src/engine/index.js';
 import type { Autoencoder } from '../src/models/autoencoder.js';
 import type { TfjsTrainer } from './model-tfjs.js';
 import type * as tfNs from '@tensorflow/tfjs';
 
+/** The median of xs (the mean of the middle two for an even count). */
+export function median(xs: readonly number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 export interface Stepper {
+  /** Records one step (synchronously, e.g. under sg.traced) and returns its loss tensor, which the caller owns. */
+  record(): sg.Tensor;
   /** Runs one step; resolves with its loss once the device has finished it. */
   step(): Promise<number>;
   dispose(): void;
@@ -20,15 +29,17 @@ export interface Stepper {
 export function skipgradStepper(be: sg.Backend, net: Autoencoder, x: sg.Tensor, target: sg.Tensor, o: { lr: number; weightDecay: number }): Stepper {
   const params = net.parameters();
   const opt = new sg.Adam(params, { lr: o.lr, weightDecay: o.weightDecay, decoupled: true });
+  const record = (): sg.Tensor => sg.scope(() => {
+    const l = sg.mseLoss(net.forward(x).output, target);
+    l.backward();
+    opt.step();
+    sg.zeroGrad(params);
+    return l;
+  });
   return {
+    record,
     async step() {
-      const loss = sg.scope(() => {
-        const l = sg.mseLoss(net.forward(x).output, target);
-        l.backward();
-        opt.step();
-        sg.zeroGrad(params);
-        return l;
-      });
+      const loss = record();
       const v = await loss.item();
       loss.dispose();
       await be.sync?.();

@@ -43,9 +43,9 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import type { NamedArray } from './model-tfjs.js';
-import { skipgradStepper } from './model-step.js';
+import { median, skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
-import { fmtRatio, fmtTime, median, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
+import { fmtRatio, fmtTime, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
 
 export type ModelName = 'AESc' | 'AE';
 

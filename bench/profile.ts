@@ -26,6 +26,7 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { machineInfo, markdownTable } from './model.js';
+import { skipgradStepper } from './model-step.js';
 
 export interface ProfileRow {
   op: string;
@@ -119,23 +120,11 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   const shape = [o.batch, 1, o.size, o.size];
   const x = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(1) }).keep();
   const target = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(2) }).keep();
-  const params = net.parameters();
-  const opt = new sg.Adam(params, { lr: 1e-3, weightDecay: 1e-2, decoupled: true });
-  const step = (): sg.Tensor => sg.scope(() => {
-    const l = sg.mseLoss(net.forward(x).output, target);
-    l.backward();
-    opt.step();
-    sg.zeroGrad(params);
-    return l;
-  });
-  for (let i = 0; i < o.warmup; i++) {
-    const l = step();
-    await l.item();
-    l.dispose();
-  }
+  const stepper = skipgradStepper(be, net, x, target, { lr: 1e-3, weightDecay: 1e-2 });
+  for (let i = 0; i < o.warmup; i++) await stepper.step();
   await be.sync?.();
   const t0 = performance.now();
-  const { result: loss, trace } = sg.traced(step);
+  const { result: loss, trace } = sg.traced(() => stepper.record());
   const lossValue = await loss.item();
   await be.sync?.();
   const wallMs = performance.now() - t0;
@@ -160,7 +149,7 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
     summary, rows,
     table: formatTable(head, cells), markdown: markdownTable(head, cells),
   };
-  opt.dispose();
+  stepper.dispose();
   net.dispose();
   x.dispose();
   target.dispose();

@@ -8,11 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ChildProcess, fork } from 'node:child_process';
 import type { WorkerJob, WorkerMessage } from './model-worker.js';
-
-export function median(xs: readonly number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
+import { median } from './model-step.js';
 
 /** The skipgrad side's timing: `warmup` untimed runs of fn, then the median wall time (ms) of `n` timed runs. */
 export async function timeIt(fn: () => Promise<void>, warmup: number, n: number): Promise<number> {

@@ -11,7 +11,7 @@
 import * as sg from '../../src/engine/index.js';
 import { buildAutoencoder } from '../../src/models/autoencoder.js';
 import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTensor, type NamedArray, type Tf } from '../model-tfjs.js';
-import { skipgradStepper, tfjsStep } from '../model-step.js';
+import { median, skipgradStepper, tfjsStep } from '../model-step.js';
 
 // The page's globals (the project compiles without the DOM library): tfjs's script tag, and the little DOM used.
 declare const tf: Tf;
@@ -33,7 +33,6 @@ const settings = {
 };
 const out = document.getElementById('out')!;
 const say = (s: string): void => { out.textContent += `${s}\n`; };
-const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1];
 
 async function time(step: () => Promise<number>): Promise<{ stepMs: number; firstLoss: number }> {
   const t0 = performance.now();
