@@ -19,7 +19,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
-import { chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
+import { checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
 import { convSizes, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
@@ -111,6 +111,38 @@ function geom(batch: number, inChannels: number, inHeight: number, inWidth: numb
  */
 const ODD_TILES: ConvOptions = { tiles: { bm: 32, bn: 32, bk: 4, tm: 8 }, rolled: false };
 
+describe('chooseTiles', () => {
+  const threads = (t: { bm: number; bn: number; tm: number }) => (t.bm / t.tm) * (t.bn / 4);
+  const padded = (x: number, tile: number) => Math.ceil(x / tile) * tile;
+
+  it('gives valid tiles of 32-256 threads whose padding past M is under 2x (4 rows at least)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 1 << 22 }), (m, n) => {
+      const t = chooseTiles(m, n);
+      checkTiles(t);
+      expect(threads(t)).toBeGreaterThanOrEqual(32);
+      expect(threads(t)).toBeLessThanOrEqual(256);
+      expect(padded(m, t.bm)).toBeLessThanOrEqual(Math.max(4, 2 * m - 2));
+      // A narrower tile of the same rows would have padded N less only if this one pads at most an eighth.
+      for (let bn = t.bn / 2; bn >= 32 && threads({ ...t, bn }) >= 32; bn /= 2) {
+        if (padded(n, bn) < padded(n, t.bn)) expect(8 * padded(n, t.bn)).toBeLessThanOrEqual(9 * n);
+      }
+    }), { numRuns: 2000 });
+  });
+
+  it('fits the narrow products of the esann step (1-channel output, 1-channel input)', () => {
+    // The decoder's last conv (16 -> 1 channel) and its weight gradient: 4-row tiles, not 16.
+    expect(chooseTiles(1, 8 * 256 * 256)).toMatchObject({ bm: 4 });
+    expect(chooseTiles(1, 16 * 5 * 5)).toMatchObject({ bm: 4 });
+    // The first conv's weight gradient (16 x 1*5*5): 32 columns, not 256.
+    expect(chooseTiles(16, 25)).toMatchObject({ bm: 16, bn: 32 });
+    // 32 x 16*5*5: 64 columns (448 computed) rather than 128 (512).
+    expect(chooseTiles(32, 400)).toMatchObject({ bm: 32, bn: 64 });
+    // Wide products keep the widest tile.
+    expect(chooseTiles(32, 8 * 126 * 126)).toEqual({ bm: 32, bn: 128, bk: 16, tm: 4 });
+    expect(chooseTiles(256, 8 * 13 * 13)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8 });
+  });
+});
+
 describe.skipIf(!GPU)('webgpu conv kernels', () => {
   it('conv2d, conv2dGradInput and conv2dGradWeight match the CPU kernels on random geometries', async () => {
     await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), async (g, seed) => checkConv(g, seed)), { numRuns: 30 });
@@ -132,8 +164,12 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
   it('other tile shapes, unrolled loops, and M above the largest tile give the same results', async () => {
     await checkConv(geom(2, 7, 9, 11, 37, 3, 2, 2, 1, 1, 0, 1, 1), 200, ODD_TILES);
     // 133 output and 70 input channels: several 128-row tiles, 8 rows per thread (chooseTiles' largest shape).
-    expect(chooseTiles(133, 1)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8 });
+    expect(chooseTiles(133, 30)).toEqual({ bm: 128, bn: 32, bk: 16, tm: 8 });
     await checkConv(geom(1, 70, 6, 5, 133, 3, 3, 1, 2, 1, 1, 1, 0), 250);
+    // 1 output channel and 3 input channels, unrolled as on a GPU: the 4-row tiles (all three kernels) and the
+    // narrowed columns of the weight gradient (N = 3*5*5 = 75 on 128 columns).
+    expect(chooseTiles(1, 75)).toMatchObject({ bm: 4, bn: 128 });
+    await checkConv(geom(2, 3, 11, 9, 1, 5, 5, 2, 2, 2, 2, 2, 1), 240, { rolled: false });
     // 50 input channels: the input gradient on 64-row tiles (the random geometries have at most 20).
     await checkConv(geom(2, 50, 7, 6, 3, 3, 3, 2, 1, 1, 1, 0, 1), 260, {}, ['gradInput']);
   });

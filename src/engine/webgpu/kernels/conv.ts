@@ -47,32 +47,56 @@ const TARGET_WORKGROUPS = 512;
 const MIN_STEPS_PER_SPLIT = 8;
 /** Largest split-K scratch buffer (bytes). */
 const MAX_SCRATCH_BYTES = 64 << 20;
+/** Fewest threads chooseTiles gives a workgroup: one NVIDIA warp. */
+const MIN_THREADS = 32;
 /** Most workgroups along one grid dimension (WebGPU's default limit). */
 const MAX_GRID_DIM = 65535;
 
-/**
- * The tile shape for an M x N output (M = output channels, or input channels for the input gradient;
- * usually small next to N): BM grows with M
- * (16, 32, 64, then 128 with 8 rows per thread) and BN = 4096 / BM (64 for BM = 128), so a workgroup
- * always has 256 threads and few rows of the tile are padding. N is almost always large for these
- * kernels; it does not pick the shape (four shapes per kernel keep pipeline compiles few).
- */
-export function chooseTiles(m: number, _n: number): GemmTiles {
-  if (m <= 16) return { bm: 16, bn: 256, bk: 8, tm: 4 };
-  if (m <= 32) return { bm: 32, bn: 128, bk: 16, tm: 4 };
-  if (m <= 64) return { bm: 64, bn: 64, bk: 16, tm: 4 };
-  return { bm: 128, bn: 64, bk: 16, tm: 8 };
-}
-
 const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 
+/** chooseTiles' starting shape for each row count (its widest tile of those rows). */
+export const TILE_ROWS: readonly GemmTiles[] = [
+  { bm: 4, bn: 512, bk: 4, tm: 4 },
+  { bm: 8, bn: 256, bk: 8, tm: 4 },
+  { bm: 16, bn: 256, bk: 8, tm: 4 },
+  { bm: 32, bn: 128, bk: 16, tm: 4 },
+  { bm: 64, bn: 64, bk: 16, tm: 4 },
+  { bm: 128, bn: 64, bk: 16, tm: 8 },
+];
+
+/**
+ * The tile shape for an M x N output (M = output channels, or input channels for the input gradient;
+ * N = output pixels, or C*KH*KW for the weight gradient).
+ *
+ * Rows: the smallest BM of 4, 8, 16, 32, 64 that holds M, else 128 with 8 rows per thread (several row
+ * tiles). Every row of a tile costs the same work whether or not it is inside M, so a 1-channel output
+ * (the decoder's last convolution, and its weight gradient) on the 16-row tile did 16 times the useful
+ * work; on 4 rows it does 4 times.
+ * Columns: BN starts at what gives the row count 128-256 threads (wide tiles load less per product);
+ * it is halved, down to 32 columns and 32 threads (one NVIDIA warp), until the padding past N is at most
+ * an eighth of N, else it takes the width with the least padding. N is small for the weight gradient
+ * of a few-channel convolution: the first layer's 1 x 5 x 5 weights are 25 columns, which a 256-column
+ * tile computed ten times over (now 32); 400 columns (16 x 5 x 5) take 64-column tiles, not 512.
+ * BK is the starting shape's, which every narrower tile of the same rows also allows.
+ */
+export function chooseTiles(m: number, n: number): GemmTiles {
+  const t = TILE_ROWS.find((r) => m <= r.bm) ?? TILE_ROWS[TILE_ROWS.length - 1];
+  const padded = (bn: number): number => ceilDiv(n, bn) * bn;
+  let best = t.bn;
+  for (let bn = t.bn; bn >= 32 && threads({ ...t, bn }) >= MIN_THREADS; bn /= 2) {
+    if (padded(bn) < padded(best)) best = bn;
+    if (8 * padded(bn) <= 9 * n) { best = bn; break; }
+  }
+  return { ...t, bn: best };
+}
+
 /** Threads per workgroup of a tile shape. */
-function threads(t: GemmTiles): number {
+export function threads(t: GemmTiles): number {
   return (t.bm / t.tm) * (t.bn / 4);
 }
 
 /** Throws unless the shaders' tiling constraints hold for t. */
-function checkTiles(t: GemmTiles): void {
+export function checkTiles(t: GemmTiles): void {
   const wg = threads(t);
   const ok = (t.tm === 4 || t.tm === 8) && t.bm % t.tm === 0 && t.bn % 4 === 0 && t.bk >= 1
     && Number.isInteger(wg) && wg >= 1 && wg <= 256
