@@ -4,7 +4,7 @@
   python3 collect.py --results RES --bundle bundle.json --out gpu-<stamp>.json
 
 RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
-one folder per part (probe, dispatch, host, profile, ops, model, torch, probe-first) with status.txt (key=value), output.log and
+one folder per part (probe, dispatch, host, profile, ops, model, torch, tiles, probe-first) with status.txt (key=value), output.log and
 the part's JSON files. The output: {kind, date, gpu: {name, ...}, aims, nvidiaSmi: {summary, before, after, q},
 vulkan, adapter, bundle, parts: {name: {status, results: {file: json}, outputTail}}}.
 aims: issue 6's bar per model (AESc, AE), from the model and torch parts: skipgrad webgpu's training step at
@@ -204,7 +204,7 @@ def main():
             bundle = json.load(fh)
 
     parts = {}
-    for name in ('probe-first', 'probe', 'dispatch', 'host', 'profile', 'ops', 'model', 'torch'):
+    for name in ('probe-first', 'probe', 'dispatch', 'host', 'profile', 'ops', 'model', 'torch', 'tiles'):
         p = part(res, name)
         if p is not None:
             parts[name] = p

@@ -1,0 +1,91 @@
+/**
+ * bench/tiles.ts: the convolution launches it reads from a traced step (checked against the esann model's layers,
+ * traced on the CPU backend), the candidate tile shapes it times, and one small run on webgpu.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import * as sg from '../src/engine/index.js';
+import { checkTiles, chooseTiles } from '../src/engine/webgpu/kernels/conv.js';
+import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { convLaunches, describeTiles, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
+import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+
+const gpu = await sg.webgpuBackend();
+if (!gpu) {
+  const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
+  if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
+  console.warn(`webgpu tiles test skipped: ${msg}`);
+}
+
+describe('convLaunches', () => {
+  it('finds every convolution kernel launch of an esann AESc step, with its geometry', async () => {
+    const be = await sg.useBackend('cpu');
+    // Base width 2, 64x64, batch 2: l1 (1 -> 2, stride 1 'same'), l2..l5 (stride 2 'valid'); the decoder mirrors them.
+    const net = buildAutoencoder('esann', { skips: true, inputSize: 64, baseChannels: 2, seed: 0, backend: be }).train();
+    const x = sg.uniform([2, 1, 64, 64], 0, 1, { backend: be, rng: new sg.Rng(1) });
+    const { result: loss, trace } = sg.traced(() => {
+      const l = sg.mseLoss(net.forward(x).output, x);
+      l.backward();
+      return l;
+    });
+    loss.dispose();
+    const launches = convLaunches(trace.entries);
+    const total = (k: string) => launches.filter((l) => l.kernel === k).reduce((s, l) => s + l.count, 0);
+    const convs = trace.entries.filter((e) => e.op === 'conv2d' && e.phase === 'forward').length;
+    const transposed = trace.entries.filter((e) => e.op === 'convTranspose2d').length;
+    // Every conv and transposed conv has a weight gradient; every launch in the trace is counted once.
+    expect(total('conv2dGradWeight')).toBe(convs + transposed);
+    expect(launches.reduce((s, l) => s + l.count, 0))
+      .toBe(trace.entries.filter((e) => ['conv2d', 'conv2dGradInput', 'convTranspose2d', 'conv2dGradWeight'].includes(e.op)).length);
+    // The first layer: 1 -> 2 channels, 5x5, stride 1, padding 2, on the 64x64 image; its weight gradient is 2 x 25.
+    const first = launches[0];
+    expect(first).toMatchObject({ kernel: 'conv2d', m: 2, n: 2 * 64 * 64, k: 25, count: 1 });
+    expect(first.g).toMatchObject({ batch: 2, inChannels: 1, inHeight: 64, outChannels: 2, outHeight: 64, strideH: 1, padTop: 2 });
+    const firstGrad = launches.find((l) => l.kernel === 'conv2dGradWeight' && l.g.inChannels === 1 && l.g.outChannels === 2);
+    expect(firstGrad).toMatchObject({ m: 2, n: 25, k: 2 * 64 * 64 });
+    // A transposed conv runs the input-gradient kernel: its FLOPs are those of the conv it transposes.
+    const t = launches.find((l) => l.ops.includes('convTranspose2d/forward'));
+    expect(t?.kernel).toBe('conv2dGradInput');
+    expect(t?.flops).toBe(2 * t!.g.batch * t!.g.outChannels * t!.g.outHeight * t!.g.outWidth * t!.g.inChannels * 25);
+    net.dispose();
+    x.dispose();
+  });
+});
+
+describe('tileCandidates', () => {
+  it("starts with chooseTiles' pick, then distinct valid shapes", () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 1 << 20 }), (m, n) => {
+      const c = tileCandidates(m, n);
+      expect(c[0]).toEqual(chooseTiles(m, n));
+      expect(new Set(c.map((t) => JSON.stringify(t))).size).toBe(c.length);
+      for (const t of c) checkTiles(t);
+      expect(c.length).toBeGreaterThan(1);
+    }), { numRuns: 300 });
+  });
+});
+
+describe.skipIf(!gpu)('runTiles', () => {
+  it('times the pick of every launch on webgpu when there is no time to sweep', async () => {
+    const r = await runTiles({ model: 'AE', size: 64, batch: 2, channels: 2, reps: 1, maxSeconds: 0, out: null });
+    expect(r.summary.distinct).toBe(r.launches.length);
+    expect(r.summary.swept).toBe(0); // no time to sweep: only the picks
+    for (const l of r.launches) {
+      expect(l.timings).toHaveLength(1);
+      expect(l.pickMs).toBeGreaterThan(0);
+      expect(l.best.tiles).toEqual(l.pick);
+    }
+    expect(r.summary.pickOverBest).toBe(1);
+    expect(describeTiles(r)).toContain('chooseTiles');
+  }, 120_000);
+
+  it('times a launch with each candidate shape', async () => {
+    const be = await sg.useBackend('webgpu');
+    if (!(be instanceof WebGPUBackend)) throw new Error('expected the webgpu backend');
+    const g = { batch: 1, inChannels: 3, inHeight: 12, inWidth: 12, outChannels: 5, outHeight: 12, outWidth: 12, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 };
+    const l: ConvLaunch = { kernel: 'conv2dGradWeight', ops: ['conv2dGradWeight/backward'], count: 1, g, m: 5, n: 27, k: 144, flops: 2 * 5 * 144 * 27 };
+    const candidates = tileCandidates(5, 27).slice(0, 3);
+    const t = await timeCandidates(be.rt, l, candidates, 2);
+    expect(t.map((x) => x.tiles)).toEqual(candidates);
+    for (const x of t) expect(x.gpuMs).toBeGreaterThan(0);
+  }, 120_000);
+});
