@@ -42,6 +42,7 @@ import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { intArg } from './args.js';
 import type { NamedArray } from './model-tfjs.js';
 import { median, skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
@@ -314,15 +315,8 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
     // Read when Dawn is first created (src/engine/webgpu/device.ts), here and in the tfjs child, which inherits it.
     process.env.SKIPGRAD_DAWN_OPTIONS = `${process.env.SKIPGRAD_DAWN_OPTIONS ?? ''} backend=null`.trim();
   }
-  const int = (name: string, v: string | undefined, dflt: number): number => {
-    const n = v === undefined ? dflt : Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} expects a positive integer, got ${v}`);
-    return n;
-  };
-  const reps = int('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), hostOnly ? 10 : quick ? 1 : 2);
-  const tfjsRepsArg = str('tfjs-reps');
-  const tfjsReps = tfjsRepsArg === undefined ? (hostOnly ? reps : Math.min(reps, 2)) : Number(tfjsRepsArg);
-  if (!Number.isInteger(tfjsReps) || tfjsReps < 0) throw new Error(`--tfjs-reps expects an integer >= 0, got ${tfjsRepsArg}`);
+  const reps = intArg('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), hostOnly ? 10 : quick ? 1 : 2);
+  const tfjsReps = intArg('tfjs-reps', str('tfjs-reps'), hostOnly ? reps : Math.min(reps, 2), 0);
   const cap = Number(str('model-cap') ?? str('cap') ?? (quick ? 120 : 300));
   if (!(cap > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
   const models = (str('models') ?? (quick ? 'AESc' : 'AESc,AE')).split(',') as ModelName[];
@@ -331,7 +325,7 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { i
   if (hostOnly && backends.join() !== 'webgpu') throw new Error(`--host-only measures webgpu alone, got --backends ${backends.join(',')}`);
   for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
   return {
-    backends, models, size: int('size', str('size'), hostOnly ? 64 : quick ? 128 : 256), batch: int('batch', str('batch'), hostOnly ? 4 : 8), baseChannels: 16,
+    backends, models, size: intArg('size', str('size'), hostOnly ? 64 : quick ? 128 : 256), batch: intArg('batch', str('batch'), hostOnly ? 4 : 8), baseChannels: 16,
     reps, tfjsReps, capSeconds: cap, outDir: str('out-dir') ?? path.join('bench', 'results'), seed: 0, lr: 1e-3, weightDecay: 1e-2,
     hostOnly, log: (s) => process.stderr.write(s),
   };

@@ -25,6 +25,7 @@ import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { intArg, modelArg } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
 import { skipgradStepper } from './model-step.js';
 
@@ -61,18 +62,12 @@ export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
       channels: { type: 'string' }, warmup: { type: 'string' }, out: { type: 'string' },
     },
   });
-  const int = (name: string, v: string | undefined, dflt: number, min: number): number => {
-    const n = v === undefined ? dflt : Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} expects an integer >= ${min}, got '${v}'`);
-    return n;
-  };
   const backend = values.backend ?? 'webgpu';
   if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`--backend expects cpu or webgpu, got '${backend}'`);
-  const model = values.model ?? 'AESc';
-  if (model !== 'AESc' && model !== 'AE') throw new Error(`--model expects AESc or AE, got '${model}'`);
+  const model = modelArg(values.model);
   return {
-    backend, model, size: int('size', values.size, 256, 16), batch: int('batch', values.batch, 8, 1),
-    channels: int('channels', values.channels, 16, 1), warmup: int('warmup', values.warmup, 2, 0),
+    backend, model, size: intArg('size', values.size, 256, 16), batch: intArg('batch', values.batch, 8),
+    channels: intArg('channels', values.channels, 16), warmup: intArg('warmup', values.warmup, 2, 0),
     out: values.out ?? path.join('bench', 'results', `profile-${backend}.json`),
   };
 }

@@ -28,6 +28,7 @@ import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import { checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, threads, TILE_ROWS, type GemmTiles } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { intArg, modelArg } from './args.js';
 import { machineInfo } from './model.js';
 import { median, skipgradStepper } from './model-step.js';
 
@@ -209,16 +210,10 @@ export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
       reps: { type: 'string' }, 'max-seconds': { type: 'string' }, out: { type: 'string' },
     },
   });
-  const int = (name: string, v: string | undefined, dflt: number, min: number): number => {
-    const n = v === undefined ? dflt : Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} expects an integer >= ${min}, got '${v}'`);
-    return n;
-  };
-  const model = values.model ?? 'AESc';
-  if (model !== 'AESc' && model !== 'AE') throw new Error(`--model expects AESc or AE, got '${model}'`);
   return {
-    model, size: int('size', values.size, 256, 16), batch: int('batch', values.batch, 8, 1), channels: int('channels', values.channels, 16, 1),
-    reps: int('reps', values.reps, 5, 1), maxSeconds: int('max-seconds', values['max-seconds'], 120, 0),
+    model: modelArg(values.model), size: intArg('size', values.size, 256, 16), batch: intArg('batch', values.batch, 8),
+    channels: intArg('channels', values.channels, 16), reps: intArg('reps', values.reps, 5),
+    maxSeconds: intArg('max-seconds', values['max-seconds'], 120, 0),
     out: values.out ?? path.join('bench', 'results', 'tiles-webgpu.json'),
   };
 }
