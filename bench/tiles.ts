@@ -12,7 +12,7 @@
  *   --model AESc|AE   default AESc       --size N      default 256      --batch N   default 8
  *   --channels N      default 16         --reps N      default 5
  *   --max-seconds S   stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)
- *   --out FILE        default bench/results/tiles-webgpu.json
+ *   --out FILE        default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)
  *
  * Prints one line per launch (pick vs fastest) and the step's total convolution time with the picks and with the
  * fastest shape per launch; writes the JSON. Needs an adapter with timestamp queries.
@@ -66,6 +66,9 @@ export interface TilesReport {
   date: string;
   machine: ReturnType<typeof machineInfo>;
   settings: { model: string; size: number; batch: number; channels: number; reps: number; maxSeconds: number };
+  /** false while the launches are still being timed (the file is rewritten after each one). */
+  complete: boolean;
+  /** The launches timed so far, in the order of the step. */
   launches: LaunchResult[];
   /** Sums over the step (each launch times its count): the picks' GPU time, the fastest shapes' and their ratio. */
   summary: { launches: number; distinct: number; swept: number; pickMs: number; bestMs: number; pickOverBest: number; seconds: number };
@@ -246,6 +249,25 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const rt = be.rt;
   const results: LaunchResult[] = [];
   let swept = 0;
+  const report = (complete: boolean): TilesReport => {
+    const pickMs = results.reduce((s, r) => s + r.count * r.pickMs, 0);
+    const bestMs = results.reduce((s, r) => s + r.count * r.best.gpuMs, 0);
+    const head = ['kernel', 'ops', 'n', 'M x N x K', 'GFLOP', 'pick', 'pick ms', 'fastest', 'fastest ms', 'pick/fastest', 'tried'];
+    const cells = results.map((r) => [
+      r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick), r.pickMs.toFixed(3),
+      fmtTiles(r.best.tiles), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
+    ]);
+    return {
+      kind: 'tiles', date: new Date().toISOString(), machine: machineInfo(be.describe()),
+      settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, reps: o.reps, maxSeconds: o.maxSeconds },
+      complete, launches: results,
+      summary: {
+        launches: results.reduce((s, r) => s + r.count, 0), distinct: results.length, swept, pickMs, bestMs,
+        pickOverBest: pickMs / bestMs, seconds: (performance.now() - t0) / 1000,
+      },
+      table: formatTable(head, cells),
+    };
+  };
   for (const l of launches) {
     const pick = chooseTiles(l.m, tiledN(l));
     const outOfTime = (performance.now() - t0) / 1000 > o.maxSeconds;
@@ -253,25 +275,12 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     const timings = await timeCandidates(rt, l, outOfTime ? [pick] : tileCandidates(l.m, tiledN(l)), o.reps);
     const best = timings.reduce((a, b) => (b.gpuMs < a.gpuMs ? b : a));
     results.push({ ...l, pick, timings, pickMs: timings[0].gpuMs, best });
+    // Written after every launch: a run stopped from outside (a timeout) keeps what it measured.
+    if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report(false), null, 2) + '\n');
   }
-
-  const pickMs = results.reduce((s, r) => s + r.count * r.pickMs, 0);
-  const bestMs = results.reduce((s, r) => s + r.count * r.best.gpuMs, 0);
-  const head = ['kernel', 'ops', 'n', 'M x N x K', 'GFLOP', 'pick', 'pick ms', 'fastest', 'fastest ms', 'pick/fastest', 'tried'];
-  const cells = results.map((r) => [
-    r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick), r.pickMs.toFixed(3),
-    fmtTiles(r.best.tiles), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
-  ]);
-  return {
-    kind: 'tiles', date: new Date().toISOString(), machine: machineInfo(be.describe()),
-    settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, reps: o.reps, maxSeconds: o.maxSeconds },
-    launches: results,
-    summary: {
-      launches: results.reduce((s, r) => s + r.count, 0), distinct: results.length, swept, pickMs, bestMs,
-      pickOverBest: pickMs / bestMs, seconds: (performance.now() - t0) / 1000,
-    },
-    table: formatTable(head, cells),
-  };
+  const r = report(true);
+  if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(r, null, 2) + '\n');
+  return r;
 }
 
 export function describeTiles(r: TilesReport): string {
@@ -285,7 +294,6 @@ export function describeTiles(r: TilesReport): string {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const o = tilesOptionsFromArgs(process.argv.slice(2));
   const r = await runTiles(o);
-  if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(r, null, 2) + '\n');
   process.stdout.write(`\n${describeTiles(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
   process.exit(0);
 }

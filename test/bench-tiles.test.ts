@@ -2,6 +2,9 @@
  * bench/tiles.ts: the convolution launches it reads from a traced step (checked against the esann model's layers,
  * traced on the CPU backend), the candidate tile shapes it times, and one small run on webgpu.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
@@ -66,7 +69,11 @@ describe('tileCandidates', () => {
 
 describe.skipIf(!gpu)('runTiles', () => {
   it('times the pick of every launch on webgpu when there is no time to sweep', async () => {
-    const r = await runTiles({ model: 'AE', size: 64, batch: 2, channels: 2, reps: 1, maxSeconds: 0, out: null });
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-tiles-')), 'tiles.json');
+    const r = await runTiles({ model: 'AE', size: 64, batch: 2, channels: 2, reps: 1, maxSeconds: 0, out });
+    const written = JSON.parse(fs.readFileSync(out, 'utf8')) as typeof r;
+    expect(written.complete).toBe(true);
+    expect(written.launches).toHaveLength(r.launches.length);
     expect(r.summary.distinct).toBe(r.launches.length);
     expect(r.summary.swept).toBe(0); // no time to sweep: only the picks
     for (const l of r.launches) {
