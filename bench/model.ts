@@ -95,6 +95,8 @@ export interface ModelReport {
   backend: 'cpu' | 'webgpu';
   date: string;
   machine: MachineInfo;
+  /** false in the file written after each model but the last (a run stopped from outside keeps what it finished). */
+  complete?: boolean;
   settings: Record<string, unknown>;
   rows: ModelRow[];
   table: string;
@@ -261,6 +263,23 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
     }
     const peers: TfjsBackendName[] = backend === 'cpu' ? ['cpu', 'wasm'] : ['webgpu'];
     const rows: ModelRow[] = [];
+    const out = path.join(o.outDir, `model-${backend}${o.hostOnly ? '-host' : ''}.json`);
+    const makeReport = (complete: boolean): ModelReport => {
+      // On the null backend nothing runs: what reads back is not a loss.
+      if (o.hostOnly) for (const r of rows) Object.assign(r, { firstLoss: null, firstLossRelDiff: null });
+      const cells = rows.map(modelRowCells);
+      return {
+        kind: 'model', backend, date: new Date().toISOString(), machine: machineInfo(be.describe()), complete,
+        settings: {
+          preset: 'esann', size: o.size, batch: o.batch, baseChannels: o.baseChannels, reps: o.reps, tfjsReps: o.tfjsReps, warmup: 1,
+          capSeconds: o.capSeconds, seed: o.seed, optimizer: `AdamW lr ${o.lr}, betas 0.9/0.999, eps 1e-8, weight decay ${o.weightDecay} (decoupled)`,
+          threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
+          note: o.hostOnly ? `${NOTE}; host only: Dawn's null backend runs no kernel, so these are the host side of a step alone, and no loss is computed` : NOTE,
+          ...(o.hostOnly ? { dawn: 'null backend (SKIPGRAD_DAWN_OPTIONS=backend=null): commands recorded and validated, no kernel runs' } : {}),
+        },
+        rows, table: formatTable(MODEL_HEAD, cells), markdown: markdownTable(MODEL_HEAD, cells),
+      };
+    };
     for (const model of o.models) {
       o.log?.(`\n[${backend}] ${model} ${o.size}x${o.size}, batch ${o.batch}\n  skipgrad ${backend} ...`);
       const { row, state } = await benchSkipgrad(be, model, o, data);
@@ -274,25 +293,12 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
         rows.push(r);
       }
       o.log?.('\n');
+      // Written after every model: a run stopped from outside (a timeout) keeps the models it finished.
+      if (model !== o.models[o.models.length - 1]) writeFileAtomic(out, JSON.stringify(makeReport(false), null, 2) + '\n');
     }
-    // On the null backend nothing runs: what reads back is not a loss.
-    if (o.hostOnly) for (const r of rows) Object.assign(r, { firstLoss: null, firstLossRelDiff: null });
-    const cells = rows.map(modelRowCells);
-    const table = formatTable(MODEL_HEAD, cells);
-    const report: ModelReport = {
-      kind: 'model', backend, date: new Date().toISOString(), machine: machineInfo(be.describe()),
-      settings: {
-        preset: 'esann', size: o.size, batch: o.batch, baseChannels: o.baseChannels, reps: o.reps, tfjsReps: o.tfjsReps, warmup: 1,
-        capSeconds: o.capSeconds, seed: o.seed, optimizer: `AdamW lr ${o.lr}, betas 0.9/0.999, eps 1e-8, weight decay ${o.weightDecay} (decoupled)`,
-        threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
-        note: o.hostOnly ? `${NOTE}; host only: Dawn's null backend runs no kernel, so these are the host side of a step alone, and no loss is computed` : NOTE,
-        ...(o.hostOnly ? { dawn: 'null backend (SKIPGRAD_DAWN_OPTIONS=backend=null): commands recorded and validated, no kernel runs' } : {}),
-      },
-      rows, table, markdown: markdownTable(MODEL_HEAD, cells),
-    };
-    const out = path.join(o.outDir, `model-${backend}${o.hostOnly ? '-host' : ''}.json`);
+    const report = makeReport(true);
     writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
-    process.stdout.write(`\n${report.machine.device}\n${table}\nwrote ${out}\n`);
+    process.stdout.write(`\n${report.machine.device}\n${report.table}\nwrote ${out}\n`);
     reports.push(report);
   }
   return reports;

@@ -58,6 +58,8 @@ export interface OpsReport {
   backend: 'cpu' | 'webgpu';
   date: string;
   machine: MachineInfo;
+  /** false in the file written after each conv shape (a run stopped from outside keeps the shapes it finished). */
+  complete?: boolean;
   settings: Record<string, unknown>;
   results: ShapeResult[];
   extras: ExtraMeasurement[];
@@ -148,6 +150,7 @@ interface ShapeResult { shape: BenchShape; flops: Record<TfjsPass, number>; meas
 async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['backend']>, describe: string, o: OpsBenchOptions): Promise<OpsReport> {
   const { reps, tfjsReps, capSeconds } = o;
   const shapes = o.quick ? SHAPES.slice(1) : SHAPES;
+  const out = path.join('bench', 'results', `ops-${backend}.json`);
   const results: ShapeResult[] = [];
   for (const s of shapes) {
     const f = convFlops(s);
@@ -164,8 +167,24 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
     process.stderr.write('\n');
     for (const m of measurements) if (m.ms !== null && m.basis !== 'lower-bound') m.gflops = flops[m.pass] / (m.ms / 1000) / 1e9;
     results.push({ shape: s, flops, measurements });
+    writeFileAtomic(out, JSON.stringify(opsReport(backend, peers, describe, o, results, [], false), null, 2) + '\n');
   }
+  const extras = o.extras
+    ? await benchExtraOps(backend, peers, {
+      reps, tfjsReps, capSeconds, batch: o.quick ? 2 : 8, seed, log: (l) => process.stderr.write(l),
+    })
+    : [];
+  const report = opsReport(backend, peers, describe, o, results, extras, true);
+  writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
+  const parity = report.parity.map((p) => p.relDiff?.toExponential(1) ?? 'n/a').join(', ');
+  process.stdout.write(`\n${describe}\n${report.table}\n\nforward parity vs tfjs-${peers[0]} (relative difference of the output sums): ${parity}\nwrote ${out}\n`);
+  return report;
+}
 
+/** The report of the shapes measured so far (and the extra ops, once measured). */
+function opsReport(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['backend']>, describe: string, o: OpsBenchOptions,
+  results: ShapeResult[], extras: ExtraMeasurement[], complete: boolean): OpsReport {
+  const { reps, tfjsReps, capSeconds } = o;
   const ours = `skipgrad-${backend}`;
   const rows: string[][] = [];
   for (const r of results) {
@@ -180,11 +199,6 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
       rows.push(row);
     }
   }
-  const extras = o.extras
-    ? await benchExtraOps(backend, peers, {
-      reps, tfjsReps, capSeconds, batch: o.quick ? 2 : 8, seed, log: (l) => process.stderr.write(l),
-    })
-    : [];
   for (const e of uniqueBy(extras, (m) => `${m.name}|${m.pass}`)) {
     const get = (impl: string): ExtraMeasurement | undefined => extras.find((m) => m.name === e.name && m.pass === e.pass && m.impl === impl);
     const me = get(ours);
@@ -203,20 +217,16 @@ async function runComparison(backend: 'cpu' | 'webgpu', peers: Array<TfjsJob['ba
     const b = r.measurements.find((m) => m.impl === `tfjs-${peers[0]}` && m.pass === 'forward')?.checksum;
     return { shape: r.shape.name, skipgradSum: a, tfjsSum: b, relDiff: a !== undefined && b !== undefined ? Math.abs(a - b) / Math.max(Math.abs(b), 1e-12) : null };
   });
-  const report: OpsReport = {
+  return {
     kind: 'ops', backend,
     date: new Date().toISOString(),
-    machine: machineInfo(describe),
+    machine: machineInfo(describe), complete,
     settings: {
       reps, tfjsReps, capSeconds, threads: process.env.SKIPGRAD_THREADS ?? 'all cores',
       note: "gradInput and gradFull include the forward (as tf.grads does); speedup = peer time / skipgrad time; > = peer was stopped at the cap (a lower bound on its time); * = only the peer's warm-up run finished (stopped at the cap before a timed repetition); extra ops: see bench/ops-extra.ts",
     },
     results, extras, parity, table, markdown: markdownTable(head, rows),
   };
-  const out = path.join('bench', 'results', `ops-${backend}.json`);
-  writeFileAtomic(out, JSON.stringify(report, null, 2) + '\n');
-  process.stdout.write(`\n${describe}\n${table}\n\nforward parity vs tfjs-${peers[0]} (relative difference of the output sums): ${parity.map((p) => p.relDiff?.toExponential(1) ?? 'n/a').join(', ')}\nwrote ${out}\n`);
-  return report;
 }
 
 /** peer time / skipgrad time, marked as the peer's time is. */

@@ -44,6 +44,7 @@ describe('bench/model.ts --host-only', () => {
       '--reps', '2', '--tfjs-reps', '1', '--out-dir', out], { maxBuffer: 1 << 26 });
     expect(fs.readdirSync(out)).toEqual(['model-webgpu-host.json']);
     const r = JSON.parse(fs.readFileSync(path.join(out, 'model-webgpu-host.json'), 'utf8')) as ModelReport;
+    expect(r.complete).toBe(true);
     expect(r.machine.device).toMatch(/null-backend/);
     expect(String(r.settings.dawn)).toMatch(/null backend/);
     expect(r.rows.map((row) => row.impl)).toEqual(['skipgrad-webgpu', 'tfjs-webgpu']);
