@@ -72,8 +72,31 @@ function drawValues(c: OpCase, seed: number): number[][] {
   });
 }
 
+/**
+ * How much looser than usual a training-mode batch norm case is checked: max over channels of |gamma| / (4 sigma)
+ * (at least 1), sigma = sqrt(biased variance + eps) of the channel's drawn values. The input gradient
+ * (gamma / sigma) * (dy - mean(dy) - xhat * mean(dy * xhat)) is the difference of terms of size |gamma| |dy| / sigma,
+ * which cancel almost entirely when a channel has few values close together (two values 0.04 apart: terms of
+ * about 45, a result of 0.25), and float32 rounding scales with the terms, not the result. Well-spread channels
+ * (sigma >= ~0.4) keep the usual tolerance.
+ */
+function batchNormTolScale(x: number[], gamma: number[], p: { n: number; c: number; h: number; w: number }): number {
+  const hw = p.h * p.w;
+  let scale = 1;
+  for (let c = 0; c < p.c; c++) {
+    const v: number[] = [];
+    for (let n = 0; n < p.n; n++) for (let i = 0; i < hw; i++) v.push(x[(n * p.c + c) * hw + i]);
+    const mean = v.reduce((a, b) => a + b, 0) / v.length;
+    const sigma = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length + 1e-5);
+    scale = Math.max(scale, Math.abs(gamma[c]) / (4 * sigma));
+  }
+  return scale;
+}
+
+type PropCase = OpCase & { tolScale?: (values: number[][]) => number };
+
 /** Property-drawn cases for the kernels with the most geometry (convs, broadcasting, reductions, upsampling, batch norm). */
-const arbCase: fc.Arbitrary<OpCase> = fc.oneof(
+const arbCase: fc.Arbitrary<PropCase> = fc.oneof(
   fc.record({
     n: fc.integer({ min: 1, max: 2 }), c: fc.integer({ min: 1, max: 3 }), o: fc.integer({ min: 1, max: 4 }),
     h: fc.integer({ min: 3, max: 9 }), w: fc.integer({ min: 3, max: 9 }), k: fc.integer({ min: 1, max: 3 }),
@@ -114,10 +137,11 @@ const arbCase: fc.Arbitrary<OpCase> = fc.oneof(
     sh: fc.integer({ min: 1, max: 3 }), sw: fc.integer({ min: 1, max: 3 }) })
     .map((p): OpCase => ({ name: `upsample ${JSON.stringify(p)}`, inputs: [{ shape: [p.n, p.c, p.h, p.w] }], fn: ([x]) => sg.upsampleNearest2d(x, [p.sh, p.sw]) })),
   fc.record({ n: fc.integer({ min: 1, max: 3 }), c: fc.integer({ min: 1, max: 4 }), h: fc.integer({ min: 1, max: 5 }), w: fc.integer({ min: 2, max: 5 }), training: fc.boolean() })
-    .map((p): OpCase => ({
+    .map((p): PropCase => ({
       name: `batchNorm2d ${JSON.stringify(p)}`,
       inputs: [{ shape: [p.n, p.c, p.h, p.w] }, { shape: [p.c], lo: 0.5, hi: 1.5 }, { shape: [p.c] }, { shape: [p.c] }, { shape: [p.c], lo: 0.5, hi: 1.5 }],
       fn: ([x, g, b, m, v]) => sg.batchNorm2d(x, g, b, m, v, { training: p.training }),
+      tolScale: (values) => (p.training ? batchNormTolScale(values[0], values[1], p) : 1),
     })),
 );
 
@@ -153,10 +177,11 @@ for (const { name, run } of backends) {
         const shapes = c.inputs.map((s) => s.shape);
         const ref = await runCase('cpu', 'float64', shapes, values, c.fn, null);
         const got = await runCase(name, 'float32', shapes, values, c.fn, null);
-        expectClose(`${c.name} output`, got.out, ref.out, tol);
+        const t = tol * (c.tolScale?.(values) ?? 1);
+        expectClose(`${c.name} output`, got.out, ref.out, t);
         got.grads.forEach((g, i) => {
           if (c.name.startsWith('batchNorm2d') && i >= 3) return; // running statistics get no gradient
-          expectClose(`${c.name} grad ${i}`, g, ref.grads[i], tol);
+          expectClose(`${c.name} grad ${i}`, g, ref.grads[i], t);
         });
       }), { numRuns: name === 'cpu' ? 150 : 60 });
     });
