@@ -25,14 +25,14 @@ import type { Conv2dGeometry } from '../src/engine/backend.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
-import { checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, threads, TILE_ROWS, type GemmTiles } from '../src/engine/webgpu/kernels/conv.js';
+import {
+  checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, threads, TILE_ROWS, type ConvKernel, type GemmTiles,
+} from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { intArg, modelArg } from './args.js';
 import { machineInfo } from './model.js';
 import { median, skipgradStepper } from './model-step.js';
-
-export type ConvKernel = 'conv2d' | 'conv2dGradInput' | 'conv2dGradWeight';
 
 /** One kernel launch of the step (equal launches merged: `count`). */
 export interface ConvLaunch {
@@ -111,12 +111,6 @@ export function convLaunches(entries: readonly sg.TraceEntry[]): ConvLaunch[] {
     out.set(key, { kernel, ops: [op], count: 1, g, m, n, k, flops: 2 * g.outChannels * pixelsOut * g.inChannels * taps });
   }
   return [...out.values()];
-}
-
-/** The N of a launch as its kernel tiles it (the input gradient runs per stride phase: the largest phase's pixels). */
-function tiledN(l: ConvLaunch): number {
-  const g = l.g;
-  return l.kernel === 'conv2dGradInput' ? g.batch * Math.ceil(g.inHeight / g.strideH) * Math.ceil(g.inWidth / g.strideW) : l.n;
 }
 
 const valid = (t: GemmTiles): boolean => {
@@ -269,10 +263,11 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     };
   };
   for (const l of launches) {
-    const pick = chooseTiles(l.m, tiledN(l));
+    const { m, n } = convTileProblem(l.kernel, l.g);
+    const pick = chooseTiles(m, n);
     const outOfTime = (performance.now() - t0) / 1000 > o.maxSeconds;
     if (!outOfTime) swept++;
-    const timings = await timeCandidates(rt, l, outOfTime ? [pick] : tileCandidates(l.m, tiledN(l)), o.reps);
+    const timings = await timeCandidates(rt, l, outOfTime ? [pick] : tileCandidates(m, n), o.reps);
     const best = timings.reduce((a, b) => (b.gpuMs < a.gpuMs ? b : a));
     results.push({ ...l, pick, timings, pickMs: timings[0].gpuMs, best });
     // Written after every launch: a run stopped from outside (a timeout) keeps what it measured.

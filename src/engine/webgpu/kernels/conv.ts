@@ -159,11 +159,23 @@ export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffe
   });
 }
 
+/** The three convolution kernels, by the name of their backend method. */
+export type ConvKernel = 'conv2d' | 'conv2dGradInput' | 'conv2dGradWeight';
+
+/**
+ * The M x N output a convolution kernel tiles (chooseTiles' arguments): conv2d O x batch*OH*OW; conv2dGradInput
+ * C x the largest stride phase's pixels, batch * ceil(H/SH) * ceil(W/SW); conv2dGradWeight O x C*KH*KW.
+ */
+export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: number; n: number } {
+  if (kernel === 'conv2d') return { m: g.outChannels, n: g.batch * g.outHeight * g.outWidth };
+  if (kernel === 'conv2dGradInput') return { m: g.inChannels, n: g.batch * ceilDiv(g.inHeight, g.strideH) * ceilDiv(g.inWidth, g.strideW) };
+  return { m: g.outChannels, n: g.inChannels * g.kernelH * g.kernelW };
+}
+
 /** out[b,o,oy,ox] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (0 outside). */
 export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, out: GPUBuffer, g: Conv2dGeometry,
   opts: ConvOptions = {}): void {
-  const M = g.outChannels;
-  const N = g.batch * g.outHeight * g.outWidth;
+  const { m: M, n: N } = convTileProblem('conv2d', g);
   if (M <= 0 || N <= 0) return;
   const t = opts.tiles ?? chooseTiles(M, N);
   const tilesM = ceilDiv(M, t.bm);
@@ -180,9 +192,8 @@ export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuff
 /** dx = the transposed convolution of dy with w (conv2d's input gradient); every element of dx is written. */
 export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx: GPUBuffer, g: Conv2dGeometry,
   opts: ConvOptions = {}): void {
-  const M = g.inChannels;
-  // The largest phase has ceil(H/SH) x ceil(W/SW) pixels per image.
-  const nMax = g.batch * ceilDiv(g.inHeight, g.strideH) * ceilDiv(g.inWidth, g.strideW);
+  // N: the largest phase's pixels, ceil(H/SH) x ceil(W/SW) per image.
+  const { m: M, n: nMax } = convTileProblem('conv2dGradInput', g);
   if (M <= 0 || nMax <= 0) return;
   const t = opts.tiles ?? chooseTiles(M, nMax);
   const tilesM = ceilDiv(M, t.bm);
@@ -202,8 +213,7 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
  */
 export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, g: Conv2dGeometry,
   opts: ConvOptions = {}): void {
-  const M = g.outChannels;
-  const N = g.inChannels * g.kernelH * g.kernelW;
+  const { m: M, n: N } = convTileProblem('conv2dGradWeight', g);
   const K = g.batch * g.outHeight * g.outWidth;
   if (M <= 0 || N <= 0) return;
   const t = opts.tiles ?? chooseTiles(M, N);
