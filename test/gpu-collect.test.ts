@@ -70,4 +70,22 @@ describe('bench/gpu/collect.py', () => {
     const high = await collect(results(256, 'lower-bound', 6));
     expect(high.json.aims.AESc).toMatchObject({ vsTfjsLowerBound: true, vsTfjsMet: true });
   });
+
+  it("sums up the tiles part: the picks' time, the fastest shapes', and the pick beaten the most", async () => {
+    const res = results(256, 'median', 7.5);
+    const t = (bm: number, bn: number) => ({ bm, bn, bk: 16, tm: 4 });
+    write(path.join(res, 'tiles', 'status.txt'), 'rc=124\nseconds=90\ntimedOut=1\n');
+    write(path.join(res, 'tiles', 'tiles-webgpu.json'), {
+      kind: 'tiles', complete: false,
+      launches: [
+        { kernel: 'conv2d', m: 32, n: 1000, k: 400, pick: t(32, 128), pickMs: 1, best: { tiles: t(32, 128), gpuMs: 1 } },
+        { kernel: 'conv2dGradWeight', m: 32, n: 400, k: 9000, pick: t(32, 64), pickMs: 3, best: { tiles: t(16, 32), gpuMs: 1.5 } },
+        { kernel: 'conv2dGradInput', m: 64, n: 900, k: 800, pick: t(64, 64), pickMs: 2, best: { tiles: t(64, 32), gpuMs: 1.6 } },
+      ],
+      summary: { pickMs: 6, bestMs: 4.1, pickOverBest: 6 / 4.1 },
+    });
+    const { json, stdout } = await collect(res);
+    expect(json.ok).toBe(false); // the tiles part timed out
+    expect(stdout).toMatch(/tiles: the step's convolutions 6\.000 ms with chooseTiles' picks, 4\.100 ms with the fastest shape per launch \(1\.46x\); 2 of 3 picks beaten \(incomplete: the part stopped early\); most by 2\.00x: conv2dGradWeight 32 x 400 x 9000 on 16x32x16\/4/);
+  });
 });

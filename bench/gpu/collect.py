@@ -165,6 +165,25 @@ def aim_lines(a):
     return lines
 
 
+def tiles_line(parts):
+    """What the tiles part found: the step's conv time with chooseTiles' picks and with the fastest shapes."""
+    t = ((parts.get('tiles') or {}).get('results') or {}).get('tiles-webgpu.json')
+    if not isinstance(t, dict) or not isinstance(t.get('summary'), dict):
+        return None
+    s = t['summary']
+    launches = t.get('launches') or []
+    beaten = [l for l in launches if isinstance(l, dict) and l.get('best', {}).get('tiles') != l.get('pick')]
+    worst = max(beaten, key=lambda l: l['pickMs'] / l['best']['gpuMs'], default=None)
+    line = (f"tiles: the step's convolutions {s['pickMs']:.3f} ms with chooseTiles' picks, {s['bestMs']:.3f} ms with the "
+            f"fastest shape per launch ({s['pickOverBest']:.2f}x); {len(beaten)} of {len(launches)} picks beaten"
+            f"{'' if t.get('complete', True) else ' (incomplete: the part stopped early)'}")
+    if worst:
+        b = worst['best']['tiles']
+        line += (f"; most by {worst['pickMs'] / worst['best']['gpuMs']:.2f}x: {worst['kernel']} {worst['m']} x {worst['n']} x {worst['k']} "
+                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}")
+    return line
+
+
 def part(res, name):
     d = os.path.join(res, name)
     if not os.path.isdir(d):
@@ -280,6 +299,9 @@ def main():
             print(f"  {n:11s} {flag} in {st.get('seconds')} s; files: {', '.join(p['results']) or '-'}")
     for line in aim_lines(report['aims']):
         print(f'  {line}')
+    tl = tiles_line(parts)
+    if tl:
+        print(f'  {tl}')
     for w in warnings[:20]:
         print(f'  warning: {w}')
     if len(warnings) > 20:
