@@ -14,8 +14,9 @@
  *   --max-seconds S   stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)
  *   --out FILE        default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)
  *
- * Prints one line per launch (pick vs fastest) and the step's total convolution time with the picks and with the
- * fastest shape per launch; writes the JSON. Needs an adapter with timestamp queries.
+ * Prints one line per launch (pick vs fastest, and the FLOPs the pick computes, tile padding included, over the
+ * useful ones: convTileWork) and the step's total convolution time with the picks and with the fastest shape per
+ * launch; writes the JSON. Needs an adapter with timestamp queries.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,7 +27,7 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import {
-  checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, threads, TILE_ROWS, type ConvKernel, type GemmTiles,
+  checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, convTileWork, threads, TILE_ROWS, type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
@@ -55,6 +56,8 @@ export interface TileTiming {
 
 export interface LaunchResult extends ConvLaunch {
   pick: GemmTiles;
+  /** FLOPs the pick computes, tile padding included (2 x convTileWork); `flops` is the useful part. */
+  pickFlops: number;
   /** Median GPU time with each candidate timed, the pick first; only the pick when the sweep ran out of time. */
   timings: TileTiming[];
   pickMs: number;
@@ -70,8 +73,14 @@ export interface TilesReport {
   complete: boolean;
   /** The launches timed so far, in the order of the step. */
   launches: LaunchResult[];
-  /** Sums over the step (each launch times its count): the picks' GPU time, the fastest shapes' and their ratio. */
-  summary: { launches: number; distinct: number; swept: number; pickMs: number; bestMs: number; pickOverBest: number; seconds: number };
+  /**
+   * Sums over the step (each launch times its count): the picks' GPU time, the fastest shapes' and their ratio; the
+   * useful FLOPs and those the picks compute (tile padding included).
+   */
+  summary: {
+    launches: number; distinct: number; swept: number; pickMs: number; bestMs: number; pickOverBest: number; seconds: number;
+    usefulFlops: number; pickFlops: number;
+  };
   table: string;
 }
 
@@ -246,9 +255,10 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const report = (complete: boolean): TilesReport => {
     const pickMs = results.reduce((s, r) => s + r.count * r.pickMs, 0);
     const bestMs = results.reduce((s, r) => s + r.count * r.best.gpuMs, 0);
-    const head = ['kernel', 'ops', 'n', 'M x N x K', 'GFLOP', 'pick', 'pick ms', 'fastest', 'fastest ms', 'pick/fastest', 'tried'];
+    const head = ['kernel', 'ops', 'n', 'M x N x K', 'GFLOP', 'pick', 'computed/useful', 'pick ms', 'fastest', 'fastest ms', 'pick/fastest', 'tried'];
     const cells = results.map((r) => [
-      r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick), r.pickMs.toFixed(3),
+      r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick),
+      (r.pickFlops / r.flops).toFixed(2), r.pickMs.toFixed(3),
       fmtTiles(r.best.tiles), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
     ]);
     return {
@@ -258,6 +268,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
       summary: {
         launches: results.reduce((s, r) => s + r.count, 0), distinct: results.length, swept, pickMs, bestMs,
         pickOverBest: pickMs / bestMs, seconds: (performance.now() - t0) / 1000,
+        usefulFlops: results.reduce((s, r) => s + r.count * r.flops, 0), pickFlops: results.reduce((s, r) => s + r.count * r.pickFlops, 0),
       },
       table: formatTable(head, cells),
     };
@@ -269,7 +280,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     if (!outOfTime) swept++;
     const timings = await timeCandidates(rt, l, outOfTime ? [pick] : tileCandidates(m, n), o.reps);
     const best = timings.reduce((a, b) => (b.gpuMs < a.gpuMs ? b : a));
-    results.push({ ...l, pick, timings, pickMs: timings[0].gpuMs, best });
+    results.push({ ...l, pick, pickFlops: 2 * convTileWork(l.kernel, l.g, pick), timings, pickMs: timings[0].gpuMs, best });
     // Written after every launch: a run stopped from outside (a timeout) keeps what it measured.
     if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report(false), null, 2) + '\n');
   }
@@ -283,7 +294,8 @@ export function describeTiles(r: TilesReport): string {
   return `${r.machine.device}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}: ${s.launches} convolution launches `
     + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread), median of ${o.reps}\n${r.table}\n\n`
     + `the step's convolutions: ${s.pickMs.toFixed(3)} ms with chooseTiles' picks, ${s.bestMs.toFixed(3)} ms with the fastest shape per launch `
-    + `(picks/fastest ${s.pickOverBest.toFixed(3)}); ${s.seconds.toFixed(1)} s`;
+    + `(picks/fastest ${s.pickOverBest.toFixed(3)}); the picks compute ${(s.pickFlops / 1e9).toFixed(2)} GFLOP for ${(s.usefulFlops / 1e9).toFixed(2)} useful `
+    + `(tile padding included); ${s.seconds.toFixed(1)} s`;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
-import { checkTiles, chooseTiles } from '../src/engine/webgpu/kernels/conv.js';
+import { checkTiles, chooseTiles, convTileProblem, convTileWork } from '../src/engine/webgpu/kernels/conv.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { convLaunches, describeTiles, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
@@ -53,6 +53,33 @@ describe('convLaunches', () => {
     net.dispose();
     x.dispose();
   });
+});
+
+describe('the work chooseTiles asks of the convolution kernels', () => {
+  it('is within a quarter of the useful FLOPs over an esann AESc step at 128x128 (tile padding included)', async () => {
+    const be = await sg.useBackend('cpu');
+    const net = buildAutoencoder('esann', { skips: true, inputSize: 128, baseChannels: 16, seed: 0, backend: be }).train();
+    const x = sg.uniform([2, 1, 128, 128], 0, 1, { backend: be, rng: new sg.Rng(1) });
+    const { result: loss, trace } = sg.traced(() => {
+      const l = sg.mseLoss(net.forward(x).output, x);
+      l.backward();
+      return l;
+    });
+    loss.dispose();
+    net.dispose();
+    x.dispose();
+    let useful = 0, computed = 0;
+    for (const l of convLaunches(trace.entries)) {
+      const { m, n } = convTileProblem(l.kernel, l.g);
+      const work = 2 * convTileWork(l.kernel, l.g, chooseTiles(m, n));
+      // No launch computes more than 5.2x its FLOPs (the worst: a 1-channel output on 4-row tiles).
+      expect(work / l.flops, `${l.kernel} ${l.m} x ${l.n} x ${l.k}`).toBeLessThan(5.2);
+      useful += l.count * l.flops;
+      computed += l.count * work;
+    }
+    // 1.23 with the fitted tiles; the 16-row minimum and fixed widths they replaced computed 1.52x.
+    expect(computed / useful).toBeLessThan(1.25);
+  }, 60_000);
 });
 
 describe('tileCandidates', () => {

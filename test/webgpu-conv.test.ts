@@ -19,7 +19,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
-import { checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
+import { checkTiles, chooseTiles, conv2d, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
 import { convSizes, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
@@ -140,6 +140,35 @@ describe('chooseTiles', () => {
     // Wide products keep the widest tile.
     expect(chooseTiles(32, 8 * 126 * 126)).toEqual({ bm: 32, bn: 128, bk: 16, tm: 4 });
     expect(chooseTiles(256, 8 * 13 * 13)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8 });
+  });
+});
+
+describe('convTileWork', () => {
+  const unit = { bm: 1, bn: 1, bk: 1, tm: 4 };
+
+  it('with 1 x 1 x 1 tiles, is the GEMM each kernel computes (the input gradient counted pixel by pixel)', () => {
+    fc.assert(fc.property(convGeometryArb({ maxIn: 4, maxOut: 4, maxSide: 9, maxPad: 2 }), (g) => {
+      const macs = g.batch * g.outChannels * g.outHeight * g.outWidth * g.inChannels * g.kernelH * g.kernelW;
+      expect(convTileWork('conv2d', g, unit)).toBe(macs);
+      expect(convTileWork('conv2dGradWeight', g, unit)).toBe(macs);
+      // Each dx pixel sums over the kernel taps of its stride phase (whether or not they land inside dy).
+      let want = 0;
+      for (let iy = 0; iy < g.inHeight; iy++) {
+        for (let ix = 0; ix < g.inWidth; ix++) {
+          let ky = 0, kx = 0;
+          for (let t = 0; t < g.kernelH; t++) if ((iy + g.padTop - t) % g.strideH === 0) ky++;
+          for (let t = 0; t < g.kernelW; t++) if ((ix + g.padLeft - t) % g.strideW === 0) kx++;
+          want += g.batch * g.inChannels * g.outChannels * ky * kx;
+        }
+      }
+      expect(convTileWork('conv2dGradInput', g, unit)).toBe(want);
+    }), { numRuns: 300 });
+  });
+
+  it('counts every row, column and step of a partly filled tile', () => {
+    const g = { batch: 1, inChannels: 3, inHeight: 10, inWidth: 10, outChannels: 5, outHeight: 10, outWidth: 10, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 };
+    // conv2d: M = 5 -> 8 rows, N = 100 -> 128 columns, K = 27 -> 32.
+    expect(convTileWork('conv2d', g, { bm: 8, bn: 64, bk: 8, tm: 4 })).toBe(8 * 128 * 32);
   });
 });
 

@@ -172,6 +172,34 @@ export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: num
   return { m: g.outChannels, n: g.inChannels * g.kernelH * g.kernelW };
 }
 
+/**
+ * The multiply-adds a convolution kernel performs with tile shape t, padding included: every tile computes
+ * BM x BN outputs BK deep whether or not they lie inside the product (workgroups past a phase's last tile
+ * return at once and count nothing). The input gradient sums its stride phases, each a GEMM of its own
+ * (C x batch*Hp*Wp x O*KHp*KWp); the weight gradient's split-K chunks are multiples of BK, so they pad K as
+ * one GEMM does. `npm run bench:tiles` reports it next to the useful FLOPs.
+ */
+export function convTileWork(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles): number {
+  const pad = (x: number, tile: number): number => ceilDiv(x, tile) * tile;
+  if (kernel !== 'conv2dGradInput') {
+    const { m, n } = convTileProblem(kernel, g);
+    const k = kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW : g.batch * g.outHeight * g.outWidth;
+    return pad(m, t.bm) * pad(n, t.bn) * pad(k, t.bk);
+  }
+  // Phase r along one axis: the positions i < size with (i + padBefore) mod stride == r, and the taps k < kernel with k mod stride == r.
+  const count = (size: number, first: number, stride: number): number => (first < size ? ceilDiv(size - first, stride) : 0);
+  const phases = (size: number, kernel: number, stride: number, padBefore: number): Array<[number, number]> =>
+    Array.from({ length: stride }, (_, r) => [count(size, (((r - padBefore) % stride) + stride) % stride, stride), count(kernel, r, stride)]);
+  let work = 0;
+  for (const [hp, khp] of phases(g.inHeight, g.kernelH, g.strideH, g.padTop)) {
+    for (const [wp, kwp] of phases(g.inWidth, g.kernelW, g.strideW, g.padLeft)) {
+      const n = g.batch * hp * wp, k = g.outChannels * khp * kwp;
+      if (n > 0 && k > 0) work += pad(g.inChannels, t.bm) * pad(n, t.bn) * pad(k, t.bk);
+    }
+  }
+  return work;
+}
+
 /** out[b,o,oy,ox] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (0 outside). */
 export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, out: GPUBuffer, g: Conv2dGeometry,
   opts: ConvOptions = {}): void {
