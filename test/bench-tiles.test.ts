@@ -107,7 +107,10 @@ describe.skipIf(!gpu)('runTiles', () => {
       expect(l.timings).toHaveLength(1);
       expect(l.pickMs).toBeGreaterThan(0);
       expect(l.best.tiles).toEqual(l.pick);
+      expect(l.pickFlops).toBeGreaterThanOrEqual(l.flops);
     }
+    expect(r.summary.pickFlops).toBe(r.launches.reduce((s, l) => s + l.count * l.pickFlops, 0));
+    expect(r.summary.usefulFlops).toBe(r.launches.reduce((s, l) => s + l.count * l.flops, 0));
     expect(r.summary.pickOverBest).toBe(1);
     expect(describeTiles(r)).toContain('chooseTiles');
   }, 120_000);
