@@ -4,10 +4,10 @@
  * target, gradients of all parameters, AdamW (lr, weight decay decoupled as PyTorch's AdamW). A step ends when
  * the device has finished it: skipgrad reads the loss back and waits for backend.sync(); tfjs reads the loss and
  * a weight the update wrote (its queue runs in order, so that weight is the last thing written). bench/profile.ts
- * traces the same step (record()). Also the median both benches report.
+ * and bench/tiles.ts trace the same step (record(); esannStepper builds it). Also the median both benches report.
  */
 import * as sg from '../src/engine/index.js';
-import type { Autoencoder } from '../src/models/autoencoder.js';
+import { buildAutoencoder, type Autoencoder } from '../src/models/autoencoder.js';
 import type { TfjsTrainer } from './model-tfjs.js';
 import type * as tfNs from '@tensorflow/tfjs';
 
@@ -46,6 +46,28 @@ export function skipgradStepper(be: sg.Backend, net: Autoencoder, x: sg.Tensor, 
       return v;
     },
     dispose: () => opt.dispose(),
+  };
+}
+
+/**
+ * The esann autoencoder (AESc with skips, AE without) at the given size and base width, on one random batch
+ * (input and target uniform in [0, 1), seeds 1 and 2, weights seed 0), with its stepper (AdamW lr 1e-3, weight
+ * decay 1e-2): the step bench/profile.ts and bench/tiles.ts trace. dispose() frees the network and the batch too.
+ */
+export function esannStepper(be: sg.Backend, o: { model: 'AESc' | 'AE'; size: number; batch: number; channels: number }): Stepper {
+  const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be }).train();
+  const shape = [o.batch, 1, o.size, o.size];
+  const x = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(1) }).keep();
+  const target = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(2) }).keep();
+  const stepper = skipgradStepper(be, net, x, target, { lr: 1e-3, weightDecay: 1e-2 });
+  return {
+    ...stepper,
+    dispose() {
+      stepper.dispose();
+      net.dispose();
+      x.dispose();
+      target.dispose();
+    },
   };
 }
 

@@ -24,10 +24,9 @@ import { parseArgs } from 'node:util';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
-import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { intArg, modelArg } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
-import { skipgradStepper } from './model-step.js';
+import { esannStepper } from './model-step.js';
 
 export interface ProfileRow {
   op: string;
@@ -111,11 +110,7 @@ export interface ProfileReport {
 
 export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   const be = await sg.useBackend(o.backend);
-  const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be }).train();
-  const shape = [o.batch, 1, o.size, o.size];
-  const x = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(1) }).keep();
-  const target = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(2) }).keep();
-  const stepper = skipgradStepper(be, net, x, target, { lr: 1e-3, weightDecay: 1e-2 });
+  const stepper = esannStepper(be, o);
   for (let i = 0; i < o.warmup; i++) await stepper.step();
   await be.sync?.();
   const t0 = performance.now();
@@ -145,9 +140,6 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
     table: formatTable(head, cells), markdown: markdownTable(head, cells),
   };
   stepper.dispose();
-  net.dispose();
-  x.dispose();
-  target.dispose();
   if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
   return report;
 }

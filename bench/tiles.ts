@@ -27,13 +27,13 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import {
-  checkTiles, chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, convTileWork, threads, TILE_ROWS, type ConvKernel, type GemmTiles,
+  chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, convTileWork, TILE_ROWS, tileWidths, tilesValid, type ConvKernel,
+  type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
-import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { intArg, modelArg } from './args.js';
 import { machineInfo } from './model.js';
-import { median, skipgradStepper } from './model-step.js';
+import { esannStepper, median } from './model-step.js';
 
 /** One kernel launch of the step (equal launches merged: `count`). */
 export interface ConvLaunch {
@@ -122,15 +122,6 @@ export function convLaunches(entries: readonly sg.TraceEntry[]): ConvLaunch[] {
   return [...out.values()];
 }
 
-const valid = (t: GemmTiles): boolean => {
-  try {
-    checkTiles(t);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 /** chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns, BK and 2 BK. */
 export function tileCandidates(m: number, n: number): GemmTiles[] {
   const pick = chooseTiles(m, n);
@@ -140,10 +131,10 @@ export function tileCandidates(m: number, n: number): GemmTiles[] {
   const key = (t: GemmTiles) => `${t.bm}/${t.bn}/${t.bk}/${t.tm}`;
   const seen = new Set([key(pick)]);
   for (const r of rows) {
-    for (let bn = r.bn; bn >= 32 && threads({ ...r, bn }) >= 32; bn /= 2) {
+    for (const bn of tileWidths(r)) {
       for (const bk of [r.bk, 2 * r.bk]) {
         const t = { ...r, bn, bk };
-        if (!seen.has(key(t)) && valid(t)) {
+        if (!seen.has(key(t)) && tilesValid(t)) {
           seen.add(key(t));
           out.push(t);
         }
@@ -233,19 +224,12 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const t0 = performance.now();
 
   // One traced step gives the launches.
-  const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be }).train();
-  const shape = [o.batch, 1, o.size, o.size];
-  const x = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(1) });
-  const target = sg.uniform(shape, 0, 1, { backend: be, rng: new sg.Rng(2) });
-  const stepper = skipgradStepper(be, net, x, target, { lr: 1e-3, weightDecay: 1e-2 });
+  const stepper = esannStepper(be, o);
   const { result: loss, trace } = sg.traced(() => stepper.record());
   await loss.item();
   loss.dispose();
   await trace.settle();
   stepper.dispose();
-  net.dispose();
-  x.dispose();
-  target.dispose();
   await be.sync();
   const launches = convLaunches(trace.entries);
 

@@ -53,6 +53,8 @@ const MIN_THREADS = 32;
 const MAX_GRID_DIM = 65535;
 
 const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
+/** x rounded up to whole tiles of `tile`. */
+const roundUp = (x: number, tile: number): number => ceilDiv(x, tile) * tile;
 
 /** chooseTiles' starting shape for each row count (its widest tile of those rows). */
 export const TILE_ROWS: readonly GemmTiles[] = [
@@ -81,29 +83,39 @@ export const TILE_ROWS: readonly GemmTiles[] = [
  */
 export function chooseTiles(m: number, n: number): GemmTiles {
   const t = TILE_ROWS.find((r) => m <= r.bm) ?? TILE_ROWS[TILE_ROWS.length - 1];
-  const padded = (bn: number): number => ceilDiv(n, bn) * bn;
   let best = t.bn;
-  for (let bn = t.bn; bn >= 32 && threads({ ...t, bn }) >= MIN_THREADS; bn /= 2) {
-    if (padded(bn) < padded(best)) best = bn;
-    if (8 * padded(bn) <= 9 * n) { best = bn; break; }
+  for (const bn of tileWidths(t)) {
+    if (roundUp(n, bn) < roundUp(n, best)) best = bn;
+    if (8 * roundUp(n, bn) <= 9 * n) { best = bn; break; }
   }
   return { ...t, bn: best };
 }
 
+/** t's width and each half of it, down to 32 columns and MIN_THREADS threads: the widths chooseTiles considers. */
+export function tileWidths(t: GemmTiles): number[] {
+  const widths: number[] = [];
+  for (let bn = t.bn; bn >= 32 && threads({ ...t, bn }) >= MIN_THREADS; bn /= 2) widths.push(bn);
+  return widths;
+}
+
 /** Threads per workgroup of a tile shape. */
-export function threads(t: GemmTiles): number {
+function threads(t: GemmTiles): number {
   return (t.bm / t.tm) * (t.bn / 4);
 }
 
-/** Throws unless the shaders' tiling constraints hold for t. */
-export function checkTiles(t: GemmTiles): void {
+/** Whether the shaders' tiling constraints hold for t. */
+export function tilesValid(t: GemmTiles): boolean {
   const wg = threads(t);
-  const ok = (t.tm === 4 || t.tm === 8) && t.bm % t.tm === 0 && t.bn % 4 === 0 && t.bk >= 1
+  return (t.tm === 4 || t.tm === 8) && t.bm % t.tm === 0 && t.bn % 4 === 0 && t.bk >= 1
     && Number.isInteger(wg) && wg >= 1 && wg <= 256
     && wg % (t.bm / 4) === 0 && wg % (t.bn / 4) === 0
     && (t.bk * t.bm) / 4 <= MAX_SLOTS * wg && (t.bk * t.bn) / 4 <= MAX_SLOTS * wg
     && t.bk * (t.bm + t.bn) * 4 <= WORKGROUP_BYTES;
-  if (!ok) throw new Error(`webgpu: invalid GEMM tiles ${JSON.stringify(t)}`);
+}
+
+/** Throws unless the shaders' tiling constraints hold for t. */
+export function checkTiles(t: GemmTiles): void {
+  if (!tilesValid(t)) throw new Error(`webgpu: invalid GEMM tiles ${JSON.stringify(t)}`);
 }
 
 function tileConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<string, number> {
@@ -180,11 +192,10 @@ export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: num
  * one GEMM does. `npm run bench:tiles` reports it next to the useful FLOPs.
  */
 export function convTileWork(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles): number {
-  const pad = (x: number, tile: number): number => ceilDiv(x, tile) * tile;
   if (kernel !== 'conv2dGradInput') {
     const { m, n } = convTileProblem(kernel, g);
     const k = kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW : g.batch * g.outHeight * g.outWidth;
-    return pad(m, t.bm) * pad(n, t.bn) * pad(k, t.bk);
+    return roundUp(m, t.bm) * roundUp(n, t.bn) * roundUp(k, t.bk);
   }
   // Phase r along one axis: the positions i < size with (i + padBefore) mod stride == r, and the taps k < kernel with k mod stride == r.
   const count = (size: number, first: number, stride: number): number => (first < size ? ceilDiv(size - first, stride) : 0);
@@ -194,7 +205,7 @@ export function convTileWork(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles
   for (const [hp, khp] of phases(g.inHeight, g.kernelH, g.strideH, g.padTop)) {
     for (const [wp, kwp] of phases(g.inWidth, g.kernelW, g.strideW, g.padLeft)) {
       const n = g.batch * hp * wp, k = g.outChannels * khp * kwp;
-      if (n > 0 && k > 0) work += pad(g.inChannels, t.bm) * pad(n, t.bn) * pad(k, t.bk);
+      if (n > 0 && k > 0) work += roundUp(g.inChannels, t.bm) * roundUp(n, t.bn) * roundUp(k, t.bk);
     }
   }
   return work;
