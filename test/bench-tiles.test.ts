@@ -20,26 +20,34 @@ if (!gpu) {
   console.warn(`webgpu tiles test skipped: ${msg}`);
 }
 
+/** The trace of forward, MSE and backward of an esann AESc (base width `channels`) on a batch of 2, on the CPU. */
+async function tracedStep(size: number, channels: number): Promise<sg.TraceEntry[]> {
+  const be = await sg.useBackend('cpu');
+  const net = buildAutoencoder('esann', { skips: true, inputSize: size, baseChannels: channels, seed: 0, backend: be }).train();
+  const x = sg.uniform([2, 1, size, size], 0, 1, { backend: be, rng: new sg.Rng(1) });
+  const { result: loss, trace } = sg.traced(() => {
+    const l = sg.mseLoss(net.forward(x).output, x);
+    l.backward();
+    return l;
+  });
+  loss.dispose();
+  net.dispose();
+  x.dispose();
+  return trace.entries;
+}
+
 describe('convLaunches', () => {
   it('finds every convolution kernel launch of an esann AESc step, with its geometry', async () => {
-    const be = await sg.useBackend('cpu');
     // Base width 2, 64x64, batch 2: l1 (1 -> 2, stride 1 'same'), l2..l5 (stride 2 'valid'); the decoder mirrors them.
-    const net = buildAutoencoder('esann', { skips: true, inputSize: 64, baseChannels: 2, seed: 0, backend: be }).train();
-    const x = sg.uniform([2, 1, 64, 64], 0, 1, { backend: be, rng: new sg.Rng(1) });
-    const { result: loss, trace } = sg.traced(() => {
-      const l = sg.mseLoss(net.forward(x).output, x);
-      l.backward();
-      return l;
-    });
-    loss.dispose();
-    const launches = convLaunches(trace.entries);
+    const entries = await tracedStep(64, 2);
+    const launches = convLaunches(entries);
     const total = (k: string) => launches.filter((l) => l.kernel === k).reduce((s, l) => s + l.count, 0);
-    const convs = trace.entries.filter((e) => e.op === 'conv2d' && e.phase === 'forward').length;
-    const transposed = trace.entries.filter((e) => e.op === 'convTranspose2d').length;
+    const convs = entries.filter((e) => e.op === 'conv2d' && e.phase === 'forward').length;
+    const transposed = entries.filter((e) => e.op === 'convTranspose2d').length;
     // Every conv and transposed conv has a weight gradient; every launch in the trace is counted once.
     expect(total('conv2dGradWeight')).toBe(convs + transposed);
     expect(launches.reduce((s, l) => s + l.count, 0))
-      .toBe(trace.entries.filter((e) => ['conv2d', 'conv2dGradInput', 'convTranspose2d', 'conv2dGradWeight'].includes(e.op)).length);
+      .toBe(entries.filter((e) => ['conv2d', 'conv2dGradInput', 'convTranspose2d', 'conv2dGradWeight'].includes(e.op)).length);
     // The first layer: 1 -> 2 channels, 5x5, stride 1, padding 2, on the 64x64 image; its weight gradient is 2 x 25.
     const first = launches[0];
     expect(first).toMatchObject({ kernel: 'conv2d', m: 2, n: 2 * 64 * 64, k: 25, count: 1 });
@@ -50,26 +58,13 @@ describe('convLaunches', () => {
     const t = launches.find((l) => l.ops.includes('convTranspose2d/forward'));
     expect(t?.kernel).toBe('conv2dGradInput');
     expect(t?.flops).toBe(2 * t!.g.batch * t!.g.outChannels * t!.g.outHeight * t!.g.outWidth * t!.g.inChannels * 25);
-    net.dispose();
-    x.dispose();
   });
 });
 
 describe('the work chooseTiles asks of the convolution kernels', () => {
   it('is within a quarter of the useful FLOPs over an esann AESc step at 128x128 (tile padding included)', async () => {
-    const be = await sg.useBackend('cpu');
-    const net = buildAutoencoder('esann', { skips: true, inputSize: 128, baseChannels: 16, seed: 0, backend: be }).train();
-    const x = sg.uniform([2, 1, 128, 128], 0, 1, { backend: be, rng: new sg.Rng(1) });
-    const { result: loss, trace } = sg.traced(() => {
-      const l = sg.mseLoss(net.forward(x).output, x);
-      l.backward();
-      return l;
-    });
-    loss.dispose();
-    net.dispose();
-    x.dispose();
     let useful = 0, computed = 0;
-    for (const l of convLaunches(trace.entries)) {
+    for (const l of convLaunches(await tracedStep(128, 16))) {
       const { m, n } = convTileProblem(l.kernel, l.g);
       const work = 2 * convTileWork(l.kernel, l.g, chooseTiles(m, n));
       // No launch computes more than 5.2x its FLOPs (the worst: a 1-channel output on 4-row tiles).
