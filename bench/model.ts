@@ -264,9 +264,9 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
     const peers: TfjsBackendName[] = backend === 'cpu' ? ['cpu', 'wasm'] : ['webgpu'];
     const rows: ModelRow[] = [];
     const out = path.join(o.outDir, `model-${backend}${o.hostOnly ? '-host' : ''}.json`);
+    // On the null backend nothing runs: what reads back is not a loss.
+    const noLoss = (r: ModelRow): ModelRow => (o.hostOnly ? Object.assign(r, { firstLoss: null, firstLossRelDiff: null }) : r);
     const makeReport = (complete: boolean): ModelReport => {
-      // On the null backend nothing runs: what reads back is not a loss.
-      if (o.hostOnly) for (const r of rows) Object.assign(r, { firstLoss: null, firstLossRelDiff: null });
       const cells = rows.map(modelRowCells);
       return {
         kind: 'model', backend, date: new Date().toISOString(), machine: machineInfo(be.describe()), complete,
@@ -283,14 +283,14 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
     for (const model of o.models) {
       o.log?.(`\n[${backend}] ${model} ${o.size}x${o.size}, batch ${o.batch}\n  skipgrad ${backend} ...`);
       const { row, state } = await benchSkipgrad(be, model, o, data);
-      rows.push(row);
+      rows.push(noLoss(row));
       for (const peer of peers) {
         const r = await benchTfjs(peer, model, o, state, data);
         r.stepRatio = r.stepMs !== null && row.stepMs !== null ? r.stepMs / row.stepMs : null;
         r.forwardRatio = r.forwardMs !== null && row.forwardMs !== null ? r.forwardMs / row.forwardMs : null;
         r.memoryRatio = r.peakBytes !== null && row.peakBytes !== null ? r.peakBytes / row.peakBytes : null;
         r.firstLossRelDiff = r.firstLoss !== null && row.firstLoss !== null ? Math.abs(r.firstLoss - row.firstLoss) / Math.abs(row.firstLoss) : null;
-        rows.push(r);
+        rows.push(noLoss(r));
       }
       o.log?.('\n');
       // Written after every model: a run stopped from outside (a timeout) keeps the models it finished.
