@@ -23,11 +23,17 @@
 // once; the rows it loads advance by BK per step, and (c, ky, kx) is advanced by a mixed-radix
 // addition (no integer division in the loop).
 //
+// Split-K: a launch with few tiles (deep layers: few output pixels, many channels) would leave most
+// of a large GPU idle, so K may be split into chunks of kChunk (a multiple of BK): workgroup z = s
+// sums k in [s*kChunk, min(K, (s+1)*kChunk)) and writes its partial output to out[s*M*N + ...]
+// (out is then a scratch buffer of splits x the output, hasBias = 0), which split_k_reduce.wgsl sums
+// over s, adding the bias. With one chunk (kChunk >= K) out is the output itself.
+//
 // Bindings: 0 uniform Params, 1 x (read), 2 w (read), 3 bias (read; a dummy when hasBias = 0),
 //           4 out (read_write).
-// Launch: WG = (BM / TM) * (BN / 4) threads; one workgroup per tile, tiles numbered m-tile fastest
-//         (tile = mt + tilesM * nt), tiles workgroups folded into x/y by grid1d:
-//         tile = wid.x + wid.y * nwg.x; workgroups past the last tile return at once.
+// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, splits): one per tile and K chunk,
+//         tiles numbered m-tile fastest (tile = mt + tilesM * nt) and folded into x/y by grid1d:
+//         tile = wid.x + wid.y * nwg.x; z is the K chunk; workgroups past the last tile return at once.
 // Constraints (checked on the host): TM in {4, 8}; BM % TM == 0; BN % 4 == 0; (BM/4) and (BN/4)
 // divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
 
@@ -48,6 +54,7 @@ struct Params {
   hasBias: u32,
   tilesM: u32,   // ceil(M / BM)
   tiles: u32,    // tilesM * ceil(N / BN)
+  kChunk: u32,   // K per split (a multiple of BK)
   bk: u32,       // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
   aSlots: u32,
   bSlots: u32,
@@ -131,6 +138,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let M = P.outChannels;
   let N = P.batch * OHW;
   let K = P.inChannels * P.kernelH * P.kernelW;
+  let kBegin = wid.z * P.kChunk;
+  let kEnd = min(K, kBegin + P.kChunk);
 
   let tx = tid % (BN / 4u);  // this thread's columns: n0 + tx + q * BN/4
   let ty = tid / (BN / 4u);  // this thread's rows:    m0 + ty * TM + r
@@ -139,7 +148,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let kSteps = select(BK, P.bk, ROLLED);
   let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
   let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
- // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
 
   // The thread's 4 columns n = (b, oy, ox), decomposed once: the top-left input corner of the
   // window (iy0, ix0) and its offset in x. Columns past N get a corner that fails every check.
@@ -172,7 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // The K positions of the B-tile rows this thread loads (slot j: row tid/(BN/4) + j*WG/(BN/4)).
   var bPos: array<KPos, MAX_SLOTS>;
   for (var j = 0u; j < bSlots; j++) {
-    bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)));
+    bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)));
   }
   // BK as a mixed-radix step (dc, dky, dkx) and its offset in x.
   let dkx = BK % P.kernelW;
@@ -185,7 +193,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     acc[r] = vec4<f32>(0.0);
   }
 
-  for (var k0 = 0u; k0 < K; k0 += BK) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     // A tile: slot s holds A[m0 + 4*ma .. +3][k0 + row].
     for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
@@ -193,7 +201,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let k = k0 + row;
         var v = vec4<f32>(0.0);
         for (var q = 0u; q < 4u; q++) {
-          let ok = aRow[q] >= 0 && k < K;
+          let ok = aRow[q] >= 0 && k < kEnd;
           v[q] = select(0.0, w[select(0u, u32(aRow[q]) + k, ok)], ok);
         }
         As[row * (BM / 4u) + ma] = v;
@@ -204,7 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let kp = bPos[j];
-        let kOk = k0 + row < K;
+        let kOk = k0 + row < kEnd;
         var v = vec4<f32>(0.0);
         for (var q = 0u; q < 4u; q++) {
           let iy = colY[q] + i32(kp.ky);
@@ -232,12 +240,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
 
-  // out[b, m, oy, ox] = acc + bias[m]: column n = (b, p) is at b*M*OHW + p, row m adds m*OHW.
+  // out[b, m, oy, ox] = acc + bias[m]: column n = (b, p) is at b*M*OHW + p, row m adds m*OHW
+  // (in split s's part of the scratch buffer: s*M*N further; every element, zeros for an empty chunk).
   for (var q = 0u; q < 4u; q++) {
     let n = n0 + tx + q * (BN / 4u);
     if (n < N) {
       let b = n / OHW;
-      let base = n + b * (M - 1u) * OHW;
+      let base = wid.z * M * N + n + b * (M - 1u) * OHW;
       for (var r = 0u; r < TM; r++) {
         let m = m0 + ty * TM + r;
         if (m < M) {

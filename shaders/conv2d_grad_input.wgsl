@@ -21,10 +21,16 @@
 // TM x 4 outputs: rows m0 + ty*TM + r, columns n0 + tx + q*(BN/4). Both A and B rows walk K by a
 // mixed-radix addition (no integer division in the loop).
 //
+// Split-K (as in conv2d.wgsl): with few tiles, each phase's K may be split into chunks of kChunk (a
+// multiple of BK); split s sums k in [s*kChunk, min(K, (s+1)*kChunk)) and writes its partial dx to
+// dx[s * batch*C*H*W + ...] (dx is then a scratch buffer of splits x dx; every element is written,
+// zeros for an empty chunk), which split_k_reduce.wgsl sums over s. With one chunk, dx is dx.
+//
 // Bindings: 0 uniform Params, 1 dy (read), 2 w (read), 3 dx (read_write).
-// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, SH*SW): z is the phase; in a phase,
-//         tile = wid.x + wid.y * nwg.x = mt + tilesM * nt (x/y folded by grid1d over the largest
-//         phase); workgroups past the phase's last tile return at once.
+// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, SH*SW*splits): z = phase + SH*SW*s
+//         (phase = ry * SW + rx, s the K chunk); in a phase, tile = wid.x + wid.y * nwg.x =
+//         mt + tilesM * nt (x/y folded by grid1d over the largest phase); workgroups past the phase's
+//         last tile return at once.
 // Constraints (checked on the host): as in conv2d.wgsl.
 
 struct Params {
@@ -42,6 +48,7 @@ struct Params {
   padTop: i32,
   padLeft: i32,
   tilesM: u32,  // ceil(C / BM)
+  kChunk: u32,  // K per split (a multiple of BK)
   bk: u32,      // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
   aSlots: u32,
   bSlots: u32,
@@ -140,14 +147,19 @@ fn kAdvance(p: KPos, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
-  let ry = wid.z / P.strideW;
-  let rx = wid.z % P.strideW;
+  let phases = P.strideH * P.strideW;
+  let phase = wid.z % phases;
+  let split = wid.z / phases;
+  let ry = phase / P.strideW;
+  let rx = phase % P.strideW;
   let ay = phaseAxis(ry, P.strideH, P.padTop, P.inHeight, P.kernelH);
   let ax = phaseAxis(rx, P.strideW, P.padLeft, P.inWidth, P.kernelW);
   let HWp = ay.count * ax.count;
   let M = P.inChannels;
   let N = P.batch * HWp;
   let K = P.outChannels * ay.taps * ax.taps;
+  let kBegin = split * P.kChunk;
+  let kEnd = min(K, kBegin + P.kChunk);
   let tile = wid.x + wid.y * nwg.x;
   if (tile >= P.tilesM * ((N + BN - 1u) / BN)) {
     return;
@@ -207,10 +219,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var aPos: array<KPos, MAX_SLOTS>;
   var bPos: array<KPos, MAX_SLOTS>;
   for (var j = 0u; j < aSlots; j++) {
-    aPos[j] = kAt(tid / (BM / 4u) + j * (WG / (BM / 4u)), taps, tapsX, aWalk);
+    aPos[j] = kAt(kBegin + tid / (BM / 4u) + j * (WG / (BM / 4u)), taps, tapsX, aWalk);
   }
   for (var j = 0u; j < bSlots; j++) {
-    bPos[j] = kAt(tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
+    bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
   }
 
   var acc: array<vec4<f32>, MAX_TM>;
@@ -218,13 +230,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     acc[r] = vec4<f32>(0.0);
   }
 
-  for (var k0 = 0u; k0 < K; k0 += BK) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
     for (var j = 0u; j < aSlots; j++) {
       let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
       if (row < BK) {
         let kp = aPos[j];
-        let kOk = k0 + row < K;
+        let kOk = k0 + row < kEnd;
         var v = vec4<f32>(0.0);
         for (var q = 0u; q < 4u; q++) {
           let ok = kOk && aRow[q] >= 0;
@@ -239,7 +251,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
       if (row < BK) {
         let kp = bPos[j];
-        let kOk = k0 + row < K;
+        let kOk = k0 + row < kEnd;
         var v = vec4<f32>(0.0);
         for (var q = 0u; q < 4u; q++) {
           let oy = colY[q] - i32(kp.t);
@@ -266,7 +278,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
 
-  // dx[b, m, iyFirst + SH*j, ixFirst + SW*i] = acc.
+  // dx[b, m, iyFirst + SH*j, ixFirst + SW*i] = acc (in split s's part of the scratch: s*batch*C*H*W further).
+  let splitBase = split * P.batch * M * H * W;
   for (var q = 0u; q < 4u; q++) {
     let n = n0 + tx + q * (BN / 4u);
     if (n < N) {
@@ -274,7 +287,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let p = n - b * HWp;
       let j = p / ax.count;
       let i = p - j * ax.count;
-      let base = b * M * H * W + (ay.first + P.strideH * j) * W + ax.first + P.strideW * i;
+      let base = splitBase + b * M * H * W + (ay.first + P.strideH * j) * W + ax.first + P.strideW * i;
       for (var r = 0u; r < TM; r++) {
         let m = m0 + ty * TM + r;
         if (m < M) {

@@ -8,7 +8,7 @@
 // K is huge and M*N small, so K is split into chunks of kChunk (a multiple of BK): workgroup z = s
 // sums k in [s*kChunk, min(K, (s+1)*kChunk)) and writes its partial tile to
 //   partial[(s*M + m)*N + n],
-// which conv2d_grad_weight_reduce.wgsl then sums over s into dw. With one chunk, `partial` is dw itself.
+// which split_k_reduce.wgsl then sums over s into dw. With one chunk, `partial` is dw itself.
 //
 // Tiling (the same scheme as conv2d.wgsl): BM x BN tiles of C, BK deep; each thread accumulates
 // TM x 4 outputs: rows m0 + ty*TM + r, columns n0 + tx + q*(BN/4). The thread's 4 columns (c, ky, kx)

@@ -19,7 +19,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
-import { checkTiles, chooseTiles, conv2d, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvOptions } from '../src/engine/webgpu/kernels/conv.js';
+import {
+  checkTiles, chooseTiles, conv2d, convSplit, convTileProblem, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvKernel, type ConvOptions,
+} from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
 import { convSizes, geometryArb as convGeometryArb } from './helpers/conv-cases.js';
@@ -143,6 +145,58 @@ describe('chooseTiles', () => {
   });
 });
 
+describe('convSplit', () => {
+  const kernels: ConvKernel[] = ['conv2d', 'conv2dGradInput', 'conv2dGradWeight'];
+  /** K of a kernel's GEMM (the largest stride phase's, for the input gradient). */
+  const depth = (kernel: ConvKernel, g: Conv2dGeometry) => kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW
+    : kernel === 'conv2dGradInput' ? g.outChannels * Math.ceil(g.kernelH / g.strideH) * Math.ceil(g.kernelW / g.strideW)
+    : g.batch * g.outHeight * g.outWidth;
+
+  it('covers K with chunks of whole BK steps; splits conv2d and the input gradient only below 256 workgroups', () => {
+    fc.assert(fc.property(convGeometryArb({ maxIn: 300, maxOut: 300, maxSide: 40, maxPad: 2 }), fc.constantFrom(...kernels), (g, kernel) => {
+      const { m, n } = convTileProblem(kernel, g);
+      const t = chooseTiles(m, n);
+      const k = depth(kernel, g);
+      const { kChunk, splits, workgroups } = convSplit(kernel, g, t);
+      // A CPU-emulated adapter splits only the weight gradient.
+      const soft = convSplit(kernel, g, t, { software: true });
+      expect(soft.splits).toBe(kernel === 'conv2dGradWeight' ? splits : 1);
+      expect(kChunk % t.bk).toBe(0);
+      expect(splits).toBe(Math.max(1, Math.ceil(k / kChunk)));
+      const unsplit = workgroups / splits;
+      expect(unsplit).toBe(Math.ceil(m / t.bm) * Math.ceil(n / t.bn) * (kernel === 'conv2dGradInput' ? g.strideH * g.strideW : 1));
+      if (splits > 1) {
+        expect(kChunk, 'each split does 8 BK steps at least').toBeGreaterThanOrEqual(8 * t.bk);
+        expect(unsplit).toBeLessThan(kernel === 'conv2dGradWeight' ? 512 : 256);
+      }
+    }), { numRuns: 3000 });
+  });
+
+  it('fills a large GPU on the deep layers of the esann step at 256x256, batch 8', () => {
+    // l5: 128 -> 256 channels, 5x5 stride 2, 29x29 -> 13x13. Its forward conv is 256 x 1352 outputs on 128 x 64 tiles:
+    // 44 workgroups, split 6 ways (K = 3200, 200 BK steps: chunks of 34) to 264.
+    const l5 = { batch: 8, inChannels: 128, inHeight: 29, inWidth: 29, outChannels: 256, outHeight: 13, outWidth: 13, kernelH: 5, kernelW: 5, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
+    expect(convSplit('conv2d', l5, chooseTiles(256, 8 * 13 * 13))).toEqual({ kChunk: 34 * 16, splits: 6, workgroups: 264, steps: 200 });
+    // Its input gradient: 4 stride phases of 128 x 8*15*15 on 128 x 64 tiles (116 workgroups), the largest phase
+    // K = 256 * 3 * 3: 3 splits.
+    expect(convSplit('conv2dGradInput', l5, chooseTiles(128, 8 * 15 * 15))).toMatchObject({ splits: 3, workgroups: 348 });
+    // Its weight gradient: 256 x 3200 on 128 x 64 tiles, 100 workgroups, K = 1352: 6 splits (for 512).
+    expect(convSplit('conv2dGradWeight', l5, chooseTiles(256, 3200))).toMatchObject({ splits: 6, workgroups: 600 });
+    // l3: 32 -> 64 channels, 127x127 -> 61x61: 466 workgroups, no split.
+    const l3 = { ...l5, inChannels: 32, inHeight: 125, inWidth: 125, outChannels: 64, outHeight: 61, outWidth: 61 };
+    expect(convSplit('conv2d', l3, chooseTiles(64, 8 * 61 * 61))).toEqual({ kChunk: 800, splits: 1, workgroups: 466, steps: 50 });
+  });
+
+  it('takes a forced chunk, and rejects one that is not a positive multiple of BK', () => {
+    const g = { batch: 1, inChannels: 10, inHeight: 8, inWidth: 8, outChannels: 4, outHeight: 8, outWidth: 8, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 };
+    const t = { bm: 4, bn: 64, bk: 4, tm: 4 };
+    expect(convSplit('conv2d', g, t, { kChunk: 8 })).toEqual({ kChunk: 8, splits: 12, workgroups: 12, steps: 23 }); // K = 90
+    expect(convSplit('conv2d', g, t, { kChunk: 400, software: true })).toMatchObject({ splits: 1 });
+    expect(() => convSplit('conv2d', g, t, { kChunk: 6 })).toThrow(/conv2d: kChunk 6 is not a positive multiple of BK = 4/);
+    expect(() => convSplit('conv2dGradWeight', g, t, { kChunk: 0 })).toThrow(/kChunk 0/);
+  });
+});
+
 describe('convTileWork', () => {
   const unit = { bm: 1, bn: 1, bk: 1, tm: 4 };
 
@@ -207,6 +261,24 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     const g = geom(3, 5, 12, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1); // K = 3*12*10 = 360
     const tiles = chooseTiles(6, 45);
     for (const kChunk of [tiles.bk, 3 * tiles.bk, 128, 1024]) await checkConv(g, 300, { tiles, kChunk }, ['gradWeight']);
+  });
+
+  it('conv2d and conv2dGradInput sum split-K chunks: bias added once, stride phases with empty chunks', async () => {
+    // conv2d: K = 9*3*3 = 81 (6 BK steps of 16): a chunk per step, 2 chunks, 1; even seeds have a bias, which
+    // the reduce pass adds (the chunks must not). Stride 2, kernel 3: the input gradient's phases have 4, 2, 2
+    // and 1 taps, so K = 12*4 = 48 in the largest phase and 12 in the smallest, whose later chunks are empty.
+    const g = geom(2, 9, 11, 10, 12, 3, 3, 2, 2, 1, 1, 1, 0);
+    const tiles = { bm: 16, bn: 64, bk: 16, tm: 4 };
+    for (const [i, kChunk] of [16, 48, 96].entries()) await checkConv(g, 320 + 2 * i, { tiles, kChunk }, ['forward', 'gradInput']);
+    await checkConv(g, 327, { tiles, kChunk: 16 }, ['forward']); // no bias
+    // Unrolled, as on a GPU.
+    await checkConv(g, 330, { tiles, kChunk: 32, rolled: false }, ['forward', 'gradInput']);
+  });
+
+  it('all three kernels match the CPU with K split into random chunks, on random geometries', async () => {
+    // kChunk a multiple of 16: a multiple of every BK chooseTiles gives (4, 8, 16).
+    await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), fc.integer({ min: 1, max: 4 }), async (g, seed, steps) =>
+      checkConv(g, seed, { kChunk: 16 * steps })), { numRuns: 12 });
   });
 
   it('matmul matches the CPU kernel for every transpose combination', async () => {

@@ -9,8 +9,8 @@
 import { host } from '../host.js';
 export const SHADER_NAMES = [
   'adam', 'batchnorm_backward', 'batchnorm_forward', 'batchnorm_grad_merge', 'batchnorm_grad_sums', 'batchnorm_stats',
-  'batchnorm_stats_merge', 'binary', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', 'conv2d_grad_weight_reduce',
-  'copy', 'fill', 'matmul', 'mse_loss', 'reduce_sum', 'unary', 'upsample_nearest', 'upsample_nearest_grad', 'value_stats',
+  'batchnorm_stats_merge', 'binary', 'conv2d', 'conv2d_grad_input', 'conv2d_grad_weight', 'copy', 'fill', 'matmul',
+  'mse_loss', 'reduce_sum', 'split_k_reduce', 'unary', 'upsample_nearest', 'upsample_nearest_grad', 'value_stats',
 ] as const;
 
 const cache = new Map<string, string>();

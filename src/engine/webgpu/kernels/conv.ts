@@ -1,7 +1,7 @@
 /**
  * WebGPU matmul and convolution kernels: one tiled-GEMM scheme in four WGSL files
  * (shaders/matmul.wgsl, conv2d.wgsl, conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl, plus
- * conv2d_grad_weight_reduce.wgsl for split-K).
+ * split_k_reduce.wgsl for split-K).
  *
  * Each kernel is C[m][n] = sum_k A[m][k] * B[k][n] computed in BM x BN tiles, BK deep, in workgroup
  * memory, each thread holding a TM x 4 block of C in registers. The convolutions are implicit GEMMs
@@ -9,8 +9,11 @@
  *   conv2d            M = O, N = batch*OH*OW, K = C*KH*KW
  *   conv2dGradInput   M = C, N = batch*H*W,   K = O*KH*KW, run per stride phase (no wasted products:
  *                     in each phase it is a stride-1 correlation with the phase's kernel taps)
- *   conv2dGradWeight  M = O, N = C*KH*KW,     K = batch*OH*OW, split into chunks of K whose partial
- *                     products go to a scratch buffer and are then summed (the reduce pass)
+ *   conv2dGradWeight  M = O, N = C*KH*KW,     K = batch*OH*OW
+ * Split-K: a launch with few tiles for a large GPU has its K split into chunks whose partial products go to a
+ * scratch buffer, which a second pass (split_k_reduce) sums, adding conv2d's bias. The weight gradient (K huge,
+ * M x N small) is split for about TARGET_WORKGROUPS workgroups; conv2d and conv2dGradInput only when they have
+ * fewer than FEW_WORKGROUPS (deep layers: few pixels, many channels). See convSplit.
  * The tile shape is chosen from M (small M: flat, wide tiles); see chooseTiles. On CPU-emulated adapters
  * the shaders' tile loops are kept rolled (override ROLLED): lavapipe compiles the unrolled kernels
  * several times slower (seconds per pipeline), and a GPU wants them unrolled.
@@ -27,8 +30,8 @@ export interface GemmTiles {
 }
 
 /**
- * Extra knobs (tests, tuning): force a tile shape; for the weight gradient, the K per split (a multiple
- * of bk); `rolled` keeps the shaders' tile loops rolled (the default on CPU-emulated adapters, where the
+ * Extra knobs (tests, tuning): force a tile shape; the K per split (a multiple of bk; K or more: no split);
+ * `rolled` keeps the shaders' tile loops rolled (the default on CPU-emulated adapters, where the
  * unrolled kernels take seconds to compile; on a GPU they are unrolled).
  */
 export interface ConvOptions {
@@ -43,7 +46,15 @@ const WORKGROUP_BYTES = 16384;
 const MAX_SLOTS = 4;
 /** Workgroups the weight gradient aims for by splitting K: about 4 per SM of a large GPU (132 on an H200). */
 const TARGET_WORKGROUPS = 512;
-/** Fewest BK steps per split of the weight gradient. */
+/**
+ * conv2d and conv2dGradInput launches with fewer workgroups than this (about 2 per SM of a large GPU) split K to
+ * reach it: the deepest encoder layer's forward conv (256 x 1352 outputs at 256x256, batch 8) has 44 tiles of
+ * 128 x 64, a third of an H200's 132 SMs. A small GPU is still kept busy by 256 workgroups, and the extra reduce
+ * pass reads splits x the output once. Not on CPU-emulated adapters, whose few cores a handful of workgroups
+ * fill: there the split only adds work (a 64x64 AESc step on lavapipe took 1.5-2.1 s with it, 1.3-1.6 s without).
+ */
+const FEW_WORKGROUPS = 256;
+/** Fewest BK steps per split. */
 const MIN_STEPS_PER_SPLIT = 8;
 /** Largest split-K scratch buffer (bytes). */
 const MAX_SCRATCH_BYTES = 64 << 20;
@@ -219,13 +230,15 @@ export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuff
   const t = opts.tiles ?? chooseTiles(M, N);
   const tilesM = ceilDiv(M, t.bm);
   const tiles = tilesM * ceilDiv(N, t.bn);
-  rt.dispatch({
+  const { kChunk, splits } = convSplit('conv2d', g, t, { kChunk: opts.kChunk, software: rt.software });
+  const reduceBias = bias && { bias, inner: g.outHeight * g.outWidth, channels: M };
+  splitK(rt, splits, M * N, out, reduceBias, (target) => rt.dispatch({
     shader: 'conv2d',
     constants: tileConstants(rt, t, opts),
-    params: [...geometryParams(g), ['u32', bias ? 1 : 0], ['u32', tilesM], ['u32', tiles], ...loopParams(t)],
-    buffers: [x, w, bias ?? rt.dummy(), out],
-    workgroups: tileGrid(tiles),
-  });
+    params: [...geometryParams(g), ['u32', bias && splits === 1 ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', kChunk], ...loopParams(t)],
+    buffers: [x, w, bias ?? rt.dummy(), target],
+    workgroups: tileGrid(tiles, splits),
+  }));
 }
 
 /** dx = the transposed convolution of dy with w (conv2d's input gradient); every element of dx is written. */
@@ -236,55 +249,87 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
   if (M <= 0 || nMax <= 0) return;
   const t = opts.tiles ?? chooseTiles(M, nMax);
   const tilesM = ceilDiv(M, t.bm);
-  rt.dispatch({
+  const { kChunk, splits } = convSplit('conv2dGradInput', g, t, { kChunk: opts.kChunk, software: rt.software });
+  splitK(rt, splits, g.batch * M * g.inHeight * g.inWidth, dx, null, (target) => rt.dispatch({
     shader: 'conv2d_grad_input',
     constants: tileConstants(rt, t, opts),
-    params: [...geometryParams(g), ['u32', tilesM], ...loopParams(t)],
-    buffers: [dy, w, dx],
-    workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW),
-  });
+    params: [...geometryParams(g), ['u32', tilesM], ['u32', kChunk], ...loopParams(t)],
+    buffers: [dy, w, target],
+    workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW * splits),
+  }));
 }
 
-/**
- * dw[o,c,ky,kx] = sum_{b,oy,ox} dy[b,o,oy,ox] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx]. K = batch*OH*OW is split
- * into chunks so that there are about TARGET_WORKGROUPS workgroups; with more than one chunk the
- * partial sums go to a scratch buffer and a second pass adds them up.
- */
+/** dw[o,c,ky,kx] = sum_{b,oy,ox} dy[b,o,oy,ox] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (K = batch*OH*OW, split: see convSplit). */
 export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, g: Conv2dGeometry,
   opts: ConvOptions = {}): void {
   const { m: M, n: N } = convTileProblem('conv2dGradWeight', g);
-  const K = g.batch * g.outHeight * g.outWidth;
   if (M <= 0 || N <= 0) return;
   const t = opts.tiles ?? chooseTiles(M, N);
   const tilesM = ceilDiv(M, t.bm);
   const tiles = tilesM * ceilDiv(N, t.bn);
-  const kChunk = opts.kChunk ?? splitChunk(K, tiles, M * N, t.bk);
-  if (kChunk <= 0 || kChunk % t.bk !== 0) throw new Error(`webgpu: conv2dGradWeight: kChunk ${kChunk} is not a positive multiple of ${t.bk}`);
-  const splits = Math.max(1, ceilDiv(K, kChunk));
-  if (splits > MAX_GRID_DIM) throw new Error(`webgpu: conv2dGradWeight: ${splits} K splits exceed ${MAX_GRID_DIM}`);
-  const partial = splits === 1 ? dw : rt.acquire(splits * M * N * 4);
-  rt.dispatch({
+  const { kChunk, splits } = convSplit('conv2dGradWeight', g, t, { kChunk: opts.kChunk, software: rt.software });
+  splitK(rt, splits, M * N, dw, null, (target) => rt.dispatch({
     shader: 'conv2d_grad_weight',
     constants: tileConstants(rt, t, opts),
     params: [...geometryParams(g), ['u32', tilesM], ['u32', tiles], ['u32', kChunk], ...loopParams(t)],
-    buffers: [x, dy, partial],
+    buffers: [x, dy, target],
     workgroups: tileGrid(tiles, splits),
-  });
-  if (splits > 1) {
-    rt.dispatch({
-      shader: 'conv2d_grad_weight_reduce',
-      params: [['u32', M * N], ['u32', splits]],
-      buffers: [partial, dw],
-      workgroups: grid1d(M * N, 64), // 64 outputs per workgroup (of 256 threads)
-    });
-    rt.release(partial);
-  }
+  }));
 }
 
-/** K per split for the weight gradient: enough splits for TARGET_WORKGROUPS, each at least MIN_STEPS_PER_SPLIT steps. */
-function splitChunk(K: number, tiles: number, outputSize: number, bk: number): number {
-  const steps = Math.max(1, ceilDiv(K, bk));
-  let splits = Math.min(ceilDiv(TARGET_WORKGROUPS, tiles), Math.max(1, Math.floor(steps / MIN_STEPS_PER_SPLIT)), MAX_GRID_DIM);
-  splits = Math.max(1, Math.min(splits, Math.floor(MAX_SCRATCH_BYTES / (outputSize * 4))));
-  return ceilDiv(steps, splits) * bk;
+/**
+ * How a convolution launch with tile shape t splits its K (the largest stride phase's, for the input gradient):
+ * the K per split (a multiple of t.bk), the number of splits, the workgroups of the launch (all splits and
+ * phases), and K in BK steps. `kChunk` forces the chunk (a positive multiple of t.bk; K or more means one split); else:
+ *   - conv2dGradWeight: enough splits for TARGET_WORKGROUPS workgroups;
+ *   - conv2d, conv2dGradInput: one split, unless the launch has fewer than FEW_WORKGROUPS workgroups on a
+ *     hardware adapter (not `software`), then enough for FEW_WORKGROUPS;
+ * each split at least MIN_STEPS_PER_SPLIT BK steps, and the scratch buffer (splits x the output) at most
+ * MAX_SCRATCH_BYTES.
+ */
+export function convSplit(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles, o: { kChunk?: number; software?: boolean } = {}):
+  { kChunk: number; splits: number; workgroups: number; steps: number } {
+  let kChunk = o.kChunk;
+  const { m, n } = convTileProblem(kernel, g);
+  const phases = kernel === 'conv2dGradInput' ? g.strideH * g.strideW : 1;
+  const k = kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW
+    : kernel === 'conv2dGradInput' ? g.outChannels * ceilDiv(g.kernelH, g.strideH) * ceilDiv(g.kernelW, g.strideW)
+    : g.batch * g.outHeight * g.outWidth;
+  const outputSize = kernel === 'conv2dGradInput' ? g.batch * g.inChannels * g.inHeight * g.inWidth : m * n;
+  const tiles = ceilDiv(m, t.bm) * ceilDiv(n, t.bn) * phases;
+  const steps = Math.max(1, ceilDiv(k, t.bk));
+  if (kChunk === undefined) {
+    const target = kernel === 'conv2dGradWeight' ? TARGET_WORKGROUPS : o.software ? 1 : FEW_WORKGROUPS;
+    let splits = Math.min(ceilDiv(target, tiles), Math.max(1, Math.floor(steps / MIN_STEPS_PER_SPLIT)), Math.floor(MAX_GRID_DIM / phases));
+    splits = Math.max(1, Math.min(splits, Math.floor(MAX_SCRATCH_BYTES / (outputSize * 4))));
+    kChunk = ceilDiv(steps, splits) * t.bk;
+  }
+  if (!Number.isInteger(kChunk) || kChunk <= 0 || kChunk % t.bk !== 0) {
+    throw new Error(`webgpu: ${kernel}: kChunk ${kChunk} is not a positive multiple of BK = ${t.bk}`);
+  }
+  const splits = Math.max(1, ceilDiv(k, kChunk));
+  if (splits * phases > MAX_GRID_DIM) throw new Error(`webgpu: ${kernel}: ${splits} K splits x ${phases} phases exceed ${MAX_GRID_DIM} workgroups in z`);
+  return { kChunk, splits, workgroups: tiles * splits, steps };
+}
+
+/**
+ * Runs `launch(target)`: with one split, into `out` itself; with more, into a scratch buffer of `splits` partial
+ * outputs of `size` floats each, which split_k_reduce then sums into out, adding `bias` (one value per `inner`
+ * consecutive outputs, cycling over `channels`) where given.
+ */
+function splitK(rt: GpuRuntime, splits: number, size: number, out: GPUBuffer,
+  bias: { bias: GPUBuffer; inner: number; channels: number } | null, launch: (target: GPUBuffer) => void): void {
+  if (splits === 1) {
+    launch(out);
+    return;
+  }
+  const partial = rt.acquire(splits * size * 4);
+  launch(partial);
+  rt.dispatch({
+    shader: 'split_k_reduce',
+    params: [['u32', size], ['u32', splits], ['u32', bias ? 1 : 0], ['u32', bias?.inner ?? 1], ['u32', bias?.channels ?? 1]],
+    buffers: [partial, bias?.bias ?? rt.dummy(), out],
+    workgroups: grid1d(size, 64), // 64 outputs per workgroup (of 256 threads)
+  });
+  rt.release(partial);
 }

@@ -1,24 +1,31 @@
-// conv2d_grad_weight_reduce: sums the split-K partial weight gradients of conv2d_grad_weight.wgsl.
+// split_k_reduce: sums the split-K partial outputs of the convolution kernels (conv2d.wgsl,
+// conv2d_grad_input.wgsl, conv2d_grad_weight.wgsl), and adds conv2d's bias where it has one.
 //
-//   dw[i] = sum_{s < splits} partial[s * size + i]      (i < size = O*C*KH*KW)
+//   out[i] = sum_{s < splits} partial[s * size + i]  (+ bias[(i / inner) % channels] when hasBias)
+//   (i < size; for conv2d's NCHW output, inner = OH*OW and channels = O, so the bias index is o)
 //
 // A workgroup sums 64 consecutive outputs i0 .. i0+63: thread t takes output i0 + t % 64 and the
 // splits s = lane, lane + LANES, ... (lane = t / 64, LANES = WG / 64), with two independent
 // accumulators so that several loads are in flight; the LANES partial sums of an output are then
 // added in workgroup memory. Each load of a lane touches 64 consecutive floats (coalesced).
 //
-// Bindings: 0 uniform Params, 1 partial (read), 2 dw (read_write).
+// Bindings: 0 uniform Params, 1 partial (read), 2 bias (read; a dummy when hasBias = 0),
+//           3 out (read_write).
 // Launch: WG threads (a multiple of 64); ceil(size / 64) workgroups folded into x/y by grid1d
 //         (workgroup index = wid.x + wid.y * nwg.x).
 
 struct Params {
   size: u32,
   splits: u32,
+  hasBias: u32,
+  inner: u32,     // outputs per bias value in a row (OH*OW); 1 when hasBias = 0
+  channels: u32,  // bias values (O); 1 when hasBias = 0
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 override WG: u32 = 256u;
 const COLS: u32 = 64u;  // outputs per workgroup
@@ -50,6 +57,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var l = 0u; l < lanes; l++) {
       total += sums[l * COLS + tid];
     }
-    dw[i] = total;
+    if (P.hasBias != 0u) {
+      total += bias[(i / P.inner) % P.channels];
+    }
+    out[i] = total;
   }
 }
