@@ -4,10 +4,12 @@
  *
  * The launches come from a traced step of the model (conv2d, convTranspose2d and their gradients, each mapped to
  * the kernel that runs it: conv2d, conv2dGradInput or conv2dGradWeight, with its geometry); equal launches are
- * timed once and counted as often as the step makes them. Candidates per launch: the row counts of chooseTiles'
- * pick and the next smaller one (more workgroups when there are few), each at every width down to 32 columns
- * (and 32 threads), each at its BK and twice that where the kernels' limits allow. Each candidate: one untimed
- * launch (pipeline compiled), then --reps timed ones, median.
+ * timed once and counted as often as the step makes them. Candidates per launch: chooseTiles' pick with convSplit's
+ * K split, then the pick split 1, 2, 4, 8 and 16 ways (split-K: more workgroups for a large GPU, and a reduce
+ * pass), then the row counts of the pick and the next smaller one (more workgroups when there are few), each at
+ * every width down to 32 columns (and 32 threads), each at its BK and twice that where the kernels' limits allow,
+ * with convSplit's split. Each candidate: one untimed launch (pipeline compiled), then --reps timed ones, median
+ * (a split launch's time includes its reduce pass).
  *
  *   --model AESc|AE   default AESc       --size N      default 256      --batch N   default 8
  *   --channels N      default 16         --reps N      default 5
@@ -27,8 +29,8 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import {
-  chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convTileProblem, convTileWork, TILE_ROWS, tileWidths, tilesValid, type ConvKernel,
-  type GemmTiles,
+  chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convSplit, convTileProblem, convTileWork, TILE_ROWS, tileWidths, tilesValid,
+  type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { intArg, modelArg } from './args.js';
@@ -49,13 +51,24 @@ export interface ConvLaunch {
   flops: number;
 }
 
+/** A way to run a launch: a tile shape and the K per split (convSplit's when absent). */
+export interface TileCandidate {
+  tiles: GemmTiles;
+  kChunk?: number;
+}
+
 export interface TileTiming {
   tiles: GemmTiles;
+  /** The K per split and the number of splits the launch ran with (1: no split, no reduce pass). */
+  kChunk: number;
+  splits: number;
   gpuMs: number;
 }
 
 export interface LaunchResult extends ConvLaunch {
   pick: GemmTiles;
+  /** The splits of K convSplit gives the pick. */
+  pickSplits: number;
   /** FLOPs the pick computes, tile padding included (2 x convTileWork); `flops` is the useful part. */
   pickFlops: number;
   /** Median GPU time with each candidate timed, the pick first; only the pick when the sweep ran out of time. */
@@ -122,6 +135,28 @@ export function convLaunches(entries: readonly sg.TraceEntry[]): ConvLaunch[] {
   return [...out.values()];
 }
 
+/**
+ * The candidates timed for a launch: chooseTiles' pick with convSplit's split first, then the pick split 1, 2, 4, 8
+ * and 16 ways (where each split keeps a BK step at least, and differs from those before), then every other shape of
+ * tileCandidates with convSplit's split.
+ */
+export function launchCandidates(l: ConvLaunch, software: boolean): TileCandidate[] {
+  const { m, n } = convTileProblem(l.kernel, l.g);
+  const [pick, ...others] = tileCandidates(m, n);
+  const { splits: pickSplits, steps } = convSplit(l.kernel, l.g, pick, { software });
+  const out: TileCandidate[] = [{ tiles: pick }];
+  const seen = new Set([pickSplits]);
+  for (const want of [1, 2, 4, 8, 16]) {
+    if (want > steps) break;
+    const kChunk = Math.ceil(steps / want) * pick.bk;
+    const { splits } = convSplit(l.kernel, l.g, pick, { kChunk });
+    if (seen.has(splits)) continue;
+    seen.add(splits);
+    out.push({ tiles: pick, kChunk });
+  }
+  return [...out, ...others.map((tiles) => ({ tiles }))];
+}
+
 /** chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns, BK and 2 BK. */
 export function tileCandidates(m: number, n: number): GemmTiles[] {
   const pick = chooseTiles(m, n);
@@ -144,26 +179,27 @@ export function tileCandidates(m: number, n: number): GemmTiles[] {
   return out;
 }
 
-function launchKernel(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], tiles: GemmTiles): void {
+function launchKernel(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], c: TileCandidate): void {
   const [x, w, y] = bufs;
-  if (l.kernel === 'conv2d') conv2d(rt, x, w, null, y, l.g, { tiles });
-  else if (l.kernel === 'conv2dGradInput') conv2dGradInput(rt, y, w, x, l.g, { tiles });
-  else conv2dGradWeight(rt, x, y, w, l.g, { tiles });
+  const opts = { tiles: c.tiles, kChunk: c.kChunk };
+  if (l.kernel === 'conv2d') conv2d(rt, x, w, null, y, l.g, opts);
+  else if (l.kernel === 'conv2dGradInput') conv2dGradInput(rt, y, w, x, l.g, opts);
+  else conv2dGradWeight(rt, x, y, w, l.g, opts);
 }
 
 /** Median GPU time (ms) of `reps` launches after one untimed launch (which compiles the pipeline). */
-async function timeLaunch(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], tiles: GemmTiles, reps: number): Promise<number> {
+async function timeLaunch(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], c: TileCandidate, reps: number): Promise<number> {
   rt.beginOp('tiles-warmup');
   try {
-    launchKernel(rt, l, bufs, tiles);
+    launchKernel(rt, l, bufs, c);
   } finally {
     void rt.endOp();
   }
   const times: Promise<{ gpuMs?: number }>[] = [];
   for (let r = 0; r < reps; r++) {
-    rt.beginOp(`${l.kernel} ${tiles.bm}x${tiles.bn}x${tiles.bk}/${tiles.tm}`, true);
+    rt.beginOp(`${l.kernel} ${fmtTiles(c.tiles)}`, true);
     try {
-      launchKernel(rt, l, bufs, tiles);
+      launchKernel(rt, l, bufs, c);
     } finally {
       times.push(rt.endOp());
     }
@@ -175,14 +211,17 @@ async function timeLaunch(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], tile
   return median(ms as number[]);
 }
 
-/** The median GPU time of launch l with each tile shape (on scratch buffers of its sizes). */
-export async function timeCandidates(rt: GpuRuntime, l: ConvLaunch, candidates: readonly GemmTiles[], reps: number): Promise<TileTiming[]> {
+/** The median GPU time of launch l with each candidate (on scratch buffers of its sizes). */
+export async function timeCandidates(rt: GpuRuntime, l: ConvLaunch, candidates: readonly TileCandidate[], reps: number): Promise<TileTiming[]> {
   const g = l.g;
   const sizes = [g.batch * g.inChannels * g.inHeight * g.inWidth, g.outChannels * g.inChannels * g.kernelH * g.kernelW, g.batch * g.outChannels * g.outHeight * g.outWidth];
   const bufs = sizes.map((s) => rt.acquire(Math.max(4, 4 * s)));
   try {
     const timings: TileTiming[] = [];
-    for (const tiles of candidates) timings.push({ tiles, gpuMs: await timeLaunch(rt, l, bufs, tiles, reps) });
+    for (const c of candidates) {
+      const { kChunk, splits } = convSplit(l.kernel, l.g, c.tiles, { kChunk: c.kChunk, software: rt.software });
+      timings.push({ tiles: c.tiles, kChunk, splits, gpuMs: await timeLaunch(rt, l, bufs, c, reps) });
+    }
     return timings;
   } finally {
     for (const b of bufs) rt.release(b);
@@ -215,7 +254,7 @@ export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
   };
 }
 
-const fmtTiles = (t: GemmTiles): string => `${t.bm}x${t.bn}x${t.bk}${t.tm === 8 ? '/8' : ''}`;
+const fmtTiles = (t: GemmTiles, splits = 1): string => `${t.bm}x${t.bn}x${t.bk}${t.tm === 8 ? '/8' : ''}${splits > 1 ? ` k${splits}` : ''}`;
 
 export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const be = await sg.useBackend('webgpu');
@@ -241,9 +280,9 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     const bestMs = results.reduce((s, r) => s + r.count * r.best.gpuMs, 0);
     const head = ['kernel', 'ops', 'n', 'M x N x K', 'GFLOP', 'pick', 'computed/useful', 'pick ms', 'fastest', 'fastest ms', 'pick/fastest', 'tried'];
     const cells = results.map((r) => [
-      r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick),
+      r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick, r.pickSplits),
       (r.pickFlops / r.flops).toFixed(2), r.pickMs.toFixed(3),
-      fmtTiles(r.best.tiles), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
+      fmtTiles(r.best.tiles, r.best.splits), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
     ]);
     return {
       kind: 'tiles', date: new Date().toISOString(), machine: machineInfo(be.describe()),
@@ -262,9 +301,11 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     const pick = chooseTiles(m, n);
     const outOfTime = (performance.now() - t0) / 1000 > o.maxSeconds;
     if (!outOfTime) swept++;
-    const timings = await timeCandidates(rt, l, outOfTime ? [pick] : tileCandidates(m, n), o.reps);
+    const timings = await timeCandidates(rt, l, outOfTime ? [{ tiles: pick }] : launchCandidates(l, rt.software), o.reps);
     const best = timings.reduce((a, b) => (b.gpuMs < a.gpuMs ? b : a));
-    results.push({ ...l, pick, pickFlops: 2 * convTileWork(l.kernel, l.g, pick), timings, pickMs: timings[0].gpuMs, best });
+    results.push({
+      ...l, pick, pickSplits: timings[0].splits, pickFlops: 2 * convTileWork(l.kernel, l.g, pick), timings, pickMs: timings[0].gpuMs, best,
+    });
     // Written after every launch: a run stopped from outside (a timeout) keeps what it measured.
     if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report(false), null, 2) + '\n');
   }
@@ -276,7 +317,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
 export function describeTiles(r: TilesReport): string {
   const s = r.summary, o = r.settings;
   return `${r.machine.device}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}: ${s.launches} convolution launches `
-    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread), median of ${o.reps}\n${r.table}\n\n`
+    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread; kS: K split S ways), median of ${o.reps}\n${r.table}\n\n`
     + `the step's convolutions: ${s.pickMs.toFixed(3)} ms with chooseTiles' picks, ${s.bestMs.toFixed(3)} ms with the fastest shape per launch `
     + `(picks/fastest ${s.pickOverBest.toFixed(3)}); the picks compute ${(s.pickFlops / 1e9).toFixed(2)} GFLOP for ${(s.usefulFlops / 1e9).toFixed(2)} useful `
     + `(tile padding included); ${s.seconds.toFixed(1)} s`;

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
-import { checkTiles, chooseTiles, convTileProblem, convTileWork } from '../src/engine/webgpu/kernels/conv.js';
+import { checkTiles, chooseTiles, convSplit, convTileProblem, convTileWork } from '../src/engine/webgpu/kernels/conv.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { convLaunches, describeTiles, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
+import { convLaunches, describeTiles, launchCandidates, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 
 const gpu = await sg.webgpuBackend();
@@ -89,6 +89,25 @@ describe('tileCandidates', () => {
   });
 });
 
+describe('launchCandidates', () => {
+  it("starts with the pick as convSplit splits it, then the pick split other ways, then the other shapes", async () => {
+    const launches = convLaunches(await tracedStep(64, 8));
+    for (const l of launches) {
+      const { m, n } = convTileProblem(l.kernel, l.g);
+      const c = launchCandidates(l, false);
+      const pick = chooseTiles(m, n);
+      expect(c[0]).toEqual({ tiles: pick });
+      const pickRuns = c.filter((x) => JSON.stringify(x.tiles) === JSON.stringify(pick));
+      const splits = pickRuns.map((x) => convSplit(l.kernel, l.g, x.tiles, { kChunk: x.kChunk }).splits);
+      expect(new Set(splits).size, `${l.kernel} ${l.m} x ${l.n} x ${l.k}: distinct splits`).toBe(splits.length);
+      // Unsplit is always among them, and so are 2 splits where K has two BK steps.
+      expect(splits).toContain(1);
+      if (convSplit(l.kernel, l.g, pick).steps >= 2) expect(splits).toContain(2);
+      expect(c.slice(pickRuns.length).map((x) => x.tiles)).toEqual(tileCandidates(m, n).slice(1));
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!gpu)('runTiles', () => {
   it('times the pick of every launch on webgpu when there is no time to sweep', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sg-tiles-')), 'tiles.json');
@@ -102,6 +121,7 @@ describe.skipIf(!gpu)('runTiles', () => {
       expect(l.timings).toHaveLength(1);
       expect(l.pickMs).toBeGreaterThan(0);
       expect(l.best.tiles).toEqual(l.pick);
+      expect(l.best.splits).toBe(l.pickSplits);
       expect(l.pickFlops).toBeGreaterThanOrEqual(l.flops);
     }
     expect(r.summary.pickFlops).toBe(r.launches.reduce((s, l) => s + l.count * l.pickFlops, 0));
@@ -115,9 +135,11 @@ describe.skipIf(!gpu)('runTiles', () => {
     if (!(be instanceof WebGPUBackend)) throw new Error('expected the webgpu backend');
     const g = { batch: 1, inChannels: 3, inHeight: 12, inWidth: 12, outChannels: 5, outHeight: 12, outWidth: 12, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 };
     const l: ConvLaunch = { kernel: 'conv2dGradWeight', ops: ['conv2dGradWeight/backward'], count: 1, g, m: 5, n: 27, k: 144, flops: 2 * 5 * 144 * 27 };
-    const candidates = tileCandidates(5, 27).slice(0, 3);
+    const candidates = [...tileCandidates(5, 27).slice(0, 3).map((tiles) => ({ tiles })), { tiles: chooseTiles(5, 27), kChunk: 2 * chooseTiles(5, 27).bk }];
     const t = await timeCandidates(be.rt, l, candidates, 2);
-    expect(t.map((x) => x.tiles)).toEqual(candidates);
+    expect(t.map((x) => x.tiles)).toEqual(candidates.map((c) => c.tiles));
+    // The last one splits K = 144 into chunks of two BK steps (a reduce pass follows).
+    expect(t[3].splits).toBe(Math.ceil(144 / (2 * chooseTiles(5, 27).bk)));
     for (const x of t) expect(x.gpuMs).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -71,7 +71,7 @@ describe('bench/gpu/collect.py', () => {
     expect(high.json.aims.AESc).toMatchObject({ vsTfjsLowerBound: true, vsTfjsMet: true });
   });
 
-  it("sums up the tiles part: the picks' time, the fastest shapes', and the pick beaten the most", async () => {
+  it("sums up the tiles part: the picks' time, the fastest shapes', and the pick beaten the most (by a K split too)", async () => {
     const res = results(256, 'median', 7.5);
     const t = (bm: number, bn: number) => ({ bm, bn, bk: 16, tm: 4 });
     write(path.join(res, 'tiles', 'status.txt'), 'rc=124\nseconds=90\ntimedOut=1\n');
@@ -81,11 +81,15 @@ describe('bench/gpu/collect.py', () => {
         { kernel: 'conv2d', m: 32, n: 1000, k: 400, pick: t(32, 128), pickMs: 1, best: { tiles: t(32, 128), gpuMs: 1 } },
         { kernel: 'conv2dGradWeight', m: 32, n: 400, k: 9000, pick: t(32, 64), pickMs: 3, best: { tiles: t(16, 32), gpuMs: 1.5 } },
         { kernel: 'conv2dGradInput', m: 64, n: 900, k: 800, pick: t(64, 64), pickMs: 2, best: { tiles: t(64, 32), gpuMs: 1.6 } },
+        // The same tiles, split into 12 K chunks rather than the pick's 6.
+        { kernel: 'conv2d', m: 256, n: 1352, k: 3200, pick: t(128, 64), pickSplits: 6, pickMs: 4, best: { tiles: t(128, 64), splits: 12, gpuMs: 1.6 } },
+        // The pick with its own split: not beaten.
+        { kernel: 'conv2d', m: 128, n: 6728, k: 1600, pick: t(128, 64), pickSplits: 3, pickMs: 1, best: { tiles: t(128, 64), splits: 3, gpuMs: 1 } },
       ],
-      summary: { pickMs: 6, bestMs: 4.1, pickOverBest: 6 / 4.1 },
+      summary: { pickMs: 11, bestMs: 6.7, pickOverBest: 11 / 6.7 },
     });
     const { json, stdout } = await collect(res);
     expect(json.ok).toBe(false); // the tiles part timed out
-    expect(stdout).toMatch(/tiles: the step's convolutions 6\.000 ms with chooseTiles' picks, 4\.100 ms with the fastest shape per launch \(1\.46x\); 2 of 3 picks beaten \(incomplete: the part stopped early\); most by 2\.00x: conv2dGradWeight 32 x 400 x 9000 on 16x32x16\/4/);
+    expect(stdout).toMatch(/tiles: the step's convolutions 11\.000 ms with chooseTiles' picks, 6\.700 ms with the fastest shape per launch \(1\.64x\); 3 of 5 picks beaten \(incomplete: the part stopped early\); most by 2\.50x: conv2d 256 x 1352 x 3200 on 128x64x16\/4 split 12 ways/);
   });
 });

@@ -172,15 +172,22 @@ def tiles_line(parts):
         return None
     s = t['summary']
     launches = t.get('launches') or []
-    beaten = [l for l in launches if isinstance(l, dict) and l.get('best', {}).get('tiles') != l.get('pick')]
-    worst = max(beaten, key=lambda l: l['pickMs'] / l['best']['gpuMs'], default=None)
+
+    def beaten(l):
+        # A pick is beaten by another tile shape, or by the same shape with K split another way.
+        best = l.get('best', {})
+        return best.get('tiles') != l.get('pick') or best.get('splits', 1) != l.get('pickSplits', best.get('splits', 1))
+
+    lost = [l for l in launches if isinstance(l, dict) and beaten(l)]
+    worst = max(lost, key=lambda l: l['pickMs'] / l['best']['gpuMs'], default=None)
     line = (f"tiles: the step's convolutions {s['pickMs']:.3f} ms with chooseTiles' picks, {s['bestMs']:.3f} ms with the "
-            f"fastest shape per launch ({s['pickOverBest']:.2f}x); {len(beaten)} of {len(launches)} picks beaten"
+            f"fastest shape per launch ({s['pickOverBest']:.2f}x); {len(lost)} of {len(launches)} picks beaten"
             f"{'' if t.get('complete', True) else ' (incomplete: the part stopped early)'}")
     if worst:
         b = worst['best']['tiles']
+        splits = worst['best'].get('splits', 1)
         line += (f"; most by {worst['pickMs'] / worst['best']['gpuMs']:.2f}x: {worst['kernel']} {worst['m']} x {worst['n']} x {worst['k']} "
-                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}")
+                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{f' split {splits} ways' if splits > 1 else ''}")
     return line
 
 
