@@ -38,4 +38,16 @@ export async function useBackend(choice: BackendChoice | string = host.env('SKIP
   throw new Error(`unknown backend '${choice}' (expected auto, cpu or webgpu)`);
 }
 
+/**
+ * The backend `choice` resolved to, for logs; for 'auto' on the CPU, why: no adapter at all (Dawn may have warned
+ * that it could not load Vulkan), or only a software one, which auto passes over.
+ */
+export async function describeChoice(choice: BackendChoice | string, backend: Backend): Promise<string> {
+  if (choice !== 'auto' || backend.name !== 'cpu') return backend.describe();
+  const gpu = await webgpuBackend().catch(() => null);
+  const why = gpu ? `the only WebGPU adapter is CPU-emulated (${gpu.describe()}); --backend webgpu would use it`
+    : 'no WebGPU adapter (in Node that takes a Vulkan driver; see scripts/provision-vulkan.sh)';
+  return `${backend.describe()} (auto: ${why})`;
+}
+
 export { getBackend };

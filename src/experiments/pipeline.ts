@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../engine/backend.js';
-import { useBackend } from '../engine/backends.js';
+import { describeChoice, useBackend } from '../engine/backends.js';
 import { writeFileAtomic } from '../engine/io/atomic.js';
 import { readSafetensors } from '../engine/io/safetensors.js';
 import { noGrad } from '../engine/mode.js';
@@ -272,7 +272,7 @@ export async function evaluateStep(cfg: RunConfig, category: string, backend: Ba
 export async function reproduce(cfg: RunConfig): Promise<string> {
   const t0 = performance.now();
   const backend = await useBackend(cfg.backend);
-  log(`backend: ${backend.describe()}`);
+  log(`backend: ${await describeChoice(cfg.backend, backend)}`);
   const categories: CategoryReport[] = [];
   const verdicts: boolean[] = [];
   const trained: Record<string, Partial<Record<ModelName, TrainResult>>> = {};
