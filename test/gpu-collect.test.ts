@@ -92,4 +92,38 @@ describe('bench/gpu/collect.py', () => {
     expect(json.ok).toBe(false); // the tiles part timed out
     expect(stdout).toMatch(/tiles: the step's convolutions 11\.000 ms with chooseTiles' picks, 6\.700 ms with the fastest shape per launch \(1\.64x\); 3 of 5 picks beaten \(incomplete: the part stopped early\); most by 2\.50x: conv2d 256 x 1352 x 3200 on 128x64x16\/4 split 12 ways/);
   });
+  it("sets each conv kernel's time beside PyTorch's at the same shape (valid padding, matched by geometry)", async () => {
+    const res = results(256, 'median', 7.5);
+    const torchFile = path.join(res, 'torch', 'torch-ref.json');
+    const torchRef = JSON.parse(fs.readFileSync(torchFile, 'utf8')) as Record<string, unknown>;
+    const k = (ms: number) => ({ ms, gflops: 0, tflops: 0 });
+    torchRef.conv = [
+      { name: 'AESc l4->l5', input: [8, 128, 29, 29], outChannels: 256, kernel: 5, stride: 2, padding: 'valid',
+        kernels: { forward: k(0.1), dgrad: k(0.2), wgrad: k(0.25) } },
+      // 'same' padding: not a launch of the step, never matched.
+      { name: 'same', input: [4, 32, 128, 128], outChannels: 64, kernel: 5, stride: 2, padding: { left: 1, right: 2, top: 1, bottom: 2 },
+        kernels: { forward: k(0.1), dgrad: k(0.1), wgrad: k(0.1) } },
+    ];
+    write(torchFile, torchRef);
+    const g = { batch: 8, inChannels: 128, inHeight: 29, inWidth: 29, outChannels: 256, outHeight: 13, outWidth: 13, kernelH: 5, kernelW: 5, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
+    const t = { bm: 128, bn: 64, bk: 16, tm: 8 };
+    write(path.join(res, 'tiles', 'status.txt'), 'rc=0\nseconds=60\n');
+    write(path.join(res, 'tiles', 'tiles-webgpu.json'), {
+      kind: 'tiles', complete: true,
+      launches: [
+        { kernel: 'conv2d', g, count: 2, m: 256, n: 1352, k: 3200, pick: t, pickSplits: 6, pickMs: 0.3, best: { tiles: t, splits: 6, gpuMs: 0.3 } },
+        { kernel: 'conv2dGradWeight', g, count: 2, m: 256, n: 3200, k: 1352, pick: t, pickSplits: 6, pickMs: 0.5, best: { tiles: t, splits: 12, gpuMs: 0.4 } },
+        // Same shape, other stride: not the torch shape.
+        { kernel: 'conv2dGradInput', g: { ...g, strideH: 1, strideW: 1, outHeight: 25, outWidth: 25 }, count: 1, m: 128, n: 6728, k: 6400, pick: t, pickMs: 9, best: { tiles: t, gpuMs: 9 } },
+      ],
+      summary: { pickMs: 10.6, bestMs: 10.4, pickOverBest: 10.6 / 10.4 },
+    });
+    const { json, stdout } = await collect(res);
+    const rows = (json as unknown as { kernelsVsTorch: Array<Record<string, unknown>> }).kernelsVsTorch;
+    expect(rows.map((r) => [r.pass, r.kernel])).toEqual([['forward', 'conv2d'], ['wgrad', 'conv2dGradWeight']]);
+    expect(rows[0]).toMatchObject({ torchMs: 0.1, pickMs: 0.3, pickOverTorch: expect.closeTo(3, 9) });
+    // (0.3 + 0.5) x 2 = 1.6 ms against (0.1 + 0.25) x 2 = 0.7 ms; the fastest (0.3 + 0.4) x 2 = 1.4 ms.
+    expect(stdout).toMatch(/conv kernels vs PyTorch fp32, 2 matched \(each times its count in the step\): skipgrad 1\.600 ms with the picks \(2\.29x torch's 0\.700 ms\), 1\.400 ms with the fastest candidates \(2\.00x\)/);
+    expect(stdout).toMatch(/AESc l4->l5 wgrad: torch 0\.250 ms, skipgrad 0\.500 ms \(2\.00x; fastest 1\.60x\)/);
+  });
 });

@@ -191,6 +191,53 @@ def tiles_line(parts):
     return line
 
 
+TORCH_KERNEL_OF = {'forward': 'conv2d', 'dgrad': 'conv2dGradInput', 'wgrad': 'conv2dGradWeight'}
+
+
+def kernels_vs_torch(parts):
+    """Each convolution kernel of the step that the torch part timed alone at the same shape: PyTorch fp32's time
+    (cuDNN, TF32 off) next to the tiles part's time with chooseTiles' pick and with the fastest candidate."""
+    torch_ref = ((parts.get('torch') or {}).get('results') or {}).get('torch-ref.json')
+    tiles = ((parts.get('tiles') or {}).get('results') or {}).get('tiles-webgpu.json')
+    if not isinstance(torch_ref, dict) or not isinstance(tiles, dict):
+        return []
+    launches = [l for l in tiles.get('launches') or [] if isinstance(l, dict) and isinstance(l.get('g'), dict)]
+    rows = []
+    for c in torch_ref.get('conv') or []:
+        if not isinstance(c, dict) or c.get('padding') != 'valid' or not isinstance(c.get('kernels'), dict):
+            continue
+        n, ch, h, w = c['input']
+        for which, kernel in TORCH_KERNEL_OF.items():
+            t = c['kernels'].get(which)
+            if not isinstance(t, dict):
+                continue
+            for l in launches:
+                g = l['g']
+                if (l.get('kernel') == kernel and (g['batch'], g['inChannels'], g['inHeight'], g['inWidth']) == (n, ch, h, w)
+                        and g['outChannels'] == c['outChannels'] and g['kernelH'] == g['kernelW'] == c['kernel']
+                        and g['strideH'] == g['strideW'] == c['stride'] and g['padTop'] == g['padLeft'] == 0):
+                    rows.append({'name': c['name'], 'pass': which, 'kernel': kernel, 'torchMs': t['ms'], 'pickMs': l['pickMs'],
+                                 'bestMs': l['best']['gpuMs'], 'pickOverTorch': l['pickMs'] / t['ms'],
+                                 'bestOverTorch': l['best']['gpuMs'] / t['ms'], 'count': l.get('count', 1)})
+                    break
+    return rows
+
+
+def kernel_lines(rows):
+    if not rows:
+        return []
+    torch_ms = sum(r['torchMs'] * r['count'] for r in rows)
+    pick_ms = sum(r['pickMs'] * r['count'] for r in rows)
+    best_ms = sum(r['bestMs'] * r['count'] for r in rows)
+    lines = [f"conv kernels vs PyTorch fp32, {len(rows)} matched (each times its count in the step): skipgrad {pick_ms:.3f} ms with "
+             f"the picks ({pick_ms / torch_ms:.2f}x torch's {torch_ms:.3f} ms), {best_ms:.3f} ms with the fastest candidates "
+             f"({best_ms / torch_ms:.2f}x)"]
+    for r in rows:
+        lines.append(f"  {r['name']} {r['pass']}: torch {r['torchMs']:.3f} ms, skipgrad {r['pickMs']:.3f} ms "
+                     f"({r['pickOverTorch']:.2f}x; fastest {r['bestOverTorch']:.2f}x)")
+    return lines
+
+
 def part(res, name):
     d = os.path.join(res, name)
     if not os.path.isdir(d):
@@ -282,6 +329,7 @@ def main():
         'run': run,
         'ok': not failed,
         'aims': aims(parts),
+        'kernelsVsTorch': kernels_vs_torch(parts),
         'failedParts': failed,
         'warnings': warnings,
         'nvidiaSmi': {'summary': summary, 'before': before, 'after': after, 'q': q},
@@ -309,6 +357,8 @@ def main():
     tl = tiles_line(parts)
     if tl:
         print(f'  {tl}')
+    for line in kernel_lines(report['kernelsVsTorch']):
+        print(f'  {line}')
     for w in warnings[:20]:
         print(f'  warning: {w}')
     if len(warnings) > 20:
