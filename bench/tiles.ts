@@ -16,9 +16,10 @@
  *   --max-seconds S   stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)
  *   --out FILE        default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)
  *
- * Prints one line per launch (pick vs fastest, and the FLOPs the pick computes, tile padding included, over the
- * useful ones: convTileWork) and the step's total convolution time with the picks and with the fastest shape per
- * launch; writes the JSON. Needs an adapter with timestamp queries.
+ * Launches are swept the most work (count x FLOPs) first. Prints one line per launch (pick vs fastest, and the
+ * FLOPs the pick computes, tile padding included, over the useful ones: convTileWork) and the step's total
+ * convolution time with the picks and with the fastest shape per launch; writes the JSON. Needs an adapter with
+ * timestamp queries.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -84,7 +85,10 @@ export interface TilesReport {
   settings: { model: string; size: number; batch: number; channels: number; reps: number; maxSeconds: number };
   /** false while the launches are still being timed (the file is rewritten after each one). */
   complete: boolean;
-  /** The launches timed so far, in the order of the step. */
+  /**
+   * The launches timed so far, the most work first (count x FLOPs; in step order where equal), so that a sweep cut
+   * short by --max-seconds has covered the launches that weigh most in the step.
+   */
   launches: LaunchResult[];
   /**
    * Sums over the step (each launch times its count): the picks' GPU time, the fastest shapes' and their ratio; the
@@ -296,7 +300,8 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
       table: formatTable(head, cells),
     };
   };
-  for (const l of launches) {
+  const byWork = launches.map((l, i) => ({ l, i })).sort((a, b) => b.l.count * b.l.flops - a.l.count * a.l.flops || a.i - b.i);
+  for (const { l } of byWork) {
     const { m, n } = convTileProblem(l.kernel, l.g);
     const pick = chooseTiles(m, n);
     const outOfTime = (performance.now() - t0) / 1000 > o.maxSeconds;

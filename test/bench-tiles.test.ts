@@ -117,6 +117,9 @@ describe.skipIf(!gpu)('runTiles', () => {
     expect(written.launches).toHaveLength(r.launches.length);
     expect(r.summary.distinct).toBe(r.launches.length);
     expect(r.summary.swept).toBe(0); // no time to sweep: only the picks
+    // The most work first, so that a sweep cut short has covered what weighs most.
+    const work = r.launches.map((l) => l.count * l.flops);
+    expect(work).toEqual([...work].sort((x, y) => y - x));
     for (const l of r.launches) {
       expect(l.timings).toHaveLength(1);
       expect(l.pickMs).toBeGreaterThan(0);
