@@ -6,7 +6,9 @@
  * op and phase: calls, host time, GPU time (timestamp queries, where the adapter has them), FLOPs and the
  * achieved GFLOP/s. It also reports the step's wall time next to the sum of GPU times: on a GPU, a wall time
  * well above the GPU sum means the step is bound by the host side (encoding, submits, readbacks), not by
- * the kernels.
+ * the kernels. On webgpu it then times --untimed more steps without a trace (no per-op timestamp passes), half
+ * with the runtime's early first submit (GpuRuntime.opsPerFirstSubmit: the GPU starts on the step's first
+ * kernels while the host records the rest) and half without it, alternating: the median wall time of each.
  *
  *   --backend cpu|webgpu   default webgpu
  *   --model AESc|AE        default AESc
@@ -14,6 +16,7 @@
  *   --batch N              default 8
  *   --channels N           base width (default 16, the paper's)
  *   --warmup N             untraced steps first (default 2)
+ *   --untimed N            webgpu: untraced steps after the trace, N with the early first submit and N without (default 5)
  *   --out FILE             default bench/results/profile-<backend>.json
  *
  * Prints the table and writes the JSON.
@@ -26,7 +29,9 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { intArg, modelArg } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
-import { esannStepper } from './model-step.js';
+import { esannStepper, median, type Stepper } from './model-step.js';
+import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 
 export interface ProfileRow {
   op: string;
@@ -49,6 +54,8 @@ export interface ProfileOptions {
   batch: number;
   channels: number;
   warmup: number;
+  /** webgpu: untraced steps with and (as many) without the early first submit; 0: none. */
+  untimed?: number;
   /** Where the JSON goes; null: nowhere (the report is returned). */
   out: string | null;
 }
@@ -58,7 +65,7 @@ export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
     args: argv, strict: true,
     options: {
       backend: { type: 'string' }, model: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' },
-      channels: { type: 'string' }, warmup: { type: 'string' }, out: { type: 'string' },
+      channels: { type: 'string' }, warmup: { type: 'string' }, untimed: { type: 'string' }, out: { type: 'string' },
     },
   });
   const backend = values.backend ?? 'webgpu';
@@ -67,6 +74,7 @@ export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
   return {
     backend, model, size: intArg('size', values.size, 256, 16), batch: intArg('batch', values.batch, 8),
     channels: intArg('channels', values.channels, 16), warmup: intArg('warmup', values.warmup, 2, 0),
+    untimed: intArg('untimed', values.untimed, 5, 0),
     out: values.out ?? path.join('bench', 'results', `profile-${backend}.json`),
   };
 }
@@ -103,6 +111,11 @@ export interface ProfileReport {
   machine: ReturnType<typeof machineInfo>;
   settings: Record<string, unknown>;
   summary: { wallMs: number; hostMs: number; gpuMs: number | null; ops: number; flops: number; loss: number; imagesPerSecond: number };
+  /**
+   * webgpu: untraced steps, the median wall time with the runtime's early first submit (its default) and without
+   * it (opsPerFirstSubmit = opsPerSubmit), measured alternately; null on cpu or with untimed 0.
+   */
+  untimed: { steps: number; earlyFirstSubmitMs: number; noEarlySubmitMs: number } | null;
   rows: ProfileRow[];
   table: string;
   markdown: string;
@@ -121,6 +134,8 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   loss.dispose();
   await trace.settle();
 
+  const untimed = be instanceof WebGPUBackend && (o.untimed ?? 0) > 0 ? await untimedSteps(be.rt, stepper, o.untimed ?? 0) : null;
+
   const rows = groupTrace(trace.entries);
   const gpuTotal = rows.some((r) => r.gpuMs !== null) ? rows.reduce((s, r) => s + (r.gpuMs ?? 0), 0) : null;
   const hostTotal = rows.reduce((s, r) => s + r.hostMs, 0);
@@ -136,12 +151,30 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   const report: ProfileReport = {
     kind: 'profile', backend: o.backend, date: new Date().toISOString(), machine: machineInfo(be.describe()),
     settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, warmup: o.warmup, preset: 'esann', optimizer: 'AdamW lr 1e-3, weight decay 1e-2' },
-    summary, rows,
+    summary, untimed, rows,
     table: formatTable(head, cells), markdown: markdownTable(head, cells),
   };
   stepper.dispose();
   if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
   return report;
+}
+
+/** n steps with the runtime's early first submit and n without, alternating (see ProfileReport.untimed). */
+async function untimedSteps(rt: GpuRuntime, stepper: Stepper, n: number): Promise<ProfileReport['untimed']> {
+  const early = rt.opsPerFirstSubmit;
+  const times: { early: number[]; late: number[] } = { early: [], late: [] };
+  try {
+    for (let i = 0; i < 2 * n; i++) {
+      const withEarly = i % 2 === 0;
+      rt.opsPerFirstSubmit = withEarly ? early : rt.opsPerSubmit;
+      const t0 = performance.now();
+      await stepper.step();
+      (withEarly ? times.early : times.late).push(performance.now() - t0);
+    }
+  } finally {
+    rt.opsPerFirstSubmit = early;
+  }
+  return { steps: n, earlyFirstSubmitMs: median(times.early), noEarlySubmitMs: median(times.late) };
 }
 
 /** The table and a summary line, as the command line prints them. */
@@ -150,7 +183,9 @@ export function describeProfile(r: ProfileReport): string {
   const gpuLine = s.gpuMs === null ? 'no GPU timestamps' : `GPU time (sum over ops) ${s.gpuMs.toFixed(2)} ms`;
   return `${r.machine.device}\nesann ${String(o.model)} ${String(o.size)}x${String(o.size)}, batch ${String(o.batch)}, base width ${String(o.channels)}, `
     + `after ${String(o.warmup)} warm-up step(s)\n${r.table}\n\none step: wall ${s.wallMs.toFixed(2)} ms (${s.imagesPerSecond.toFixed(1)} images/s), `
-    + `host time in ops ${s.hostMs.toFixed(2)} ms, ${gpuLine}, ${s.ops} ops, ${(s.flops / 1e9).toFixed(2)} GFLOP`;
+    + `host time in ops ${s.hostMs.toFixed(2)} ms, ${gpuLine}, ${s.ops} ops, ${(s.flops / 1e9).toFixed(2)} GFLOP`
+    + (r.untimed ? `\nuntraced steps (median of ${r.untimed.steps} each, alternating): ${r.untimed.earlyFirstSubmitMs.toFixed(2)} ms with the `
+      + `early first submit, ${r.untimed.noEarlySubmitMs.toFixed(2)} ms without` : '');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { groupTrace, runProfile, type ProfileReport } from '../bench/profile.js';
+import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 
 const gpu = await sg.webgpuBackend();
 if (!gpu) {
@@ -57,18 +58,24 @@ function checkReport(r: ProfileReport): void {
 
 describe('runProfile', () => {
   it('accounts for every op of one esann AESc step on cpu', async () => {
-    const r = await runProfile({ backend: 'cpu', model: 'AESc', size: 64, batch: 2, channels: 2, warmup: 1, out: null });
+    const r = await runProfile({ backend: 'cpu', model: 'AESc', size: 64, batch: 2, channels: 2, warmup: 1, untimed: 2, out: null });
     checkReport(r);
     expect(r.summary.gpuMs).toBeNull();
+    expect(r.untimed).toBeNull(); // the submit policy is webgpu's
   });
 
   it.skipIf(!gpu)('on webgpu, every op that runs a kernel has a GPU time (reshape is a view: none)', async () => {
-    const r = await runProfile({ backend: 'webgpu', model: 'AE', size: 64, batch: 2, channels: 2, warmup: 1, out: null });
+    const r = await runProfile({ backend: 'webgpu', model: 'AE', size: 64, batch: 2, channels: 2, warmup: 1, untimed: 2, out: null });
     checkReport(r);
     const kernels = r.rows.filter((row) => row.op !== 'reshape');
     expect(kernels.length).toBeGreaterThan(10);
     for (const row of kernels) expect(row.gpuMs, `${row.op}/${row.phase}`).toBeGreaterThanOrEqual(0);
     expect(r.rows.filter((row) => row.op === 'reshape').every((row) => row.gpuMs === null)).toBe(true);
     expect(r.summary.gpuMs).toBeGreaterThan(0);
+    // Untraced steps with and without the early first submit; the runtime keeps its setting afterwards.
+    expect(r.untimed).toMatchObject({ steps: 2 });
+    expect(r.untimed!.earlyFirstSubmitMs).toBeGreaterThan(0);
+    expect(r.untimed!.noEarlySubmitMs).toBeGreaterThan(0);
+    expect(((await sg.webgpuBackend()) as WebGPUBackend).rt.opsPerFirstSubmit).toBe(8);
   }, 120_000);
 });

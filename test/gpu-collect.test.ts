@@ -126,4 +126,13 @@ describe('bench/gpu/collect.py', () => {
     expect(stdout).toMatch(/conv kernels vs PyTorch fp32, 2 matched \(each times its count in the step\): skipgrad 1\.600 ms with the picks \(2\.29x torch's 0\.700 ms\), 1\.400 ms with the fastest candidates \(2\.00x\)/);
     expect(stdout).toMatch(/AESc l4->l5 wgrad: torch 0\.250 ms, skipgrad 0\.500 ms \(2\.00x; fastest 1\.60x\)/);
   });
+  it('sums up the profile part: wall vs GPU time of the traced step, and the untraced steps with and without the early submit', async () => {
+    const res = results(256, 'median', 7.5);
+    write(path.join(res, 'profile', 'status.txt'), 'rc=0\nseconds=20\n');
+    write(path.join(res, 'profile', 'profile-webgpu.json'), {
+      kind: 'profile', summary: { wallMs: 30, gpuMs: 12, ops: 135 }, untimed: { steps: 5, earlyFirstSubmitMs: 14.5, noEarlySubmitMs: 15.25 },
+    });
+    const { stdout } = await collect(res);
+    expect(stdout).toMatch(/profile: traced step 30\.00 ms wall, 12\.00 ms GPU time summed over its 135 ops \(2\.50x\); untraced steps 14\.50 ms with the early first submit, 15\.25 ms without \(median of 5 each\)/);
+  });
 });

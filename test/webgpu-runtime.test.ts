@@ -59,6 +59,30 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     await rt.sync();
   });
 
+  it('submits the first ops early while the GPU is idle, then every opsPerSubmit ops', async () => {
+    const rt = await freshRuntime();
+    expect([rt.opsPerFirstSubmit, rt.opsPerSubmit]).toEqual([8, 64]);
+    const buf = rt.acquire(1024);
+    await rt.sync(); // nothing in flight
+    const s0 = rt.counters.submits;
+    const ops = (count: number) => {
+      for (let i = 0; i < count; i++) op(rt, `fill ${i}`, () => fill(rt, buf, 256, i));
+    };
+    // Recorded in one synchronous run, as a training step is: the GPU is idle before the first submit, busy after.
+    ops(7);
+    expect(rt.counters.submits - s0).toBe(0);
+    ops(1);
+    expect(rt.counters.submits - s0).toBe(1); // the 8th op: submitted early
+    ops(63);
+    expect(rt.counters.submits - s0).toBe(1);
+    ops(1);
+    expect(rt.counters.submits - s0).toBe(2); // 64 ops later
+    await rt.sync();
+    // Idle again: the next burst starts with an early submit too.
+    ops(8);
+    expect(rt.counters.submits - s0).toBe(3); // (sync had nothing left to submit)
+  });
+
   it('makes a bind group once per shader and buffers, and trim() drops those of destroyed buffers', async () => {
     const rt = await freshRuntime();
     const a = rt.acquire(1024);

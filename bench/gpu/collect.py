@@ -191,6 +191,23 @@ def tiles_line(parts):
     return line
 
 
+def profile_line(parts):
+    """What the profile part found: the traced step's wall time against its GPU time summed over ops, and the
+    untraced steps with and without the runtime's early first submit."""
+    p = ((parts.get('profile') or {}).get('results') or {}).get('profile-webgpu.json')
+    if not isinstance(p, dict) or not isinstance(p.get('summary'), dict):
+        return None
+    s = p['summary']
+    line = f"profile: traced step {s['wallMs']:.2f} ms wall"
+    if s.get('gpuMs') is not None:
+        line += f", {s['gpuMs']:.2f} ms GPU time summed over its {s.get('ops')} ops ({s['wallMs'] / s['gpuMs']:.2f}x)"
+    u = p.get('untimed')
+    if isinstance(u, dict):
+        line += (f"; untraced steps {u['earlyFirstSubmitMs']:.2f} ms with the early first submit, {u['noEarlySubmitMs']:.2f} ms "
+                 f"without (median of {u['steps']} each)")
+    return line
+
+
 TORCH_KERNEL_OF = {'forward': 'conv2d', 'dgrad': 'conv2dGradInput', 'wgrad': 'conv2dGradWeight'}
 
 
@@ -354,9 +371,9 @@ def main():
             print(f"  {n:11s} {flag} in {st.get('seconds')} s; files: {', '.join(p['results']) or '-'}")
     for line in aim_lines(report['aims']):
         print(f'  {line}')
-    tl = tiles_line(parts)
-    if tl:
-        print(f'  {tl}')
+    for line in (profile_line(parts), tiles_line(parts)):
+        if line:
+            print(f'  {line}')
     for line in kernel_lines(report['kernelsVsTorch']):
         print(f'  {line}')
     for w in warnings[:20]:

@@ -122,6 +122,12 @@ export interface GpuRuntimeOptions {
 export class GpuRuntime {
   /** Ops recorded into one command buffer before it is submitted. */
   opsPerSubmit = 64;
+  /**
+   * Ops in the first command buffer recorded while the GPU has nothing to run (all submitted work seen done): it
+   * is submitted early, so the GPU starts on a step's first kernels while the host records the rest. With 64 ops
+   * per submit, the GPU would wait for the host to record the whole forward pass of a training step first.
+   */
+  opsPerFirstSubmit = 8;
   /** Dispatches recorded into one command buffer at most (the uniform arena's slots). */
   readonly dispatchesPerSubmit: number;
   /** Record GPU time for every op (when the adapter has timestamp-query); ops run under a trace are timed anyway. */
@@ -148,6 +154,8 @@ export class GpuRuntime {
   /** The current op has its entry in opsInBatch (made at its first dispatch of the current submit). */
   private opInBatch = false;
   private opsInBatch: PendingOp[] = [];
+  /** Submits whose work the GPU has not been seen to finish (counted down as onSubmittedWorkDone resolves). */
+  private inFlight = 0;
   private querySet: GPUQuerySet | null = null;
   private readonly errors: Promise<string | null>[] = [];
   private lost: string | null = null;
@@ -293,7 +301,7 @@ export class GpuRuntime {
     } else {
       result = Promise.resolve({});
     }
-    if (this.opsInBatch.length >= this.opsPerSubmit) this.flush();
+    if (this.opsInBatch.length >= this.submitAfter()) this.flush();
     return result;
   }
 
@@ -320,6 +328,11 @@ export class GpuRuntime {
     this.counters.dispatches++;
     // Outside an op (internal work such as poisoning new buffers), each dispatch gets a pass of its own.
     if (this.currentOp === null) this.endPass();
+  }
+
+  /** Ops a command buffer takes before it is submitted: few when the GPU is idle (opsPerFirstSubmit), else opsPerSubmit. */
+  private submitAfter(): number {
+    return this.inFlight === 0 ? Math.min(this.opsPerFirstSubmit, this.opsPerSubmit) : this.opsPerSubmit;
   }
 
   /** Submits everything recorded so far. */
@@ -349,6 +362,11 @@ export class GpuRuntime {
     const names = ops.map((o) => o.name);
     this.scoped(() => this.device.queue.submit([enc.finish()]), (e) => submitError(e.message, names));
     this.counters.submits++;
+    this.inFlight++;
+    const done = (): void => {
+      this.inFlight--;
+    };
+    void this.device.queue.onSubmittedWorkDone().then(done, done);
     this.encoder = null;
     this.querySet = null;
     this.opsInBatch = [];
