@@ -91,6 +91,7 @@ describe('skipgrad CLI', () => {
       [['train', '--backend', 'tpu'], /--backend must be one of auto, cpu, webgpu, got 'tpu'/],
       [['train', '--whatever'], /Unknown option '--whatever'/],
       [['analyze', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /best\.safetensors not found: train it first/],
+      [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /aesc.best\.safetensors not found: train it first/],
       [['train', '--data', path.join(tmp, 'nowhere'), '--backend', 'cpu'], /--data .*nowhere: no such folder/],
       [['train', '--category', 'marble', '--out', path.join(tmp, 'm'), '--backend', 'cpu'], /no built-in synthetic category marble/],
     ];
@@ -99,6 +100,8 @@ describe('skipgrad CLI', () => {
       expect(r.code, args.join(' ')).not.toBe(0);
       expect(r.stderr, args.join(' ')).toMatch(msg);
     }
+    // A missing model is found before any data is generated.
+    expect(fs.existsSync(path.join(tmp, 'empty', 'data'))).toBe(false);
     const help = await cli(['help']);
     expect(help.stdout).toContain('reproduce');
     expect(help.stdout).toContain('--backend auto|cpu|webgpu');

@@ -112,10 +112,21 @@ function buildModel(cfg: RunConfig, model: ModelName, backend: Backend): Autoenc
 /** How a model is named in figures and tables. */
 export const MODEL_LABEL: Record<ModelName, string> = { aesc: 'AESc', ae: 'AE' };
 
-/** Rebuilds a trained model from its checkpoint (the options are stored in it). */
-export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
+/** The checkpoint a trained model is loaded from; throws, saying how to make it, when it is not there. */
+function checkpointFile(cfg: RunConfig, category: string, model: ModelName): string {
   const file = path.join(modelDir(cfg, category, model), 'best.safetensors');
   if (!fs.existsSync(file)) throw new Error(`${file} not found: train it first (skipgrad train --category ${category} --model ${model} --out ${cfg.out})`);
+  return file;
+}
+
+/** Checks that the models' checkpoints exist before a step loads (or generates) any data. */
+function requireCheckpoints(cfg: RunConfig, category: string, models: readonly ModelName[]): void {
+  for (const m of models) checkpointFile(cfg, category, m);
+}
+
+/** Rebuilds a trained model from its checkpoint (the options are stored in it). */
+export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
+  const file = checkpointFile(cfg, category, model);
   const { metadata } = readSafetensors(file);
   let options: AutoencoderOptions;
   try {
@@ -146,7 +157,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   });
   const seconds = (performance.now() - t0) / 1000;
   writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });
-  fs.writeFileSync(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
+  writeFileAtomic(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
   m.dispose();
   log(`${category}/${model}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
   return result;
@@ -186,6 +197,7 @@ export interface AnalyzeResult {
 }
 
 export async function analyzeStep(cfg: RunConfig, category: string, backend: Backend): Promise<AnalyzeResult> {
+  requireCheckpoints(cfg, category, ['ae', 'aesc']);
   const data = loadData(cfg, category);
   const { clean, stained } = analysisPairs(cfg, data);
   const results: Partial<Record<ModelName, CosineAnalysis>> = {};
@@ -207,8 +219,8 @@ export async function analyzeStep(cfg: RunConfig, category: string, backend: Bac
     ae: Object.fromEntries(layers.map((l) => [l, results.ae![l].values])),
     aesc: Object.fromEntries(layers.map((l) => [l, results.aesc![l].values])),
   }, `${category}: cos(mu_i(clean), mu_i(stained)) per layer, ${clean.length} images`);
-  fs.writeFileSync(path.join(dir, 'fig3.svg'), svg);
-  fs.writeFileSync(path.join(dir, 'fig3.png'), svgToPng(svg));
+  writeFileAtomic(path.join(dir, 'fig3.svg'), svg);
+  writeFileAtomic(path.join(dir, 'fig3.png'), svgToPng(svg));
   log(`${category}: ${t.sentence}`);
   return out;
 }
@@ -222,6 +234,7 @@ function tapSizes(m: Autoencoder): string[] {
 }
 
 export async function visualizeStep(cfg: RunConfig, category: string, backend: Backend): Promise<Buffer> {
+  requireCheckpoints(cfg, category, ['aesc', 'ae']);
   const data = loadData(cfg, category);
   const { clean, stained } = analysisPairs(cfg, { ...data });
   const pair = [clean[0], stained[0]];
@@ -251,12 +264,13 @@ export async function visualizeStep(cfg: RunConfig, category: string, backend: B
   }
   const dir = path.join(cfg.out, category);
   const png = activationMapsPng(rows, columns, { title: `${category}: channel-mean maps μ_i of a clean and a stained image` });
-  fs.writeFileSync(path.join(dir, 'fig2.png'), png);
+  writeFileAtomic(path.join(dir, 'fig2.png'), png);
   writeJson(path.join(dir, 'fig2.json'), { category, rows: rows.map((r) => r.label), columns, maps: json });
   return png;
 }
 
 export async function evaluateStep(cfg: RunConfig, category: string, backend: Backend): Promise<Record<ModelName, CategoryEvaluation>> {
+  requireCheckpoints(cfg, category, cfg.models);
   const data = loadData(cfg, category);
   const out: Partial<Record<ModelName, CategoryEvaluation>> = {};
   for (const name of cfg.models) {
