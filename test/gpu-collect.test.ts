@@ -116,7 +116,7 @@ describe('bench/gpu/collect.py', () => {
         // Same shape, other stride: not the torch shape.
         { kernel: 'conv2dGradInput', g: { ...g, strideH: 1, strideW: 1, outHeight: 25, outWidth: 25 }, count: 1, m: 128, n: 6728, k: 6400, pick: t, pickMs: 9, best: { tiles: t, gpuMs: 9 } },
       ],
-      summary: { pickMs: 10.6, bestMs: 10.4, pickOverBest: 10.6 / 10.4 },
+      summary: { pickMs: 10.6, bestMs: 10.4, pickOverBest: 10.6 / 10.4 }, table: 'a tiles table',
     });
     const { json, stdout } = await collect(res);
     const rows = (json as unknown as { kernelsVsTorch: Array<Record<string, unknown>> }).kernelsVsTorch;
@@ -125,6 +125,19 @@ describe('bench/gpu/collect.py', () => {
     // (0.3 + 0.5) x 2 = 1.6 ms against (0.1 + 0.25) x 2 = 0.7 ms; the fastest (0.3 + 0.4) x 2 = 1.4 ms.
     expect(stdout).toMatch(/conv kernels vs PyTorch fp32, 2 matched \(each times its count in the step\): skipgrad 1\.600 ms with the picks \(2\.29x torch's 0\.700 ms\), 1\.400 ms with the fastest candidates \(2\.00x\)/);
     expect(stdout).toMatch(/AESc l4->l5 wgrad: torch 0\.250 ms, skipgrad 0\.500 ms \(2\.00x; fastest 1\.60x\)/);
+
+    // The markdown page made from the run's JSON where the results came back.
+    const md = path.join(res, 'page.md');
+    await run('python3', ['bench/gpu/collect.py', '--markdown', path.join(res, 'gpu.json'), '--out', md]);
+    const page = fs.readFileSync(md, 'utf8');
+    expect(page).toMatch(/^# GPU run 2026-11-28T0000Z/);
+    expect(page).toContain('| tiles | ok | 60 |');
+    expect(page).toMatch(/- aim AESc: 400\.0 images\/s = 62% of PyTorch fp32's 640\.0: met/);
+    expect(page).toContain('| AESc | 256 | 8 | 10.00 | 640.0 |');
+    expect(page).toContain('| AESc l4->l5 | wgrad | 2 | 0.250 | 0.500 | 2.00x | 1.60x |');
+    expect(page).toContain('| AESc l4->l5 | 0.100 (0.00) | 0.200 (0.00) | 0.250 (0.00) |');
+    expect(page).toContain('## Convolution launches and tile shapes (tiles part)');
+    expect(page).toContain('a tiles table');
   });
   it('sums up the profile part: wall vs GPU time of the traced step, and the untraced steps with and without the early submit', async () => {
     const res = results(256, 'median', 7.5);

@@ -2,6 +2,10 @@
 """Merges one GPU run's results into a single JSON (called by bench/gpu/run.sh; Python stdlib only).
 
   python3 collect.py --results RES --bundle bundle.json --out gpu-<stamp>.json
+  python3 collect.py --markdown gpu-<stamp>.json [--out gpu-<stamp>.md]
+
+The second form, run where the results came back, writes one markdown page from a run's JSON (the GPU, the aims,
+each part's table, the kernels beside PyTorch's, failures and warnings), for bench/results/ next to the JSON.
 
 RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
 one folder per part (probe, dispatch, host, profile, ops, model, torch, tiles, probe-first) with status.txt (key=value), output.log and
@@ -275,12 +279,96 @@ def part(res, name):
     return out
 
 
+def md_table(head, rows):
+    out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    out += ['| ' + ' | '.join(str(c) for c in r) + ' |' for r in rows]
+    return '\n'.join(out)
+
+
+def markdown(report):
+    """One markdown page for a run's JSON (what collect.py wrote): the GPU, the aims, and each part."""
+    parts = report.get('parts') or {}
+    res = lambda name, f: ((parts.get(name) or {}).get('results') or {}).get(f)
+    smi = (report.get('nvidiaSmi') or {}).get('summary') or {}
+    adapter = ((report.get('gpu') or {}).get('webgpuAdapter') or {})
+    lines = [f"# GPU run {report.get('stamp')}: {(report.get('gpu') or {}).get('name')}", '',
+             f"Collected {report.get('date')} on host {report.get('host')}. "
+             f"WebGPU adapter (Dawn, Vulkan): {adapter.get('description') or adapter.get('device') or '?'} "
+             f"(vendor {adapter.get('vendor') or '?'}, architecture {adapter.get('architecture') or '?'})."]
+    if smi:
+        lines.append('nvidia-smi: ' + '; '.join(f'{k}: {v}' for k, v in smi.items()) + '.')
+    run = report.get('run') or {}
+    lines += ['', f"Run: {'quick' if str(run.get('quick')) == '1' else 'full'}, {run.get('seconds')} s of a {run.get('budget')} s budget; "
+              f"parts ok: {'yes' if report.get('ok') else 'no (failed: ' + ', '.join(report.get('failedParts') or []) + ')'}.", '']
+    lines += ['| part | status | seconds |', '|---|---|---|']
+    for name, p in parts.items():
+        st = p.get('status') or {}
+        flag = f"skipped: {st['skipped']}" if 'skipped' in st else ('ok' if st.get('rc') == 0 else f"failed, rc {st.get('rc')}" + (' (timed out)' if st.get('timedOut') else ''))
+        lines.append(f"| {name} | {flag} | {st.get('seconds', '')} |")
+    lines += ['', '## Aims (issue 6)', '']
+    lines += [f'- {l}' for l in aim_lines(report.get('aims') or {})] or ['- not judged: no model part']
+    model = res('model', 'model-webgpu.json')
+    if isinstance(model, dict) and model.get('markdown'):
+        lines += ['', '## One training step: skipgrad webgpu vs tfjs-webgpu (model part)', '', model['markdown']]
+    torch_ref = res('torch', 'torch-ref.json')
+    if isinstance(torch_ref, dict):
+        meta = torch_ref.get('meta') or {}
+        lines += ['', f"## PyTorch {meta.get('torch', '')} fp32, TF32 off (torch part, {meta.get('deviceName', '')})", '']
+        train = [t for t in torch_ref.get('train') or [] if isinstance(t, dict) and 'error' not in t]
+        if train:
+            lines.append(md_table(['model', 'size', 'batch', 'step ms', 'images/s', 'conv TFLOP/s', 'peak MiB'],
+                                  [[t['model'], t['size'], t['batch'], f"{t['stepMs']:.2f}", f"{t['imagesPerSecond']:.1f}",
+                                    f"{t.get('convTflopsApprox', 0):.2f}", '' if t.get('peakMemoryMiB') is None else f"{t['peakMemoryMiB']:.0f}"] for t in train]))
+        convs = [c for c in torch_ref.get('conv') or [] if isinstance(c, dict) and isinstance(c.get('kernels'), dict)]
+        if convs:
+            lines += ['', md_table(['conv', 'forward ms (TFLOP/s)', 'dgrad ms (TFLOP/s)', 'wgrad ms (TFLOP/s)'],
+                                   [[c['name']] + [f"{c['kernels'][k]['ms']:.3f} ({c['kernels'][k]['tflops']:.2f})" for k in ('forward', 'dgrad', 'wgrad')]
+                                    for c in convs])]
+    rows = report.get('kernelsVsTorch') or []
+    if rows:
+        lines += ['', '## Convolution kernels beside PyTorch fp32 (tiles and torch parts)', '', kernel_lines(rows)[0], '',
+                  md_table(['conv', 'pass', 'count', 'torch ms', 'skipgrad ms (pick)', 'pick/torch', 'fastest/torch'],
+                           [[r['name'], r['pass'], r['count'], f"{r['torchMs']:.3f}", f"{r['pickMs']:.3f}", f"{r['pickOverTorch']:.2f}x",
+                             f"{r['bestOverTorch']:.2f}x"] for r in rows])]
+    profile = res('profile', 'profile-webgpu.json')
+    if isinstance(profile, dict) and profile.get('markdown'):
+        lines += ['', '## Where the step\'s time goes (profile part)', '', profile_line(parts) or '', '', profile['markdown']]
+    tiles = res('tiles', 'tiles-webgpu.json')
+    if isinstance(tiles, dict) and tiles.get('table'):
+        lines += ['', '## Convolution launches and tile shapes (tiles part)', '', tiles_line(parts) or '', '', '```', tiles['table'], '```']
+    for name, f, title in (('ops', 'ops-webgpu.json', 'Ops: skipgrad webgpu vs tfjs-webgpu (ops part)'),
+                           ('host', 'model-webgpu-host.json', 'The host side of a step, Dawn null backend (host part)')):
+        j = res(name, f)
+        if isinstance(j, dict) and j.get('markdown'):
+            lines += ['', f'## {title}', '', j['markdown']]
+    warnings = report.get('warnings') or []
+    if warnings:
+        lines += ['', '## Warnings', ''] + [f'- {w}' for w in warnings]
+    return '\n'.join(lines) + '\n'
+
+
+def main_markdown(src, out):
+    with open(src) as fh:
+        report = json.load(fh)
+    out = out or (src[:-5] if src.endswith('.json') else src) + '.md'
+    tmp = out + '.tmp'
+    with open(tmp, 'w') as fh:
+        fh.write(markdown(report))
+    os.replace(tmp, out)
+    print(f'wrote {out}')
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--results', required=True)
+    ap.add_argument('--results')
     ap.add_argument('--bundle', default=None)
-    ap.add_argument('--out', required=True)
+    ap.add_argument('--out')
+    ap.add_argument('--markdown', metavar='GPU_JSON', help="write a markdown page for this run's JSON (to --out, else next to it)")
     args = ap.parse_args()
+    if args.markdown:
+        return main_markdown(args.markdown, args.out)
+    if not args.results or not args.out:
+        ap.error('--results and --out are required (or --markdown GPU_JSON)')
     res = args.results
 
     run = read_kv(os.path.join(res, 'run.txt'))
