@@ -68,6 +68,9 @@ override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
 // read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
 // (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
 override ROLLED: bool = false;
+// PREFETCH: load the next step's tiles (global memory -> registers) before multiplying the current step's, so the
+// loads are in flight during the multiply-adds, at the cost of one register per loaded value (see the main loop).
+override PREFETCH: bool = false;
 // vec4 slots of the A and B tiles each thread loads per step (at most MAX_SLOTS = 4).
 override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
 override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
@@ -142,6 +145,24 @@ fn kAdvance(p: KPos, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
     q.off += wk.sO - i32(taps) * wk.sT;
   }
   return q;
+}
+
+// Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[row * BM/4 + ma],
+// B slot j at Bs[row * BN/4 + tx], for the rows the thread loaded (see the main loop).
+fn storeTiles(tid: u32, ma: u32, tx: u32, aSlots: u32, bSlots: u32,
+              aReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>, bReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>) {
+  for (var j = 0u; j < aSlots; j++) {
+    let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
+    if (row < BK) {
+      As[row * (BM / 4u) + ma] = (*aReg)[j];
+    }
+  }
+  for (var j = 0u; j < bSlots; j++) {
+    let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
+    if (row < BK) {
+      Bs[row * (BN / 4u) + tx] = (*bReg)[j];
+    }
+  }
 }
 
 @compute @workgroup_size(WG)
@@ -230,52 +251,77 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     acc[r] = vec4<f32>(0.0);
   }
 
-  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
-    // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
-    for (var j = 0u; j < aSlots; j++) {
-      let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
-      if (row < BK) {
-        let kp = aPos[j];
-        let kOk = k0 + row < kEnd;
-        var v = vec4<f32>(0.0);
-        for (var q = 0u; q < 4u; q++) {
-          let ok = kOk && aRow[q] >= 0;
-          v[q] = select(0.0, w[select(0u, u32(aRow[q] + kp.off), ok)], ok);
+  // Without PREFETCH, iteration it loads step it's tiles into workgroup memory and multiplies them. With it, the
+  // tiles are loaded into registers (aReg, bReg) instead, and iteration it stores step it-1's (storeTiles), loads
+  // step it's, and multiplies step it-1's, so the loads of step it are in flight during that multiply.
+  var aReg: array<vec4<f32>, MAX_SLOTS>;
+  var bReg: array<vec4<f32>, MAX_SLOTS>;
+  let steps = (max(kEnd, kBegin) - kBegin + BK - 1u) / BK;
+  let iterations = select(steps, steps + 1u, PREFETCH && steps > 0u);
+  for (var it = 0u; it < iterations; it++) {
+    if (PREFETCH && it > 0u) {
+      storeTiles(tid, ma, tx, aSlots, bSlots, &aReg, &bReg);
+      workgroupBarrier();
+    }
+    if (it < steps) {
+      let k0 = kBegin + it * BK;
+      // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
+      for (var j = 0u; j < aSlots; j++) {
+        let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
+        if (row < BK) {
+          let kp = aPos[j];
+          let kOk = k0 + row < kEnd;
+          var v = vec4<f32>(0.0);
+          for (var q = 0u; q < 4u; q++) {
+            let ok = kOk && aRow[q] >= 0;
+            v[q] = select(0.0, w[select(0u, u32(aRow[q] + kp.off), ok)], ok);
+          }
+          if (PREFETCH) {
+            aReg[j] = v;
+          } else {
+            As[row * (BM / 4u) + ma] = v;
+          }
+          aPos[j] = kAdvance(kp, taps, tapsX, aWalk);
         }
-        As[row * (BM / 4u) + ma] = v;
-        aPos[j] = kAdvance(kp, taps, tapsX, aWalk);
       }
-    }
-    // B tile: dy[b, o, colY - t, colX - u] for the thread's 4 columns (0 outside dy).
-    for (var j = 0u; j < bSlots; j++) {
-      let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
-      if (row < BK) {
-        let kp = bPos[j];
-        let kOk = k0 + row < kEnd;
-        var v = vec4<f32>(0.0);
-        for (var q = 0u; q < 4u; q++) {
-          let oy = colY[q] - i32(kp.t);
-          let ox = colX[q] - i32(kp.u);
-          let ok = kOk && u32(oy) < OH && u32(ox) < OW;
-          v[q] = select(0.0, dy[select(0u, u32(colOff[q] + kp.off), ok)], ok);
+      // B tile: dy[b, o, colY - t, colX - u] for the thread's 4 columns (0 outside dy).
+      for (var j = 0u; j < bSlots; j++) {
+        let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
+        if (row < BK) {
+          let kp = bPos[j];
+          let kOk = k0 + row < kEnd;
+          var v = vec4<f32>(0.0);
+          for (var q = 0u; q < 4u; q++) {
+            let oy = colY[q] - i32(kp.t);
+            let ox = colX[q] - i32(kp.u);
+            let ok = kOk && u32(oy) < OH && u32(ox) < OW;
+            v[q] = select(0.0, dy[select(0u, u32(colOff[q] + kp.off), ok)], ok);
+          }
+          if (PREFETCH) {
+            bReg[j] = v;
+          } else {
+            Bs[row * (BN / 4u) + tx] = v;
+          }
+          bPos[j] = kAdvance(kp, taps, tapsX, bWalk);
         }
-        Bs[row * (BN / 4u) + tx] = v;
-        bPos[j] = kAdvance(kp, taps, tapsX, bWalk);
       }
     }
-    workgroupBarrier();
-
-    for (var kk = 0u; kk < kSteps; kk++) {
-      let b = Bs[kk * (BN / 4u) + tx];
-      for (var i = 0u; i < TM / 4u; i++) {
-        let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
-        acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
-        acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
-        acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
-        acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
-      }
+    if (!PREFETCH) {
+      workgroupBarrier();
     }
-    workgroupBarrier();
+    if (!PREFETCH || it > 0u) {
+      for (var kk = 0u; kk < kSteps; kk++) {
+        let b = Bs[kk * (BN / 4u) + tx];
+        for (var i = 0u; i < TM / 4u; i++) {
+          let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
+          acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
+          acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
+          acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
+          acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+        }
+      }
+      workgroupBarrier();
+    }
   }
 
   // dx[b, m, iyFirst + SH*j, ixFirst + SW*i] = acc (in split s's part of the scratch: s*batch*C*H*W further).

@@ -6,7 +6,8 @@
  * convolutions with output padding produce), channel counts that are not multiples of the tile
  * sizes, batch 1-3; plus every tile shape chooseTiles returns, one other shape with the tile loops
  * unrolled as on a GPU (software adapters get rolled loops by default, see ConvOptions.rolled),
- * split-K with one to 45 chunks, and strides larger than the kernel (input rows no window touches).
+ * split-K with one to 45 chunks, the tiles loaded a step ahead (prefetch), and strides larger than the kernel
+ * (input rows no window touches).
  * Outputs start as NaN (poisoned), so an unwritten element fails.
  *
  * Run time on lavapipe is mostly pipeline compilation (~1 s per pipeline, 20 pipelines: about 25 s
@@ -279,6 +280,14 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     // kChunk a multiple of 16: a multiple of every BK chooseTiles gives (4, 8, 16).
     await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), fc.integer({ min: 1, max: 4 }), async (g, seed, steps) =>
       checkConv(g, seed, { kChunk: 16 * steps })), { numRuns: 12 });
+  });
+
+  it('all three kernels give the same results with the tiles loaded a step ahead (prefetch), split or not, rolled or not', async () => {
+    await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), fc.integer({ min: 0, max: 4 }), async (g, seed, steps) =>
+      checkConv(g, seed, { prefetch: true, ...(steps > 0 ? { kChunk: 16 * steps } : {}) })), { numRuns: 8 });
+    await checkConv(geom(2, 7, 9, 11, 37, 3, 2, 2, 1, 1, 0, 1, 1), 210, { ...ODD_TILES, prefetch: true });
+    // Stride phases with empty chunks (no step at all), unrolled.
+    await checkConv(geom(2, 9, 11, 10, 12, 3, 3, 2, 2, 1, 1, 1, 0), 322, { tiles: { bm: 16, bn: 64, bk: 16, tm: 4 }, kChunk: 16, prefetch: true, rolled: false });
   });
 
   it('matmul matches the CPU kernel for every transpose combination', async () => {

@@ -38,6 +38,11 @@ export interface ConvOptions {
   tiles?: GemmTiles;
   kChunk?: number;
   rolled?: boolean;
+  /**
+   * Convolutions: load each step's tiles one step ahead, during the previous step's multiply-adds (the shaders'
+   * PREFETCH). Off by default until a GPU run says it pays: bench/tiles.ts times the pick with it.
+   */
+  prefetch?: boolean;
 }
 
 /** The portable workgroup-memory limit (bytes). */
@@ -133,6 +138,11 @@ function tileConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<
   checkTiles(t);
   const rolled = opts.rolled ?? rt.software;
   return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t), ROLLED: rolled ? 1 : 0 };
+}
+
+/** A convolution kernel's override constants: the tile's, and PREFETCH. */
+function convConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<string, number> {
+  return { ...tileConstants(rt, t, opts), PREFETCH: opts.prefetch ? 1 : 0 };
 }
 
 /** The Params fields every tiled shader ends with: BK, A_SLOTS and B_SLOTS as run-time values (for ROLLED). */
@@ -234,7 +244,7 @@ export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuff
   const reduceBias = bias && { bias, inner: g.outHeight * g.outWidth, channels: M };
   splitK(rt, splits, M * N, out, reduceBias, (target) => rt.dispatch({
     shader: 'conv2d',
-    constants: tileConstants(rt, t, opts),
+    constants: convConstants(rt, t, opts),
     params: [...geometryParams(g), ['u32', bias && splits === 1 ? 1 : 0], ['u32', tilesM], ['u32', tiles], ['u32', kChunk], ...loopParams(t)],
     buffers: [x, w, bias ?? rt.dummy(), target],
     workgroups: tileGrid(tiles, splits),
@@ -252,7 +262,7 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
   const { kChunk, splits } = convSplit('conv2dGradInput', g, t, { kChunk: opts.kChunk, software: rt.software });
   splitK(rt, splits, g.batch * M * g.inHeight * g.inWidth, dx, null, (target) => rt.dispatch({
     shader: 'conv2d_grad_input',
-    constants: tileConstants(rt, t, opts),
+    constants: convConstants(rt, t, opts),
     params: [...geometryParams(g), ['u32', tilesM], ['u32', kChunk], ...loopParams(t)],
     buffers: [dy, w, target],
     workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW * splits),
@@ -270,7 +280,7 @@ export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw
   const { kChunk, splits } = convSplit('conv2dGradWeight', g, t, { kChunk: opts.kChunk, software: rt.software });
   splitK(rt, splits, M * N, dw, null, (target) => rt.dispatch({
     shader: 'conv2d_grad_weight',
-    constants: tileConstants(rt, t, opts),
+    constants: convConstants(rt, t, opts),
     params: [...geometryParams(g), ['u32', tilesM], ['u32', tiles], ['u32', kChunk], ...loopParams(t)],
     buffers: [x, dy, target],
     workgroups: tileGrid(tiles, splits),
