@@ -6,7 +6,7 @@
  * the kernel that runs it: conv2d, conv2dGradInput or conv2dGradWeight, with its geometry); equal launches are
  * timed once and counted as often as the step makes them. Candidates per launch: chooseTiles' pick with convSplit's
  * K split, then the pick split 1, 2, 4, 8 and 16 ways (split-K: more workgroups for a large GPU, and a reduce
- * pass), then the row counts of the pick and the next smaller one (more workgroups when there are few), each at
+ * pass), the pick with its tiles prefetched a step ahead (the shaders' PREFETCH), then the row counts of the pick and the next smaller one (more workgroups when there are few), each at
  * every width down to 32 columns (and 32 threads), each at its BK and twice that where the kernels' limits allow,
  * with convSplit's split. Each candidate: one untimed launch (pipeline compiled), then --reps timed ones, median
  * (a split launch's time includes its reduce pass).
@@ -52,10 +52,11 @@ export interface ConvLaunch {
   flops: number;
 }
 
-/** A way to run a launch: a tile shape and the K per split (convSplit's when absent). */
+/** A way to run a launch: a tile shape, the K per split (convSplit's when absent), and whether tiles are prefetched. */
 export interface TileCandidate {
   tiles: GemmTiles;
   kChunk?: number;
+  prefetch?: boolean;
 }
 
 export interface TileTiming {
@@ -63,6 +64,8 @@ export interface TileTiming {
   /** The K per split and the number of splits the launch ran with (1: no split, no reduce pass). */
   kChunk: number;
   splits: number;
+  /** The shaders' PREFETCH: each step's tiles loaded during the previous step's multiply-adds. */
+  prefetch: boolean;
   gpuMs: number;
 }
 
@@ -141,8 +144,8 @@ export function convLaunches(entries: readonly sg.TraceEntry[]): ConvLaunch[] {
 
 /**
  * The candidates timed for a launch: chooseTiles' pick with convSplit's split first, then the pick split 1, 2, 4, 8
- * and 16 ways (where each split keeps a BK step at least, and differs from those before), then every other shape of
- * tileCandidates with convSplit's split.
+ * and 16 ways (where each split keeps a BK step at least, and differs from those before), the pick with its split
+ * and the tiles prefetched, then every other shape of tileCandidates with convSplit's split.
  */
 export function launchCandidates(l: ConvLaunch, software: boolean): TileCandidate[] {
   const { m, n } = convTileProblem(l.kernel, l.g);
@@ -158,6 +161,7 @@ export function launchCandidates(l: ConvLaunch, software: boolean): TileCandidat
     seen.add(splits);
     out.push({ tiles: pick, kChunk });
   }
+  out.push({ tiles: pick, prefetch: true });
   return [...out, ...others.map((tiles) => ({ tiles }))];
 }
 
@@ -185,7 +189,7 @@ export function tileCandidates(m: number, n: number): GemmTiles[] {
 
 function launchKernel(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], c: TileCandidate): void {
   const [x, w, y] = bufs;
-  const opts = { tiles: c.tiles, kChunk: c.kChunk };
+  const opts = { tiles: c.tiles, kChunk: c.kChunk, prefetch: c.prefetch };
   if (l.kernel === 'conv2d') conv2d(rt, x, w, null, y, l.g, opts);
   else if (l.kernel === 'conv2dGradInput') conv2dGradInput(rt, y, w, x, l.g, opts);
   else conv2dGradWeight(rt, x, y, w, l.g, opts);
@@ -201,7 +205,7 @@ async function timeLaunch(rt: GpuRuntime, l: ConvLaunch, bufs: GPUBuffer[], c: T
   }
   const times: Promise<{ gpuMs?: number }>[] = [];
   for (let r = 0; r < reps; r++) {
-    rt.beginOp(`${l.kernel} ${fmtTiles(c.tiles)}`, true);
+    rt.beginOp(`${l.kernel} ${fmtTiles(c.tiles, 1, c.prefetch)}`, true);
     try {
       launchKernel(rt, l, bufs, c);
     } finally {
@@ -224,7 +228,7 @@ export async function timeCandidates(rt: GpuRuntime, l: ConvLaunch, candidates: 
     const timings: TileTiming[] = [];
     for (const c of candidates) {
       const { kChunk, splits } = convSplit(l.kernel, l.g, c.tiles, { kChunk: c.kChunk, software: rt.software });
-      timings.push({ tiles: c.tiles, kChunk, splits, gpuMs: await timeLaunch(rt, l, bufs, c, reps) });
+      timings.push({ tiles: c.tiles, kChunk, splits, prefetch: c.prefetch ?? false, gpuMs: await timeLaunch(rt, l, bufs, c, reps) });
     }
     return timings;
   } finally {
@@ -258,7 +262,8 @@ export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
   };
 }
 
-const fmtTiles = (t: GemmTiles, splits = 1): string => `${t.bm}x${t.bn}x${t.bk}${t.tm === 8 ? '/8' : ''}${splits > 1 ? ` k${splits}` : ''}`;
+const fmtTiles = (t: GemmTiles, splits = 1, prefetch = false): string =>
+  `${t.bm}x${t.bn}x${t.bk}${t.tm === 8 ? '/8' : ''}${splits > 1 ? ` k${splits}` : ''}${prefetch ? ' pf' : ''}`;
 
 export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const be = await sg.useBackend('webgpu');
@@ -286,7 +291,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
     const cells = results.map((r) => [
       r.kernel, r.ops.join(' '), String(r.count), `${r.m} x ${r.n} x ${r.k}`, (r.flops / 1e9).toFixed(3), fmtTiles(r.pick, r.pickSplits),
       (r.pickFlops / r.flops).toFixed(2), r.pickMs.toFixed(3),
-      fmtTiles(r.best.tiles, r.best.splits), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
+      fmtTiles(r.best.tiles, r.best.splits, r.best.prefetch), r.best.gpuMs.toFixed(3), (r.pickMs / r.best.gpuMs).toFixed(2), String(r.timings.length),
     ]);
     return {
       kind: 'tiles', date: new Date().toISOString(), machine: machineInfo(be.describe()),
@@ -322,7 +327,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
 export function describeTiles(r: TilesReport): string {
   const s = r.summary, o = r.settings;
   return `${r.machine.device}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}: ${s.launches} convolution launches `
-    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread; kS: K split S ways), median of ${o.reps}\n${r.table}\n\n`
+    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread; kS: K split S ways; pf: tiles prefetched), median of ${o.reps}\n${r.table}\n\n`
     + `the step's convolutions: ${s.pickMs.toFixed(3)} ms with chooseTiles' picks, ${s.bestMs.toFixed(3)} ms with the fastest shape per launch `
     + `(picks/fastest ${s.pickOverBest.toFixed(3)}); the picks compute ${(s.pickFlops / 1e9).toFixed(2)} GFLOP for ${(s.usefulFlops / 1e9).toFixed(2)} useful `
     + `(tile padding included); ${s.seconds.toFixed(1)} s`;

@@ -97,13 +97,16 @@ describe('launchCandidates', () => {
       const c = launchCandidates(l, false);
       const pick = chooseTiles(m, n);
       expect(c[0]).toEqual({ tiles: pick });
-      const pickRuns = c.filter((x) => JSON.stringify(x.tiles) === JSON.stringify(pick));
+      const pickRuns = c.filter((x) => JSON.stringify(x.tiles) === JSON.stringify(pick) && !x.prefetch);
+      // One run of the pick with its tiles prefetched (its own split), right after the pick's splits.
+      expect(c.filter((x) => x.prefetch)).toEqual([{ tiles: pick, prefetch: true }]);
+      expect(c[pickRuns.length]).toEqual({ tiles: pick, prefetch: true });
       const splits = pickRuns.map((x) => convSplit(l.kernel, l.g, x.tiles, { kChunk: x.kChunk }).splits);
       expect(new Set(splits).size, `${l.kernel} ${l.m} x ${l.n} x ${l.k}: distinct splits`).toBe(splits.length);
       // Unsplit is always among them, and so are 2 splits where K has two BK steps.
       expect(splits).toContain(1);
       if (convSplit(l.kernel, l.g, pick).steps >= 2) expect(splits).toContain(2);
-      expect(c.slice(pickRuns.length).map((x) => x.tiles)).toEqual(tileCandidates(m, n).slice(1));
+      expect(c.slice(pickRuns.length + 1).map((x) => x.tiles)).toEqual(tileCandidates(m, n).slice(1));
     }
   }, 60_000);
 });
@@ -138,11 +141,15 @@ describe.skipIf(!gpu)('runTiles', () => {
     if (!(be instanceof WebGPUBackend)) throw new Error('expected the webgpu backend');
     const g = { batch: 1, inChannels: 3, inHeight: 12, inWidth: 12, outChannels: 5, outHeight: 12, outWidth: 12, kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padTop: 1, padLeft: 1 };
     const l: ConvLaunch = { kernel: 'conv2dGradWeight', ops: ['conv2dGradWeight/backward'], count: 1, g, m: 5, n: 27, k: 144, flops: 2 * 5 * 144 * 27 };
-    const candidates = [...tileCandidates(5, 27).slice(0, 3).map((tiles) => ({ tiles })), { tiles: chooseTiles(5, 27), kChunk: 2 * chooseTiles(5, 27).bk }];
+    const candidates = [
+      ...tileCandidates(5, 27).slice(0, 3).map((tiles) => ({ tiles })), { tiles: chooseTiles(5, 27), kChunk: 2 * chooseTiles(5, 27).bk },
+      { tiles: chooseTiles(5, 27), prefetch: true },
+    ];
     const t = await timeCandidates(be.rt, l, candidates, 2);
     expect(t.map((x) => x.tiles)).toEqual(candidates.map((c) => c.tiles));
     // The last one splits K = 144 into chunks of two BK steps (a reduce pass follows).
     expect(t[3].splits).toBe(Math.ceil(144 / (2 * chooseTiles(5, 27).bk)));
+    expect(t.map((x) => x.prefetch)).toEqual([false, false, false, false, true]);
     for (const x of t) expect(x.gpuMs).toBeGreaterThan(0);
   }, 120_000);
 });

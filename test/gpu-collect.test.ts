@@ -84,13 +84,21 @@ describe('bench/gpu/collect.py', () => {
         // The same tiles, split into 12 K chunks rather than the pick's 6.
         { kernel: 'conv2d', m: 256, n: 1352, k: 3200, pick: t(128, 64), pickSplits: 6, pickMs: 4, best: { tiles: t(128, 64), splits: 12, gpuMs: 1.6 } },
         // The pick with its own split: not beaten.
-        { kernel: 'conv2d', m: 128, n: 6728, k: 1600, pick: t(128, 64), pickSplits: 3, pickMs: 1, best: { tiles: t(128, 64), splits: 3, gpuMs: 1 } },
+        { kernel: 'conv2d', m: 128, n: 6728, k: 1600, pick: t(128, 64), pickSplits: 3, pickMs: 1, best: { tiles: t(128, 64), splits: 3, prefetch: false, gpuMs: 1 } },
+        // The pick with its tiles prefetched: beaten.
+        { kernel: 'conv2dGradInput', m: 32, n: 1000, k: 400, pick: t(32, 64), pickSplits: 1, pickMs: 1, best: { tiles: t(32, 64), splits: 1, prefetch: true, gpuMs: 0.5 } },
       ],
-      summary: { pickMs: 11, bestMs: 6.7, pickOverBest: 11 / 6.7 },
+      summary: { pickMs: 12, bestMs: 7.2, pickOverBest: 12 / 7.2 },
     });
     const { json, stdout } = await collect(res);
     expect(json.ok).toBe(false); // the tiles part timed out
-    expect(stdout).toMatch(/tiles: the step's convolutions 11\.000 ms with chooseTiles' picks, 6\.700 ms with the fastest shape per launch \(1\.64x\); 3 of 5 picks beaten \(incomplete: the part stopped early\); most by 2\.50x: conv2d 256 x 1352 x 3200 on 128x64x16\/4 split 12 ways/);
+    expect(stdout).toMatch(/tiles: the step's convolutions 12\.000 ms with chooseTiles' picks, 7\.200 ms with the fastest shape per launch \(1\.67x\); 4 of 6 picks beaten \(incomplete: the part stopped early\); most by 2\.50x: conv2d 256 x 1352 x 3200 on 128x64x16\/4 split 12 ways/);
+    // A pick beaten most by its own tiles prefetched.
+    const tilesFile = path.join(res, 'tiles', 'tiles-webgpu.json');
+    const tj = JSON.parse(fs.readFileSync(tilesFile, 'utf8')) as { launches: Array<{ pickMs: number }> };
+    tj.launches[5].pickMs = 5;
+    write(tilesFile, tj);
+    expect((await collect(res)).stdout).toMatch(/most by 10\.00x: conv2dGradInput 32 x 1000 x 400 on 32x64x16\/4 with the tiles prefetched/);
   });
   it("sets each conv kernel's time beside PyTorch's at the same shape (valid padding, matched by geometry)", async () => {
     const res = results(256, 'median', 7.5);

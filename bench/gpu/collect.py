@@ -180,7 +180,8 @@ def tiles_line(parts):
     def beaten(l):
         # A pick is beaten by another tile shape, or by the same shape with K split another way.
         best = l.get('best', {})
-        return best.get('tiles') != l.get('pick') or best.get('splits', 1) != l.get('pickSplits', best.get('splits', 1))
+        return (best.get('tiles') != l.get('pick') or best.get('splits', 1) != l.get('pickSplits', best.get('splits', 1))
+                or bool(best.get('prefetch')))
 
     lost = [l for l in launches if isinstance(l, dict) and beaten(l)]
     worst = max(lost, key=lambda l: l['pickMs'] / l['best']['gpuMs'], default=None)
@@ -191,7 +192,8 @@ def tiles_line(parts):
         b = worst['best']['tiles']
         splits = worst['best'].get('splits', 1)
         line += (f"; most by {worst['pickMs'] / worst['best']['gpuMs']:.2f}x: {worst['kernel']} {worst['m']} x {worst['n']} x {worst['k']} "
-                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{f' split {splits} ways' if splits > 1 else ''}")
+                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{f' split {splits} ways' if splits > 1 else ''}"
+                 f"{' with the tiles prefetched' if worst['best'].get('prefetch') else ''}")
     return line
 
 
