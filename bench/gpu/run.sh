@@ -28,7 +28,7 @@
 #   SKIPGRAD_GPU_T_DISPATCH, _T_HOST, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_TILES, _T_PROBE   per-part timeouts in seconds
 #   SKIPGRAD_GPU_PROFILE_ARGS   default: --backend webgpu --size 256 --batch 8
 #   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick --cap 30)
-#   SKIPGRAD_GPU_TILES_ARGS     default: --size 256 --batch 8 --reps 5 --max-seconds 45 (--quick: --reps 3 --max-seconds 15)
+#   SKIPGRAD_GPU_TILES_ARGS     default: --size 256 --batch 8 --reps 5 --max-seconds 75 (--quick: --reps 3 --max-seconds 15)
 #   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick)
 #   SKIPGRAD_GPU_TORCH_ARGS     extra arguments for torch_ref.py
 #   SKIPGRAD_GPU_WORK           scratch folder: node, the app, raw results (default: ${TMPDIR:-/tmp}/skipgrad-gpu-run)
@@ -72,7 +72,7 @@ T_DISPATCH=${SKIPGRAD_GPU_T_DISPATCH:-30}
 T_HOST=${SKIPGRAD_GPU_T_HOST:-45}
 T_PROFILE=${SKIPGRAD_GPU_T_PROFILE:-60}
 T_OPS=${SKIPGRAD_GPU_T_OPS:-200}
-T_TILES=${SKIPGRAD_GPU_T_TILES:-90}
+T_TILES=${SKIPGRAD_GPU_T_TILES:-120}
 T_MODEL=${SKIPGRAD_GPU_T_MODEL:-150}
 T_TORCH=${SKIPGRAD_GPU_T_TORCH:-90}
 if [ "$QUICK" = 1 ]; then
@@ -84,7 +84,7 @@ else
   # runtime's bind-group cache is warm from the third step on).
   OPS_ARGS=${SKIPGRAD_GPU_OPS_ARGS:---backends webgpu --cap 60 --reps 20 --tfjs-reps 5}
   MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --cap 60 --reps 20 --tfjs-reps 5}
-  TILES_ARGS=${SKIPGRAD_GPU_TILES_ARGS:---size 256 --batch 8 --reps 5 --max-seconds 45}
+  TILES_ARGS=${SKIPGRAD_GPU_TILES_ARGS:---size 256 --batch 8 --reps 5 --max-seconds 75}
 fi
 TORCH_ARGS=${SKIPGRAD_GPU_TORCH_ARGS:-}
 if [ "$QUICK" = 1 ]; then PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8 --warmup 1}
