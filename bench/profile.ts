@@ -134,7 +134,8 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
   loss.dispose();
   await trace.settle();
 
-  const untimed = be instanceof WebGPUBackend && (o.untimed ?? 0) > 0 ? await untimedSteps(be.rt, stepper, o.untimed ?? 0) : null;
+  const untimedSteps = o.untimed ?? 0;
+  const untimed = be instanceof WebGPUBackend && untimedSteps > 0 ? await timeUntraced(be.rt, stepper, untimedSteps) : null;
 
   const rows = groupTrace(trace.entries);
   const gpuTotal = rows.some((r) => r.gpuMs !== null) ? rows.reduce((s, r) => s + (r.gpuMs ?? 0), 0) : null;
@@ -160,7 +161,7 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
 }
 
 /** n steps with the runtime's early first submit and n without, alternating (see ProfileReport.untimed). */
-async function untimedSteps(rt: GpuRuntime, stepper: Stepper, n: number): Promise<ProfileReport['untimed']> {
+async function timeUntraced(rt: GpuRuntime, stepper: Stepper, n: number): Promise<ProfileReport['untimed']> {
   const early = rt.opsPerFirstSubmit;
   const times: { early: number[]; late: number[] } = { early: [], late: [] };
   try {

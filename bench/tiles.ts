@@ -6,10 +6,11 @@
  * the kernel that runs it: conv2d, conv2dGradInput or conv2dGradWeight, with its geometry); equal launches are
  * timed once and counted as often as the step makes them. Candidates per launch: chooseTiles' pick with convSplit's
  * K split, then the pick split 1, 2, 4, 8 and 16 ways (split-K: more workgroups for a large GPU, and a reduce
- * pass), the pick with its tiles prefetched a step ahead (the shaders' PREFETCH), then the row counts of the pick and the next smaller one (more workgroups when there are few), each at
- * every width down to 32 columns (and 32 threads), each at its BK and twice that where the kernels' limits allow,
- * with convSplit's split. Each candidate: one untimed launch (pipeline compiled), then --reps timed ones, median
- * (a split launch's time includes its reduce pass).
+ * pass), the pick with its tiles prefetched a step ahead (the shaders' PREFETCH), then the row counts of the pick
+ * and the next smaller one (more workgroups when there are few), each at every width down to 32 columns (and 32
+ * threads), each at its BK and twice that where the kernels' limits allow, with convSplit's split. Each candidate:
+ * one untimed launch (pipeline compiled), then --reps timed ones, median (a split launch's time includes its
+ * reduce pass).
  *
  *   --model AESc|AE   default AESc       --size N      default 256      --batch N   default 8
  *   --channels N      default 16         --reps N      default 5

@@ -196,13 +196,19 @@ export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffe
 export type ConvKernel = 'conv2d' | 'conv2dGradInput' | 'conv2dGradWeight';
 
 /**
- * The M x N output a convolution kernel tiles (chooseTiles' arguments): conv2d O x batch*OH*OW; conv2dGradInput
- * C x the largest stride phase's pixels, batch * ceil(H/SH) * ceil(W/SW); conv2dGradWeight O x C*KH*KW.
+ * The M x N output a convolution kernel tiles (chooseTiles' arguments) and its depth K: conv2d O x batch*OH*OW,
+ * K = C*KH*KW; conv2dGradInput C x the largest stride phase's pixels, batch * ceil(H/SH) * ceil(W/SW), K = that
+ * phase's O * ceil(KH/SH) * ceil(KW/SW); conv2dGradWeight O x C*KH*KW, K = batch*OH*OW.
  */
-export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: number; n: number } {
-  if (kernel === 'conv2d') return { m: g.outChannels, n: g.batch * g.outHeight * g.outWidth };
-  if (kernel === 'conv2dGradInput') return { m: g.inChannels, n: g.batch * ceilDiv(g.inHeight, g.strideH) * ceilDiv(g.inWidth, g.strideW) };
-  return { m: g.outChannels, n: g.inChannels * g.kernelH * g.kernelW };
+export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: number; n: number; k: number } {
+  if (kernel === 'conv2d') return { m: g.outChannels, n: g.batch * g.outHeight * g.outWidth, k: g.inChannels * g.kernelH * g.kernelW };
+  if (kernel === 'conv2dGradInput') {
+    return {
+      m: g.inChannels, n: g.batch * ceilDiv(g.inHeight, g.strideH) * ceilDiv(g.inWidth, g.strideW),
+      k: g.outChannels * ceilDiv(g.kernelH, g.strideH) * ceilDiv(g.kernelW, g.strideW),
+    };
+  }
+  return { m: g.outChannels, n: g.inChannels * g.kernelH * g.kernelW, k: g.batch * g.outHeight * g.outWidth };
 }
 
 /**
@@ -214,8 +220,7 @@ export function convTileProblem(kernel: ConvKernel, g: Conv2dGeometry): { m: num
  */
 export function convTileWork(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles): number {
   if (kernel !== 'conv2dGradInput') {
-    const { m, n } = convTileProblem(kernel, g);
-    const k = kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW : g.batch * g.outHeight * g.outWidth;
+    const { m, n, k } = convTileProblem(kernel, g);
     return roundUp(m, t.bm) * roundUp(n, t.bn) * roundUp(k, t.bk);
   }
   // Phase r along one axis: the positions i < size with (i + padBefore) mod stride == r, and the taps k < kernel with k mod stride == r.
@@ -300,11 +305,8 @@ export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw
 export function convSplit(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles, o: { kChunk?: number; software?: boolean } = {}):
   { kChunk: number; splits: number; workgroups: number; steps: number } {
   let kChunk = o.kChunk;
-  const { m, n } = convTileProblem(kernel, g);
+  const { m, n, k } = convTileProblem(kernel, g);
   const phases = kernel === 'conv2dGradInput' ? g.strideH * g.strideW : 1;
-  const k = kernel === 'conv2d' ? g.inChannels * g.kernelH * g.kernelW
-    : kernel === 'conv2dGradInput' ? g.outChannels * ceilDiv(g.kernelH, g.strideH) * ceilDiv(g.kernelW, g.strideW)
-    : g.batch * g.outHeight * g.outWidth;
   const outputSize = kernel === 'conv2dGradInput' ? g.batch * g.inChannels * g.inHeight * g.inWidth : m * n;
   const tiles = ceilDiv(m, t.bm) * ceilDiv(n, t.bn) * phases;
   const steps = Math.max(1, ceilDiv(k, t.bk));
