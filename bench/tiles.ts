@@ -8,7 +8,8 @@
  * K split, then the pick split 1, 2, 4, 8 and 16 ways (split-K: more workgroups for a large GPU, and a reduce
  * pass), the pick with its tiles prefetched a step ahead (the shaders' PREFETCH), then the row counts of the pick
  * and the next smaller one (more workgroups when there are few), each at every width down to 32 columns (and 32
- * threads), each at its BK and twice that where the kernels' limits allow, with convSplit's split. Each candidate:
+ * threads), each at its BK and twice that where the kernels' limits allow, and the same rows with 8 columns per
+ * thread (twice the width for the same threads; BK halved too), with convSplit's split. Each candidate:
  * one untimed launch (pipeline compiled), then --reps timed ones, median (a split launch's time includes its
  * reduce pass).
  *
@@ -31,7 +32,7 @@ import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import {
-  chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convSplit, convTileProblem, convTileWork, TILE_ROWS, tileWidths, tilesValid,
+  chooseTiles, conv2d, conv2dGradInput, conv2dGradWeight, convSplit, convTileProblem, convTileWork, TILE_ROWS, tileTn, tileWidths, tilesValid,
   type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
@@ -166,17 +167,21 @@ export function launchCandidates(l: ConvLaunch, software: boolean): TileCandidat
   return [...out, ...others.map((tiles) => ({ tiles }))];
 }
 
-/** chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns, BK and 2 BK. */
+/**
+ * chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns, BK and 2 BK; then
+ * the same rows with 8 columns per thread (TN = 8: from twice the width, the same threads), BK, 2 BK and BK / 2.
+ */
 export function tileCandidates(m: number, n: number): GemmTiles[] {
   const pick = chooseTiles(m, n);
   const i = TILE_ROWS.findIndex((r) => r.bm === pick.bm && r.tm === pick.tm);
   const rows = [TILE_ROWS[i], ...(i > 0 ? [TILE_ROWS[i - 1]] : [])];
   const out: GemmTiles[] = [pick];
-  const key = (t: GemmTiles) => `${t.bm}/${t.bn}/${t.bk}/${t.tm}`;
+  const key = (t: GemmTiles) => `${t.bm}/${t.bn}/${t.bk}/${t.tm}/${tileTn(t)}`;
   const seen = new Set([key(pick)]);
-  for (const r of rows) {
+  const shapes = [...rows, ...rows.map((r): GemmTiles => ({ ...r, bn: 2 * r.bn, tn: 8 }))];
+  for (const r of shapes) {
     for (const bn of tileWidths(r)) {
-      for (const bk of [r.bk, 2 * r.bk]) {
+      for (const bk of tileTn(r) === 8 ? [r.bk, 2 * r.bk, r.bk / 2] : [r.bk, 2 * r.bk]) {
         const t = { ...r, bn, bk };
         if (!seen.has(key(t)) && tilesValid(t)) {
           seen.add(key(t));
@@ -263,8 +268,11 @@ export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
   };
 }
 
-const fmtTiles = (t: GemmTiles, splits = 1, prefetch = false): string =>
-  `${t.bm}x${t.bn}x${t.bk}${t.tm === 8 ? '/8' : ''}${splits > 1 ? ` k${splits}` : ''}${prefetch ? ' pf' : ''}`;
+/** BMxBNxBK, then the outputs per thread unless 4 x 4 (/8: 8 x 4; /4x8, /8x8), the splits of K (kS) and pf (prefetched). */
+export const fmtTiles = (t: GemmTiles, splits = 1, prefetch = false): string => {
+  const perThread = tileTn(t) === 4 ? (t.tm === 8 ? '/8' : '') : `/${t.tm}x${tileTn(t)}`;
+  return `${t.bm}x${t.bn}x${t.bk}${perThread}${splits > 1 ? ` k${splits}` : ''}${prefetch ? ' pf' : ''}`;
+};
 
 export async function runTiles(o: TilesOptions): Promise<TilesReport> {
   const be = await sg.useBackend('webgpu');
@@ -328,7 +336,7 @@ export async function runTiles(o: TilesOptions): Promise<TilesReport> {
 export function describeTiles(r: TilesReport): string {
   const s = r.summary, o = r.settings;
   return `${r.machine.device}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}: ${s.launches} convolution launches `
-    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 rows per thread; kS: K split S ways; pf: tiles prefetched), median of ${o.reps}\n${r.table}\n\n`
+    + `(${s.distinct} distinct, ${s.swept} swept), tiles BMxBNxBK (/8: 8 x 4 outputs per thread, /4x8 and /8x8: 8 columns per thread, else 4 x 4; kS: K split S ways; pf: tiles prefetched), median of ${o.reps}\n${r.table}\n\n`
     + `the step's convolutions: ${s.pickMs.toFixed(3)} ms with chooseTiles' picks, ${s.bestMs.toFixed(3)} ms with the fastest shape per launch `
     + `(picks/fastest ${s.pickOverBest.toFixed(3)}); the picks compute ${(s.pickFlops / 1e9).toFixed(2)} GFLOP for ${(s.usefulFlops / 1e9).toFixed(2)} useful `
     + `(tile padding included); ${s.seconds.toFixed(1)} s`;

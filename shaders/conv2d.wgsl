@@ -13,15 +13,17 @@
 //
 // Tiling: a workgroup computes a BM x BN tile of C, walking K in steps of BK. Each step, the threads
 // load A[m0.., k0..k0+BK) and B[k0..k0+BK, n0..) into workgroup memory (4 values per vec4 slot),
-// then each thread accumulates a TM x 4 block of C in registers (outer products of a column of the
+// then each thread accumulates a TM x TN block of C in registers (outer products of a column of the
 // A tile and a row of the B tile). Thread (ty, tx) owns rows m0 + ty*TM + r (r < TM) and columns
-// n0 + tx + q*(BN/4) (q < 4): columns strided by BN/4 so that a warp's global loads and stores touch
-// consecutive n. In workgroup memory, As packs 4 consecutive m in a vec4, Bs packs a thread's 4
-// columns {tx, tx + BN/4, tx + BN/2, tx + 3BN/4} in a vec4.
+// n0 + tx + j*(BN/TN) (j < TN): columns strided by BN/TN so that a warp's global loads and stores
+// touch consecutive n. In workgroup memory, As packs 4 consecutive m in a vec4; Bs packs 4 of a
+// thread's columns in a vec4: slot h*(BN/TN) + tx holds columns tx + (4h + q)*(BN/TN), q < 4
+// (bCol). TN = 8 gives a thread 8 x 8 outputs for 4 vec4 reads of workgroup memory per k, twice
+// the multiply-adds per read of TN = 4, and with 256 threads a 128 x 128 tile.
 //
-// The gather of B: a thread's 4 columns are fixed for the whole kernel, so (b, oy, ox) is decomposed
-// once; the rows it loads advance by BK per step, and (c, ky, kx) is advanced by a mixed-radix
-// addition (no integer division in the loop).
+// The gather of B: a thread loads one vec4 slot of each B row it loads, whose 4 columns are fixed for
+// the whole kernel, so (b, oy, ox) is decomposed once; the rows it loads advance by BK per step, and
+// (c, ky, kx) is advanced by a mixed-radix addition (no integer division in the loop).
 //
 // Split-K: a launch with few tiles (deep layers: few output pixels, many channels) would leave most
 // of a large GPU idle, so K may be split into chunks of kChunk (a multiple of BK): workgroup z = s
@@ -31,10 +33,10 @@
 //
 // Bindings: 0 uniform Params, 1 x (read), 2 w (read), 3 bias (read; a dummy when hasBias = 0),
 //           4 out (read_write).
-// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, splits): one per tile and K chunk,
+// Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, splits): one per tile and K chunk,
 //         tiles numbered m-tile fastest (tile = mt + tilesM * nt) and folded into x/y by grid1d:
 //         tile = wid.x + wid.y * nwg.x; z is the K chunk; workgroups past the last tile return at once.
-// Constraints (checked on the host): TM in {4, 8}; BM % TM == 0; BN % 4 == 0; (BM/4) and (BN/4)
+// Constraints (checked on the host): TM and TN in {4, 8}; BM % TM == 0; BN % TN == 0; (BM/4) and (BN/4)
 // divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
 
 struct Params {
@@ -69,8 +71,9 @@ struct Params {
 override BM: u32 = 64u;   // tile rows (output channels)
 override BN: u32 = 64u;   // tile columns (output pixels)
 override BK: u32 = 16u;   // tile depth
-override TM: u32 = 4u;    // rows per thread (4 or 8); each thread has 4 columns
-override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+override TM: u32 = 4u;    // rows per thread (4 or 8)
+override TN: u32 = 4u;    // columns per thread (4 or 8)
+override WG: u32 = 256u;  // threads = (BM / TM) * (BN / TN)
 // ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
 // read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
 // (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
@@ -83,11 +86,18 @@ override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
 override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;     // accumulator rows allocated
+const MAX_TN: u32 = 8u;     // accumulator columns allocated
 const MAX_SLOTS: u32 = 4u;  // vec4 tile slots a thread loads per step, at most
 const FAR: i32 = -1073741824; // a coordinate that fails every bounds check
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;  // As[k * BM/4 + m/4][m % 4] = A[m0 + m][k0 + k]
-var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // Bs[k * BN/4 + t][q] = B[k0 + k][n0 + t + q*BN/4]
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // Bs[k * BN/4 + s][q] = B[k0 + k][n0 + bCol(s, q)]
+
+// The column (from n0) of component q of B-tile slot s: slot h*(BN/TN) + t holds the columns t + (4h + q)*(BN/TN)
+// of the thread with tx = t (for TN = 4, the columns s + q*BN/4).
+fn bCol(s: u32, q: u32) -> u32 {
+  return s % (BN / TN) + (4u * (s / (BN / TN)) + q) * (BN / TN);
+}
 
 // A position along K = (c, ky, kx): the kernel offsets and the matching offset in one x image,
 // c*H*W + ky*W + kx.
@@ -126,8 +136,8 @@ fn kAdvance(p: KPos, dky: u32, dkx: u32, dOff: i32) -> KPos {
 }
 
 // Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[row * BM/4 + ma],
-// B slot j at Bs[row * BN/4 + tx], for the rows the thread loaded (see the main loop).
-fn storeTiles(tid: u32, ma: u32, tx: u32, aSlots: u32, bSlots: u32,
+// B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
+fn storeTiles(tid: u32, ma: u32, bs: u32, aSlots: u32, bSlots: u32,
               aReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>, bReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>) {
   for (var j = 0u; j < aSlots; j++) {
     let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
@@ -138,7 +148,7 @@ fn storeTiles(tid: u32, ma: u32, tx: u32, aSlots: u32, bSlots: u32,
   for (var j = 0u; j < bSlots; j++) {
     let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
     if (row < BK) {
-      Bs[row * (BN / 4u) + tx] = (*bReg)[j];
+      Bs[row * (BN / 4u) + bs] = (*bReg)[j];
     }
   }
 }
@@ -162,21 +172,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let kBegin = wid.z * P.kChunk;
   let kEnd = min(K, kBegin + P.kChunk);
 
-  let tx = tid % (BN / 4u);  // this thread's columns: n0 + tx + q * BN/4
-  let ty = tid / (BN / 4u);  // this thread's rows:    m0 + ty * TM + r
+  let tx = tid % (BN / TN);  // this thread's columns: n0 + tx + j * BN/TN
+  let ty = tid / (BN / TN);  // this thread's rows:    m0 + ty * TM + r
   let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  let bs = tid % (BN / 4u);  // the B-tile vec4 slot this thread loads (columns n0 + bCol(bs, q))
   // Trip counts of the tile loops (see ROLLED).
   let kSteps = select(BK, P.bk, ROLLED);
   let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
   let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
 
-  // The thread's 4 columns n = (b, oy, ox), decomposed once: the top-left input corner of the
-  // window (iy0, ix0) and its offset in x. Columns past N get a corner that fails every check.
+  // The 4 columns n = (b, oy, ox) of the thread's B slot, decomposed once: the top-left input corner of
+  // the window (iy0, ix0) and its offset in x. Columns past N get a corner that fails every check.
   var colY: array<i32, 4>;
   var colX: array<i32, 4>;
   var colOff: array<i32, 4>;
   for (var q = 0u; q < 4u; q++) {
-    let n = n0 + tx + q * (BN / 4u);
+    let n = n0 + bCol(bs, q);
     colY[q] = FAR;
     colX[q] = FAR;
     colOff[q] = 0;
@@ -209,8 +220,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let dc = BK / (P.kernelW * P.kernelH);
   let dOff = i32(dc * H * W + dky * W + dkx);
 
-  var acc: array<vec4<f32>, MAX_TM>;
-  for (var r = 0u; r < MAX_TM; r++) {
+  // acc[h * MAX_TM + r][q] = C[row m0 + ty*TM + r][column n0 + tx + (4h + q)*(BN/TN)].
+  var acc: array<vec4<f32>, MAX_TM * MAX_TN / 4u>;
+  for (var r = 0u; r < MAX_TM * MAX_TN / 4u; r++) {
     acc[r] = vec4<f32>(0.0);
   }
 
@@ -223,7 +235,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let iterations = select(steps, steps + 1u, PREFETCH && steps > 0u);
   for (var it = 0u; it < iterations; it++) {
     if (PREFETCH && it > 0u) {
-      storeTiles(tid, ma, tx, aSlots, bSlots, &aReg, &bReg);
+      storeTiles(tid, ma, bs, aSlots, bSlots, &aReg, &bReg);
       workgroupBarrier();
     }
     if (it < steps) {
@@ -245,7 +257,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           }
         }
       }
-      // B tile: slot j holds B[k0 + row][the thread's 4 columns], gathered from x.
+      // B tile: slot j holds B[k0 + row][the 4 columns of slot bs], gathered from x.
       for (var j = 0u; j < bSlots; j++) {
         let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
         if (row < BK) {
@@ -261,7 +273,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           if (PREFETCH) {
             bReg[j] = v;
           } else {
-            Bs[row * (BN / 4u) + tx] = v;
+            Bs[row * (BN / 4u) + bs] = v;
           }
           bPos[j] = kAdvance(kp, dky, dkx, dOff);
         }
@@ -271,15 +283,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       workgroupBarrier();
     }
     if (!PREFETCH || it > 0u) {
-      // acc[r] += A[row m][kk] * B[kk][the 4 columns], as outer products of vec4s.
+      // acc += A[the thread's rows][kk] * B[kk][its columns], as outer products of vec4s.
       for (var kk = 0u; kk < kSteps; kk++) {
-        let b = Bs[kk * (BN / 4u) + tx];
+        var bv: array<vec4<f32>, MAX_TN / 4u>;
+        for (var h = 0u; h < TN / 4u; h++) {
+          bv[h] = Bs[kk * (BN / 4u) + h * (BN / TN) + tx];
+        }
         for (var i = 0u; i < TM / 4u; i++) {
           let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
-          acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
-          acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
-          acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
-          acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+          for (var h = 0u; h < TN / 4u; h++) {
+            let r = h * MAX_TM + 4u * i;
+            acc[r + 0u] = fma(vec4<f32>(a.x), bv[h], acc[r + 0u]);
+            acc[r + 1u] = fma(vec4<f32>(a.y), bv[h], acc[r + 1u]);
+            acc[r + 2u] = fma(vec4<f32>(a.z), bv[h], acc[r + 2u]);
+            acc[r + 3u] = fma(vec4<f32>(a.w), bv[h], acc[r + 3u]);
+          }
         }
       }
       workgroupBarrier();
@@ -288,15 +306,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   // out[b, m, oy, ox] = acc + bias[m]: column n = (b, p) is at b*M*OHW + p, row m adds m*OHW
   // (in split s's part of the scratch buffer: s*M*N further; every element, zeros for an empty chunk).
-  for (var q = 0u; q < 4u; q++) {
-    let n = n0 + tx + q * (BN / 4u);
+  for (var col = 0u; col < TN; col++) {
+    let n = n0 + tx + col * (BN / TN);
     if (n < N) {
       let b = n / OHW;
       let base = wid.z * M * N + n + b * (M - 1u) * OHW;
       for (var r = 0u; r < TM; r++) {
         let m = m0 + ty * TM + r;
         if (m < M) {
-          var v = acc[r][q];
+          var v = acc[(col / 4u) * MAX_TM + r][col % 4u];
           if (P.hasBias != 0u) {
             v += bias[m];
           }

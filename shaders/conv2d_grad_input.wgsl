@@ -18,7 +18,7 @@
 // every element of dx is written.
 //
 // Tiling (the same scheme as conv2d.wgsl): BM x BN tiles of C, BK deep; each thread accumulates
-// TM x 4 outputs: rows m0 + ty*TM + r, columns n0 + tx + q*(BN/4). Both A and B rows walk K by a
+// TM x TN outputs: rows m0 + ty*TM + r, columns n0 + tx + j*(BN/TN). Both A and B rows walk K by a
 // mixed-radix addition (no integer division in the loop).
 //
 // Split-K (as in conv2d.wgsl): with few tiles, each phase's K may be split into chunks of kChunk (a
@@ -27,7 +27,7 @@
 // zeros for an empty chunk), which split_k_reduce.wgsl sums over s. With one chunk, dx is dx.
 //
 // Bindings: 0 uniform Params, 1 dy (read), 2 w (read), 3 dx (read_write).
-// Launch: WG = (BM / TM) * (BN / 4) threads; workgroups (x, y, SH*SW*splits): z = phase + SH*SW*s
+// Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, SH*SW*splits): z = phase + SH*SW*s
 //         (phase = ry * SW + rx, s the K chunk); in a phase, tile = wid.x + wid.y * nwg.x =
 //         mt + tilesM * nt (x/y folded by grid1d over the largest phase); workgroups past the phase's
 //         last tile return at once.
@@ -63,7 +63,8 @@ override BM: u32 = 64u;
 override BN: u32 = 64u;
 override BK: u32 = 16u;
 override TM: u32 = 4u;
-override WG: u32 = 256u;  // threads = (BM / TM) * (BN / 4)
+override TN: u32 = 4u;
+override WG: u32 = 256u;  // threads = (BM / TM) * (BN / TN)
 // ROLLED: the tile loops run to P.bk, P.aSlots and P.bSlots (the values of BK, A_SLOTS and B_SLOTS,
 // read at run time), so the shader compiler keeps them rolled. Set on CPU-emulated adapters
 // (lavapipe), which take seconds to compile the fully unrolled kernel; a GPU gets the constants.
@@ -76,11 +77,18 @@ override A_SLOTS: u32 = (BK * BM / 4u + WG - 1u) / WG;
 override B_SLOTS: u32 = (BK * BN / 4u + WG - 1u) / WG;
 
 const MAX_TM: u32 = 8u;
+const MAX_TN: u32 = 8u;
 const MAX_SLOTS: u32 = 4u;
 const FAR: i32 = -1073741824;
 
 var<workgroup> As: array<vec4<f32>, BK * BM / 4u>;
-var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4u>;  // Bs[k * BN/4 + s][q] = B[k0 + k][n0 + bCol(s, q)]
+
+// The column (from n0) of component q of B-tile slot s: slot h*(BN/TN) + t holds the columns t + (4h + q)*(BN/TN)
+// of the thread with tx = t (for TN = 4, the columns s + q*BN/4).
+fn bCol(s: u32, q: u32) -> u32 {
+  return s % (BN / TN) + (4u * (s / (BN / TN)) + q) * (BN / TN);
+}
 
 // One axis of a phase: first input coordinate, count of them, qy0, and the kernel taps it uses.
 struct Axis {
@@ -148,8 +156,8 @@ fn kAdvance(p: KPos, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
 }
 
 // Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[row * BM/4 + ma],
-// B slot j at Bs[row * BN/4 + tx], for the rows the thread loaded (see the main loop).
-fn storeTiles(tid: u32, ma: u32, tx: u32, aSlots: u32, bSlots: u32,
+// B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
+fn storeTiles(tid: u32, ma: u32, bs: u32, aSlots: u32, bSlots: u32,
               aReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>, bReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>) {
   for (var j = 0u; j < aSlots; j++) {
     let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
@@ -160,7 +168,7 @@ fn storeTiles(tid: u32, ma: u32, tx: u32, aSlots: u32, bSlots: u32,
   for (var j = 0u; j < bSlots; j++) {
     let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
     if (row < BK) {
-      Bs[row * (BN / 4u) + tx] = (*bReg)[j];
+      Bs[row * (BN / 4u) + bs] = (*bReg)[j];
     }
   }
 }
@@ -198,21 +206,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let taps = max(ay.taps, 1u);
   let tapsX = max(ax.taps, 1u);
 
-  let tx = tid % (BN / 4u);
-  let ty = tid / (BN / 4u);
+  let tx = tid % (BN / TN);  // this thread's columns: n0 + tx + j * BN/TN
+  let ty = tid / (BN / TN);  // this thread's rows:    m0 + ty * TM + r
   let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  let bs = tid % (BN / 4u);  // the B-tile vec4 slot this thread loads (columns n0 + bCol(bs, q))
   // Trip counts of the tile loops (see ROLLED).
   let kSteps = select(BK, P.bk, ROLLED);
   let aSlots = select(A_SLOTS, P.aSlots, ROLLED);
   let bSlots = select(B_SLOTS, P.bSlots, ROLLED);
 
-  // The thread's 4 columns n = (b, j, i): dy coordinates before the taps (oy = colY - t) and the
+  // The 4 columns n = (b, j, i) of the thread's B slot: dy coordinates before the taps (oy = colY - t) and the
   // matching offset in dy, b*O*OHW + colY*OW + colX. Columns past N fail every check.
   var colY: array<i32, 4>;
   var colX: array<i32, 4>;
   var colOff: array<i32, 4>;
   for (var q = 0u; q < 4u; q++) {
-    let n = n0 + tx + q * (BN / 4u);
+    let n = n0 + bCol(bs, q);
     colY[q] = FAR;
     colX[q] = FAR;
     colOff[q] = 0;
@@ -246,8 +255,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
   }
 
-  var acc: array<vec4<f32>, MAX_TM>;
-  for (var r = 0u; r < MAX_TM; r++) {
+  // acc[h * MAX_TM + r][q] = C[row m0 + ty*TM + r][column n0 + tx + (4h + q)*(BN/TN)].
+  var acc: array<vec4<f32>, MAX_TM * MAX_TN / 4u>;
+  for (var r = 0u; r < MAX_TM * MAX_TN / 4u; r++) {
     acc[r] = vec4<f32>(0.0);
   }
 
@@ -260,7 +270,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let iterations = select(steps, steps + 1u, PREFETCH && steps > 0u);
   for (var it = 0u; it < iterations; it++) {
     if (PREFETCH && it > 0u) {
-      storeTiles(tid, ma, tx, aSlots, bSlots, &aReg, &bReg);
+      storeTiles(tid, ma, bs, aSlots, bSlots, &aReg, &bReg);
       workgroupBarrier();
     }
     if (it < steps) {
@@ -284,7 +294,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           aPos[j] = kAdvance(kp, taps, tapsX, aWalk);
         }
       }
-      // B tile: dy[b, o, colY - t, colX - u] for the thread's 4 columns (0 outside dy).
+      // B tile: dy[b, o, colY - t, colX - u] for the 4 columns of slot bs (0 outside dy).
       for (var j = 0u; j < bSlots; j++) {
         let row = tid / (BN / 4u) + j * (WG / (BN / 4u));
         if (row < BK) {
@@ -300,7 +310,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
           if (PREFETCH) {
             bReg[j] = v;
           } else {
-            Bs[row * (BN / 4u) + tx] = v;
+            Bs[row * (BN / 4u) + bs] = v;
           }
           bPos[j] = kAdvance(kp, taps, tapsX, bWalk);
         }
@@ -311,13 +321,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     if (!PREFETCH || it > 0u) {
       for (var kk = 0u; kk < kSteps; kk++) {
-        let b = Bs[kk * (BN / 4u) + tx];
+        var bv: array<vec4<f32>, MAX_TN / 4u>;
+        for (var h = 0u; h < TN / 4u; h++) {
+          bv[h] = Bs[kk * (BN / 4u) + h * (BN / TN) + tx];
+        }
         for (var i = 0u; i < TM / 4u; i++) {
           let a = As[kk * (BM / 4u) + ty * (TM / 4u) + i];
-          acc[4u * i + 0u] = fma(vec4<f32>(a.x), b, acc[4u * i + 0u]);
-          acc[4u * i + 1u] = fma(vec4<f32>(a.y), b, acc[4u * i + 1u]);
-          acc[4u * i + 2u] = fma(vec4<f32>(a.z), b, acc[4u * i + 2u]);
-          acc[4u * i + 3u] = fma(vec4<f32>(a.w), b, acc[4u * i + 3u]);
+          for (var h = 0u; h < TN / 4u; h++) {
+            let r = h * MAX_TM + 4u * i;
+            acc[r + 0u] = fma(vec4<f32>(a.x), bv[h], acc[r + 0u]);
+            acc[r + 1u] = fma(vec4<f32>(a.y), bv[h], acc[r + 1u]);
+            acc[r + 2u] = fma(vec4<f32>(a.z), bv[h], acc[r + 2u]);
+            acc[r + 3u] = fma(vec4<f32>(a.w), bv[h], acc[r + 3u]);
+          }
         }
       }
       workgroupBarrier();
@@ -326,8 +342,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   // dx[b, m, iyFirst + SH*j, ixFirst + SW*i] = acc (in split s's part of the scratch: s*batch*C*H*W further).
   let splitBase = split * P.batch * M * H * W;
-  for (var q = 0u; q < 4u; q++) {
-    let n = n0 + tx + q * (BN / 4u);
+  for (var col = 0u; col < TN; col++) {
+    let n = n0 + tx + col * (BN / TN);
     if (n < N) {
       let b = n / HWp;
       let p = n - b * HWp;
@@ -337,7 +353,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var r = 0u; r < TM; r++) {
         let m = m0 + ty * TM + r;
         if (m < M) {
-          dx[base + m * H * W] = acc[r][q];
+          dx[base + m * H * W] = acc[(col / 4u) * MAX_TM + r][col % 4u];
         }
       }
     }

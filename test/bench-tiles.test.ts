@@ -85,7 +85,12 @@ describe('tileCandidates', () => {
       expect(new Set(c.map((t) => JSON.stringify(t))).size).toBe(c.length);
       for (const t of c) checkTiles(t);
       expect(c.length).toBeGreaterThan(1);
+      // 8 columns per thread among them, where the pick has two thread rows or more (the B-tile loads need them).
+      const pick = c[0];
+      expect(c.some((t) => t.tn === 8)).toBe(pick.bm / pick.tm >= 2);
     }), { numRuns: 300 });
+    // The deepest layer's forward conv at 256x256, batch 8: 128 x 128 tiles of 8 x 8 per thread are tried.
+    expect(tileCandidates(256, 8 * 13 * 13)).toContainEqual({ bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 });
   });
 });
 

@@ -99,6 +99,21 @@ describe('bench/gpu/collect.py', () => {
     tj.launches[5].pickMs = 5;
     write(tilesFile, tj);
     expect((await collect(res)).stdout).toMatch(/most by 10\.00x: conv2dGradInput 32 x 1000 x 400 on 32x64x16\/4 with the tiles prefetched/);
+    expect((await collect(res)).stdout).not.toMatch(/8 columns per thread/); // no launch has timings of both kinds
+
+    // 8 columns per thread (TN = 8) against 4: compared over the launches whose timings have both.
+    const wide = (bm: number, bn: number) => ({ bm, bn, bk: 8, tm: 8, tn: 8 });
+    tj.launches[3] = { ...tj.launches[3], count: 2, pickMs: 4, best: { tiles: wide(128, 128), splits: 6, gpuMs: 0.5 },
+      timings: [{ tiles: t(128, 64), splits: 6, gpuMs: 4 }, { tiles: t(128, 64), splits: 12, gpuMs: 1.6 }, { tiles: wide(128, 128), splits: 6, gpuMs: 0.5 }] } as never;
+    tj.launches[4] = { ...tj.launches[4], timings: [{ tiles: t(128, 64), splits: 3, gpuMs: 1 }, { tiles: wide(128, 64), splits: 3, gpuMs: 1.25 }] } as never;
+    write(tilesFile, tj);
+    const out = (await collect(res)).stdout;
+    expect(out).toMatch(/most by 10\.00x: conv2dGradInput/);
+    // Launch 3 (twice per step): 0.5 against 1.6 ms; launch 4: 1.25 against 1 ms.
+    expect(out).toMatch(/8 columns per thread fastest in 1 of 2 launches swept: 2\.250 ms with the fastest such shapes against 4\.200 ms with 4 \(1\.87x\)/);
+    tj.launches[5].pickMs = 1;
+    write(tilesFile, tj);
+    expect((await collect(res)).stdout).toMatch(/most by 8\.00x: conv2d 256 x 1352 x 3200 on 128x128x8\/8x8 split 6 ways/);
   });
   it("sets each conv kernel's time beside PyTorch's at the same shape (valid padding, matched by geometry)", async () => {
     const res = results(256, 'median', 7.5);

@@ -21,7 +21,7 @@ import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
 import {
-  checkTiles, chooseTiles, conv2d, convSplit, convTileProblem, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvKernel, type ConvOptions,
+  checkTiles, chooseTiles, conv2d, convSplit, convTileProblem, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvKernel, type ConvOptions, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
@@ -113,6 +113,17 @@ function geom(batch: number, inChannels: number, inHeight: number, inWidth: numb
  * unrolled as on a GPU (the other tests use the rolled loops that software adapters get by default).
  */
 const ODD_TILES: ConvOptions = { tiles: { bm: 32, bn: 32, bk: 4, tm: 8 }, rolled: false };
+
+/**
+ * Tile shapes with 8 columns per thread (TN = 8), which chooseTiles does not pick: 8 x 8 per thread on 128 x 128
+ * tiles (256 threads), 4 x 8 on 32 x 64 (64 threads, BK = 4: the B tile takes 4 rows of slots), and 8 x 8 on
+ * 64 x 32 (32 threads: each thread loads 2 vec4 slots of A and 2 of B per step).
+ */
+const WIDE_TILES: readonly GemmTiles[] = [
+  { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 },
+  { bm: 32, bn: 64, bk: 4, tm: 4, tn: 8 },
+  { bm: 64, bn: 32, bk: 8, tm: 8, tn: 8 },
+];
 
 describe('chooseTiles', () => {
   const threads = (t: { bm: number; bn: number; tm: number }) => (t.bm / t.tm) * (t.bn / 4);
@@ -290,6 +301,18 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     await checkConv(geom(2, 9, 11, 10, 12, 3, 3, 2, 2, 1, 1, 1, 0), 322, { tiles: { bm: 16, bn: 64, bk: 16, tm: 4 }, kChunk: 16, prefetch: true, rolled: false });
   });
 
+  it('8 columns per thread (TN = 8) give the same results: every kernel, rolled or not, split or not, prefetched', async () => {
+    for (const tiles of WIDE_TILES) checkTiles(tiles);
+    // 133 output and 70 input channels: two row tiles of the 128 x 128 shape, unrolled as on a GPU.
+    await checkConv(geom(1, 70, 6, 5, 133, 3, 3, 1, 2, 1, 1, 1, 0), 500, { tiles: WIDE_TILES[0], rolled: false });
+    await fc.assert(fc.asyncProperty(geometryArb, fc.nat(1000), fc.nat(WIDE_TILES.length - 1), fc.integer({ min: 0, max: 3 }), fc.boolean(),
+      async (g, seed, i, steps, prefetch) => {
+        const tiles = WIDE_TILES[i];
+        await checkConv(g, seed, { tiles, prefetch, ...(steps > 0 ? { kChunk: 8 * steps } : {}) });
+      }), { numRuns: 10 });
+    await checkConv(geom(2, 9, 11, 10, 12, 3, 3, 2, 2, 1, 1, 1, 0), 510, { tiles: WIDE_TILES[1], kChunk: 8, prefetch: true, rolled: false });
+  });
+
   it('matmul matches the CPU kernel for every transpose combination', async () => {
     const arb = fc.record({
       batch: fc.integer({ min: 1, max: 3 }),
@@ -302,6 +325,7 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     await fc.assert(fc.asyncProperty(arb, fc.nat(1000), async (p, seed) => checkMatmul(p, seed)), { numRuns: 30 });
     for (const [i, [transA, transB]] of [[false, false], [true, false], [false, true], [true, true]].entries()) {
       await checkMatmul({ batch: 2, m: 45, k: 37, n: 83, transA, transB }, 400 + i, ODD_TILES);
+      await checkMatmul({ batch: 2, m: 45, k: 37, n: 83, transA, transB }, 410 + i, { tiles: WIDE_TILES[i % WIDE_TILES.length] });
     }
   });
 
@@ -310,6 +334,9 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
     const buf = poisoned(rt, 16);
     expect(() => matmul(rt, buf, buf, buf, 1, 2, 2, 2, false, false, { tiles: { bm: 64, bn: 64, bk: 64, tm: 4 } })).toThrow(/invalid GEMM tiles/);
     expect(() => matmul(rt, buf, buf, buf, 1, 2, 2, 2, false, false, { tiles: { bm: 64, bn: 64, bk: 16, tm: 2 } })).toThrow(/invalid GEMM tiles/);
+    expect(() => matmul(rt, buf, buf, buf, 1, 2, 2, 2, false, false, { tiles: { bm: 64, bn: 64, bk: 16, tm: 4, tn: 6 } })).toThrow(/invalid GEMM tiles/);
+    // 36 columns do not split into threads of 8.
+    expect(() => conv2d(rt, buf, buf, null, buf, geom(1, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0), { tiles: { bm: 8, bn: 36, bk: 4, tm: 4, tn: 8 } })).toThrow(/invalid GEMM tiles/);
     rt.release(buf);
   });
 });

@@ -192,8 +192,22 @@ def tiles_line(parts):
         b = worst['best']['tiles']
         splits = worst['best'].get('splits', 1)
         line += (f"; most by {worst['pickMs'] / worst['best']['gpuMs']:.2f}x: {worst['kernel']} {worst['m']} x {worst['n']} x {worst['k']} "
-                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{f' split {splits} ways' if splits > 1 else ''}"
+                 f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{'x8' if b.get('tn') == 8 else ''}{f' split {splits} ways' if splits > 1 else ''}"
                  f"{' with the tiles prefetched' if worst['best'].get('prefetch') else ''}")
+    # 8 columns per thread (TN = 8; chooseTiles gives 4): over the launches that tried both, the fastest of each kind.
+    both = []
+    for l in launches:
+        timings = [x for x in (l.get('timings') or []) if isinstance(x, dict) and isinstance(x.get('gpuMs'), (int, float))] if isinstance(l, dict) else []
+        wide = [x['gpuMs'] for x in timings if (x.get('tiles') or {}).get('tn') == 8]
+        narrow = [x['gpuMs'] for x in timings if (x.get('tiles') or {}).get('tn', 4) == 4]
+        if wide and narrow:
+            both.append((l.get('count', 1), min(wide), min(narrow)))
+    if both:
+        wins = sum(1 for _, w, n in both if w < n)
+        wide_ms = sum(c * w for c, w, _ in both)
+        narrow_ms = sum(c * n for c, _, n in both)
+        line += (f"; 8 columns per thread fastest in {wins} of {len(both)} launches swept: {wide_ms:.3f} ms with the fastest "
+                 f"such shapes against {narrow_ms:.3f} ms with 4 ({narrow_ms / wide_ms:.2f}x)")
     return line
 
 

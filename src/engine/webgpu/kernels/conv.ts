@@ -4,7 +4,7 @@
  * split_k_reduce.wgsl for split-K).
  *
  * Each kernel is C[m][n] = sum_k A[m][k] * B[k][n] computed in BM x BN tiles, BK deep, in workgroup
- * memory, each thread holding a TM x 4 block of C in registers. The convolutions are implicit GEMMs
+ * memory, each thread holding a TM x TN block of C in registers (TN = 4 unless a tile shape asks for 8). The convolutions are implicit GEMMs
  * (no im2col buffer: the tiles of the column matrix are gathered from the image as they are loaded):
  *   conv2d            M = O, N = batch*OH*OW, K = C*KH*KW
  *   conv2dGradInput   M = C, N = batch*H*W,   K = O*KH*KW, run per stride phase (no wasted products:
@@ -21,12 +21,18 @@
 import type { Conv2dGeometry } from '../../backend.js';
 import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
 
-/** A tile shape: BM x BN outputs per workgroup, BK deep, TM x 4 outputs per thread ((BM/TM)*(BN/4) threads). */
+/** A tile shape: BM x BN outputs per workgroup, BK deep, TM x TN outputs per thread ((BM/TM)*(BN/TN) threads). */
 export interface GemmTiles {
   bm: number;
   bn: number;
   bk: number;
   tm: number;
+  /**
+   * Columns per thread, 4 (when absent) or 8. 8 x 8 outputs per thread read workgroup memory half as often per
+   * multiply-add as 8 x 4, and with 256 threads make a 128 x 128 tile (half the global loads per output of
+   * 128 x 64). chooseTiles does not pick it (yet): bench/tiles.ts times it beside the pick on a GPU.
+   */
+  tn?: number;
 }
 
 /**
@@ -114,15 +120,19 @@ export function tileWidths(t: GemmTiles): number[] {
   return widths;
 }
 
+/** Columns per thread of a tile shape. */
+export const tileTn = (t: GemmTiles): number => t.tn ?? 4;
+
 /** Threads per workgroup of a tile shape. */
 function threads(t: GemmTiles): number {
-  return (t.bm / t.tm) * (t.bn / 4);
+  return (t.bm / t.tm) * (t.bn / tileTn(t));
 }
 
 /** Whether the shaders' tiling constraints hold for t. */
 export function tilesValid(t: GemmTiles): boolean {
   const wg = threads(t);
-  return (t.tm === 4 || t.tm === 8) && t.bm % t.tm === 0 && t.bn % 4 === 0 && t.bk >= 1
+  const tn = tileTn(t);
+  return (t.tm === 4 || t.tm === 8) && (tn === 4 || tn === 8) && t.bm % t.tm === 0 && t.bn % tn === 0 && t.bk >= 1
     && Number.isInteger(wg) && wg >= 1 && wg <= 256
     && wg % (t.bm / 4) === 0 && wg % (t.bn / 4) === 0
     && (t.bk * t.bm) / 4 <= MAX_SLOTS * wg && (t.bk * t.bn) / 4 <= MAX_SLOTS * wg
@@ -137,7 +147,7 @@ export function checkTiles(t: GemmTiles): void {
 function tileConstants(rt: GpuRuntime, t: GemmTiles, opts: ConvOptions): Record<string, number> {
   checkTiles(t);
   const rolled = opts.rolled ?? rt.software;
-  return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, WG: threads(t), ROLLED: rolled ? 1 : 0 };
+  return { BM: t.bm, BN: t.bn, BK: t.bk, TM: t.tm, TN: tileTn(t), WG: threads(t), ROLLED: rolled ? 1 : 0 };
 }
 
 /** A convolution kernel's override constants: the tile's, and PREFETCH. */
