@@ -168,8 +168,9 @@ export function launchCandidates(l: ConvLaunch, software: boolean): TileCandidat
 }
 
 /**
- * chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns, BK and 2 BK; then
- * the same rows with 8 columns per thread (TN = 8: from twice the width, the same threads), BK, 2 BK and BK / 2.
+ * chooseTiles' pick first, then: its rows and the next smaller, every width down to 32 columns (and 32 threads),
+ * with 4 columns per thread at BK and 2 BK, with 8 columns per thread at BK, 2 BK and BK / 2, widths from twice the
+ * rows' widest (the same threads as 4 columns per thread at the widest).
  */
 export function tileCandidates(m: number, n: number): GemmTiles[] {
   const pick = chooseTiles(m, n);
@@ -178,7 +179,7 @@ export function tileCandidates(m: number, n: number): GemmTiles[] {
   const out: GemmTiles[] = [pick];
   const key = (t: GemmTiles) => `${t.bm}/${t.bn}/${t.bk}/${t.tm}/${tileTn(t)}`;
   const seen = new Set([key(pick)]);
-  const shapes = [...rows, ...rows.map((r): GemmTiles => ({ ...r, bn: 2 * r.bn, tn: 8 }))];
+  const shapes = [...rows, ...rows.map((r): GemmTiles => ({ ...r, bn: 2 * r.bn, tn: 8 }))]; // TILE_ROWS: 4 columns per thread
   for (const r of shapes) {
     for (const bn of tileWidths(r)) {
       for (const bk of tileTn(r) === 8 ? [r.bk, 2 * r.bk, r.bk / 2] : [r.bk, 2 * r.bk]) {

@@ -21,7 +21,7 @@ import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import * as cpu from '../src/engine/cpu/conv.js';
 import {
-  checkTiles, chooseTiles, conv2d, convSplit, convTileProblem, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvKernel, type ConvOptions, type GemmTiles,
+  checkTiles, chooseTiles, conv2d, tilesValid, convSplit, convTileProblem, convTileWork, conv2dGradInput, conv2dGradWeight, matmul, type ConvKernel, type ConvOptions, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 import { expectClose, fillSeeded } from './helpers/numeric.js';
@@ -126,20 +126,23 @@ const WIDE_TILES: readonly GemmTiles[] = [
 ];
 
 describe('chooseTiles', () => {
-  const threads = (t: { bm: number; bn: number; tm: number }) => (t.bm / t.tm) * (t.bn / 4);
+  const threads = (t: GemmTiles) => (t.bm / t.tm) * (t.bn / (t.tn ?? 4));
   const padded = (x: number, tile: number) => Math.ceil(x / tile) * tile;
 
-  it('gives valid tiles of 32-256 threads whose padding past M is under 2x (4 rows at least)', () => {
+  it('gives valid tiles of 32-256 threads whose padding past M is under 2x (4 rows at least), 8 columns per thread where valid', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 1 << 22 }), (m, n) => {
       const t = chooseTiles(m, n);
       checkTiles(t);
       expect(threads(t)).toBeGreaterThanOrEqual(32);
       expect(threads(t)).toBeLessThanOrEqual(256);
       expect(padded(m, t.bm)).toBeLessThanOrEqual(Math.max(4, 2 * m - 2));
-      // A narrower tile of the same rows would have padded N less only if this one pads at most an eighth.
-      for (let bn = t.bn / 2; bn >= 32 && threads({ ...t, bn }) >= 32; bn /= 2) {
+      // A narrower tile of the same rows (as many threads at 4 columns each) would have padded N less only if this
+      // one pads at most an eighth.
+      for (let bn = t.bn / 2; bn >= 32 && threads({ ...t, bn, tn: 4 }) >= 32; bn /= 2) {
         if (padded(n, bn) < padded(n, t.bn)) expect(8 * padded(n, t.bn)).toBeLessThanOrEqual(9 * n);
       }
+      // The tile goes to half the threads with 8 columns each wherever that is valid and leaves a warp.
+      if (t.tn !== 8) expect(tilesValid({ ...t, tn: 8 }) && threads({ ...t, tn: 8 }) >= 32).toBe(false);
     }), { numRuns: 2000 });
   });
 
@@ -151,9 +154,11 @@ describe('chooseTiles', () => {
     expect(chooseTiles(16, 25)).toMatchObject({ bm: 16, bn: 32 });
     // 32 x 16*5*5: 64 columns (448 computed) rather than 128 (512).
     expect(chooseTiles(32, 400)).toMatchObject({ bm: 32, bn: 64 });
-    // Wide products keep the widest tile.
-    expect(chooseTiles(32, 8 * 126 * 126)).toEqual({ bm: 32, bn: 128, bk: 16, tm: 4 });
-    expect(chooseTiles(256, 8 * 13 * 13)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8 });
+    // Wide products keep the widest tile, with 8 columns per thread.
+    expect(chooseTiles(32, 8 * 126 * 126)).toEqual({ bm: 32, bn: 128, bk: 16, tm: 4, tn: 8 });
+    expect(chooseTiles(256, 8 * 13 * 13)).toEqual({ bm: 128, bn: 64, bk: 16, tm: 8, tn: 8 });
+    // 4-row tiles have one thread row, which the B-tile loads of 8 columns per thread cannot use.
+    expect(chooseTiles(1, 8 * 256 * 256)).toEqual({ bm: 4, bn: 512, bk: 4, tm: 4 });
   });
 });
 

@@ -4,7 +4,7 @@
  * split_k_reduce.wgsl for split-K).
  *
  * Each kernel is C[m][n] = sum_k A[m][k] * B[k][n] computed in BM x BN tiles, BK deep, in workgroup
- * memory, each thread holding a TM x TN block of C in registers (TN = 4 unless a tile shape asks for 8). The convolutions are implicit GEMMs
+ * memory, each thread holding a TM x TN block of C in registers (TM and TN 4 or 8). The convolutions are implicit GEMMs
  * (no im2col buffer: the tiles of the column matrix are gathered from the image as they are loaded):
  *   conv2d            M = O, N = batch*OH*OW, K = C*KH*KW
  *   conv2dGradInput   M = C, N = batch*H*W,   K = O*KH*KW, run per stride phase (no wasted products:
@@ -30,7 +30,7 @@ export interface GemmTiles {
   /**
    * Columns per thread, 4 (when absent) or 8. 8 x 8 outputs per thread read workgroup memory half as often per
    * multiply-add as 8 x 4, and with 256 threads make a 128 x 128 tile (half the global loads per output of
-   * 128 x 64). chooseTiles does not pick it (yet): bench/tiles.ts times it beside the pick on a GPU.
+   * 128 x 64). chooseTiles gives 8 where the tile allows it; bench/tiles.ts times 4 and 8 beside the pick.
    */
   tn?: number;
 }
@@ -78,7 +78,7 @@ const ceilDiv = (a: number, b: number): number => Math.ceil(a / b);
 /** x rounded up to whole tiles of `tile`. */
 const roundUp = (x: number, tile: number): number => ceilDiv(x, tile) * tile;
 
-/** chooseTiles' starting shape for each row count (its widest tile of those rows). */
+/** chooseTiles' starting shape for each row count (its widest tile of those rows), with 4 columns per thread. */
 export const TILE_ROWS: readonly GemmTiles[] = [
   { bm: 4, bn: 512, bk: 4, tm: 4 },
   { bm: 8, bn: 256, bk: 8, tm: 4 },
@@ -102,6 +102,9 @@ export const TILE_ROWS: readonly GemmTiles[] = [
  * of a few-channel convolution: the first layer's 1 x 5 x 5 weights are 25 columns, which a 256-column
  * tile computed ten times over (now 32); 400 columns (16 x 5 x 5) take 64-column tiles, not 512.
  * BK is the starting shape's, which every narrower tile of the same rows also allows.
+ * Threads: the tile is then computed by half the threads, each with 8 columns (TN = 8) instead of 4, where that
+ * leaves a warp (MIN_THREADS) or more and two thread rows (which the B-tile loads need): twice the multiply-adds
+ * per read of workgroup memory. On lavapipe the 64x64 AESc step's convolutions took 1.3-1.6x less time so.
  */
 export function chooseTiles(m: number, n: number): GemmTiles {
   const t = TILE_ROWS.find((r) => m <= r.bm) ?? TILE_ROWS[TILE_ROWS.length - 1];
@@ -110,7 +113,9 @@ export function chooseTiles(m: number, n: number): GemmTiles {
     if (roundUp(n, bn) < roundUp(n, best)) best = bn;
     if (8 * roundUp(n, bn) <= 9 * n) { best = bn; break; }
   }
-  return { ...t, bn: best };
+  const pick = { ...t, bn: best };
+  const wide = { ...pick, tn: 8 };
+  return threads(wide) >= MIN_THREADS && tilesValid(wide) ? wide : pick;
 }
 
 /** t's width and each half of it, down to 32 columns and MIN_THREADS threads: the widths chooseTiles considers. */
