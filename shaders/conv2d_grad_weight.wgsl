@@ -12,8 +12,8 @@
 //
 // Tiling (the same scheme as conv2d.wgsl): BM x BN tiles of C, BK deep; each thread accumulates
 // TM x TN outputs: rows m0 + ty*TM + r, columns n0 + tx + j*(BN/TN). The 4 columns (c, ky, kx) of each
-// thread's B-tile slot are decomposed once; the rows (b, oy, ox) of A and B walk K by mixed-radix addition (no integer
-// division in the loop).
+// thread's B-tile slot are decomposed once; the rows (b, oy, ox) of A and B walk K by mixed-radix
+// addition (no integer division in the loop).
 //
 // Bindings: 0 uniform Params, 1 x (read), 2 dy (read), 3 partial (read_write).
 // Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, splits): z is the K chunk;
