@@ -21,6 +21,9 @@
 // (bCol). TN = 8 gives a thread 8 x 8 outputs for 4 vec4 reads of workgroup memory per k, twice
 // the multiply-adds per read of TN = 4, and with 256 threads a 128 x 128 tile.
 //
+// The loads of A: thread t loads row k0 + t % BK of the A tile, in vec4 slots of 4 rows m, so the
+// threads of a warp read BK consecutive k of each row (adjacent in w: coalesced), not 32 rows K apart.
+//
 // The gather of B: a thread loads one vec4 slot of each B row it loads, whose 4 columns are fixed for
 // the whole kernel, so (b, oy, ox) is decomposed once; the rows it loads advance by BK per step, and
 // (c, ky, kx) is advanced by a mixed-radix addition (no integer division in the loop).
@@ -36,7 +39,7 @@
 // Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, splits): one per tile and K chunk,
 //         tiles numbered m-tile fastest (tile = mt + tilesM * nt) and folded into x/y by grid1d:
 //         tile = wid.x + wid.y * nwg.x; z is the K chunk; workgroups past the last tile return at once.
-// Constraints (checked on the host): TM and TN in {4, 8}; BM % TM == 0; BN % TN == 0; (BM/4) and (BN/4)
+// Constraints (checked on the host): TM and TN in {4, 8}; BM % TM == 0; BN % TN == 0; BK and (BN/4)
 // divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
 
 struct Params {
@@ -135,14 +138,14 @@ fn kAdvance(p: KPos, dky: u32, dkx: u32, dOff: i32) -> KPos {
   return q;
 }
 
-// Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[row * BM/4 + ma],
-// B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
-fn storeTiles(tid: u32, ma: u32, bs: u32, aSlots: u32, bSlots: u32,
+// Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[ka * BM/4 + ma] with
+// ma = tid/BK + j*WG/BK, B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
+fn storeTiles(tid: u32, ka: u32, bs: u32, aSlots: u32, bSlots: u32,
               aReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>, bReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>) {
   for (var j = 0u; j < aSlots; j++) {
-    let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
-    if (row < BK) {
-      As[row * (BM / 4u) + ma] = (*aReg)[j];
+    let ma = tid / BK + j * (WG / BK);
+    if (ma < BM / 4u) {
+      As[ka * (BM / 4u) + ma] = (*aReg)[j];
     }
   }
   for (var j = 0u; j < bSlots; j++) {
@@ -174,7 +177,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let tx = tid % (BN / TN);  // this thread's columns: n0 + tx + j * BN/TN
   let ty = tid / (BN / TN);  // this thread's rows:    m0 + ty * TM + r
-  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // The A-tile row this thread loads, k0 + ka, in vec4 slots of 4 rows m (slot j: m0 + 4*ma .. +3, ma = tid/BK +
+  // j*WG/BK): consecutive threads read consecutive k of the same rows, which lie side by side in memory (coalesced).
+  let ka = tid % BK;
   let bs = tid % (BN / 4u);  // the B-tile vec4 slot this thread loads (columns n0 + bCol(bs, q))
   // Trip counts of the tile loops (see ROLLED).
   let kSteps = select(BK, P.bk, ROLLED);
@@ -200,13 +205,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       colX[q] = i32(ox * P.strideW) - P.padLeft;
       colOff[q] = i32(b * P.inChannels * H * W) + colY[q] * i32(W) + colX[q];
     }
-  }
-
-  // The rows of the A tile (weights) this thread loads: offsets of w rows m, or -1 past M.
-  var aRow: array<i32, 4>;
-  for (var q = 0u; q < 4u; q++) {
-    let m = m0 + ma * 4u + q;
-    aRow[q] = select(-1, i32(m * K), m < M);
   }
 
   // The K positions of the B-tile rows this thread loads (slot j: row tid/(BN/4) + j*WG/(BN/4)).
@@ -235,25 +233,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let iterations = select(steps, steps + 1u, PREFETCH && steps > 0u);
   for (var it = 0u; it < iterations; it++) {
     if (PREFETCH && it > 0u) {
-      storeTiles(tid, ma, bs, aSlots, bSlots, &aReg, &bReg);
+      storeTiles(tid, ka, bs, aSlots, bSlots, &aReg, &bReg);
       workgroupBarrier();
     }
     if (it < steps) {
       let k0 = kBegin + it * BK;
-      // A tile: slot s holds A[m0 + 4*ma .. +3][k0 + row].
+      // A tile: slot j holds A[m0 + 4*ma .. +3][k0 + ka] = w[m * K + k] (0 past M or the chunk).
+      let k = k0 + ka;
       for (var j = 0u; j < aSlots; j++) {
-        let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
-        if (row < BK) {
-          let k = k0 + row;
+        let ma = tid / BK + j * (WG / BK);
+        if (ma < BM / 4u) {
           var v = vec4<f32>(0.0);
           for (var q = 0u; q < 4u; q++) {
-            let ok = aRow[q] >= 0 && k < kEnd;
-            v[q] = select(0.0, w[select(0u, u32(aRow[q]) + k, ok)], ok);
+            let m = m0 + 4u * ma + q;
+            let ok = m < M && k < kEnd;
+            v[q] = select(0.0, w[select(0u, m * K + k, ok)], ok);
           }
           if (PREFETCH) {
             aReg[j] = v;
           } else {
-            As[row * (BM / 4u) + ma] = v;
+            As[ka * (BM / 4u) + ma] = v;
           }
         }
       }

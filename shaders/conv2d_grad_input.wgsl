@@ -155,14 +155,14 @@ fn kAdvance(p: KPos, taps: u32, tapsX: u32, wk: KWalk) -> KPos {
   return q;
 }
 
-// Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[row * BM/4 + ma],
-// B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
-fn storeTiles(tid: u32, ma: u32, bs: u32, aSlots: u32, bSlots: u32,
+// Stores a step's tiles from registers (aReg, bReg) into workgroup memory: A slot j at As[ka * BM/4 + ma] with
+// ma = tid/BK + j*WG/BK, B slot j at Bs[row * BN/4 + bs], for the rows the thread loaded (see the main loop).
+fn storeTiles(tid: u32, ka: u32, bs: u32, aSlots: u32, bSlots: u32,
               aReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>, bReg: ptr<function, array<vec4<f32>, MAX_SLOTS>>) {
   for (var j = 0u; j < aSlots; j++) {
-    let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
-    if (row < BK) {
-      As[row * (BM / 4u) + ma] = (*aReg)[j];
+    let ma = tid / BK + j * (WG / BK);
+    if (ma < BM / 4u) {
+      As[ka * (BM / 4u) + ma] = (*aReg)[j];
     }
   }
   for (var j = 0u; j < bSlots; j++) {
@@ -208,7 +208,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   let tx = tid % (BN / TN);  // this thread's columns: n0 + tx + j * BN/TN
   let ty = tid / (BN / TN);  // this thread's rows:    m0 + ty * TM + r
-  let ma = tid % (BM / 4u);  // the A-tile vec4 column this thread loads (rows m0 + 4*ma .. +3)
+  // The A-tile row this thread loads, k0 + ka, in vec4 slots of 4 rows m (slot j: m0 + 4*ma .. +3, ma = tid/BK +
+  // j*WG/BK): consecutive threads read consecutive k = (o, t, u) of the same rows, SW apart in w (u steps SW).
+  let ka = tid % BK;
   let bs = tid % (BN / 4u);  // the B-tile vec4 slot this thread loads (columns n0 + bCol(bs, q))
   // Trip counts of the tile loops (see ROLLED).
   let kSteps = select(BK, P.bk, ROLLED);
@@ -236,21 +238,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
 
-  // A rows are input channels c: w offset c*KH*KW (+ the phase's first tap), or -1 past M.
-  var aRow: array<i32, 4>;
-  for (var q = 0u; q < 4u; q++) {
-    let m = m0 + ma * 4u + q;
-    aRow[q] = select(-1, i32(m * KHW + ry * P.kernelW + rx), m < M);
-  }
-
   // K walks: in w, o steps C*KH*KW, t steps SH*KW, u steps SW; in dy, o steps OH*OW, t steps -OW, u steps -1.
   let aWalk = kWalk(taps, tapsX, i32(M * KHW), i32(P.strideH * P.kernelW), i32(P.strideW));
   let bWalk = kWalk(taps, tapsX, i32(OHW), -i32(OW), -1);
-  var aPos: array<KPos, MAX_SLOTS>;
+  var aPos = kAt(kBegin + ka, taps, tapsX, aWalk);
   var bPos: array<KPos, MAX_SLOTS>;
-  for (var j = 0u; j < aSlots; j++) {
-    aPos[j] = kAt(kBegin + tid / (BM / 4u) + j * (WG / (BM / 4u)), taps, tapsX, aWalk);
-  }
   for (var j = 0u; j < bSlots; j++) {
     bPos[j] = kAt(kBegin + tid / (BN / 4u) + j * (WG / (BN / 4u)), taps, tapsX, bWalk);
   }
@@ -270,30 +262,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let iterations = select(steps, steps + 1u, PREFETCH && steps > 0u);
   for (var it = 0u; it < iterations; it++) {
     if (PREFETCH && it > 0u) {
-      storeTiles(tid, ma, bs, aSlots, bSlots, &aReg, &bReg);
+      storeTiles(tid, ka, bs, aSlots, bSlots, &aReg, &bReg);
       workgroupBarrier();
     }
     if (it < steps) {
       let k0 = kBegin + it * BK;
-      // A tile: w[o, c = m, ry + SH*t, rx + SW*u] for the thread's 4 rows m.
+      // A tile: slot j holds w[o, c = m, ry + SH*t, rx + SW*u] for k0 + ka = (o, t, u) and rows m0 + 4*ma .. +3
+      // (c*KH*KW + the phase's first tap + aPos.off; 0 past M or the chunk).
+      let kOk = k0 + ka < kEnd;
       for (var j = 0u; j < aSlots; j++) {
-        let row = tid / (BM / 4u) + j * (WG / (BM / 4u));
-        if (row < BK) {
-          let kp = aPos[j];
-          let kOk = k0 + row < kEnd;
+        let ma = tid / BK + j * (WG / BK);
+        if (ma < BM / 4u) {
           var v = vec4<f32>(0.0);
           for (var q = 0u; q < 4u; q++) {
-            let ok = kOk && aRow[q] >= 0;
-            v[q] = select(0.0, w[select(0u, u32(aRow[q] + kp.off), ok)], ok);
+            let m = m0 + 4u * ma + q;
+            let ok = kOk && m < M;
+            v[q] = select(0.0, w[select(0u, u32(i32(m * KHW + ry * P.kernelW + rx) + aPos.off), ok)], ok);
           }
           if (PREFETCH) {
             aReg[j] = v;
           } else {
-            As[row * (BM / 4u) + ma] = v;
+            As[ka * (BM / 4u) + ma] = v;
           }
-          aPos[j] = kAdvance(kp, taps, tapsX, aWalk);
         }
       }
+      aPos = kAdvance(aPos, taps, tapsX, aWalk);
       // B tile: dy[b, o, colY - t, colX - u] for the 4 columns of slot bs (0 outside dy).
       for (var j = 0u; j < bSlots; j++) {
         let row = tid / (BN / 4u) + j * (WG / (BN / 4u));

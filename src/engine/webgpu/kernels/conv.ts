@@ -139,7 +139,7 @@ export function tilesValid(t: GemmTiles): boolean {
   const tn = tileTn(t);
   return (t.tm === 4 || t.tm === 8) && (tn === 4 || tn === 8) && t.bm % t.tm === 0 && t.bn % tn === 0 && t.bk >= 1
     && Number.isInteger(wg) && wg >= 1 && wg <= 256
-    && wg % (t.bm / 4) === 0 && wg % (t.bn / 4) === 0
+    && wg % (t.bm / 4) === 0 && wg % (t.bn / 4) === 0 && wg % t.bk === 0
     && (t.bk * t.bm) / 4 <= MAX_SLOTS * wg && (t.bk * t.bn) / 4 <= MAX_SLOTS * wg
     && t.bk * (t.bm + t.bn) * 4 <= WORKGROUP_BYTES;
 }
