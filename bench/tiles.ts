@@ -8,8 +8,8 @@
  * K split, then the pick split 1, 2, 4, 8 and 16 ways (split-K: more workgroups for a large GPU, and a reduce
  * pass), the pick with its tiles prefetched a step ahead (the shaders' PREFETCH), then the row counts of the pick
  * and the next smaller one (more workgroups when there are few), each at every width down to 32 columns (and 32
- * threads), each at its BK and twice that where the kernels' limits allow, and the same rows with 8 columns per
- * thread (twice the width for the same threads; BK halved too), with convSplit's split. Each candidate:
+ * threads), with 4 columns per thread at its BK and twice that, and with 8 columns per thread from twice its widest
+ * width at its BK, twice and half that, where the kernels' limits allow, with convSplit's split. Each candidate:
  * one untimed launch (pipeline compiled), then --reps timed ones, median (a split launch's time includes its
  * reduce pass).
  *

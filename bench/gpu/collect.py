@@ -194,7 +194,8 @@ def tiles_line(parts):
         line += (f"; most by {worst['pickMs'] / worst['best']['gpuMs']:.2f}x: {worst['kernel']} {worst['m']} x {worst['n']} x {worst['k']} "
                  f"on {b['bm']}x{b['bn']}x{b['bk']}/{b['tm']}{'x8' if b.get('tn') == 8 else ''}{f' split {splits} ways' if splits > 1 else ''}"
                  f"{' with the tiles prefetched' if worst['best'].get('prefetch') else ''}")
-    # 8 columns per thread (TN = 8; chooseTiles gives 4): over the launches that tried both, the fastest of each kind.
+    # 8 columns per thread (TN = 8, chooseTiles' choice where the tile allows it) against 4: over the launches that
+    # tried both, the fastest of each kind.
     both = []
     for l in launches:
         timings = [x for x in (l.get('timings') or []) if isinstance(x, dict) and isinstance(x.get('gpuMs'), (int, float))] if isinstance(l, dict) else []

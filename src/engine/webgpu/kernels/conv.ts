@@ -104,7 +104,8 @@ export const TILE_ROWS: readonly GemmTiles[] = [
  * BK is the starting shape's, which every narrower tile of the same rows also allows.
  * Threads: the tile is then computed by half the threads, each with 8 columns (TN = 8) instead of 4, where that
  * leaves a warp (MIN_THREADS) or more and two thread rows (which the B-tile loads need): twice the multiply-adds
- * per read of workgroup memory. On lavapipe the 64x64 AESc step's convolutions took 1.3-1.6x less time so.
+ * per read of workgroup memory. On lavapipe the 64x64 AESc step's convolutions took 1.2x less GPU time so
+ * (bench/results/README.md); on a GPU, bench/tiles.ts times both.
  */
 export function chooseTiles(m: number, n: number): GemmTiles {
   const t = TILE_ROWS.find((r) => m <= r.bm) ?? TILE_ROWS[TILE_ROWS.length - 1];
