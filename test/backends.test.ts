@@ -8,16 +8,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { OP_CASES, type OpCase } from '../src/engine/audit/op-cases.js';
+import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
-const gpuAvailable = await (async () => {
-  const b = await sg.webgpuBackend();
-  if (!b) {
-    const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-    if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
-    console.warn(`webgpu op suite skipped: ${msg}`);
-  }
-  return b !== null;
-})();
+const gpuAvailable = (await webgpuBackendOrSkip('webgpu op suite')) !== null;
 
 interface Result { out: Float64Array; grads: Array<Float64Array | null> }
 

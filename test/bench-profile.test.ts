@@ -7,13 +7,9 @@ import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { groupTrace, runProfile, type ProfileReport } from '../bench/profile.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
-const gpu = await sg.webgpuBackend();
-if (!gpu) {
-  const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-  if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
-  console.warn(`webgpu profile test skipped: ${msg}`);
-}
+const gpu = await webgpuBackendOrSkip('webgpu profile test');
 
 function entry(op: string, phase: 'forward' | 'backward', wallMs: number, flops: number, gpuMs?: number): sg.TraceEntry {
   return {

@@ -12,13 +12,9 @@ import { checkTiles, chooseTiles, convSplit, convTileProblem, convTileWork } fro
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { convLaunches, describeTiles, launchCandidates, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
-const gpu = await sg.webgpuBackend();
-if (!gpu) {
-  const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-  if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
-  console.warn(`webgpu tiles test skipped: ${msg}`);
-}
+const gpu = await webgpuBackendOrSkip('webgpu tiles test');
 
 /** The trace of forward, MSE and backward of an esann AESc (base width `channels`) on a batch of 2, on the CPU. */
 async function tracedStep(size: number, channels: number): Promise<sg.TraceEntry[]> {

@@ -12,19 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as sg from '../src/engine/index.js';
+import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
   name: string; files: string[]; bin: Record<string, string>; exports: Record<string, Record<string, string>>; dependencies: Record<string, string>;
 };
 
-const gpu = await sg.webgpuBackend();
-if (!gpu) {
-  const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-  if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
-  console.warn(`the package's webgpu check is skipped: ${msg}`);
-}
+const gpu = await webgpuBackendOrSkip("the package's webgpu check");
 
 let scratch = '';
 let project = '';

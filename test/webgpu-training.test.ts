@@ -8,13 +8,9 @@ import * as sg from '../src/engine/index.js';
 import type { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { trainAutoencoder } from '../src/experiments/train.js';
+import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
-const gpu = await sg.webgpuBackend();
-if (!gpu) {
-  const msg = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-  if (process.env.CI === 'true') throw new Error(`CI=true but ${msg}`);
-  console.warn(`webgpu training tests skipped: ${msg}`);
-}
+const gpu = await webgpuBackendOrSkip('webgpu training tests');
 
 interface Net { params: sg.Tensor[]; stats: sg.Tensor[]; x: sg.Tensor; target: sg.Tensor; opt: sg.Adam }
 

@@ -2,9 +2,23 @@
  * Test access to a WebGPU device. With CI=true a missing adapter is a failure, never a skip;
  * elsewhere the WebGPU suites skip with a message saying why.
  */
+import type { Backend } from '../../src/engine/backend.js';
+import { webgpuBackend } from '../../src/engine/backends.js';
 import { requestGpuDevice, type GpuDevice } from '../../src/engine/webgpu/device.js';
 import { GpuRuntime } from '../../src/engine/webgpu/runtime.js';
 import { loadShaders } from '../../src/engine/webgpu/shaders.js';
+
+const NO_ADAPTER = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
+
+/** The webgpu backend, or null when there is no adapter: then a failure under CI=true, elsewhere a warning that `what` is skipped. */
+export async function webgpuBackendOrSkip(what: string): Promise<Backend | null> {
+  const b = await webgpuBackend();
+  if (!b) {
+    if (process.env.CI === 'true') throw new Error(`CI=true but ${NO_ADAPTER}`);
+    console.warn(`${what} skipped: ${NO_ADAPTER}`);
+  }
+  return b;
+}
 
 let cached: Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null> | null = null;
 
@@ -12,9 +26,8 @@ export function gpuRuntime(): Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null>
   cached ??= (async () => {
     const gpu = await requestGpuDevice();
     if (!gpu) {
-      const hint = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
-      if (process.env.CI === 'true') throw new Error(`CI=true but ${hint}`);
-      console.warn(`WebGPU tests skipped: ${hint}`);
+      if (process.env.CI === 'true') throw new Error(`CI=true but ${NO_ADAPTER}`);
+      console.warn(`WebGPU tests skipped: ${NO_ADAPTER}`);
       return null;
     }
     await loadShaders();
