@@ -9,26 +9,20 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
 import { checkTiles, chooseTiles, convSplit, convTileProblem, convTileWork } from '../src/engine/webgpu/kernels/conv.js';
-import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { esannStepper } from '../bench/model-step.js';
 import { convLaunches, describeTiles, launchCandidates, runTiles, tileCandidates, timeCandidates, type ConvLaunch } from '../bench/tiles.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
 const gpu = await webgpuBackendOrSkip('webgpu tiles test');
 
-/** The trace of forward, MSE and backward of an esann AESc (base width `channels`) on a batch of 2, on the CPU. */
+/** The trace of the step runTiles traces (esannStepper: an esann AESc of base width `channels`), batch 2, on the CPU. */
 async function tracedStep(size: number, channels: number): Promise<sg.TraceEntry[]> {
   const be = await sg.useBackend('cpu');
-  const net = buildAutoencoder('esann', { skips: true, inputSize: size, baseChannels: channels, seed: 0, backend: be }).train();
-  const x = sg.uniform([2, 1, size, size], 0, 1, { backend: be, rng: new sg.Rng(1) });
-  const { result: loss, trace } = sg.traced(() => {
-    const l = sg.mseLoss(net.forward(x).output, x);
-    l.backward();
-    return l;
-  });
+  const stepper = esannStepper(be, { model: 'AESc', size, batch: 2, channels });
+  const { result: loss, trace } = sg.traced(() => stepper.record());
   loss.dispose();
-  net.dispose();
-  x.dispose();
+  stepper.dispose();
   return trace.entries;
 }
 
