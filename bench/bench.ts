@@ -7,40 +7,52 @@
  *   bench/results/latest.json   (all of them, with the machine and the date)
  *   bench/results/latest.md     (markdown tables with the ratios, for the README)
  *
- * Options (passed to both parts where they apply):
- *   --backends cpu,webgpu   default both (webgpu needs an adapter: source .vk/env.sh for the software one)
- *   --quick                 a short run: ops --quick, model AESc at 128 with 1 timed step
- *   --cap S                 seconds after which a tfjs run is stopped (ops default 120, model default 300)
- *   --reps N                op bench repetitions (default 5)
- *   --size N, --batch N, --models AESc,AE, --model-reps N, --model-cap S   model bench (see bench/model.ts)
- *   --no-extras             op bench: conv2d only
- *   --skip-ops, --skip-model, --skip-host  leave a part out
- *   --compose               measure nothing: write latest.json / latest.md from the per-part JSON files already in
- *                           bench/results (e.g. after running the parts separately)
+ * Options: BENCH_OPTIONS below, and those of the two parts (bench/ops.ts OPS_OPTIONS, bench/model.ts MODEL_OPTIONS),
+ * passed to both parts where they apply (`--help` prints them all). --reps is the op bench's; --model-reps and
+ * --model-cap are the model bench's.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import * as sg from '../src/engine/index.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
-import { machineInfo, modelOptionsFromArgs, runModelBench, type ModelReport } from './model.js';
-import { opsOptionsFromArgs, runOpsBench, type OpsReport } from './ops.js';
+import { type BenchArgs, benchMain, type BenchOptions, parseBenchArgs } from './args.js';
+import { machineInfo, MODEL_OPTIONS, type ModelBenchOptions, modelOptionsFromArgs, runModelBench, type ModelReport } from './model.js';
+import { OPS_OPTIONS, type OpsBenchOptions, opsOptionsFromArgs, runOpsBench, type OpsReport } from './ops.js';
+
+/** bench.ts's own options. */
+const BENCH_OPTIONS: BenchOptions = {
+  'skip-ops': { type: 'boolean', help: 'leave the op bench out' },
+  'skip-model': { type: 'boolean', help: 'leave the model bench out' },
+  'skip-host': { type: 'boolean', help: "leave the webgpu step's host-only run out" },
+  compose: { type: 'boolean', help: 'measure nothing: write latest.json / latest.md from the per-part JSON files already in bench/results' },
+};
+/** All of them: the parts' options (not --host-only: the host-only run is a part of its own here), with this command's help lines. */
+const { 'host-only': _hostOnly, ...modelPartOptions } = MODEL_OPTIONS;
+const ALL_OPTIONS: BenchOptions = { ...OPS_OPTIONS, ...modelPartOptions, ...BENCH_OPTIONS,
+  reps: { type: 'string', help: 'op bench repetitions (default 5)' },
+  'tfjs-reps': { type: 'string', help: 'timed repetitions for tfjs (ops default min(reps, 3), model min(model-reps, 2))' },
+  cap: { type: 'string', help: 'seconds after which a tfjs run is stopped (ops default 120, model default 300)' },
+  quick: { type: 'boolean', help: 'a short run: ops --quick, model AESc at 128 with 1 timed step' },
+  'model-reps': { type: 'string', help: 'timed training steps for skipgrad (default 2)' },
+  'model-cap': { type: 'string', help: 'the model bench\'s tfjs cap alone (default --cap, else 300)' },
+};
 
 const argv = process.argv.slice(2);
-const { values } = parseArgs({
-  args: argv, strict: false,
-  options: { 'skip-ops': { type: 'boolean' }, 'skip-model': { type: 'boolean' }, 'skip-host': { type: 'boolean' }, compose: { type: 'boolean' } },
-});
-const compose = values.compose === true;
+let values!: BenchArgs, opsOptions!: OpsBenchOptions, modelOptions!: ModelBenchOptions;
+await benchMain('dist/bench/bench.js', 'the op bench and the model bench in one run, skipgrad vs tfjs; writes bench/results/latest.json and latest.md.', ALL_OPTIONS,
+  async () => {
+    values = parseBenchArgs(argv, ALL_OPTIONS);
+    opsOptions = opsOptionsFromArgs(argv, ALL_OPTIONS);
+    modelOptions = modelOptionsFromArgs(argv, { inheritReps: false, also: ALL_OPTIONS });
+  });
+const compose = values.flag('compose');
 const readPart = <T>(file: string): T[] => {
   const f = path.join('bench', 'results', file);
   return fs.existsSync(f) ? [JSON.parse(fs.readFileSync(f, 'utf8')) as T] : [];
 };
-const opsOptions = opsOptionsFromArgs(argv);
-const modelOptions = modelOptionsFromArgs(argv, { inheritReps: false });
 const started = new Date();
 const t0 = performance.now();
 
@@ -51,9 +63,9 @@ if (!compose && (opsOptions.backends.includes('webgpu') || modelOptions.backends
 }
 
 const ops: OpsReport[] = compose ? [...readPart<OpsReport>('ops-cpu.json'), ...readPart<OpsReport>('ops-webgpu.json')]
-  : values['skip-ops'] === true ? [] : await runOpsBench(opsOptions);
+  : values.flag('skip-ops') ? [] : await runOpsBench(opsOptions);
 const models: ModelReport[] = compose ? [...readPart<ModelReport>('model-cpu.json'), ...readPart<ModelReport>('model-webgpu.json')]
-  : values['skip-model'] === true ? [] : await runModelBench(modelOptions);
+  : values.flag('skip-model') ? [] : await runModelBench(modelOptions);
 /** The host-only model bench, in a child process (it needs Dawn started with the null backend). */
 function runHostBench(): ModelReport[] {
   const ts = import.meta.url.endsWith('.ts');
@@ -68,7 +80,7 @@ function runHostBench(): ModelReport[] {
   return readPart<ModelReport>('model-webgpu-host.json');
 }
 const hostModels: ModelReport[] = compose ? readPart<ModelReport>('model-webgpu-host.json')
-  : values['skip-host'] === true || !modelOptions.backends.includes('webgpu') ? [] : runHostBench();
+  : values.flag('skip-host') || !modelOptions.backends.includes('webgpu') ? [] : runHostBench();
 if (compose) {
   const gpu = [...ops, ...models].find((r) => r.backend === 'webgpu');
   if (gpu) gpuDescription = gpu.machine.device;

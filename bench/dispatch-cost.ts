@@ -15,6 +15,7 @@
  * plus the cost of a pair of error scopes (which the runtime no longer puts around each op). It says where the host
  * time of a step's ~135 ops goes (see `npm run bench:profile`).
  */
+import { benchMain, parseBenchArgs } from './args.js';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { GpuRuntime, PARAMS_BYTES } from '../src/engine/webgpu/runtime.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
@@ -24,6 +25,8 @@ const PER_SUBMIT = 64;
 
 interface Variant { write: boolean; newBindGroup: boolean; passPerOp: boolean; arena?: boolean; debugGroup?: boolean }
 
+await benchMain('dist/bench/dispatch-cost.js', 'the host cost of one WebGPU dispatch through Dawn, piece by piece (no options).', {},
+  async (argv) => { parseBenchArgs(argv, {}); });
 const gpu = await requestGpuDevice();
 if (!gpu) {
   process.stderr.write('dispatch-cost: no WebGPU adapter (bash scripts/provision-vulkan.sh && source .vk/env.sh for a software one)\n');

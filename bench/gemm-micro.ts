@@ -159,6 +159,10 @@ function benchThreshold(): void {
 }
 
 const what = process.argv[2] ?? 'all';
+if (process.argv.length > 3 || !['all', 'gemm', 'conv', 'threshold'].includes(what)) {
+  process.stderr.write(`gemm-micro: expected one of all, gemm, conv, threshold (or nothing: all), got '${process.argv.slice(2).join(' ')}'\n`);
+  process.exit(2);
+}
 console.log(`threads available: ${maxThreads}`);
 if (what === 'all' || what === 'gemm') benchGemm();
 if (what === 'all' || what === 'conv') benchConv();

@@ -19,30 +19,20 @@
  * Timings: the median of the timed steps after the warm-up. tfjs runs in a child process stopped at --cap seconds;
  * a stopped measurement reports what finished (see bench/tfjs-run.ts), a '>' marks a lower bound.
  *
- *   --size N            image side (default 256, the paper's; 128 runs ~4x faster)
- *   --batch N           default 8 (the paper's)
- *   --models AESc,AE    default both
- *   --backends cpu,webgpu  default both (webgpu needs an adapter)
- *   --reps N            timed steps for skipgrad after one warm-up (default 2)
- *   --tfjs-reps N       timed steps for tfjs after its warm-up (default min(reps, 2)); 0: the warm-up step only ('*')
- *   --cap S             seconds after which a tfjs run is stopped (default 300)
- *   --out-dir DIR       where model-<backend>.json goes (default bench/results)
- *   --quick             AESc only, size 128 unless --size is given, 1 timed step, cap 120 s
- *   --host-only         webgpu on Dawn's null backend (SKIPGRAD_DAWN_OPTIONS=backend=null, for tfjs too): every
- *                       command is recorded and validated but no kernel runs, so a step's time is its host side
- *                       alone (engine, autograd, optimizer, WebGPU calls), the part a fast GPU cannot hide.
- *                       Defaults: 64x64, batch 4 (the null device holds little memory; the host work of a step does
- *                       not depend on the image size), 10 timed steps each; writes model-webgpu-host.json
+ * Options: MODEL_OPTIONS below (`--help` prints them). --host-only runs webgpu on Dawn's null backend
+ * (SKIPGRAD_DAWN_OPTIONS=backend=null, for tfjs too): every command is recorded and validated but no kernel runs, so
+ * a step's time is its host side alone (engine, autograd, optimizer, WebGPU calls), the part a fast GPU cannot hide.
+ * Its defaults: 64x64, batch 4 (the null device holds little memory; the host work of a step does not depend on the
+ * image size), 10 timed steps each; it writes model-webgpu-host.json.
  */
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { intArg } from './args.js';
+import { benchMain, type BenchOptions, intArg, listArg, parseBenchArgs, secondsArg, UsageError } from './args.js';
 import type { NamedArray } from './model-tfjs.js';
 import { median, skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
@@ -304,40 +294,52 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
   return reports;
 }
 
-/** Options from the command line (shared with bench/bench.ts, which passes its own argv through and keeps --reps for the op bench). */
-export function modelOptionsFromArgs(argv: string[], { inheritReps = true }: { inheritReps?: boolean } = {}): ModelBenchOptions {
-  const { values } = parseArgs({
-    args: argv, strict: false,
-    options: {
-      size: { type: 'string' }, batch: { type: 'string' }, models: { type: 'string' }, backends: { type: 'string' },
-      reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'model-reps': { type: 'string' }, 'model-cap': { type: 'string' },
-      'tfjs-reps': { type: 'string' }, 'out-dir': { type: 'string' }, 'host-only': { type: 'boolean' },
-    },
-  });
-  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const quick = values.quick === true;
-  const hostOnly = values['host-only'] === true;
+/** The options of the model bench (bench/bench.ts passes them through too). */
+export const MODEL_OPTIONS: BenchOptions = {
+  size: { type: 'string', help: "image side (default 256, the paper's; 128 runs ~4x faster)" },
+  batch: { type: 'string', help: "default 8 (the paper's)" },
+  models: { type: 'string', help: 'AESc,AE: which models (default both)' },
+  backends: { type: 'string', help: 'cpu,webgpu: which comparisons (default both; webgpu needs an adapter)' },
+  reps: { type: 'string', help: 'timed steps for skipgrad after one warm-up (default 2)' },
+  'model-reps': { type: 'string', help: 'the same as --reps (npm run bench passes its --reps to the op bench, --model-reps here)' },
+  'tfjs-reps': { type: 'string', help: "timed steps for tfjs after its warm-up (default min(reps, 2)); 0: the warm-up step only ('*')" },
+  cap: { type: 'string', help: 'seconds after which a tfjs run is stopped (default 300)' },
+  'model-cap': { type: 'string', help: 'the same as --cap, before it (for npm run bench, whose --cap both benches get)' },
+  'out-dir': { type: 'string', help: 'where model-<backend>.json goes (default bench/results)' },
+  quick: { type: 'boolean', help: 'AESc only, size 128 unless --size is given, 1 timed step, cap 120 s' },
+  'host-only': { type: 'boolean', help: "webgpu on Dawn's null backend: the step's host side alone (see the file's header)" },
+};
+
+/**
+ * Options from the command line (shared with bench/bench.ts, which passes its own argv through, keeps --reps for the
+ * op bench, and names its own and the op bench's options in `also`, accepted here and ignored).
+ */
+export function modelOptionsFromArgs(argv: string[], { inheritReps = true, also = {} }: { inheritReps?: boolean; also?: BenchOptions } = {}): ModelBenchOptions {
+  const a = parseBenchArgs(argv, MODEL_OPTIONS, also);
+  const str = a.str;
+  const quick = a.flag('quick');
+  const hostOnly = a.flag('host-only');
+  const reps = intArg('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), hostOnly ? 10 : quick ? 1 : 2);
+  const tfjsReps = intArg('tfjs-reps', str('tfjs-reps'), hostOnly ? reps : Math.min(reps, 2), 0);
+  const cap = secondsArg('cap', str('model-cap') ?? str('cap'), quick ? 120 : 300);
+  const models = listArg('models', str('models'), quick ? 'AESc' : 'AESc,AE', ['AESc', 'AE'] as const);
+  const backends = listArg('backends', str('backends'), hostOnly ? 'webgpu' : 'cpu,webgpu', ['cpu', 'webgpu'] as const);
+  if (hostOnly && backends.join() !== 'webgpu') throw new UsageError(`--host-only measures webgpu alone, got --backends ${backends.join(',')}`);
+  const size = intArg('size', str('size'), hostOnly ? 64 : quick ? 128 : 256);
+  const batch = intArg('batch', str('batch'), hostOnly ? 4 : 8);
   if (hostOnly) {
     // Read when Dawn is first created (src/engine/webgpu/device.ts), here and in the tfjs child, which inherits it.
     process.env.SKIPGRAD_DAWN_OPTIONS = `${process.env.SKIPGRAD_DAWN_OPTIONS ?? ''} backend=null`.trim();
   }
-  const reps = intArg('reps', str('model-reps') ?? (inheritReps ? str('reps') : undefined), hostOnly ? 10 : quick ? 1 : 2);
-  const tfjsReps = intArg('tfjs-reps', str('tfjs-reps'), hostOnly ? reps : Math.min(reps, 2), 0);
-  const cap = Number(str('model-cap') ?? str('cap') ?? (quick ? 120 : 300));
-  if (!(cap > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
-  const models = (str('models') ?? (quick ? 'AESc' : 'AESc,AE')).split(',') as ModelName[];
-  for (const m of models) if (m !== 'AESc' && m !== 'AE') throw new Error(`--models: unknown model '${m}' (expected AESc and/or AE)`);
-  const backends = (str('backends') ?? (hostOnly ? 'webgpu' : 'cpu,webgpu')).split(',') as Array<'cpu' | 'webgpu'>;
-  if (hostOnly && backends.join() !== 'webgpu') throw new Error(`--host-only measures webgpu alone, got --backends ${backends.join(',')}`);
-  for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
   return {
-    backends, models, size: intArg('size', str('size'), hostOnly ? 64 : quick ? 128 : 256), batch: intArg('batch', str('batch'), hostOnly ? 4 : 8), baseChannels: 16,
+    backends, models, size, batch, baseChannels: 16,
     reps, tfjsReps, capSeconds: cap, outDir: str('out-dir') ?? path.join('bench', 'results'), seed: 0, lr: 1e-3, weightDecay: 1e-2,
     hostOnly, log: (s) => process.stderr.write(s),
   };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await runModelBench(modelOptionsFromArgs(process.argv.slice(2)));
+  await benchMain('dist/bench/model.js', 'one AESc / AE training step (forward, MSE, backward, AdamW), skipgrad vs tfjs.', MODEL_OPTIONS,
+    async (argv) => { await runModelBench(modelOptionsFromArgs(argv)); });
   process.exit(0);
 }

@@ -9,21 +9,15 @@
  * Passes: forward; gradInput = forward + input gradient; gradFull = forward + input and weight gradients
  * (what tf.grads computes). speedup = peer time / skipgrad time.
  *
- *   --backends cpu,webgpu   which comparisons (default: both; webgpu needs an adapter)
- *   --reps N                timed repetitions for skipgrad (default 5)
- *   --tfjs-reps N           timed repetitions for tfjs (default min(reps, 3)); each after one warm-up run
- *   --cap S                 seconds after which a tfjs measurement is stopped (default 120)
- *   --quick                 only the second (smaller) shape, 2 repetitions; the extra ops at batch 2
- *   --no-extras             only conv2d (skip the ops of bench/ops-extra.ts: convTranspose2d, upsampleNearest2d,
- *                           batchNorm2d, the AdamW update)
- * runOpsBench() is the same run as a function (bench/bench.ts calls it).
+ * Options: OPS_OPTIONS below (`--help` prints them). runOpsBench() is the same run as a function (bench/bench.ts
+ * calls it).
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
+import { benchMain, type BenchOptions, intArg, listArg, parseBenchArgs, secondsArg } from './args.js';
 import { machineInfo, markdownTable, shortError, type MachineInfo } from './model.js';
 import { benchExtraOps, type ExtraMeasurement } from './ops-extra.js';
 import { type BenchShape, convFlops, nchwInput, oihwWeight, outSize, SHAPES, type TfjsJob, type TfjsPass } from './ops-shapes.js';
@@ -68,22 +62,25 @@ export interface OpsReport {
   markdown: string;
 }
 
-export function opsOptionsFromArgs(argv: string[]): OpsBenchOptions {
-  const { values } = parseArgs({
-    args: argv, strict: false,
-    options: { backends: { type: 'string' }, reps: { type: 'string' }, cap: { type: 'string' }, quick: { type: 'boolean' }, 'no-extras': { type: 'boolean' }, 'tfjs-reps': { type: 'string' } },
-  });
-  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const quick = values.quick === true;
-  const reps = quick ? 2 : Number(str('reps') ?? 5);
-  const capSeconds = Number(str('cap') ?? 120);
-  const tfjsReps = Number(str('tfjs-reps') ?? Math.min(reps, 3));
-  const backends = (str('backends') ?? 'cpu,webgpu').split(',') as Array<'cpu' | 'webgpu'>;
-  if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps expects a positive integer, got ${str('reps')}`);
-  if (!Number.isInteger(tfjsReps) || tfjsReps < 1) throw new Error(`--tfjs-reps expects a positive integer, got ${str('tfjs-reps')}`);
-  if (!(capSeconds > 0)) throw new Error(`--cap expects seconds > 0, got ${str('cap')}`);
-  for (const b of backends) if (b !== 'cpu' && b !== 'webgpu') throw new Error(`--backends: unknown backend '${b}' (expected cpu and/or webgpu)`);
-  return { backends, reps, tfjsReps, capSeconds, quick, extras: values['no-extras'] !== true };
+/** The options of the op bench (bench/bench.ts passes them through too). */
+export const OPS_OPTIONS: BenchOptions = {
+  backends: { type: 'string', help: 'cpu,webgpu: which comparisons (default both; webgpu needs an adapter)' },
+  reps: { type: 'string', help: 'timed repetitions for skipgrad (default 5)' },
+  'tfjs-reps': { type: 'string', help: 'timed repetitions for tfjs, each after one warm-up run (default min(reps, 3))' },
+  cap: { type: 'string', help: 'seconds after which a tfjs measurement is stopped (default 120)' },
+  quick: { type: 'boolean', help: 'only the second (smaller) shape, 2 repetitions; the extra ops at batch 2' },
+  'no-extras': { type: 'boolean', help: 'only conv2d (not convTranspose2d, upsampleNearest2d, batchNorm2d, the AdamW update)' },
+};
+
+/** The op bench's options from argv; `also`: other options to accept and ignore (bench/bench.ts's and the model bench's). */
+export function opsOptionsFromArgs(argv: string[], also: BenchOptions = {}): OpsBenchOptions {
+  const a = parseBenchArgs(argv, OPS_OPTIONS, also);
+  const quick = a.flag('quick');
+  const reps = quick ? 2 : intArg('reps', a.str('reps'), 5);
+  const tfjsReps = intArg('tfjs-reps', a.str('tfjs-reps'), Math.min(reps, 3));
+  const capSeconds = secondsArg('cap', a.str('cap'), 120);
+  const backends = listArg('backends', a.str('backends'), 'cpu,webgpu', ['cpu', 'webgpu'] as const);
+  return { backends, reps, tfjsReps, capSeconds, quick, extras: !a.flag('no-extras') };
 }
 
 const seed = 42;
@@ -252,6 +249,7 @@ export async function runOpsBench(o: OpsBenchOptions): Promise<OpsReport[]> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await runOpsBench(opsOptionsFromArgs(process.argv.slice(2)));
+  await benchMain('dist/bench/ops.js', 'conv2d forward and gradients at the AESc shapes (and the extra ops), skipgrad vs tfjs.', OPS_OPTIONS,
+    async (argv) => { await runOpsBench(opsOptionsFromArgs(argv)); });
   process.exit(0);
 }

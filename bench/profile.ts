@@ -10,24 +10,16 @@
  * with the runtime's early first submit (GpuRuntime.opsPerFirstSubmit: the GPU starts on the step's first
  * kernels while the host records the rest) and half without it, alternating: the median wall time of each.
  *
- *   --backend cpu|webgpu   default webgpu
- *   --model AESc|AE        default AESc
- *   --size N               image side (default 256)
- *   --batch N              default 8
- *   --channels N           base width (default 16, the paper's)
- *   --warmup N             untraced steps first (default 2)
- *   --untimed N            webgpu: untraced steps after the trace, N with the early first submit and N without (default 5)
- *   --out FILE             default bench/results/profile-<backend>.json
+ * Options: PROFILE_OPTIONS below (`--help` prints them).
  *
  * Prints the table and writes the JSON.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
-import { intArg, modelArg } from './args.js';
+import { benchMain, type BenchOptions, intArg, modelArg, parseBenchArgs, UsageError } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
 import { esannStepper, median, type Stepper } from './model-step.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
@@ -60,22 +52,27 @@ export interface ProfileOptions {
   out: string | null;
 }
 
+export const PROFILE_OPTIONS: BenchOptions = {
+  backend: { type: 'string', help: 'cpu or webgpu (default webgpu)' },
+  model: { type: 'string', help: 'AESc or AE (default AESc)' },
+  size: { type: 'string', help: 'image side (default 256)' },
+  batch: { type: 'string', help: 'default 8' },
+  channels: { type: 'string', help: "base width (default 16, the paper's)" },
+  warmup: { type: 'string', help: 'untraced steps first (default 2)' },
+  untimed: { type: 'string', help: 'webgpu: untraced steps after the trace, N with the early first submit and N without (default 5)' },
+  out: { type: 'string', help: 'default bench/results/profile-<backend>.json' },
+};
+
 export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
-  const { values } = parseArgs({
-    args: argv, strict: true,
-    options: {
-      backend: { type: 'string' }, model: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' },
-      channels: { type: 'string' }, warmup: { type: 'string' }, untimed: { type: 'string' }, out: { type: 'string' },
-    },
-  });
-  const backend = values.backend ?? 'webgpu';
-  if (backend !== 'cpu' && backend !== 'webgpu') throw new Error(`--backend expects cpu or webgpu, got '${backend}'`);
-  const model = modelArg(values.model);
+  const a = parseBenchArgs(argv, PROFILE_OPTIONS);
+  const backend = a.str('backend') ?? 'webgpu';
+  if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`--backend expects cpu or webgpu, got '${backend}'`);
+  const model = modelArg(a.str('model'));
   return {
-    backend, model, size: intArg('size', values.size, 256, 16), batch: intArg('batch', values.batch, 8),
-    channels: intArg('channels', values.channels, 16), warmup: intArg('warmup', values.warmup, 2, 0),
-    untimed: intArg('untimed', values.untimed, 5, 0),
-    out: values.out ?? path.join('bench', 'results', `profile-${backend}.json`),
+    backend, model, size: intArg('size', a.str('size'), 256, 16), batch: intArg('batch', a.str('batch'), 8),
+    channels: intArg('channels', a.str('channels'), 16), warmup: intArg('warmup', a.str('warmup'), 2, 0),
+    untimed: intArg('untimed', a.str('untimed'), 5, 0),
+    out: a.str('out') ?? path.join('bench', 'results', `profile-${backend}.json`),
   };
 }
 
@@ -190,8 +187,10 @@ export function describeProfile(r: ProfileReport): string {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const o = profileOptionsFromArgs(process.argv.slice(2));
-  const r = await runProfile(o);
-  process.stdout.write(`\n${describeProfile(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
+  await benchMain('dist/bench/profile.js', 'where the time of one esann training step goes, op by op (GPU time per op on webgpu).', PROFILE_OPTIONS, async (argv) => {
+    const o = profileOptionsFromArgs(argv);
+    const r = await runProfile(o);
+    process.stdout.write(`\n${describeProfile(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
+  });
   process.exit(0);
 }

@@ -13,10 +13,7 @@
  * one untimed launch (pipeline compiled), then --reps timed ones, median (a split launch's time includes its
  * reduce pass).
  *
- *   --model AESc|AE   default AESc       --size N      default 256      --batch N   default 8
- *   --channels N      default 16         --reps N      default 5
- *   --max-seconds S   stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)
- *   --out FILE        default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)
+ * Options: TILES_OPTIONS below (`--help` prints them).
  *
  * Launches are swept the most work (count x FLOPs) first. Prints one line per launch (pick vs fastest, and the
  * FLOPs the pick computes, tile padding included, over the useful ones: convTileWork) and the step's total
@@ -25,7 +22,6 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import * as sg from '../src/engine/index.js';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import { formatTable } from '../src/engine/audit/trace.js';
@@ -36,7 +32,7 @@ import {
   type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
-import { intArg, modelArg } from './args.js';
+import { benchMain, type BenchOptions, intArg, modelArg, parseBenchArgs } from './args.js';
 import { machineInfo } from './model.js';
 import { esannStepper, median } from './model-step.js';
 
@@ -253,19 +249,23 @@ export interface TilesOptions {
   out: string | null;
 }
 
+export const TILES_OPTIONS: BenchOptions = {
+  model: { type: 'string', help: 'AESc or AE (default AESc)' },
+  size: { type: 'string', help: 'image side (default 256)' },
+  batch: { type: 'string', help: 'default 8' },
+  channels: { type: 'string', help: 'base width (default 16)' },
+  reps: { type: 'string', help: 'timed launches per candidate, after an untimed one; the median (default 5)' },
+  'max-seconds': { type: 'string', help: "stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)" },
+  out: { type: 'string', help: 'default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)' },
+};
+
 export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
-  const { values } = parseArgs({
-    args: argv, strict: true,
-    options: {
-      model: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' }, channels: { type: 'string' },
-      reps: { type: 'string' }, 'max-seconds': { type: 'string' }, out: { type: 'string' },
-    },
-  });
+  const a = parseBenchArgs(argv, TILES_OPTIONS);
   return {
-    model: modelArg(values.model), size: intArg('size', values.size, 256, 16), batch: intArg('batch', values.batch, 8),
-    channels: intArg('channels', values.channels, 16), reps: intArg('reps', values.reps, 5),
-    maxSeconds: intArg('max-seconds', values['max-seconds'], 120, 0),
-    out: values.out ?? path.join('bench', 'results', 'tiles-webgpu.json'),
+    model: modelArg(a.str('model')), size: intArg('size', a.str('size'), 256, 16), batch: intArg('batch', a.str('batch'), 8),
+    channels: intArg('channels', a.str('channels'), 16), reps: intArg('reps', a.str('reps'), 5),
+    maxSeconds: intArg('max-seconds', a.str('max-seconds'), 120, 0),
+    out: a.str('out') ?? path.join('bench', 'results', 'tiles-webgpu.json'),
   };
 }
 
@@ -344,8 +344,10 @@ export function describeTiles(r: TilesReport): string {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const o = tilesOptionsFromArgs(process.argv.slice(2));
-  const r = await runTiles(o);
-  process.stdout.write(`\n${describeTiles(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
+  await benchMain('dist/bench/tiles.js', "each convolution launch of one webgpu training step, timed with chooseTiles' pick and the shapes around it.", TILES_OPTIONS, async (argv) => {
+    const o = tilesOptionsFromArgs(argv);
+    const r = await runTiles(o);
+    process.stdout.write(`\n${describeTiles(r)}\n${o.out !== null ? `wrote ${o.out}\n` : ''}`);
+  });
   process.exit(0);
 }
