@@ -162,4 +162,11 @@ describe.skipIf(!HAVE_CHROMIUM)('in headless Chromium', () => {
     expect(theirs.ratio).toBeCloseTo(theirs.stepMs / ours.stepMs, 10);
     expect(Math.abs(theirs.firstLoss - ours.firstLoss) / ours.firstLoss).toBeLessThan(1e-4);
   }, 240_000);
+
+  it('the browser bench reports a query parameter it does not know, or a bad value, on the page instead of running', async () => {
+    for (const [query, message] of [['?model=AE', "?model=: unknown parameter (expected size, batch, steps, models)"], ['?size=big', "?size= expects an integer >= 1, got 'big'"]]) {
+      const { value: r } = await inPage<{ error?: string }>(`/bench/browser/${query}`, 'window.benchResult !== undefined', 'window.benchResult');
+      expect(r.error).toContain(message);
+    }
+  });
 });

@@ -21,16 +21,26 @@ declare const window: Record<string, unknown>;
 
 interface Row { model: string; impl: string; stepMs: number; firstLoss: number; ratio?: number }
 
-const params = new URLSearchParams(location.search);
-const int = (name: string, dflt: number, min = 1): number => {
-  const v = Number(params.get(name) ?? dflt);
-  if (!Number.isInteger(v) || v < min) throw new Error(`?${name}= expects an integer >= ${min}, got '${params.get(name)}'`);
-  return v;
-};
-const settings = {
-  size: int('size', 128), batch: int('batch', 8), steps: int('steps', 5, 0),
-  models: (params.get('models') ?? 'AESc,AE').split(','), lr: 1e-3, weightDecay: 1e-2,
-};
+/** The page's settings from its query string; a parameter it does not know, or a bad value, is an error naming it. */
+function readSettings(): { size: number; batch: number; steps: number; models: string[]; lr: number; weightDecay: number } {
+  const params = new URLSearchParams(location.search);
+  const known = ['size', 'batch', 'steps', 'models'];
+  for (const name of params.keys()) {
+    if (!known.includes(name)) throw new Error(`?${name}=: unknown parameter (expected ${known.join(', ')})`);
+  }
+  const int = (name: string, dflt: number, min = 1): number => {
+    const v = Number(params.get(name) ?? dflt);
+    if (!Number.isInteger(v) || v < min) throw new Error(`?${name}= expects an integer >= ${min}, got '${params.get(name)}'`);
+    return v;
+  };
+  const models = (params.get('models') ?? 'AESc,AE').split(',');
+  for (const model of models) {
+    if (model !== 'AESc' && model !== 'AE') throw new Error(`?models=: unknown model '${model}' (expected AESc and/or AE)`);
+  }
+  return { size: int('size', 128), batch: int('batch', 8), steps: int('steps', 5, 0), models, lr: 1e-3, weightDecay: 1e-2 };
+}
+/** Read in main(), so that a bad query string is reported on the page (and in window.benchResult) like any error. */
+let settings: ReturnType<typeof readSettings>;
 const out = document.getElementById('out')!;
 const say = (s: string): void => { out.textContent += `${s}\n`; };
 
@@ -48,6 +58,7 @@ async function time(step: () => Promise<number>): Promise<{ stepMs: number; firs
 }
 
 async function main(): Promise<void> {
+  settings = readSettings();
   const be = await sg.useBackend('webgpu');
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs: the webgpu backend did not initialise');
   await tf.ready();
@@ -59,7 +70,6 @@ async function main(): Promise<void> {
   const targetData = Float32Array.from({ length: batch * size * size }, () => rng.next());
   const rows: Row[] = [];
   for (const model of settings.models) {
-    if (model !== 'AESc' && model !== 'AE') throw new Error(`?models=: unknown model '${model}' (expected AESc and/or AE)`);
     const net = buildAutoencoder('esann', { skips: model === 'AESc', inputSize: size, baseChannels: 16, seed: 0, backend: be }).train();
     const state: NamedArray[] = [];
     for (const [name, t] of net.stateDict()) state.push({ name, shape: [...t.shape], data: Float32Array.from(await t.data()) });
