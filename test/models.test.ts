@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
-import { Autoencoder, buildAutoencoder, presetOptions } from '../src/models/autoencoder.js';
+import { Autoencoder, buildAutoencoder, encoderSizes, PRESETS, presetOptions } from '../src/models/autoencoder.js';
 
 function tapShapes(m: Autoencoder, size: number): Record<string, number[]> {
   return sg.noGrad(() => sg.scope(() => {
@@ -54,6 +54,20 @@ describe('autoencoder presets', () => {
     }
     expect(() => buildAutoencoder('esann', { skips: true, inputSize: 32 })).toThrow(/input size 32 is too small for depth 5/);
     expect(() => buildAutoencoder('icpr', { skips: true, inputSize: 96 })).toThrow(/input size 96 must be divisible by 2\^6/);
+  });
+
+  it('encoderSizes: the encoder sides without building the network (the benches check --size with it)', () => {
+    expect(encoderSizes(PRESETS.esann)).toEqual([256, 126, 61, 29, 13]);
+    expect(encoderSizes(PRESETS.icpr)).toEqual([128, 64, 32, 16, 8, 4]);
+    expect(encoderSizes({ ...PRESETS.esann, inputSize: 61 })).toEqual([61, 29, 13, 5, 1]);
+    expect(() => encoderSizes({ ...PRESETS.esann, inputSize: 60 })).toThrow("input size 60 is too small for depth 5 with kernel 5 ('valid' stride-2 convs shrink 60 -> 28 -> 12 -> 4 -> nothing)");
+    for (const size of [61, 64, 97]) {
+      const m = buildAutoencoder('esann', { skips: true, inputSize: size, baseChannels: 1 }).eval(); // eval: at 61 the deepest map is 1x1 (one value per channel at batch 1)
+      expect(m.sizes).toEqual(encoderSizes({ ...PRESETS.esann, inputSize: size }));
+      const shapes = tapShapes(m, size);
+      expect(m.sizes.map((_, i) => shapes[`l${i + 1}`][1])).toEqual(m.sizes);
+      m.dispose();
+    }
   });
 
   it('AE is the same network without the additions: same parameters, different activations', () => {

@@ -96,20 +96,13 @@ export class Autoencoder extends Module {
     }
     const rng = new Rng(options.seed);
     const init = { rng, backend };
-    this.sizes = [];
+    this.sizes = encoderSizes(options);
     this.channels = [];
     if (decoder === 'transposed') {
       // l1: stride-1 'same' conv, then depth-1 'valid' stride-2 blocks: n -> floor((n-k)/2)+1.
-      this.sizes.push(inputSize);
       this.channels.push(baseChannels);
       this.first = this.child('l1', new Conv2d(inChannels, baseChannels, k, { padding: 'same', ...init }));
       for (let i = 1; i < depth; i++) {
-        const prev = this.sizes[i - 1];
-        const next = Math.floor((prev - k) / 2) + 1;
-        if (prev < k || next < 1) {
-          throw new Error(`Autoencoder: input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${this.sizes.join(' -> ')} -> nothing); use a larger size or a smaller depth`);
-        }
-        this.sizes.push(next);
         this.channels.push(baseChannels * 2 ** i);
         this.encoder.push(this.child(`encoder.${i - 1}`, new Block(new Conv2d(this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'valid', ...init }), this.channels[i], slope, backend)));
       }
@@ -124,11 +117,7 @@ export class Autoencoder extends Module {
     } else {
       // icpr: depth 'same' stride-2 blocks: n -> ceil(n/2); the input side must halve cleanly.
       this.first = null;
-      let n = inputSize;
       for (let i = 0; i < depth; i++) {
-        if (n % 2 !== 0 || n < 2) throw new Error(`Autoencoder: input size ${inputSize} must be divisible by 2^${depth} for the upsample decoder (depth ${depth})`);
-        n /= 2;
-        this.sizes.push(n);
         this.channels.push(baseChannels * 2 ** i);
         this.encoder.push(this.child(`encoder.${i}`, new Block(new Conv2d(i === 0 ? inChannels : this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'same', ...init }), this.channels[i], slope, backend)));
       }
@@ -184,6 +173,35 @@ export class Autoencoder extends Module {
     const output = sigmoid(h);
     return { output, taps: Object.fromEntries(taps.map((t, i) => [`l${i + 1}`, t])) };
   }
+}
+
+/**
+ * The spatial side of each encoder tensor (l1 first) for this input size, depth, kernel and decoder. Throws, saying
+ * why, when the input size does not fit: esann's 'valid' stride-2 convs shrink n to floor((n - k)/2) + 1 and need
+ * n >= k at each level (61 at least for depth 5, kernel 5); icpr's 'same' ones halve n, which must divide by 2^depth.
+ */
+export function encoderSizes(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' | 'kernel' | 'decoder'>): number[] {
+  const { inputSize, depth, kernel: k } = o;
+  const sizes: number[] = [];
+  if (o.decoder === 'transposed') {
+    sizes.push(inputSize);
+    for (let i = 1; i < depth; i++) {
+      const prev = sizes[i - 1];
+      const next = Math.floor((prev - k) / 2) + 1;
+      if (prev < k || next < 1) {
+        throw new Error(`Autoencoder: input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${sizes.join(' -> ')} -> nothing); use a larger size or a smaller depth`);
+      }
+      sizes.push(next);
+    }
+  } else {
+    let n = inputSize;
+    for (let i = 0; i < depth; i++) {
+      if (n % 2 !== 0 || n < 2) throw new Error(`Autoencoder: input size ${inputSize} must be divisible by 2^${depth} for the upsample decoder (depth ${depth})`);
+      n /= 2;
+      sizes.push(n);
+    }
+  }
+  return sizes;
 }
 
 /** AESc (skips: true) or AE (skips: false) from a preset. */
