@@ -4,6 +4,7 @@
  * --help generated from the same option table, and the checks of the values.
  */
 import { parseArgs } from 'node:util';
+import { encoderSizes, PRESETS } from '../src/models/autoencoder.js';
 
 /** One command-line option of a bench: its parseArgs type and its line in --help. */
 export interface BenchOption { type: 'string' | 'boolean'; help: string }
@@ -80,6 +81,25 @@ export function intArg(name: string, v: string | undefined, dflt: number, min = 
   const n = v === undefined ? dflt : Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} expects an integer >= ${min}, got '${v}'`);
   return n;
+}
+
+/** The --size of an esann network (dflt when absent): an integer its encoder can take (encoderSizes: 61 at least). */
+export function esannSizeArg(v: string | undefined, dflt: number): number {
+  const size = intArg('size', v, dflt);
+  const fits = (n: number): boolean => {
+    try {
+      encoderSizes({ ...PRESETS.esann, inputSize: n });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!fits(size)) {
+    let least = size + 1;
+    while (!fits(least)) least++;
+    throw new UsageError(`--size ${size} is too small for the esann network (its 'valid' stride-2 convs shrink it to nothing); the least that fits is ${least}`);
+  }
+  return size;
 }
 
 /** Seconds given for --name (dflt when absent); throws a UsageError unless a number > 0. */

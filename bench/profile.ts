@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
-import { benchMain, type BenchOptions, intArg, modelArg, parseBenchArgs, UsageError } from './args.js';
+import { benchMain, esannSizeArg, type BenchOptions, intArg, modelArg, parseBenchArgs, UsageError } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
 import { esannStepper, median, type Stepper } from './model-step.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
@@ -69,7 +69,7 @@ export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
   if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`--backend expects cpu or webgpu, got '${backend}'`);
   const model = modelArg(a.str('model'));
   return {
-    backend, model, size: intArg('size', a.str('size'), 256, 16), batch: intArg('batch', a.str('batch'), 8),
+    backend, model, size: esannSizeArg(a.str('size'), 256), batch: intArg('batch', a.str('batch'), 8),
     channels: intArg('channels', a.str('channels'), 16), warmup: intArg('warmup', a.str('warmup'), 2, 0),
     untimed: intArg('untimed', a.str('untimed'), 5, 0),
     out: a.str('out') ?? path.join('bench', 'results', `profile-${backend}.json`),

@@ -32,7 +32,7 @@ import {
   type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
-import { benchMain, type BenchOptions, intArg, modelArg, parseBenchArgs } from './args.js';
+import { benchMain, esannSizeArg, type BenchOptions, intArg, modelArg, parseBenchArgs } from './args.js';
 import { machineInfo } from './model.js';
 import { esannStepper, median } from './model-step.js';
 
@@ -262,7 +262,7 @@ export const TILES_OPTIONS: BenchOptions = {
 export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
   const a = parseBenchArgs(argv, TILES_OPTIONS);
   return {
-    model: modelArg(a.str('model')), size: intArg('size', a.str('size'), 256, 16), batch: intArg('batch', a.str('batch'), 8),
+    model: modelArg(a.str('model')), size: esannSizeArg(a.str('size'), 256), batch: intArg('batch', a.str('batch'), 8),
     channels: intArg('channels', a.str('channels'), 16), reps: intArg('reps', a.str('reps'), 5),
     maxSeconds: intArg('max-seconds', a.str('max-seconds'), 120, 0),
     out: a.str('out') ?? path.join('bench', 'results', 'tiles-webgpu.json'),

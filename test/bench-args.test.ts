@@ -75,6 +75,13 @@ describe("each bench's options", () => {
     expect(() => profileOptionsFromArgs(['--backends', 'cpu'])).toThrow(/unknown option '--backends'/);
   });
 
+  it('--size is checked against the esann network, before it is built', () => {
+    for (const parse of [(argv: string[]) => modelOptionsFromArgs(argv), profileOptionsFromArgs, tilesOptionsFromArgs]) {
+      expect(() => parse(['--size', '60'])).toThrow(/^--size 60 is too small for the esann network .*; the least that fits is 61$/);
+      expect(parse(['--size', '61'])).toMatchObject({ size: 61 });
+    }
+  });
+
   it('list and seconds values are checked', () => {
     expect(() => opsOptionsFromArgs(['--backends', 'cpu,gpu'])).toThrow("--backends: unknown value 'gpu' (expected cpu and/or webgpu, comma-separated)");
     expect(() => modelOptionsFromArgs(['--models', 'AESc,VAE'])).toThrow("--models: unknown value 'VAE' (expected AESc and/or AE, comma-separated)");
@@ -112,8 +119,8 @@ describe('the bench scripts from the command line', () => {
     const r = await node(['bench/ops.ts', '--help']);
     expect(r.code).toBe(0);
     for (const name of Object.keys(OPS_OPTIONS)) expect(r.stdout).toContain(`--${name}`);
-    const v = await node(['bench/profile.ts', '--size', '8']);
+    const v = await node(['bench/profile.ts', '--size', '32']);
     expect(v.code).toBe(2);
-    expect(v.stderr).toContain("dist/bench/profile.js: --size expects an integer >= 16, got '8'");
+    expect(v.stderr).toContain("dist/bench/profile.js: --size 32 is too small for the esann network (its 'valid' stride-2 convs shrink it to nothing); the least that fits is 61");
   }, 60_000);
 });
