@@ -86,18 +86,10 @@ export function intArg(name: string, v: string | undefined, dflt: number, min = 
 /** The --size of an esann network (dflt when absent): an integer its encoder can take (encoderSizes: 61 at least). */
 export function esannSizeArg(v: string | undefined, dflt: number): number {
   const size = intArg('size', v, dflt);
-  const fits = (n: number): boolean => {
-    try {
-      encoderSizes({ ...PRESETS.esann, inputSize: n });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!fits(size)) {
-    let least = size + 1;
-    while (!fits(least)) least++;
-    throw new UsageError(`--size ${size} is too small for the esann network (its 'valid' stride-2 convs shrink it to nothing); the least that fits is ${least}`);
+  try {
+    encoderSizes({ ...PRESETS.esann, inputSize: size });
+  } catch (e) {
+    throw new UsageError(`--size ${size} does not fit the esann network: ${(e as Error).message.replace(/^Autoencoder: /, '')}`);
   }
   return size;
 }

@@ -77,7 +77,7 @@ describe("each bench's options", () => {
 
   it('--size is checked against the esann network, before it is built', () => {
     for (const parse of [(argv: string[]) => modelOptionsFromArgs(argv), profileOptionsFromArgs, tilesOptionsFromArgs]) {
-      expect(() => parse(['--size', '60'])).toThrow(/^--size 60 is too small for the esann network .*; the least that fits is 61$/);
+      expect(() => parse(['--size', '60'])).toThrow(/^--size 60 does not fit the esann network: input size 60 is too small .*; the least size that fits is 61$/);
       expect(parse(['--size', '61'])).toMatchObject({ size: 61 });
     }
   });
@@ -121,6 +121,6 @@ describe('the bench scripts from the command line', () => {
     for (const name of Object.keys(OPS_OPTIONS)) expect(r.stdout).toContain(`--${name}`);
     const v = await node(['bench/profile.ts', '--size', '32']);
     expect(v.code).toBe(2);
-    expect(v.stderr).toContain("dist/bench/profile.js: --size 32 is too small for the esann network (its 'valid' stride-2 convs shrink it to nothing); the least that fits is 61");
+    expect(v.stderr).toContain("dist/bench/profile.js: --size 32 does not fit the esann network: input size 32 is too small for depth 5 with kernel 5");
   }, 60_000);
 });

@@ -27,7 +27,7 @@ describe('bench/model.ts --host-only', () => {
     const o = modelOptionsFromArgs(['--host-only']);
     expect(o).toMatchObject({ hostOnly: true, backends: ['webgpu'], size: 64, batch: 4, reps: 10, tfjsReps: 10 });
     expect(process.env.SKIPGRAD_DAWN_OPTIONS).toMatch(/(^|\s)backend=null$/);
-    expect(modelOptionsFromArgs(['--host-only', '--size', '32', '--reps', '3'])).toMatchObject({ size: 32, reps: 3, tfjsReps: 3 });
+    expect(modelOptionsFromArgs(['--host-only', '--size', '96', '--reps', '3'])).toMatchObject({ size: 96, reps: 3, tfjsReps: 3 });
     expect(() => modelOptionsFromArgs(['--host-only', '--backends', 'cpu,webgpu'])).toThrow(/--host-only measures webgpu alone, got --backends cpu,webgpu/);
     expect(modelOptionsFromArgs([]).hostOnly).toBe(false);
   });

@@ -94,6 +94,8 @@ describe('skipgrad CLI', () => {
       [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /aesc.best\.safetensors not found: train it first/],
       [['train', '--data', path.join(tmp, 'nowhere'), '--backend', 'cpu'], /--data .*nowhere: no such folder/],
       [['train', '--category', 'marble', '--out', path.join(tmp, 'm'), '--backend', 'cpu'], /no built-in synthetic category marble/],
+      [['train', '--size', '32', '--out', path.join(tmp, 'small'), '--backend', 'cpu'], /--size 32 does not fit the esann network: .*the least size that fits is 61/],
+      [['reproduce', '--preset', 'icpr', '--size', '96', '--out', path.join(tmp, 'small')], /--size 96 does not fit the icpr network: .*divisible by 2\^6/],
     ];
     for (const [args, msg] of cases) {
       const r = await cli(args);
@@ -102,6 +104,8 @@ describe('skipgrad CLI', () => {
     }
     // A missing model is found before any data is generated.
     expect(fs.existsSync(path.join(tmp, 'empty', 'data'))).toBe(false);
+    // So is a size the network cannot take: nothing is written.
+    expect(fs.existsSync(path.join(tmp, 'small'))).toBe(false);
     const help = await cli(['help']);
     expect(help.stdout).toContain('reproduce');
     expect(help.stdout).toContain('--backend auto|cpu|webgpu');

@@ -60,7 +60,19 @@ describe('autoencoder presets', () => {
     expect(encoderSizes(PRESETS.esann)).toEqual([256, 126, 61, 29, 13]);
     expect(encoderSizes(PRESETS.icpr)).toEqual([128, 64, 32, 16, 8, 4]);
     expect(encoderSizes({ ...PRESETS.esann, inputSize: 61 })).toEqual([61, 29, 13, 5, 1]);
-    expect(() => encoderSizes({ ...PRESETS.esann, inputSize: 60 })).toThrow("input size 60 is too small for depth 5 with kernel 5 ('valid' stride-2 convs shrink 60 -> 28 -> 12 -> 4 -> nothing)");
+    expect(() => encoderSizes({ ...PRESETS.esann, inputSize: 60 })).toThrow("input size 60 is too small for depth 5 with kernel 5 ('valid' stride-2 convs shrink 60 -> 28 -> 12 -> 4 -> nothing); the least size that fits is 61");
+    // The least size the error names fits, and the one below it does not, for other depths and kernels too.
+    for (const [depth, kernel] of [[3, 3], [4, 5], [6, 7], [2, 4]]) {
+      const o = { depth, kernel, decoder: 'transposed' as const };
+      let least = 0;
+      try {
+        encoderSizes({ ...o, inputSize: 1 });
+      } catch (e) {
+        least = Number(/the least size that fits is (\d+)/.exec((e as Error).message)?.[1]);
+      }
+      expect(encoderSizes({ ...o, inputSize: least }).at(-1)).toBeGreaterThanOrEqual(1);
+      expect(() => encoderSizes({ ...o, inputSize: least - 1 })).toThrow(/too small/);
+    }
     for (const size of [61, 64, 97]) {
       const m = buildAutoencoder('esann', { skips: true, inputSize: size, baseChannels: 1 }).eval(); // eval: at 61 the deepest map is 1x1 (one value per channel at batch 1)
       expect(m.sizes).toEqual(encoderSizes({ ...PRESETS.esann, inputSize: size }));

@@ -178,7 +178,7 @@ export class Autoencoder extends Module {
 /**
  * The spatial side of each encoder tensor (l1 first) for this input size, depth, kernel and decoder. Throws, saying
  * why, when the input size does not fit: esann's 'valid' stride-2 convs shrink n to floor((n - k)/2) + 1 and need
- * n >= k at each level (61 at least for depth 5, kernel 5); icpr's 'same' ones halve n, which must divide by 2^depth.
+ * n >= k at each level (61 at least for depth 5, kernel 5: the error says); icpr's 'same' ones halve n, which must divide by 2^depth.
  */
 export function encoderSizes(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' | 'kernel' | 'decoder'>): number[] {
   const { inputSize, depth, kernel: k } = o;
@@ -189,7 +189,10 @@ export function encoderSizes(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' |
       const prev = sizes[i - 1];
       const next = Math.floor((prev - k) / 2) + 1;
       if (prev < k || next < 1) {
-        throw new Error(`Autoencoder: input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${sizes.join(' -> ')} -> nothing); use a larger size or a smaller depth`);
+        // The least size that fits: the deepest side is at least 1, and a side r needs 2(r - 1) + k above it.
+        let least = 1;
+        for (let j = 1; j < depth; j++) least = 2 * (least - 1) + k;
+        throw new Error(`Autoencoder: input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${sizes.join(' -> ')} -> nothing); the least size that fits is ${least}`);
       }
       sizes.push(next);
     }
