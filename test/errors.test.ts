@@ -429,3 +429,46 @@ describe('backward()', () => {
     expect(() => y.backward()).toThrow(msg('backward', '[1]', 'require'));
   });
 });
+
+describe('options objects', () => {
+  // JavaScript callers have no type checker: a misspelt option must be an error, not silently the default.
+  // The inputs exist before the calls, so expectNoLeak sees only what a rejected call would leave behind.
+  const X = r([1, 2, 6, 6]), W = r([3, 2, 3, 3]), DY = r([1, 3, 4, 4]), GAMMA = sg.ones([2]), BETA = sg.zeros([2]);
+  const x = (): sg.Tensor => X;
+  const w = (): sg.Tensor => W;
+  const bn = (): [sg.Tensor, sg.Tensor] => [GAMMA, BETA];
+  const cases: Array<[string, () => unknown, string]> = [
+    ['conv2d', () => sg.conv2d(x(), w(), { strides: 2 } as never), "conv2d: unknown option 'strides' (expected stride, padding, bias)"],
+    ['conv2dGradInput', () => sg.conv2dGradInput(DY, w(), [1, 2, 6, 6], { pad: 1 } as never), "conv2dGradInput: unknown option 'pad' (expected stride, padding)"],
+    ['conv2dGradWeight', () => sg.conv2dGradWeight(x(), DY, [3, 3], { bias: null } as never), "conv2dGradWeight: unknown option 'bias' (expected stride, padding)"],
+    ['convTranspose2d', () => sg.convTranspose2d(DY, w(), { output_padding: 1 } as never), "convTranspose2d: unknown option 'output_padding' (expected stride, padding, outputPadding, bias)"],
+    ['batchNorm2d', () => sg.batchNorm2d(x(), ...bn(), null, null, { training: true, epsilon: 1e-3 } as never), "batchNorm2d: unknown option 'epsilon' (expected training, momentum, eps)"],
+    ['zeros', () => sg.zeros([2], { requiresgrad: true } as never), "full: unknown option 'requiresgrad' (expected dtype, backend, requiresGrad)"],
+    ['fromArray', () => sg.fromArray([1, 2], [2], { type: 'float64' } as never), "fromArray: unknown option 'type' (expected dtype, backend, requiresGrad)"],
+    ['uniform', () => sg.uniform([2], 0, 1, { seed: 3 } as never), "uniform: unknown option 'seed' (expected dtype, backend, requiresGrad, rng)"],
+    ['normal', () => sg.normal([2], 0, 1, { random: new sg.Rng(0) } as never), "normal: unknown option 'random'"],
+    ['Adam', () => new sg.Adam([], { learningRate: 0.1 } as never), "Adam: unknown option 'learningRate' (expected lr, betas, eps, weightDecay, decoupled)"],
+    ['Conv2d', () => new sg.Conv2d(1, 2, 3, { strides: 2 } as never), "Conv2d: unknown option 'strides' (expected stride, padding, bias, rng, backend)"],
+    ['ConvTranspose2d', () => new sg.ConvTranspose2d(1, 2, 3, { output_padding: 1 } as never), "ConvTranspose2d: unknown option 'output_padding'"],
+    ['BatchNorm2d', () => new sg.BatchNorm2d(2, { affine: false } as never), "BatchNorm2d: unknown option 'affine' (expected momentum, eps, backend)"],
+    ['traced', () => sg.traced(() => 0, { values: true } as never), "trace: unknown option 'values' (expected stats)"],
+    ['startTrace', () => sg.startTrace({ stat: true } as never), "trace: unknown option 'stat' (expected stats)"],
+  ];
+  for (const [name, call, message] of cases) {
+    it(`${name} rejects an unknown option, naming it and the options expected`, () => {
+      expectNoLeak(() => call(), msg(message));
+    });
+  }
+
+  it('options must be an object', () => {
+    expect(() => sg.conv2d(x(), w(), 2 as never)).toThrow("conv2d: options must be an object, got 2");
+  });
+
+  it('every known option is accepted (the lists are in step with the types)', () => {
+    const y = sg.conv2d(x(), w(), { stride: 1, padding: 'same', bias: null });
+    expect(y.shape).toEqual([1, 3, 6, 6]);
+    expect(sg.uniform([2], 0, 1, { dtype: 'float64', backend: 'cpu', requiresGrad: true, rng: new sg.Rng(0) }).dtype).toBe('float64');
+    expect(new sg.Adam([], { lr: 1, betas: [0.5, 0.5], eps: 1, weightDecay: 0, decoupled: true }).lr).toBe(1);
+    expect(new sg.BatchNorm2d(2, { momentum: 0.1, eps: 1e-5, backend: 'cpu' }).channels).toBe(2);
+  });
+});

@@ -10,6 +10,7 @@ import type { Backend, Storage } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { defaultRng, type Rng } from './random.js';
 import { getBackend } from './registry.js';
+import { expectOptions } from './ops/util.js';
 
 /** The autograd record an op leaves on its output: its inputs and how to map an output gradient to input gradients. */
 export interface Node {
@@ -154,6 +155,9 @@ function checkShape(op: string, shape: Shape): void {
   }
 }
 
+const CREATE_OPTIONS: Record<keyof CreateOptions, true> = { dtype: true, backend: true, requiresGrad: true };
+const RANDOM_OPTIONS: Record<keyof RandomOptions, true> = { ...CREATE_OPTIONS, rng: true };
+
 function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage, b: Backend) => void): Tensor {
   checkShape(op, shape);
   const backend = resolveBackend(opts.backend);
@@ -167,6 +171,7 @@ function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage
 }
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
+  expectOptions('full', opts, CREATE_OPTIONS);
   return create('full', shape, opts, (s, b) => b.fill(s, value));
 }
 
@@ -183,6 +188,7 @@ export function scalar(value: number, opts: CreateOptions = {}): Tensor {
 }
 
 export function fromArray(data: ArrayLike<number>, shape: Shape, opts: CreateOptions = {}): Tensor {
+  expectOptions('fromArray', opts, CREATE_OPTIONS);
   checkShape('fromArray', shape);
   if (data.length !== sizeOf(shape)) {
     throw new Error(`fromArray: ${data.length} values do not fill shape ${shapeStr(shape)} (expected ${sizeOf(shape)})`);
@@ -196,18 +202,22 @@ export interface RandomOptions extends CreateOptions {
 
 /** Uniform in [lo, hi) from the given (or the project's) seeded generator. */
 export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}): Tensor {
-  const rng = opts.rng ?? defaultRng();
+  expectOptions('uniform', opts, RANDOM_OPTIONS);
+  const { rng = defaultRng(), ...create } = opts;
+  checkShape('uniform', shape);
   const values = new Float64Array(sizeOf(shape));
   for (let i = 0; i < values.length; i++) values[i] = rng.uniform(lo, hi);
-  return fromArray(values, shape, opts);
+  return fromArray(values, shape, create);
 }
 
 /** Normal(mean, sd) from the given (or the project's) seeded generator. */
 export function normal(shape: Shape, mean = 0, sd = 1, opts: RandomOptions = {}): Tensor {
-  const rng = opts.rng ?? defaultRng();
+  expectOptions('normal', opts, RANDOM_OPTIONS);
+  const { rng = defaultRng(), ...create } = opts;
+  checkShape('normal', shape);
   const values = new Float64Array(sizeOf(shape));
   for (let i = 0; i < values.length; i++) values[i] = rng.normal(mean, sd);
-  return fromArray(values, shape, opts);
+  return fromArray(values, shape, create);
 }
 
 /**

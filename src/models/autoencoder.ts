@@ -18,6 +18,7 @@
 import type { Backend } from '../engine/backend.js';
 import { add } from '../engine/ops/elementwise.js';
 import { upsampleNearest2d } from '../engine/ops/upsample.js';
+import { expectOptions } from '../engine/ops/util.js';
 import { BatchNorm2d, Conv2d, ConvTranspose2d } from '../engine/nn/layers.js';
 import { Module } from '../engine/nn/module.js';
 import { leakyRelu, sigmoid } from '../engine/ops/elementwise.js';
@@ -46,6 +47,10 @@ export interface AutoencoderOptions {
 export const PRESETS: Record<Preset, Omit<AutoencoderOptions, 'skips' | 'seed' | 'backend'>> = {
   esann: { depth: 5, kernel: 5, baseChannels: 16, inputSize: 256, inChannels: 1, decoder: 'transposed', slope: 0.01 },
   icpr: { depth: 6, kernel: 5, baseChannels: 16, inputSize: 256, inChannels: 1, decoder: 'upsample', slope: 0.3 },
+};
+
+const AUTOENCODER_OPTIONS: Record<keyof AutoencoderOptions, true> = {
+  skips: true, depth: true, kernel: true, baseChannels: true, inputSize: true, inChannels: true, decoder: true, slope: true, seed: true, backend: true,
 };
 
 /** Options of a preset, with overrides (e.g. a smaller inputSize). */
@@ -89,6 +94,7 @@ export class Autoencoder extends Module {
 
   constructor(options: AutoencoderOptions) {
     super();
+    expectOptions('Autoencoder', options, AUTOENCODER_OPTIONS);
     this.options = options;
     const { depth, kernel: k, baseChannels, inputSize, inChannels, decoder, slope, backend } = options;
     for (const [name, v] of [['depth', depth], ['kernel', k], ['baseChannels', baseChannels], ['inputSize', inputSize], ['inChannels', inChannels]] as const) {

@@ -11,6 +11,7 @@ import { noGrad } from '../mode.js';
 import { Rng } from '../random.js';
 import { fromArray, scope, type Tensor } from '../tensor.js';
 import { shapeStr } from '../dtype.js';
+import { expectOptions } from '../ops/util.js';
 
 export interface GradcheckOptions {
   eps?: number;
@@ -32,6 +33,7 @@ export interface GradcheckResult {
 }
 
 export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[], opts: GradcheckOptions = {}): GradcheckResult {
+  expectOptions('gradcheck', opts, { eps: true, tolerance: true, check: true, seed: true });
   const eps = opts.eps ?? 1e-6;
   const tolerance = opts.tolerance ?? 1e-5;
   const cpu = cpuBackend();

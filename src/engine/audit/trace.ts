@@ -5,6 +5,7 @@
 import type { ValueStats } from '../backend.js';
 import type { DType } from '../dtype.js';
 import type { Phase } from '../mode.js';
+import { expectOptions } from '../ops/util.js';
 
 export interface TraceEntry {
   /** Position in the trace, from 0. */
@@ -37,7 +38,9 @@ export class Trace {
   readonly t0 = performance.now();
   /** Device-side results (GPU time, value stats) still on their way. */
   readonly pending: Promise<unknown>[] = [];
-  constructor(readonly options: TraceOptions = {}) {}
+  constructor(readonly options: TraceOptions = {}) {
+    expectOptions('trace', options, { stats: true });
+  }
 
   /** Waits until every entry's device-side fields (gpuMs, GPU value stats) are filled in. */
   async settle(): Promise<void> {

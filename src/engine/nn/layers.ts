@@ -12,6 +12,7 @@ import { batchNorm2d } from '../ops/batchnorm.js';
 import { conv2d, convTranspose2d, type Padding } from '../ops/conv.js';
 import { leakyRelu, sigmoid } from '../ops/elementwise.js';
 import { upsampleNearest2d } from '../ops/upsample.js';
+import { expectOptions } from '../ops/util.js';
 import { Module } from './module.js';
 
 export interface InitOptions {
@@ -19,13 +20,19 @@ export interface InitOptions {
   backend?: string | Backend;
 }
 
+export type Conv2dLayerOptions = { stride?: number; padding?: Padding; bias?: boolean } & InitOptions;
+export type ConvTranspose2dLayerOptions = { stride?: number; padding?: number; outputPadding?: number; bias?: boolean } & InitOptions;
+export interface BatchNorm2dLayerOptions { momentum?: number; eps?: number; backend?: string | Backend }
+const INIT_OPTIONS: Record<keyof InitOptions, true> = { rng: true, backend: true };
+
 export class Conv2d extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
   constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number,
-    readonly opts: { stride?: number; padding?: Padding; bias?: boolean } & InitOptions = {}) {
+    readonly opts: Conv2dLayerOptions = {}) {
     super();
+    expectOptions('Conv2d', opts, { stride: true, padding: true, bias: true, ...INIT_OPTIONS });
     const rng = opts.rng ?? defaultRng();
     const bound = 1 / Math.sqrt(inChannels * kernel * kernel);
     this.weight = this.param('weight', uniform([outChannels, inChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend }));
@@ -42,8 +49,9 @@ export class ConvTranspose2d extends Module {
   readonly bias: Tensor | null;
 
   constructor(readonly inChannels: number, readonly outChannels: number, readonly kernel: number,
-    readonly opts: { stride?: number; padding?: number; outputPadding?: number; bias?: boolean } & InitOptions = {}) {
+    readonly opts: ConvTranspose2dLayerOptions = {}) {
     super();
+    expectOptions('ConvTranspose2d', opts, { stride: true, padding: true, outputPadding: true, bias: true, ...INIT_OPTIONS });
     const rng = opts.rng ?? defaultRng();
     const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
     this.weight = this.param('weight', uniform([inChannels, outChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend }));
@@ -63,8 +71,9 @@ export class BatchNorm2d extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
 
-  constructor(readonly channels: number, readonly opts: { momentum?: number; eps?: number; backend?: string | Backend } = {}) {
+  constructor(readonly channels: number, readonly opts: BatchNorm2dLayerOptions = {}) {
     super();
+    expectOptions('BatchNorm2d', opts, { momentum: true, eps: true, backend: true });
     const o = { backend: opts.backend };
     this.weight = this.param('weight', ones([channels], o));
     this.bias = this.param('bias', zeros([channels], o));

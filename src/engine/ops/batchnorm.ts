@@ -9,7 +9,7 @@ import type { BatchNorm2dParams } from '../backend.js';
 import { runOp } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
-import { expectRank } from './util.js';
+import { expectOptions, expectRank } from './util.js';
 
 export interface BatchNorm2dOptions {
   training: boolean;
@@ -17,8 +17,11 @@ export interface BatchNorm2dOptions {
   eps?: number;
 }
 
+const BATCHNORM2D_OPTIONS: Record<keyof BatchNorm2dOptions, true> = { training: true, momentum: true, eps: true };
+
 export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, opts: BatchNorm2dOptions): Tensor {
   const op = 'batchNorm2d';
+  expectOptions(op, opts, BATCHNORM2D_OPTIONS);
   expectRank(op, 'input', x, 4, '[batch, channels, height, width]');
   const [n, c, h, w] = x.shape;
   const named: Array<[string, Tensor | null]> = [['gamma', gamma], ['beta', beta], ['runningMean', runningMean], ['runningVar', runningVar]];

@@ -18,7 +18,7 @@ import type { Tensor } from '../tensor.js';
 import { add } from './elementwise.js';
 import { sum } from './reduce.js';
 import { reshape } from './shape.js';
-import { expectRank } from './util.js';
+import { expectOptions, expectRank } from './util.js';
 
 export type Padding = 'same' | 'valid' | number | readonly [number, number] | readonly [number, number, number, number];
 
@@ -123,7 +123,12 @@ export interface Conv2dArgs extends Conv2dOptions {
 }
 
 /** 2-D convolution (cross-correlation, as in every DL framework): x [N,C,H,W], w [O,C,kH,kW], bias [O]. */
+const CONV2D_OPTIONS: Record<keyof Conv2dArgs, true> = { stride: true, padding: true, bias: true };
+const CONV2D_GRAD_OPTIONS: Record<keyof Conv2dOptions, true> = { stride: true, padding: true };
+const CONV_TRANSPOSE2D_OPTIONS: Record<keyof ConvTranspose2dOptions, true> = { stride: true, padding: true, outputPadding: true, bias: true };
+
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dArgs = {}): Tensor {
+  expectOptions('conv2d', opts, CONV2D_OPTIONS);
   expectRank('conv2d', 'input', x, 4, '[batch, channels, height, width]');
   expectRank('conv2d', 'weight', w, 4, '[outChannels, inChannels, kernelH, kernelW]');
   const g = conv2dGeometry('conv2d', x.shape, w.shape, opts);
@@ -134,6 +139,7 @@ export function conv2d(x: Tensor, w: Tensor, opts: Conv2dArgs = {}): Tensor {
 
 /** The gradient of conv2d(x, w, opts) with respect to x, for an x of shape inputShape, given dy. */
 export function conv2dGradInput(dy: Tensor, w: Tensor, inputShape: Shape, opts: Conv2dOptions = {}): Tensor {
+  expectOptions('conv2dGradInput', opts, CONV2D_GRAD_OPTIONS);
   expectRank('conv2dGradInput', 'dy', dy, 4, '[batch, outChannels, outHeight, outWidth]');
   expectRank('conv2dGradInput', 'weight', w, 4, '[outChannels, inChannels, kernelH, kernelW]');
   if (inputShape.length !== 4 || inputShape.some((d) => !Number.isInteger(d) || d < 0)) {
@@ -146,6 +152,7 @@ export function conv2dGradInput(dy: Tensor, w: Tensor, inputShape: Shape, opts: 
 
 /** The gradient of conv2d(x, w, opts) with respect to a weight of spatial size kernel = [kH, kW], given dy. */
 export function conv2dGradWeight(x: Tensor, dy: Tensor, kernel: readonly [number, number], opts: Conv2dOptions = {}): Tensor {
+  expectOptions('conv2dGradWeight', opts, CONV2D_GRAD_OPTIONS);
   expectRank('conv2dGradWeight', 'input', x, 4, '[batch, channels, height, width]');
   expectRank('conv2dGradWeight', 'dy', dy, 4, '[batch, outChannels, outHeight, outWidth]');
   const [kh, kw] = pair('conv2dGradWeight', 'kernel', kernel, 1, 1);
@@ -168,6 +175,7 @@ export interface ConvTranspose2dOptions {
  * Hout = (H-1)*stride - 2*padding + kH + outputPadding. Computed by the conv2dGradInput kernel.
  */
 export function convTranspose2d(x: Tensor, w: Tensor, opts: ConvTranspose2dOptions = {}): Tensor {
+  expectOptions('convTranspose2d', opts, CONV_TRANSPOSE2D_OPTIONS);
   const op = 'convTranspose2d';
   expectRank(op, 'input', x, 4, '[batch, channels, height, width]');
   expectRank(op, 'weight', w, 4, '[inChannels, outChannels, kernelH, kernelW]');

@@ -68,3 +68,16 @@ export function expectRank(op: string, name: string, t: Tensor, rank: number, wh
 export function expectPositiveInt(op: string, name: string, v: number): void {
   if (!Number.isInteger(v) || v < 1) throw new Error(`${op}: ${name} must be a positive integer, got ${v}`);
 }
+
+/**
+ * Throws `op: unknown option 'strides' (expected stride, padding, bias)` when opts has a key that `known` does not:
+ * a misspelt option would otherwise be ignored without a word (JavaScript callers have no type checker to catch it).
+ * `known` is a Record over every key of the options type, so the compiler keeps it in step with the interface.
+ */
+export function expectOptions<T extends object>(op: string, opts: T | undefined | null, known: Record<keyof T, true>): void {
+  if (opts === undefined || opts === null) return;
+  if (typeof opts !== 'object' || Array.isArray(opts)) throw new Error(`${op}: options must be an object, got ${JSON.stringify(opts)}`);
+  for (const key of Object.keys(opts)) {
+    if (!Object.hasOwn(known, key)) throw new Error(`${op}: unknown option '${key}' (expected ${Object.keys(known).join(', ')})`);
+  }
+}

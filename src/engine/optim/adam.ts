@@ -12,6 +12,7 @@ import { runOp } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import { noGrad, withPhase } from '../mode.js';
 import { type Tensor, zeros } from '../tensor.js';
+import { expectOptions } from '../ops/util.js';
 
 export interface AdamOptions {
   lr?: number;
@@ -21,6 +22,8 @@ export interface AdamOptions {
   /** AdamW's decoupled weight decay (default false: Adam with an L2 term). */
   decoupled?: boolean;
 }
+
+const ADAM_OPTIONS: Record<keyof AdamOptions, true> = { lr: true, betas: true, eps: true, weightDecay: true, decoupled: true };
 
 export class Adam {
   lr: number;
@@ -35,6 +38,7 @@ export class Adam {
   private readonly v: Tensor[];
 
   constructor(readonly params: readonly Tensor[], opts: AdamOptions = {}) {
+    expectOptions('Adam', opts, ADAM_OPTIONS);
     this.lr = opts.lr ?? 1e-3;
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
