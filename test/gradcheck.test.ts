@@ -398,3 +398,10 @@ describe('gradcheck: OP_CASES', () => {
     expect(sg.memory().tensors).toBe(before);
   });
 });
+
+describe('gradcheck options', () => {
+  it('an unknown option is an error naming it', () => {
+    expect(() => gradcheck(([a]) => sg.sum(a), [sg.ones([2], { dtype: 'float64' })], { tol: 1e-3 } as never))
+      .toThrow("gradcheck: unknown option 'tol' (expected eps, tolerance, check, seed)");
+  });
+});
