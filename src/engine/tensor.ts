@@ -200,24 +200,24 @@ export interface RandomOptions extends CreateOptions {
   rng?: Rng;
 }
 
+/** A tensor of values drawn one by one from the given (or the project's) seeded generator. */
+function random(op: string, shape: Shape, opts: RandomOptions, draw: (rng: Rng) => number): Tensor {
+  expectOptions(op, opts, RANDOM_OPTIONS);
+  const { rng = defaultRng(), ...create } = opts;
+  checkShape(op, shape);
+  const values = new Float64Array(sizeOf(shape));
+  for (let i = 0; i < values.length; i++) values[i] = draw(rng);
+  return fromArray(values, shape, create);
+}
+
 /** Uniform in [lo, hi) from the given (or the project's) seeded generator. */
 export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}): Tensor {
-  expectOptions('uniform', opts, RANDOM_OPTIONS);
-  const { rng = defaultRng(), ...create } = opts;
-  checkShape('uniform', shape);
-  const values = new Float64Array(sizeOf(shape));
-  for (let i = 0; i < values.length; i++) values[i] = rng.uniform(lo, hi);
-  return fromArray(values, shape, create);
+  return random('uniform', shape, opts, (rng) => rng.uniform(lo, hi));
 }
 
 /** Normal(mean, sd) from the given (or the project's) seeded generator. */
 export function normal(shape: Shape, mean = 0, sd = 1, opts: RandomOptions = {}): Tensor {
-  expectOptions('normal', opts, RANDOM_OPTIONS);
-  const { rng = defaultRng(), ...create } = opts;
-  checkShape('normal', shape);
-  const values = new Float64Array(sizeOf(shape));
-  for (let i = 0; i < values.length; i++) values[i] = rng.normal(mean, sd);
-  return fromArray(values, shape, create);
+  return random('normal', shape, opts, (rng) => rng.normal(mean, sd));
 }
 
 /**
