@@ -4,7 +4,7 @@
  * --help generated from the same option table, and the checks of the values.
  */
 import { parseArgs } from 'node:util';
-import { encoderSizes, PRESETS } from '../src/models/autoencoder.js';
+import { inputSizeProblem, PRESETS } from '../src/models/autoencoder.js';
 
 /** One command-line option of a bench: its parseArgs type and its line in --help. */
 export interface BenchOption { type: 'string' | 'boolean'; help: string }
@@ -83,14 +83,11 @@ export function intArg(name: string, v: string | undefined, dflt: number, min = 
   return n;
 }
 
-/** The --size of an esann network (dflt when absent): an integer its encoder can take (encoderSizes: 61 at least). */
+/** The --size of an esann network (dflt when absent): an integer its encoder can take (inputSizeProblem: 61 at least). */
 export function esannSizeArg(v: string | undefined, dflt: number): number {
   const size = intArg('size', v, dflt);
-  try {
-    encoderSizes({ ...PRESETS.esann, inputSize: size });
-  } catch (e) {
-    throw new UsageError(`--size ${size} does not fit the esann network: ${(e as Error).message.replace(/^Autoencoder: /, '')}`);
-  }
+  const why = inputSizeProblem({ ...PRESETS.esann, inputSize: size });
+  if (why !== null) throw new UsageError(`--size ${size} does not fit the esann network: ${why}`);
   return size;
 }
 

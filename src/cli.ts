@@ -10,7 +10,7 @@ import { writeFileAtomic } from './engine/io/atomic.js';
 import { mseLoss } from './engine/ops/loss.js';
 import { Adam } from './engine/optim/adam.js';
 import { uniform } from './engine/tensor.js';
-import { Autoencoder, encoderSizes, presetOptions, type Preset } from './models/autoencoder.js';
+import { Autoencoder, inputSizeProblem, presetOptions, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
@@ -160,11 +160,8 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
   if (cfg.data === null && cfg.size < 16) fail(`--size ${cfg.size}: the synthetic data needs at least 16`);
   if (command !== 'generate-data') {
     // Before any data is generated or folder made: the network must take this size.
-    try {
-      encoderSizes(presetOptions(cfg.preset, { skips: true, inputSize: cfg.size }));
-    } catch (e) {
-      fail(`--size ${cfg.size} does not fit the ${cfg.preset} network: ${(e as Error).message.replace(/^Autoencoder: /, '')}`);
-    }
+    const why = inputSizeProblem(presetOptions(cfg.preset, { skips: true, inputSize: cfg.size }));
+    if (why !== null) fail(`--size ${cfg.size} does not fit the ${cfg.preset} network: ${why}`);
   }
   const model = oneOf<ModelName>('model', values.model, ['aesc', 'ae'], 'aesc');
   return { cfg, model };

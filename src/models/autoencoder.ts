@@ -102,7 +102,11 @@ export class Autoencoder extends Module {
     }
     const rng = new Rng(options.seed);
     const init = { rng, backend };
-    this.sizes = encoderSizes(options);
+    try {
+      this.sizes = encoderSizes(options);
+    } catch (e) {
+      throw new Error(`Autoencoder: ${(e as Error).message}`);
+    }
     this.channels = [];
     if (decoder === 'transposed') {
       // l1: stride-1 'same' conv, then depth-1 'valid' stride-2 blocks: n -> floor((n-k)/2)+1.
@@ -198,19 +202,29 @@ export function encoderSizes(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' |
         // The least size that fits: the deepest side is at least 1, and a side r needs 2(r - 1) + k above it.
         let least = 1;
         for (let j = 1; j < depth; j++) least = 2 * (least - 1) + k;
-        throw new Error(`Autoencoder: input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${sizes.join(' -> ')} -> nothing); the least size that fits is ${least}`);
+        throw new Error(`input size ${inputSize} is too small for depth ${depth} with kernel ${k} ('valid' stride-2 convs shrink ${sizes.join(' -> ')} -> nothing); the least size that fits is ${least}`);
       }
       sizes.push(next);
     }
   } else {
     let n = inputSize;
     for (let i = 0; i < depth; i++) {
-      if (n % 2 !== 0 || n < 2) throw new Error(`Autoencoder: input size ${inputSize} must be divisible by 2^${depth} for the upsample decoder (depth ${depth})`);
+      if (n % 2 !== 0 || n < 2) throw new Error(`input size ${inputSize} must be divisible by 2^${depth} for the upsample decoder (depth ${depth})`);
       n /= 2;
       sizes.push(n);
     }
   }
   return sizes;
+}
+
+/** Why a network with these options cannot take its inputSize (encoderSizes' reason), or null when it can. */
+export function inputSizeProblem(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' | 'kernel' | 'decoder'>): string | null {
+  try {
+    encoderSizes(o);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 /** AESc (skips: true) or AE (skips: false) from a preset. */
