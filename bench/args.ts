@@ -98,11 +98,27 @@ export function secondsArg(name: string, v: string | undefined, dflt: number): n
   return s;
 }
 
-/** The --model value: AESc (default) or AE. */
-export function modelArg(v: string | undefined): 'AESc' | 'AE' {
-  const model = v ?? 'AESc';
-  if (model !== 'AESc' && model !== 'AE') throw new UsageError(`--model expects AESc or AE, got '${model}'`);
-  return model;
+/** The value given for --name (dflt when absent), one of `allowed`. */
+export function choiceArg<T extends string>(name: string, v: string | undefined, dflt: T, allowed: readonly T[]): T {
+  const value = v ?? dflt;
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} expects ${allowed.join(' or ')}, got '${value}'`);
+  return value as T;
+}
+
+/** The options naming the esann training step that bench/profile.ts and bench/tiles.ts trace (esannStepper's). */
+export const ESANN_STEP_OPTIONS: BenchOptions = {
+  model: { type: 'string', help: 'AESc or AE (default AESc)' },
+  size: { type: 'string', help: 'image side (default 256)' },
+  batch: { type: 'string', help: 'default 8' },
+  channels: { type: 'string', help: "base width (default 16, the paper's)" },
+};
+
+/** The values of ESANN_STEP_OPTIONS. */
+export function esannStepArgs(a: BenchArgs): { model: 'AESc' | 'AE'; size: number; batch: number; channels: number } {
+  return {
+    model: choiceArg('model', a.str('model'), 'AESc', ['AESc', 'AE'] as const), size: esannSizeArg(a.str('size'), 256),
+    batch: intArg('batch', a.str('batch'), 8), channels: intArg('channels', a.str('channels'), 16),
+  };
 }
 
 /** A comma-separated list given for --name (dflt when absent), each item one of `allowed`. */

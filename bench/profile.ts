@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
-import { benchMain, esannSizeArg, type BenchOptions, intArg, modelArg, parseBenchArgs, UsageError } from './args.js';
+import { benchMain, type BenchOptions, choiceArg, ESANN_STEP_OPTIONS, esannStepArgs, intArg, parseBenchArgs } from './args.js';
 import { machineInfo, markdownTable } from './model.js';
 import { esannStepper, median, type Stepper } from './model-step.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
@@ -54,10 +54,7 @@ export interface ProfileOptions {
 
 export const PROFILE_OPTIONS: BenchOptions = {
   backend: { type: 'string', help: 'cpu or webgpu (default webgpu)' },
-  model: { type: 'string', help: 'AESc or AE (default AESc)' },
-  size: { type: 'string', help: 'image side (default 256)' },
-  batch: { type: 'string', help: 'default 8' },
-  channels: { type: 'string', help: "base width (default 16, the paper's)" },
+  ...ESANN_STEP_OPTIONS,
   warmup: { type: 'string', help: 'untraced steps first (default 2)' },
   untimed: { type: 'string', help: 'webgpu: untraced steps after the trace, N with the early first submit and N without (default 5)' },
   out: { type: 'string', help: 'default bench/results/profile-<backend>.json' },
@@ -65,12 +62,9 @@ export const PROFILE_OPTIONS: BenchOptions = {
 
 export function profileOptionsFromArgs(argv: string[]): ProfileOptions {
   const a = parseBenchArgs(argv, PROFILE_OPTIONS);
-  const backend = a.str('backend') ?? 'webgpu';
-  if (backend !== 'cpu' && backend !== 'webgpu') throw new UsageError(`--backend expects cpu or webgpu, got '${backend}'`);
-  const model = modelArg(a.str('model'));
+  const backend = choiceArg('backend', a.str('backend'), 'webgpu', ['cpu', 'webgpu'] as const);
   return {
-    backend, model, size: esannSizeArg(a.str('size'), 256), batch: intArg('batch', a.str('batch'), 8),
-    channels: intArg('channels', a.str('channels'), 16), warmup: intArg('warmup', a.str('warmup'), 2, 0),
+    backend, ...esannStepArgs(a), warmup: intArg('warmup', a.str('warmup'), 2, 0),
     untimed: intArg('untimed', a.str('untimed'), 5, 0),
     out: a.str('out') ?? path.join('bench', 'results', `profile-${backend}.json`),
   };

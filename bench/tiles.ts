@@ -32,7 +32,7 @@ import {
   type ConvKernel, type GemmTiles,
 } from '../src/engine/webgpu/kernels/conv.js';
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
-import { benchMain, esannSizeArg, type BenchOptions, intArg, modelArg, parseBenchArgs } from './args.js';
+import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, intArg, parseBenchArgs } from './args.js';
 import { machineInfo } from './model.js';
 import { esannStepper, median } from './model-step.js';
 
@@ -250,10 +250,7 @@ export interface TilesOptions {
 }
 
 export const TILES_OPTIONS: BenchOptions = {
-  model: { type: 'string', help: 'AESc or AE (default AESc)' },
-  size: { type: 'string', help: 'image side (default 256)' },
-  batch: { type: 'string', help: 'default 8' },
-  channels: { type: 'string', help: 'base width (default 16)' },
+  ...ESANN_STEP_OPTIONS,
   reps: { type: 'string', help: 'timed launches per candidate, after an untimed one; the median (default 5)' },
   'max-seconds': { type: 'string', help: "stop sweeping after S seconds; the launches not reached keep only chooseTiles' time (default 120)" },
   out: { type: 'string', help: 'default bench/results/tiles-webgpu.json (rewritten after each launch, `complete` false until the end)' },
@@ -262,8 +259,7 @@ export const TILES_OPTIONS: BenchOptions = {
 export function tilesOptionsFromArgs(argv: string[]): TilesOptions {
   const a = parseBenchArgs(argv, TILES_OPTIONS);
   return {
-    model: modelArg(a.str('model')), size: esannSizeArg(a.str('size'), 256), batch: intArg('batch', a.str('batch'), 8),
-    channels: intArg('channels', a.str('channels'), 16), reps: intArg('reps', a.str('reps'), 5),
+    ...esannStepArgs(a), reps: intArg('reps', a.str('reps'), 5),
     maxSeconds: intArg('max-seconds', a.str('max-seconds'), 120, 0),
     out: a.str('out') ?? path.join('bench', 'results', 'tiles-webgpu.json'),
   };
