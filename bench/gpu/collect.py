@@ -106,14 +106,16 @@ AIM_VS_TORCH = 0.5
 AIM_VS_TFJS = 5.0
 
 
+def part_result(parts, name, f):
+    """The JSON file f that part `name` wrote, or None (no such part or file, or not an object)."""
+    r = ((parts.get(name) or {}).get('results') or {}).get(f)
+    return r if isinstance(r, dict) else None
+
+
 def aims(parts):
     """Issue 6's aims per model: {model: {skipgrad, torch, tfjs: {imagesPerSecond, ...}, vsTorch, vsTfjs, met...}}."""
-    def result(name, f):
-        p = parts.get(name) or {}
-        r = (p.get('results') or {}).get(f)
-        return r if isinstance(r, dict) else {}
-    model = result('model', 'model-webgpu.json')
-    torch = result('torch', 'torch-ref.json')
+    model = part_result(parts, 'model', 'model-webgpu.json') or {}
+    torch = part_result(parts, 'torch', 'torch-ref.json') or {}
     settings = model.get('settings') or {}
     out = {}
     for name in ('AESc', 'AE'):
@@ -171,8 +173,8 @@ def aim_lines(a):
 
 def tiles_line(parts):
     """What the tiles part found: the step's conv time with chooseTiles' picks and with the fastest shapes."""
-    t = ((parts.get('tiles') or {}).get('results') or {}).get('tiles-webgpu.json')
-    if not isinstance(t, dict) or not isinstance(t.get('summary'), dict):
+    t = part_result(parts, 'tiles', 'tiles-webgpu.json')
+    if t is None or not isinstance(t.get('summary'), dict):
         return None
     s = t['summary']
     launches = t.get('launches') or []
@@ -215,8 +217,8 @@ def tiles_line(parts):
 def profile_line(parts):
     """What the profile part found: the traced step's wall time against its GPU time summed over ops, and the
     untraced steps with and without the runtime's early first submit."""
-    p = ((parts.get('profile') or {}).get('results') or {}).get('profile-webgpu.json')
-    if not isinstance(p, dict) or not isinstance(p.get('summary'), dict):
+    p = part_result(parts, 'profile', 'profile-webgpu.json')
+    if p is None or not isinstance(p.get('summary'), dict):
         return None
     s = p['summary']
     line = f"profile: traced step {s['wallMs']:.2f} ms wall"
@@ -235,9 +237,9 @@ TORCH_KERNEL_OF = {'forward': 'conv2d', 'dgrad': 'conv2dGradInput', 'wgrad': 'co
 def kernels_vs_torch(parts):
     """Each convolution kernel of the step that the torch part timed alone at the same shape: PyTorch fp32's time
     (cuDNN, TF32 off) next to the tiles part's time with chooseTiles' pick and with the fastest candidate."""
-    torch_ref = ((parts.get('torch') or {}).get('results') or {}).get('torch-ref.json')
-    tiles = ((parts.get('tiles') or {}).get('results') or {}).get('tiles-webgpu.json')
-    if not isinstance(torch_ref, dict) or not isinstance(tiles, dict):
+    torch_ref = part_result(parts, 'torch', 'torch-ref.json')
+    tiles = part_result(parts, 'tiles', 'tiles-webgpu.json')
+    if torch_ref is None or tiles is None:
         return []
     launches = [l for l in tiles.get('launches') or [] if isinstance(l, dict) and isinstance(l.get('g'), dict)]
     rows = []
@@ -305,7 +307,6 @@ def md_table(head, rows):
 def markdown(report):
     """One markdown page for a run's JSON (what collect.py wrote): the GPU, the aims, and each part."""
     parts = report.get('parts') or {}
-    res = lambda name, f: ((parts.get(name) or {}).get('results') or {}).get(f)
     smi = (report.get('nvidiaSmi') or {}).get('summary') or {}
     adapter = ((report.get('gpu') or {}).get('webgpuAdapter') or {})
     lines = [f"# GPU run {report.get('stamp')}: {(report.get('gpu') or {}).get('name')}", '',
@@ -324,10 +325,10 @@ def markdown(report):
         lines.append(f"| {name} | {flag} | {st.get('seconds', '')} |")
     lines += ['', '## Aims (issue 6)', '']
     lines += [f'- {l}' for l in aim_lines(report.get('aims') or {})] or ['- not judged: no model part']
-    model = res('model', 'model-webgpu.json')
+    model = part_result(parts, 'model', 'model-webgpu.json')
     if isinstance(model, dict) and model.get('markdown'):
         lines += ['', '## One training step: skipgrad webgpu vs tfjs-webgpu (model part)', '', model['markdown']]
-    torch_ref = res('torch', 'torch-ref.json')
+    torch_ref = part_result(parts, 'torch', 'torch-ref.json')
     if isinstance(torch_ref, dict):
         meta = torch_ref.get('meta') or {}
         lines += ['', f"## PyTorch {meta.get('torch', '')} fp32, TF32 off (torch part, {meta.get('deviceName', '')})", '']
@@ -347,15 +348,15 @@ def markdown(report):
                   md_table(['conv', 'pass', 'count', 'torch ms', 'skipgrad ms (pick)', 'pick/torch', 'fastest/torch'],
                            [[r['name'], r['pass'], r['count'], f"{r['torchMs']:.3f}", f"{r['pickMs']:.3f}", f"{r['pickOverTorch']:.2f}x",
                              f"{r['bestOverTorch']:.2f}x"] for r in rows])]
-    profile = res('profile', 'profile-webgpu.json')
+    profile = part_result(parts, 'profile', 'profile-webgpu.json')
     if isinstance(profile, dict) and profile.get('markdown'):
         lines += ['', '## Where the step\'s time goes (profile part)', '', profile_line(parts) or '', '', profile['markdown']]
-    tiles = res('tiles', 'tiles-webgpu.json')
+    tiles = part_result(parts, 'tiles', 'tiles-webgpu.json')
     if isinstance(tiles, dict) and tiles.get('table'):
         lines += ['', '## Convolution launches and tile shapes (tiles part)', '', tiles_line(parts) or '', '', '```', tiles['table'], '```']
     for name, f, title in (('ops', 'ops-webgpu.json', 'Ops: skipgrad webgpu vs tfjs-webgpu (ops part)'),
                            ('host', 'model-webgpu-host.json', 'The host side of a step, Dawn null backend (host part)')):
-        j = res(name, f)
+        j = part_result(parts, name, f)
         if isinstance(j, dict) and j.get('markdown'):
             lines += ['', f'## {title}', '', j['markdown']]
     warnings = report.get('warnings') or []

@@ -10,13 +10,16 @@ import { loadShaders } from '../../src/engine/webgpu/shaders.js';
 
 const NO_ADAPTER = 'no WebGPU adapter (run: bash scripts/provision-vulkan.sh && source .vk/env.sh)';
 
-/** The webgpu backend, or null when there is no adapter: then a failure under CI=true, elsewhere a warning that `what` is skipped. */
+/** No adapter: a failure under CI=true, elsewhere a warning that `what` is skipped. */
+function noAdapter(what: string): void {
+  if (process.env.CI === 'true') throw new Error(`CI=true but ${NO_ADAPTER}`);
+  console.warn(`${what} skipped: ${NO_ADAPTER}`);
+}
+
+/** The webgpu backend, or null when there is no adapter (see noAdapter). */
 export async function webgpuBackendOrSkip(what: string): Promise<Backend | null> {
   const b = await webgpuBackend();
-  if (!b) {
-    if (process.env.CI === 'true') throw new Error(`CI=true but ${NO_ADAPTER}`);
-    console.warn(`${what} skipped: ${NO_ADAPTER}`);
-  }
+  if (!b) noAdapter(what);
   return b;
 }
 
@@ -26,8 +29,7 @@ export function gpuRuntime(): Promise<{ gpu: GpuDevice; rt: GpuRuntime } | null>
   cached ??= (async () => {
     const gpu = await requestGpuDevice();
     if (!gpu) {
-      if (process.env.CI === 'true') throw new Error(`CI=true but ${NO_ADAPTER}`);
-      console.warn(`WebGPU tests skipped: ${NO_ADAPTER}`);
+      noAdapter('WebGPU tests');
       return null;
     }
     await loadShaders();
