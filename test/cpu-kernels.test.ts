@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import { allocArray, type DType, type FloatArray } from '../src/engine/dtype.js';
 import { gemm } from '../src/engine/cpu/gemm.js';
-import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from '../src/engine/cpu/conv.js';
+import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul, usesDirectConv } from '../src/engine/cpu/conv.js';
 import {
   getParallelMinFlops, getThreadCount, parallelRunCount, runParallel, setParallelMinFlops, setThreadCount,
 } from '../src/engine/cpu/threads.js';
@@ -189,6 +189,51 @@ describe('conv2d kernels vs naive loops (calling thread)', () => {
   });
 });
 
+describe('direct convolution kernels (conv-direct.ts) vs naive loops', () => {
+  // A geometry for the checks below: 5x5 (or kh x kw), stride s, 'same'-style padding p, [n, c, h, w] -> o channels.
+  const geo = (n: number, c: number, h: number, w: number, o: number, k: number, s: number, p: number): Conv2dGeometry => ({
+    batch: n, inChannels: c, inHeight: h, inWidth: w, outChannels: o, kernelH: k, kernelW: k, strideH: s, strideW: s,
+    padTop: p, padLeft: p, outHeight: Math.floor((h + 2 * p - k) / s) + 1, outWidth: Math.floor((w + 2 * p - k) / s) + 1,
+  });
+
+  it('are used for one output channel, and for 5-wide stride-1 rows with few channels', () => {
+    // The paper's layers with one channel on a side: the decoder's last conv and the first layer (esann, 5x5 'same').
+    expect(usesDirectConv(geo(8, 16, 64, 64, 1, 5, 1, 2))).toBe(true);
+    expect(usesDirectConv(geo(8, 1, 64, 64, 16, 5, 1, 2))).toBe(true);
+    expect(usesDirectConv(geo(8, 16, 64, 64, 16, 5, 1, 2))).toBe(true);
+    // More channels: im2col + GEMM.
+    expect(usesDirectConv(geo(8, 16, 64, 64, 32, 5, 1, 2))).toBe(false);
+    // Stride-2 or 3x3 rows take the direct kernels only for one output channel.
+    expect(usesDirectConv(geo(8, 8, 64, 64, 16, 5, 2, 0))).toBe(false);
+    expect(usesDirectConv(geo(8, 8, 64, 64, 1, 5, 2, 0))).toBe(true);
+    expect(usesDirectConv(geo(8, 8, 64, 64, 2, 3, 1, 1))).toBe(false);
+    expect(usesDirectConv(geo(8, 8, 64, 64, 1, 3, 1, 1))).toBe(true);
+  });
+
+  const cases = [
+    ['5-wide stride-1 rows (the fast row loops)', { maxIn: 6, maxOut: 6, maxSide: 14, maxPad: 3, fixed: { kernelW: 5, strideW: 1 } }],
+    ['one output channel, any kernel and stride (the plain row loops)', { maxIn: 4, maxOut: 1, maxSide: 11, maxPad: 3, fixed: { outChannels: 1 } }],
+  ] as const;
+  for (const [name, arb] of cases) {
+    for (const dtype of ['float64', 'float32'] as const) {
+      it(`${dtype}, ${name}, random geometries`, () => {
+        fc.assert(fc.property(convGeometryArb(arb), fc.integer({ min: 1, max: 1e6 }), fc.boolean(), (g, seed, withBias) => {
+          if (g.inChannels * g.outChannels > 16) return; // (the direct kernels' range; larger products are GEMM's)
+          expect(usesDirectConv(g)).toBe(true);
+          checkConv(g, dtype, false, seed, withBias);
+        }), { numRuns: 100 });
+      });
+    }
+  }
+
+  it('images wider than the kernel, with padding on every side, and a 1-channel input', () => {
+    checkConv(geo(2, 3, 23, 37, 1, 5, 1, 2), 'float64', false, 41, true);
+    checkConv(geo(2, 1, 20, 19, 4, 5, 1, 2), 'float32', false, 42, true);
+    checkConv(geo(1, 2, 17, 16, 1, 4, 2, 1), 'float64', false, 43, false);
+    checkConv(geo(3, 2, 12, 13, 1, 5, 3, 0), 'float64', false, 44, true);
+  });
+});
+
 describe('worker threads (SharedArrayBuffer arrays)', () => {
   const savedThreads = getThreadCount();
   const savedMin = getParallelMinFlops();
@@ -227,7 +272,12 @@ describe('worker threads (SharedArrayBuffer arrays)', () => {
     checkMatmul({ batch: 5, m: 33, k: 100, n: 140, transA: false, transB: true }, 'float64', true, 24);
     // Matrix-vector-like: too few rows to split, so the columns are split.
     checkMatmul({ batch: 1, m: 2, k: 300, n: 4001, transA: false, transB: false }, 'float32', true, 25);
-    expect(parallelRunCount() - before).toBe(9);
+    // The direct kernels: (image, channel) units over the threads; the weight gradient sums per-thread partials.
+    const last: Conv2dGeometry = { batch: 3, inChannels: 8, inHeight: 48, inWidth: 47, outChannels: 1, kernelH: 5, kernelW: 5,
+      outHeight: 48, outWidth: 47, strideH: 1, strideW: 1, padTop: 2, padLeft: 2 }; // 2.7 MFLOP
+    expect(usesDirectConv(last)).toBe(true);
+    checkConv(last, 'float32', true, 27, true);
+    expect(parallelRunCount() - before).toBe(12);
   });
 
   it('non-shared outputs keep a kernel on the calling thread; small non-shared inputs are copied to the workers', () => {

@@ -47,19 +47,26 @@ export const convLabel = (p: ConvCase): string =>
 /**
  * Kernel geometries: batch 1-3, the given channel and side ranges, kernels 1-5, strides 1-3 per axis, top/left
  * padding 0-maxPad, bottom/right padding -maxPad..maxPad (implied by the output size, which is at least 1).
+ * `fixed` pins some of the drawn values (e.g. { kernelW: 5, strideW: 1 }); the output size follows from them.
  */
-export function geometryArb(o: { maxIn: number; maxOut: number; maxSide: number; maxPad: number }): fc.Arbitrary<Conv2dGeometry> {
+export function geometryArb(o: {
+  maxIn: number; maxOut: number; maxSide: number; maxPad: number;
+  fixed?: Partial<Pick<Conv2dGeometry, 'inChannels' | 'outChannels' | 'kernelW' | 'strideW'>>;
+}): fc.Arbitrary<Conv2dGeometry> {
   return fc.record({
     batch: int(1, 3), inChannels: int(1, o.maxIn), outChannels: int(1, o.maxOut),
     inHeight: int(1, o.maxSide), inWidth: int(1, o.maxSide), kernelH: int(1, 5), kernelW: int(1, 5),
     strideH: int(1, 3), strideW: int(1, 3),
     padTop: int(0, o.maxPad), padLeft: int(0, o.maxPad), padBottom: int(-o.maxPad, o.maxPad), padRight: int(-o.maxPad, o.maxPad),
-  }).map((r): Conv2dGeometry => ({
-    batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
-    kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
-    outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
-    outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
-  }));
+  }).map((drawn): Conv2dGeometry => {
+    const r = { ...drawn, ...o.fixed };
+    return {
+      batch: r.batch, inChannels: r.inChannels, inHeight: r.inHeight, inWidth: r.inWidth, outChannels: r.outChannels,
+      kernelH: r.kernelH, kernelW: r.kernelW, strideH: r.strideH, strideW: r.strideW, padTop: r.padTop, padLeft: r.padLeft,
+      outHeight: Math.max(1, Math.floor((r.inHeight + r.padTop + r.padBottom - r.kernelH) / r.strideH) + 1),
+      outWidth: Math.max(1, Math.floor((r.inWidth + r.padLeft + r.padRight - r.kernelW) / r.strideW) + 1),
+    };
+  });
 }
 
 /** The element counts of x, w and y (= dy) for a geometry. */

@@ -13,12 +13,14 @@
  * The products run in gemm.ts. To keep the column matrix in cache (and its memory small), each
  * image is processed in chunks of whole output rows: a chunk is cols restricted to the columns
  * of output rows [oy0, oy0 + rows), which is again a plain matrix.
+ * Convolutions with few channels on a side skip im2col and run on conv-direct.ts instead (usesDirectConv).
  *
  * Threads (threads.ts): a kernel is cut into parts that write disjoint outputs:
- *   forward       (image, row chunk) units, split into contiguous ranges;
- *   input grad    whole images (or, for fewer images than threads, ranges of input channels);
- *   weight grad   (image, row chunk) units; each thread sums its units into a private partial dw
- *                 (float64), and the calling thread adds the partials up;
+ *   forward       (image, row chunk) units, split into contiguous ranges (direct: (image, output channel));
+ *   input grad    whole images (or, for fewer images than threads, ranges of input channels;
+ *                 direct: (image, input channel) units);
+ *   weight grad   (image, row chunk) units (direct: (image, input channel)); each thread sums its
+ *                 units into a private partial dw (float64), and the calling thread adds them up;
  *   matmul        ranges of output rows of the stacked [batch*m, n] result (or of columns, for
  *                 a matrix-vector product).
  * Parts go to workers only when the arrays they write are SharedArrayBuffer-backed, the arrays
@@ -30,8 +32,17 @@
  */
 import type { Conv2dGeometry } from '../backend.js';
 import type { FloatArray } from '../dtype.js';
+import { conv2dForwardDirectRange, conv2dGradInputDirectRange, conv2dGradWeightDirectRange, hasFastRows } from './conv-direct.js';
 import { gemm, MR, NR } from './gemm.js';
 import { getThreadCount, planThreads, runParallel, type WorkerTask } from './threads.js';
+
+/**
+ * Largest in x out channel count for the direct kernels' fast rows. Timed on this project's 2-core Xeon, one thread,
+ * 5x5 stride-1 convolutions at 64x64, batch 8 (bench/results/README.md): direct 1.5-7x faster than im2col + GEMM up
+ * to 16 x 16 channels (the input gradient about even there), about even at 16 x 32 and 32 x 32, GEMM 1.2x faster
+ * at 64 x 64.
+ */
+const DIRECT_MAX_CHANNEL_PRODUCT = 256;
 
 /** Target size of one column-matrix chunk, in elements (1 MiB of doubles: stays in L2). */
 const COLS_CHUNK_ELEMENTS = 1 << 17;
@@ -54,17 +65,29 @@ function cols(size: number): Float64Array {
 
 /** out[n,o,oy,ox] = bias[o] + sum_{c,ky,kx} x[n,c,iy,ix] * w[o,c,ky,kx], iy = oy*SH - padTop + ky (0 outside). */
 export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): void {
-  const units = g.batch * chunking(g).count;
+  const direct = usesDirectConv(g);
+  const units = direct ? g.batch * g.outChannels : g.batch * chunking(g).count;
   const threads = planThreads([x, w, bias], [out], convFlops(g), units);
   const parts = splitEvenly(units, threads);
+  const kernel = direct ? 'conv2dForwardDirectRange' : 'conv2dForwardRange';
   runParallel(
-    parts.slice(1).map(([u0, u1]) => task('conv2dForwardRange', x, w, bias, out, g, u0, u1)),
-    () => conv2dForwardRange(x, w, bias, out, g, parts[0][0], parts[0][1]),
+    parts.slice(1).map(([u0, u1]) => task(kernel, x, w, bias, out, g, u0, u1)),
+    () => workerKernels[kernel](x, w, bias, out, g, parts[0][0], parts[0][1]),
   );
 }
 
 /** dx = gradient of conv2dForward's output with respect to x, for output gradient dy (the transposed convolution). */
 export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g: Conv2dGeometry): void {
+  if (usesDirectConv(g)) {
+    // (image, input channel) units.
+    const units = g.batch * g.inChannels;
+    const parts = splitEvenly(units, planThreads([dy, w], [dx], convFlops(g), units));
+    runParallel(
+      parts.slice(1).map(([u0, u1]) => task('conv2dGradInputDirectRange', dy, w, dx, g, u0, u1)),
+      () => conv2dGradInputDirectRange(dy, w, dx, g, parts[0][0], parts[0][1]),
+    );
+    return;
+  }
   // Whole images per thread; with fewer images than threads, split the input channels instead
   // (each input channel's dx only depends on its own slice of W).
   const byImage = g.batch >= 2 || g.inChannels < 2;
@@ -81,11 +104,13 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
 
 /** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*SH-padTop+ky,ox*SW-padLeft+kx]. */
 export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): void {
-  const units = g.batch * chunking(g).count;
+  const direct = usesDirectConv(g);
+  const units = direct ? g.batch * g.inChannels : g.batch * chunking(g).count;
+  const kernel = direct ? 'conv2dGradWeightDirectRange' : 'conv2dGradWeightRange';
   // Only the calling thread writes dw (the workers write dwPartials), so dw need not be shared.
   const threads = planThreads([x, dy], [], convFlops(g), units);
   if (threads === 1) {
-    conv2dGradWeightRange(x, dy, dw, g, 0, units);
+    workerKernels[kernel](x, dy, dw, g, 0, units);
     return;
   }
   // Each thread writes the sum over its units into its own float64 slice of dwPartials.
@@ -97,8 +122,8 @@ export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, 
   const slice = (t: number): Float64Array => partials.subarray(t * size, (t + 1) * size);
   const parts = splitEvenly(units, threads);
   runParallel(
-    parts.slice(1).map(([u0, u1], i) => task('conv2dGradWeightRange', x, dy, slice(i + 1), g, u0, u1)),
-    () => conv2dGradWeightRange(x, dy, slice(0), g, parts[0][0], parts[0][1]),
+    parts.slice(1).map(([u0, u1], i) => task(kernel, x, dy, slice(i + 1), g, u0, u1)),
+    () => workerKernels[kernel](x, dy, slice(0), g, parts[0][0], parts[0][1]),
   );
   for (let i = 0; i < size; i++) {
     let sum = 0;
@@ -233,6 +258,9 @@ export const workerKernels = {
   conv2dForwardRange,
   conv2dGradInputRange,
   conv2dGradWeightRange,
+  conv2dForwardDirectRange,
+  conv2dGradInputDirectRange,
+  conv2dGradWeightDirectRange,
   matmulRange,
 };
 
@@ -315,6 +343,18 @@ function firstMultipleAtLeast(limit: number, stride: number): number {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
+
+/**
+ * Whether a convolution runs on the direct kernels (conv-direct.ts) instead of im2col + GEMM: where its
+ * rows are the direct kernels' fast case (5 wide, column stride 1: every layer of the paper's networks
+ * that has a single channel on one side), when in x out channels are at most DIRECT_MAX_CHANNEL_PRODUCT;
+ * otherwise only for one output channel, where the GEMMs are matrix-vector products (or, for the input
+ * gradient, have k = 1) and even the plain direct loops are faster.
+ */
+export function usesDirectConv(g: Conv2dGeometry): boolean {
+  if (hasFastRows(g)) return g.inChannels * g.outChannels <= DIRECT_MAX_CHANNEL_PRODUCT;
+  return g.outChannels === 1;
+}
 
 /** How each image's output rows are cut into chunks: `rows` output rows per chunk, `count` chunks. */
 function chunking(g: Conv2dGeometry): { rows: number; count: number } {
