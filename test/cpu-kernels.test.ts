@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import type { Conv2dGeometry } from '../src/engine/backend.js';
 import { allocArray, type DType, type FloatArray } from '../src/engine/dtype.js';
 import { gemm } from '../src/engine/cpu/gemm.js';
-import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul, usesDirectConv } from '../src/engine/cpu/conv.js';
+import { chunking, conv2dForward, conv2dGradInput, conv2dGradWeight, matmul, usesDirectConv } from '../src/engine/cpu/conv.js';
 import {
   getParallelMinFlops, getThreadCount, parallelRunCount, runParallel, setParallelMinFlops, setThreadCount,
 } from '../src/engine/cpu/threads.js';
@@ -183,9 +183,25 @@ describe('conv2d kernels vs naive loops (calling thread)', () => {
 
   it('chunks tall images into several row blocks', () => {
     // inChannels*kernel*outWidth large enough that an image is processed in several row chunks.
-    const g: Conv2dGeometry = { batch: 1, inChannels: 8, inHeight: 70, inWidth: 300, outChannels: 3, kernelH: 5, kernelW: 5,
+    const g: Conv2dGeometry = { batch: 2, inChannels: 8, inHeight: 70, inWidth: 300, outChannels: 3, kernelH: 5, kernelW: 5,
       outHeight: 68, outWidth: 150, strideH: 1, strideW: 2, padTop: 1, padLeft: 2 };
+    expect(usesDirectConv(g)).toBe(false);
+    expect(chunking(g)).toEqual({ images: 1, rows: 4, count: 17, units: 34 });
     checkConv(g, 'float32', false, 11, true);
+  });
+
+  it('puts small images side by side in one product, in groups of (nearly) equal size', () => {
+    // 200 x 225 columns per image: two fit in a column matrix, so 5 images are 3 products (2, 2 and 1 images).
+    const g: Conv2dGeometry = { batch: 5, inChannels: 8, inHeight: 33, inWidth: 33, outChannels: 6, kernelH: 5, kernelW: 5,
+      outHeight: 15, outWidth: 15, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
+    expect(usesDirectConv(g)).toBe(false);
+    expect(chunking(g)).toEqual({ images: 2, rows: 15, count: 1, units: 3 });
+    checkConv(g, 'float64', false, 12, true);
+    // A 1x1 output (the esann encoder's deepest layer at 64x64): all 8 images in one product.
+    const deep: Conv2dGeometry = { batch: 8, inChannels: 16, inHeight: 5, inWidth: 5, outChannels: 32, kernelH: 5, kernelW: 5,
+      outHeight: 1, outWidth: 1, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
+    expect(chunking(deep)).toEqual({ images: 8, rows: 1, count: 1, units: 1 });
+    checkConv(deep, 'float32', false, 13, true);
   });
 });
 
@@ -273,11 +289,15 @@ describe('worker threads (SharedArrayBuffer arrays)', () => {
     // Matrix-vector-like: too few rows to split, so the columns are split.
     checkMatmul({ batch: 1, m: 2, k: 300, n: 4001, transA: false, transB: false }, 'float32', true, 25);
     // The direct kernels: (image, channel) units over the threads; the weight gradient sums per-thread partials.
+    // Image groups (2, 2 and 1 images) split over the threads; the input gradient's parts (images 0-1 and 2-4)
+    // group their own images.
+    checkConv({ batch: 5, inChannels: 8, inHeight: 33, inWidth: 33, outChannels: 6, kernelH: 5, kernelW: 5,
+      outHeight: 15, outWidth: 15, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 }, 'float32', true, 28, true);
     const last: Conv2dGeometry = { batch: 3, inChannels: 8, inHeight: 48, inWidth: 47, outChannels: 1, kernelH: 5, kernelW: 5,
       outHeight: 48, outWidth: 47, strideH: 1, strideW: 1, padTop: 2, padLeft: 2 }; // 2.7 MFLOP
     expect(usesDirectConv(last)).toBe(true);
     checkConv(last, 'float32', true, 27, true);
-    expect(parallelRunCount() - before).toBe(12);
+    expect(parallelRunCount() - before).toBe(15);
   });
 
   it('non-shared outputs keep a kernel on the calling thread; small non-shared inputs are copied to the workers', () => {

@@ -12,14 +12,16 @@
  *     weight grad    dw     = sum_n dy_n x cols_n^T
  * The products run in gemm.ts. To keep the column matrix in cache (and its memory small), each
  * image is processed in chunks of whole output rows: a chunk is cols restricted to the columns
- * of output rows [oy0, oy0 + rows), which is again a plain matrix.
+ * of output rows [oy0, oy0 + rows), which is again a plain matrix. Images small enough go the
+ * other way: several side by side in one column matrix, so one product serves them all (chunking).
  * Convolutions with few channels on a side skip im2col and run on conv-direct.ts instead (usesDirectConv).
  *
  * Threads (threads.ts): a kernel is cut into parts that write disjoint outputs:
- *   forward       (image, row chunk) units, split into contiguous ranges (direct: (image, output channel));
+ *   forward       the units of chunking (an image's row chunk, or a group of images), split into
+ *                 contiguous ranges (direct: (image, output channel) units);
  *   input grad    whole images (or, for fewer images than threads, ranges of input channels;
  *                 direct: (image, input channel) units);
- *   weight grad   (image, row chunk) units (direct: (image, input channel)); each thread sums its
+ *   weight grad   the units of chunking (direct: (image, input channel)); each thread sums its
  *                 units into a private partial dw (float64), and the calling thread adds them up;
  *   matmul        ranges of output rows of the stacked [batch*m, n] result (or of columns, for
  *                 a matrix-vector product).
@@ -50,6 +52,7 @@ const COLS_CHUNK_ELEMENTS = 1 << 17;
 // Per-thread scratch, grown on demand.
 let colsScratch = new Float64Array(0);
 let dwScratch = new Float64Array(0);
+let channelScratch = new Float64Array(0);
 /** Per-thread partial weight gradients for the threaded weight gradient (calling thread only; made on first use:
  *  a browser page that is not cross-origin isolated has no SharedArrayBuffer, and no worker threads either). */
 let dwPartials: Float64Array<ArrayBufferLike> = new Float64Array(0);
@@ -59,6 +62,12 @@ function cols(size: number): Float64Array {
   return colsScratch;
 }
 
+/** Scratch for a [channels, width] product operand (gatherChannels, scatterChannels). */
+function channelRows(size: number): Float64Array {
+  if (channelScratch.length < size) channelScratch = new Float64Array(size);
+  return channelScratch;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Public kernels
 // ---------------------------------------------------------------------------------------------
@@ -66,7 +75,7 @@ function cols(size: number): Float64Array {
 /** out[n,o,oy,ox] = bias[o] + sum_{c,ky,kx} x[n,c,iy,ix] * w[o,c,ky,kx], iy = oy*SH - padTop + ky (0 outside). */
 export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): void {
   const direct = usesDirectConv(g);
-  const units = direct ? g.batch * g.outChannels : g.batch * chunking(g).count;
+  const units = direct ? g.batch * g.outChannels : chunking(g).units;
   const threads = planThreads([x, w, bias], [out], convFlops(g), units);
   const parts = splitEvenly(units, threads);
   const kernel = direct ? 'conv2dForwardDirectRange' : 'conv2dForwardRange';
@@ -105,7 +114,7 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
 /** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*SH-padTop+ky,ox*SW-padLeft+kx]. */
 export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): void {
   const direct = usesDirectConv(g);
-  const units = direct ? g.batch * g.inChannels : g.batch * chunking(g).count;
+  const units = direct ? g.batch * g.inChannels : chunking(g).units;
   const kernel = direct ? 'conv2dGradWeightDirectRange' : 'conv2dGradWeightRange';
   // Only the calling thread writes dw (the workers write dwPartials), so dw need not be shared.
   const threads = planThreads([x, dy], [], convFlops(g), units);
@@ -158,28 +167,35 @@ export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: num
 // Single-threaded parts (run on the calling thread or in a worker)
 // ---------------------------------------------------------------------------------------------
 
-/** Forward for units [u0, u1) of (image, row chunk) pairs: unit u is image floor(u / chunks), chunk u % chunks. */
+/**
+ * The GEMM path's work item, unit u of chunking(g).units: images [n0, n1) side by side (several only when each
+ * is a single chunk), output rows [oy0, oy0 + rows) of each; `ncols` columns per image, `width` in all.
+ */
+function unitSpan(g: Conv2dGeometry, ch: Chunking, u: number): { n0: number; n1: number; oy0: number; rows: number; ncols: number; width: number } {
+  const n0 = Math.floor(u / ch.count) * ch.images;
+  const n1 = Math.min(g.batch, n0 + ch.images);
+  const oy0 = (u % ch.count) * ch.rows;
+  const rows = Math.min(ch.rows, g.outHeight - oy0);
+  const ncols = rows * g.outWidth;
+  return { n0, n1, oy0, rows, ncols, width: (n1 - n0) * ncols };
+}
+
+/** Forward for units [u0, u1) of chunking(g) (unitSpan). */
 export function conv2dForwardRange(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry, u0: number, u1: number): void {
   const ch = chunking(g);
   const ckk = g.inChannels * g.kernelH * g.kernelW;
-  const outPlane = g.outHeight * g.outWidth;
+  const O = g.outChannels;
   for (let u = u0; u < u1; u++) {
-    const n = Math.floor(u / ch.count);
-    const oy0 = (u % ch.count) * ch.rows;
-    const rows = Math.min(ch.rows, g.outHeight - oy0);
-    const ncols = rows * g.outWidth;
-    const c = cols(ckk * ncols);
-    im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c);
-    // out[n, :, chunk] = bias, then += W x cols.
-    const outBase = n * g.outChannels * outPlane + oy0 * g.outWidth;
-    for (let o = 0; o < g.outChannels; o++) {
-      const start = outBase + o * outPlane;
-      out.fill(bias === null ? 0 : bias[o], start, start + ncols);
-    }
-    gemm(g.outChannels, ncols, ckk,
+    const { n0, n1, oy0, rows, ncols, width } = unitSpan(g, ch, u);
+    const c = cols(ckk * width);
+    for (let n = n0; n < n1; n++) im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c, (n - n0) * ncols, width);
+    // t = W x cols (O x width), then out[n, o, chunk] = bias[o] + t[o, image n's columns].
+    const t = channelRows(O * width);
+    gemm(O, width, ckk,
       w, 0, ckk, 1,
-      c, 0, ncols, 1,
-      out, outBase, outPlane, true);
+      c, 0, width, 1,
+      t, 0, width, false);
+    scatterChannels(t, width, out, g, O, n0, n1, oy0, ncols, bias);
   }
 }
 
@@ -189,23 +205,26 @@ export function conv2dGradInputRange(dy: FloatArray, w: FloatArray, dx: FloatArr
   const kk = g.kernelH * g.kernelW;
   const ckk = g.inChannels * kk;
   const inPlane = g.inHeight * g.inWidth;
-  const outPlane = g.outHeight * g.outWidth;
+  const O = g.outChannels;
   const m = (c1 - c0) * kk; // rows of cols for our channels
-  for (let n = n0; n < n1; n++) {
-    const dxBase = n * g.inChannels * inPlane;
-    dx.fill(0, dxBase + c0 * inPlane, dxBase + c1 * inPlane);
-    if (m === 0) continue;
+  for (let n = n0; n < n1; n++) dx.fill(0, n * g.inChannels * inPlane + c0 * inPlane, n * g.inChannels * inPlane + c1 * inPlane);
+  if (m === 0) return;
+  // Units of chunking(g) restricted to our images: groups of up to ch.images images from n0, or one image's chunks.
+  for (let nb = n0; nb < n1; nb += ch.images) {
+    const ne = Math.min(n1, nb + ch.images);
     for (let chunk = 0; chunk < ch.count; chunk++) {
       const oy0 = chunk * ch.rows;
       const rows = Math.min(ch.rows, g.outHeight - oy0);
       const ncols = rows * g.outWidth;
-      const c = cols(m * ncols);
-      // cols[i, j] = sum_o W[o, c0*kk + i] * dy[n, o, chunk column j]   (A = W^T: row stride 1, column stride ckk)
-      gemm(m, ncols, g.outChannels,
+      const width = (ne - nb) * ncols;
+      const t = gatherChannels(dy, g, O, nb, ne, oy0, ncols);
+      const c = cols(m * width);
+      // cols[i, j] = sum_o W[o, c0*kk + i] * dy[o, column j]   (A = W^T: row stride 1, column stride ckk)
+      gemm(m, width, O,
         w, c0 * kk, 1, ckk,
-        dy, n * g.outChannels * outPlane + oy0 * g.outWidth, outPlane, 1,
-        c, 0, ncols, false);
-      col2im(c, dx, dxBase, g, oy0, rows, c0, c1);
+        t, 0, width, 1,
+        c, 0, width, false);
+      for (let n = nb; n < ne; n++) col2im(c, (n - nb) * ncols, width, dx, n * g.inChannels * inPlane, g, oy0, rows, c0, c1);
     }
   }
 }
@@ -214,26 +233,56 @@ export function conv2dGradInputRange(dy: FloatArray, w: FloatArray, dx: FloatArr
 export function conv2dGradWeightRange(x: FloatArray, dy: FloatArray, dwOut: FloatArray, g: Conv2dGeometry, u0: number, u1: number): void {
   const ch = chunking(g);
   const ckk = g.inChannels * g.kernelH * g.kernelW;
-  const outPlane = g.outHeight * g.outWidth;
-  const size = g.outChannels * ckk;
+  const O = g.outChannels;
+  const size = O * ckk;
   // Accumulate in doubles whatever the storage type, then store once.
   if (dwScratch.length < size) dwScratch = new Float64Array(size);
   const acc = dwScratch;
   acc.fill(0, 0, size);
   for (let u = u0; u < u1; u++) {
-    const n = Math.floor(u / ch.count);
-    const oy0 = (u % ch.count) * ch.rows;
-    const rows = Math.min(ch.rows, g.outHeight - oy0);
-    const ncols = rows * g.outWidth;
-    const c = cols(ckk * ncols);
-    im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c);
-    // acc[o, i] += sum_j dy[n, o, chunk column j] * cols[i, j]   (B = cols^T: row stride 1, column stride ncols)
-    gemm(g.outChannels, ckk, ncols,
-      dy, n * g.outChannels * outPlane + oy0 * g.outWidth, outPlane, 1,
-      c, 0, 1, ncols,
+    const { n0, n1, oy0, rows, ncols, width } = unitSpan(g, ch, u);
+    const t = gatherChannels(dy, g, O, n0, n1, oy0, ncols);
+    const c = cols(ckk * width);
+    for (let n = n0; n < n1; n++) im2col(x, n * g.inChannels * g.inHeight * g.inWidth, g, oy0, rows, c, (n - n0) * ncols, width);
+    // acc[o, i] += sum_j dy[o, column j] * cols[i, j]   (B = cols^T: row stride 1, column stride width)
+    gemm(O, ckk, width,
+      t, 0, width, 1,
+      c, 0, 1, width,
       acc, 0, ckk, true);
   }
   for (let i = 0; i < size; i++) dwOut[i] = acc[i];
+}
+
+/**
+ * Gathers rows [oy0, oy0 + ncols/OW) of every channel of images [n0, n1) of a [N, channels, OH, OW] array into
+ * channelRows: t[o * width + (n - n0) * ncols + j] (width = (n1 - n0) * ncols), images side by side.
+ */
+function gatherChannels(a: FloatArray, g: Conv2dGeometry, channels: number, n0: number, n1: number, oy0: number, ncols: number): Float64Array {
+  const plane = g.outHeight * g.outWidth;
+  const width = (n1 - n0) * ncols;
+  const t = channelRows(channels * width);
+  for (let n = n0; n < n1; n++) {
+    for (let o = 0; o < channels; o++) {
+      const src = (n * channels + o) * plane + oy0 * g.outWidth;
+      const dst = o * width + (n - n0) * ncols;
+      for (let j = 0; j < ncols; j++) t[dst + j] = a[src + j];
+    }
+  }
+  return t;
+}
+
+/** The inverse of gatherChannels, adding bias[o] (when given) to channel o. */
+function scatterChannels(t: Float64Array, width: number, out: FloatArray, g: Conv2dGeometry, channels: number,
+  n0: number, n1: number, oy0: number, ncols: number, bias: FloatArray | null): void {
+  const plane = g.outHeight * g.outWidth;
+  for (let n = n0; n < n1; n++) {
+    for (let o = 0; o < channels; o++) {
+      const b = bias === null ? 0 : bias[o];
+      const dst = (n * channels + o) * plane + oy0 * g.outWidth;
+      const src = o * width + (n - n0) * ncols;
+      for (let j = 0; j < ncols; j++) out[dst + j] = t[src + j] + b;
+    }
+  }
 }
 
 /** Rows [r0, r1) and columns [c0, c1) of the stacked [batch*m, n] matmul output. */
@@ -269,13 +318,13 @@ export const workerKernels = {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Fill c[(ch*KH + ky)*KW + kx, r*OW + ox] = x[xBase + ch*H*W + iy*W + ix] for output rows
- * oy0 .. oy0+rows-1, iy = oy*SH - padTop + ky, ix = ox*SW - padLeft + kx, and 0 where (iy, ix) is outside.
+ * Fill c[cOffset + ((ch*KH + ky)*KW + kx) * ldc + r*OW + ox] = x[xBase + ch*H*W + iy*W + ix] for output rows
+ * oy0 .. oy0+rows-1, iy = oy*SH - padTop + ky, ix = ox*SW - padLeft + kx, and 0 where (iy, ix) is outside:
+ * one image's columns of a column matrix with rows ldc apart (several images lie side by side).
  */
-function im2col(x: FloatArray, xBase: number, g: Conv2dGeometry, oy0: number, rows: number, c: Float64Array): void {
+function im2col(x: FloatArray, xBase: number, g: Conv2dGeometry, oy0: number, rows: number, c: Float64Array, cOffset: number, ldc: number): void {
   const { inHeight: H, inWidth: W, kernelH: KH, kernelW: KW, outWidth: OW, strideH: SH, strideW: SW } = g;
-  const ncols = rows * OW;
-  let d = 0; // start of the current row of c
+  let d = cOffset; // start of the current row of c
   for (let ch = 0; ch < g.inChannels; ch++) {
     const plane = xBase + ch * H * W;
     for (let ky = 0; ky < KH; ky++) {
@@ -293,7 +342,7 @@ function im2col(x: FloatArray, xBase: number, g: Conv2dGeometry, oy0: number, ro
           for (let ox = oxLo, s = src + oxLo * SW; ox < oxHi; ox++, s += SW) c[dst + ox] = x[s];
           for (let ox = oxHi; ox < OW; ox++) c[dst + ox] = 0;
         }
-        d += ncols;
+        d += ldc;
       }
     }
   }
@@ -301,12 +350,11 @@ function im2col(x: FloatArray, xBase: number, g: Conv2dGeometry, oy0: number, ro
 
 /**
  * The inverse scatter of im2col for input channels [c0, c1): dx[dxBase + ch*H*W + iy*W + ix] += c[...]
- * for every in-image position; rows of c are numbered from channel c0.
+ * for every in-image position; rows of c (ldc apart, from cOffset) are numbered from channel c0.
  */
-function col2im(c: Float64Array, dx: FloatArray, dxBase: number, g: Conv2dGeometry, oy0: number, rows: number, c0: number, c1: number): void {
+function col2im(c: Float64Array, cOffset: number, ldc: number, dx: FloatArray, dxBase: number, g: Conv2dGeometry, oy0: number, rows: number, c0: number, c1: number): void {
   const { inHeight: H, inWidth: W, kernelH: KH, kernelW: KW, outWidth: OW, strideH: SH, strideW: SW } = g;
-  const ncols = rows * OW;
-  let d = 0;
+  let d = cOffset;
   for (let ch = c0; ch < c1; ch++) {
     const plane = dxBase + ch * H * W;
     for (let ky = 0; ky < KH; ky++) {
@@ -319,7 +367,7 @@ function col2im(c: Float64Array, dx: FloatArray, dxBase: number, g: Conv2dGeomet
           const dst = plane + iy * W + kx - g.padLeft;
           for (let ox = oxLo, t = dst + oxLo * SW; ox < oxHi; ox++, t += SW) dx[t] += c[src + ox];
         }
-        d += ncols;
+        d += ldc;
       }
     }
   }
@@ -356,15 +404,33 @@ export function usesDirectConv(g: Conv2dGeometry): boolean {
   return g.outChannels === 1;
 }
 
-/** How each image's output rows are cut into chunks: `rows` output rows per chunk, `count` chunks. */
-function chunking(g: Conv2dGeometry): { rows: number; count: number } {
-  if (g.outHeight <= 0 || g.outWidth <= 0) return { rows: 1, count: 0 };
+/**
+ * How the GEMM path cuts a convolution into units (each one column matrix and one product):
+ *   - an image whose column matrix is at most half of COLS_CHUNK_ELEMENTS shares a product with others:
+ *     `images` whole images side by side (count 1, rows = OH). The deep layers of small inputs are like that:
+ *     at 64x64 the esann encoder's last output is 1x1, one column per image, so one product per image was a
+ *     matrix-vector product that read all of W for a single column;
+ *   - otherwise one image per unit, its output rows cut into `count` chunks of `rows` rows, as few as the
+ *     size limit allows, of (nearly) equal height.
+ * units = ceil(batch / images) * count.
+ */
+export interface Chunking { images: number; rows: number; count: number; units: number }
+
+export function chunking(g: Conv2dGeometry): Chunking {
+  if (g.outHeight <= 0 || g.outWidth <= 0) return { images: 1, rows: 1, count: 0, units: 0 };
   const ckk = Math.max(1, g.inChannels * g.kernelH * g.kernelW);
+  const perImage = ckk * g.outHeight * g.outWidth;
+  if (g.batch > 1 && 2 * perImage <= COLS_CHUNK_ELEMENTS) {
+    // As few groups as fit, of (nearly) equal size.
+    const groups = Math.ceil(g.batch / Math.floor(COLS_CHUNK_ELEMENTS / perImage));
+    const images = Math.ceil(g.batch / groups);
+    return { images, rows: g.outHeight, count: 1, units: Math.ceil(g.batch / images) };
+  }
   const maxRows = Math.max(1, Math.min(g.outHeight, Math.floor(COLS_CHUNK_ELEMENTS / (ckk * g.outWidth))));
-  // As few chunks as the size limit allows, of (nearly) equal height.
-  const count = Math.ceil(g.outHeight / maxRows);
-  const rows = Math.ceil(g.outHeight / count);
-  return { rows, count: Math.ceil(g.outHeight / rows) };
+  const count0 = Math.ceil(g.outHeight / maxRows);
+  const rows = Math.ceil(g.outHeight / count0);
+  const count = Math.ceil(g.outHeight / rows);
+  return { images: 1, rows, count, units: g.batch * count };
 }
 
 /** Multiply-adds x 2 of one convolution pass (the same for forward and both gradients). */
