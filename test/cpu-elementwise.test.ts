@@ -8,20 +8,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { BinaryOp, UnaryOp } from '../src/engine/backend.js';
 import { binaryKernel, coalesce, copyKernel, reduceSumKernel, unaryKernel } from '../src/engine/cpu/elementwise.js';
+import { contiguousStrides as contiguous } from '../src/engine/ops/util.js';
 
 const shapeArb = fc.array(fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 4 })), { minLength: 0, maxLength: 5 });
 
 const size = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
-
-function contiguous(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d];
-  }
-  return st;
-}
 
 /** Every multi-index of shape, row-major. */
 function* indices(shape: readonly number[]): Generator<number[]> {
