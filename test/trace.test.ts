@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
+import { getThreadCount, setThreadCount } from '../src/engine/cpu/threads.js';
+import { tileNote } from '../src/engine/webgpu/kernels/conv.js';
 
 /** One training step of a small conv net: forward, loss, backward. Returns the number of op calls it made itself. */
 function trainStep(x: sg.Tensor, params: sg.Tensor[], target: sg.Tensor): sg.Tensor {
@@ -66,8 +68,44 @@ describe('audit trace', () => {
       const table = trace.table();
       expect(table.split('\n')).toHaveLength(trace.entries.length + 2);
       expect(table).toContain('conv2dGradWeight');
+      // Which code computed each convolution, in the entry, the Chrome trace and the table; nothing for the rest.
+      // The first conv (1 input channel, 3-wide rows at stride 2) takes the GEMM path, 2 images side by side.
+      expect(conv.kernel).toBe('im2col + GEMM, 2 images per product, 1 thread');
+      expect(events[0].args).toMatchObject({ kernel: conv.kernel });
+      expect(table).toContain('im2col + GEMM, 2 images per product, 1 thread');
+      expect(trace.entries[2].op).toBe('leakyRelu');
+      expect(trace.entries[2].kernel).toBeUndefined();
       for (const p of params) p.grad?.dispose();
     });
+  });
+
+  it('says when a convolution ran on the direct kernels, and on how many threads', () => {
+    sg.scope(() => {
+      const rng = new sg.Rng(3);
+      // The esann decoder's last conv: 1 output channel, 5x5 'same' (sliding 5-wide rows), large enough for 2 threads where there are 2.
+      const x = sg.uniform([4, 8, 64, 64], 0, 1, { rng });
+      const w = sg.normal([1, 8, 5, 5], 0, 0.1, { rng, requiresGrad: true });
+      const saved = getThreadCount();
+      setThreadCount(2);
+      try {
+        const { trace } = sg.traced(() => sg.sum(sg.conv2d(x, w, { padding: 'same' })).backward());
+        const notes = trace.entries.filter((e) => e.op.startsWith('conv2d')).map((e) => `${e.op}: ${e.kernel}`);
+        expect(notes).toEqual(['conv2d: direct, sliding 5-wide rows, 2 threads', 'conv2dGradWeight: direct, sliding 5-wide rows, 2 threads']);
+        // One thread where it is asked for.
+        setThreadCount(1);
+        const one = sg.traced(() => sg.conv2d(x, w, { padding: 'same' })).trace.entries[0];
+        expect(one.kernel).toBe('direct, sliding 5-wide rows, 1 thread');
+      } finally {
+        setThreadCount(saved);
+      }
+      w.grad?.dispose();
+    });
+  });
+
+  it("words a GPU launch for the trace: tile, threads, K splits and prefetching (webgpu's takeKernelNote)", () => {
+    expect(tileNote('conv2d_grad_weight', { bm: 128, bn: 64, bk: 16, tm: 8, tn: 8 }, 6, { prefetch: true }))
+      .toBe('conv2d_grad_weight.wgsl, 128x64 tiles 16 deep, 8x8 per thread (128 threads), K in 6 splits + split_k_reduce, prefetch');
+    expect(tileNote('conv2d', { bm: 4, bn: 128, bk: 4, tm: 4 }, 1)).toBe('conv2d.wgsl, 4x128 tiles 4 deep, 4x4 per thread (32 threads)');
   });
 
   it('the NaN guard throws at the first op whose output is not finite, naming it and its phase', () => {

@@ -114,6 +114,10 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     expect(trace.entries.every((e) => e.backend === 'webgpu')).toBe(true);
     expect(trace.entries[0].stats![0].nan).toBe(0);
     if (be.gpu.hasTimestamps) for (const e of trace.entries) expect(e.gpuMs).toBeGreaterThanOrEqual(0);
+    // Which launch computed the conv (chooseTiles' pick for 3 x 64 outputs: 4-row tiles, as narrow as a warp allows), and
+    // no note for relu.
+    expect(trace.entries[0].kernel).toBe('conv2d.wgsl, 4x128 tiles 4 deep, 4x4 per thread (32 threads)');
+    expect(trace.entries[1].kernel).toBeUndefined();
     for (const t of [x, w, result]) t.dispose();
   });
 

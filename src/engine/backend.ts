@@ -112,6 +112,13 @@ export interface Backend {
   beginOp?(name: string, timed?: boolean): void;
   /** Ends the op; resolves with device time once the device has run it. */
   endOp?(): Promise<{ gpuMs?: number }>;
+  /**
+   * What the last kernel call ran, in words, where the backend chooses between ways to compute an op (the
+   * convolutions and matmul: the CPU's direct loops or im2col + GEMM and on how many threads, the GPU's tile
+   * shape and K splits), then forgets it; undefined where there was no choice to report. The trace records it
+   * (TraceEntry.kernel), so an audit shows which code computed each op.
+   */
+  takeKernelNote?(): string | undefined;
   /** Waits for all queued work and throws the first deferred device error (webgpu). */
   sync?(): Promise<void>;
   /** Fused Adam / AdamW step, in place on p, m and v. */

@@ -58,6 +58,7 @@ export function runOp(call: OpCall): Tensor[] {
   const start = performance.now();
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
+  let kernelNote: string | undefined;
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
@@ -71,6 +72,7 @@ export function runOp(call: OpCall): Tensor[] {
       throw e;
     }
     device = backend.endOp?.();
+    kernelNote = backend.takeKernelNote?.();
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
   const wallMs = performance.now() - start;
@@ -82,6 +84,7 @@ export function runOp(call: OpCall): Tensor[] {
     inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
     startMs: start - trace.t0, wallMs, flops: call.flops,
     ...(call.attrs ? { attrs: call.attrs } : {}),
+    ...(kernelNote !== undefined ? { kernel: kernelNote } : {}),
   } : null;
   if (trace && entry) {
     trace.entries.push(entry);

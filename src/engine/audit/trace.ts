@@ -22,6 +22,8 @@ export interface TraceEntry {
   wallMs: number;
   flops: number;
   attrs?: Record<string, unknown>;
+  /** Which code computed it, where the backend chose (Backend.takeKernelNote): e.g. 'direct, sliding 5-wide rows, 2 threads'. */
+  kernel?: string;
   /** Per output, when the trace was started with { stats: true } (filled in later on GPU backends: await trace.settle()). */
   stats?: ValueStats[];
   /** Device time in ms from timestamp queries (GPU backends that have them; filled in later: await trace.settle()). */
@@ -71,7 +73,8 @@ export class Trace {
         args: {
           ...(e.gpuMs !== undefined ? { gpuMs: e.gpuMs } : {}),
           index: e.index, inputs: e.inputs.map(fmt), outputs: e.outputs.map(fmt), dtype: e.dtype, backend: e.backend,
-          flops: e.flops, ...(e.attrs ? { attrs: e.attrs } : {}), ...(e.stats ? { stats: e.stats } : {}),
+          flops: e.flops, ...(e.attrs ? { attrs: e.attrs } : {}), ...(e.kernel !== undefined ? { kernel: e.kernel } : {}),
+          ...(e.stats ? { stats: e.stats } : {}),
         },
       });
     }
@@ -86,10 +89,10 @@ export class Trace {
   table(): string {
     const rows = this.entries.map((e) => [
       String(e.index), e.op, e.phase, e.inputs.map(fmt).join(' '), e.outputs.map(fmt).join(' '), e.dtype, e.backend,
-      e.wallMs.toFixed(3), e.gpuMs !== undefined ? e.gpuMs.toFixed(3) : '', gflops(e.flops),
+      e.wallMs.toFixed(3), e.gpuMs !== undefined ? e.gpuMs.toFixed(3) : '', gflops(e.flops), e.kernel ?? '',
       e.stats ? e.stats.map((s) => `${num(s.min)}..${num(s.max)} mean ${num(s.mean)}${s.nan || s.inf ? ` NaN ${s.nan} Inf ${s.inf}` : ''}`).join('; ') : '',
     ]);
-    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'host ms', 'gpu ms', 'GFLOP', this.options.stats ? 'values' : ''];
+    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'host ms', 'gpu ms', 'GFLOP', 'kernel', this.options.stats ? 'values' : ''];
     return formatTable(head, rows);
   }
 }

@@ -24,6 +24,8 @@ export class CpuBackend implements Backend {
   poison = false;
   private liveStorages = 0;
   private liveBytes = 0;
+  /** How the last convolution or matmul ran (takeKernelNote). */
+  private note: string | undefined;
 
   describe(): string {
     return `cpu: ${host.cpuModel || 'unknown'} x ${host.cpus}, ${host.runtime}`;
@@ -107,20 +109,26 @@ export class CpuBackend implements Backend {
     reduceSumKernel(this.array(x), shape, axes, this.array(out), scale);
   }
 
+  takeKernelNote(): string | undefined {
+    const note = this.note;
+    this.note = undefined;
+    return note;
+  }
+
   matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
-    matmul(this.array(a), this.array(b), this.array(out), batch, m, k, n, transA, transB);
+    this.note = matmul(this.array(a), this.array(b), this.array(out), batch, m, k, n, transA, transB);
   }
 
   conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void {
-    conv2dForward(this.array(x), this.array(w), bias ? this.array(bias) : null, this.array(out), g);
+    this.note = conv2dForward(this.array(x), this.array(w), bias ? this.array(bias) : null, this.array(out), g);
   }
 
   conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void {
-    conv2dGradInput(this.array(dy), this.array(w), this.array(dx), g);
+    this.note = conv2dGradInput(this.array(dy), this.array(w), this.array(dx), g);
   }
 
   conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void {
-    conv2dGradWeight(this.array(x), this.array(dy), this.array(dw), g);
+    this.note = conv2dGradWeight(this.array(x), this.array(dy), this.array(dw), g);
   }
 
   upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {

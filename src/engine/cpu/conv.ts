@@ -73,7 +73,7 @@ function channelRows(size: number): Float64Array {
 // ---------------------------------------------------------------------------------------------
 
 /** out[n,o,oy,ox] = bias[o] + sum_{c,ky,kx} x[n,c,iy,ix] * w[o,c,ky,kx], iy = oy*SH - padTop + ky (0 outside). */
-export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): void {
+export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry): string {
   const direct = usesDirectConv(g);
   const units = direct ? g.batch * g.outChannels : chunking(g).units;
   const threads = planThreads([x, w, bias], [out], convFlops(g), units);
@@ -83,10 +83,11 @@ export function conv2dForward(x: FloatArray, w: FloatArray, bias: FloatArray | n
     parts.slice(1).map(([u0, u1]) => task(kernel, x, w, bias, out, g, u0, u1)),
     () => workerKernels[kernel](x, w, bias, out, g, parts[0][0], parts[0][1]),
   );
+  return convNote(g, threads);
 }
 
 /** dx = gradient of conv2dForward's output with respect to x, for output gradient dy (the transposed convolution). */
-export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g: Conv2dGeometry): void {
+export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g: Conv2dGeometry): string {
   if (usesDirectConv(g)) {
     // (image, input channel) units.
     const units = g.batch * g.inChannels;
@@ -95,7 +96,7 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
       parts.slice(1).map(([u0, u1]) => task('conv2dGradInputDirectRange', dy, w, dx, g, u0, u1)),
       () => conv2dGradInputDirectRange(dy, w, dx, g, parts[0][0], parts[0][1]),
     );
-    return;
+    return convNote(g, parts.length);
   }
   // Whole images per thread; with fewer images than threads, split the input channels instead
   // (each input channel's dx only depends on its own slice of W).
@@ -109,10 +110,11 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
     parts.slice(1).map((_, i) => task('conv2dGradInputRange', dy, w, dx, g, ...range(i + 1))),
     () => conv2dGradInputRange(dy, w, dx, g, ...range(0)),
   );
+  return convNote(g, threads);
 }
 
 /** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*SH-padTop+ky,ox*SW-padLeft+kx]. */
-export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): void {
+export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, g: Conv2dGeometry): string {
   const direct = usesDirectConv(g);
   const units = direct ? g.batch * g.inChannels : chunking(g).units;
   const kernel = direct ? 'conv2dGradWeightDirectRange' : 'conv2dGradWeightRange';
@@ -120,7 +122,7 @@ export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, 
   const threads = planThreads([x, dy], [], convFlops(g), units);
   if (threads === 1) {
     workerKernels[kernel](x, dy, dw, g, 0, units);
-    return;
+    return convNote(g, 1);
   }
   // Each thread writes the sum over its units into its own float64 slice of dwPartials.
   const size = dw.length;
@@ -139,13 +141,26 @@ export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, 
     for (let t = 0; t < threads; t++) sum += partials[t * size + i];
     dw[i] = sum;
   }
+  return convNote(g, threads);
+}
+
+/**
+ * The trace's words for how a convolution ran (Backend.takeKernelNote): 'direct, sliding 5-wide rows, 2 threads',
+ * 'im2col + GEMM, 8 images per product, 1 thread', 'im2col + GEMM, 17 row chunks per image, 2 threads'.
+ */
+export function convNote(g: Conv2dGeometry, threads: number): string {
+  const on = `${threads} thread${threads === 1 ? '' : 's'}`;
+  if (usesDirectConv(g)) return `direct, ${hasFastRows(g) ? 'sliding 5-wide rows' : 'plain rows'}, ${on}`;
+  const ch = chunking(g);
+  const split = ch.images > 1 ? `${ch.images} images per product` : ch.count > 1 ? `${ch.count} row chunks per image` : 'one image per product';
+  return `im2col + GEMM, ${split}, ${on}`;
 }
 
 /**
  * out[bi] = op(a[bi]) x op(b[bi]) for bi < batch, op = transpose when the flag is set.
  * a is [batch, m, k] ([batch, k, m] with transA), b is [batch, k, n] ([batch, n, k] with transB), out is [batch, m, n].
  */
-export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
+export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): string {
   // Parts are ranges of rows of the stacked output [batch*m, n], in multiples of the GEMM tile
   // height; when there are too few rows for that (a matrix-vector product), ranges of columns.
   const rows = batch * m;
@@ -161,6 +176,7 @@ export function matmul(a: FloatArray, b: FloatArray, out: FloatArray, batch: num
     parts.slice(1).map((r) => task('matmulRange', a, b, out, batch, m, k, n, transA, transB, ...r)),
     () => matmulRange(a, b, out, batch, m, k, n, transA, transB, ...parts[0]),
   );
+  return `GEMM, ${threads} thread${threads === 1 ? '' : 's'}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ export class WebGPUBackend implements Backend {
   readonly rt: GpuRuntime;
   private liveStorages = 0;
   private liveBytes = 0;
+  /** How the last convolution or matmul launched (takeKernelNote). */
+  private note: string | undefined;
 
   constructor(readonly gpu: GpuDevice) {
     this.rt = new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software);
@@ -116,20 +118,26 @@ export class WebGPUBackend implements Backend {
     ew.reduceSum(this.rt, this.buf(x), shape, axes, this.buf(out), scale);
   }
 
+  takeKernelNote(): string | undefined {
+    const note = this.note;
+    this.note = undefined;
+    return note;
+  }
+
   matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
-    conv.matmul(this.rt, this.buf(a), this.buf(b), this.buf(out), batch, m, k, n, transA, transB);
+    this.note = conv.matmul(this.rt, this.buf(a), this.buf(b), this.buf(out), batch, m, k, n, transA, transB);
   }
 
   conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void {
-    conv.conv2d(this.rt, this.buf(x), this.buf(w), bias ? this.buf(bias) : null, this.buf(out), g);
+    this.note = conv.conv2d(this.rt, this.buf(x), this.buf(w), bias ? this.buf(bias) : null, this.buf(out), g);
   }
 
   conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void {
-    conv.conv2dGradInput(this.rt, this.buf(dy), this.buf(w), this.buf(dx), g);
+    this.note = conv.conv2dGradInput(this.rt, this.buf(dy), this.buf(w), this.buf(dx), g);
   }
 
   conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void {
-    conv.conv2dGradWeight(this.rt, this.buf(x), this.buf(dy), this.buf(dw), g);
+    this.note = conv.conv2dGradWeight(this.rt, this.buf(x), this.buf(dy), this.buf(dw), g);
   }
 
   upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {

@@ -188,8 +188,8 @@ function geometryParams(g: Conv2dGeometry): Param[] {
  * a is [batch, m, k] ([batch, k, m] with transA), b is [batch, k, n] ([batch, n, k] with transB), out [batch, m, n].
  */
 export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, batch: number, m: number, k: number, n: number,
-  transA: boolean, transB: boolean, opts: ConvOptions = {}): void {
-  if (batch * m * n === 0) return;
+  transA: boolean, transB: boolean, opts: ConvOptions = {}): string | undefined {
+  if (batch * m * n === 0) return undefined;
   const t = opts.tiles ?? chooseTiles(m, n);
   const tilesM = ceilDiv(m, t.bm);
   const tilesN = ceilDiv(n, t.bn);
@@ -206,6 +206,17 @@ export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffe
     buffers: [a, b, out],
     workgroups: tileGrid(tiles),
   });
+  return tileNote('matmul', t, 1, opts);
+}
+
+/**
+ * The trace's words for a tiled launch (Backend.takeKernelNote), e.g. 'conv2d.wgsl, 128x64 tiles 16 deep,
+ * 8x8 per thread (128 threads), K in 6 splits + split_k_reduce' (and ', prefetch' when the tiles are loaded a
+ * step ahead).
+ */
+export function tileNote(shader: string, t: GemmTiles, splits: number, opts: ConvOptions = {}): string {
+  return `${shader}.wgsl, ${t.bm}x${t.bn} tiles ${t.bk} deep, ${t.tm}x${tileTn(t)} per thread (${threads(t)} threads)` +
+    (splits > 1 ? `, K in ${splits} splits + split_k_reduce` : '') + (opts.prefetch ? ', prefetch' : '');
 }
 
 /** The three convolution kernels, by the name of their backend method. */
@@ -255,9 +266,9 @@ export function convTileWork(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles
 
 /** out[b,o,oy,ox] = bias[o] + sum_{c,ky,kx} w[o,c,ky,kx] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (0 outside). */
 export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, out: GPUBuffer, g: Conv2dGeometry,
-  opts: ConvOptions = {}): void {
+  opts: ConvOptions = {}): string | undefined {
   const { m: M, n: N } = convTileProblem('conv2d', g);
-  if (M <= 0 || N <= 0) return;
+  if (M <= 0 || N <= 0) return undefined;
   const t = opts.tiles ?? chooseTiles(M, N);
   const tilesM = ceilDiv(M, t.bm);
   const tiles = tilesM * ceilDiv(N, t.bn);
@@ -270,14 +281,15 @@ export function conv2d(rt: GpuRuntime, x: GPUBuffer, w: GPUBuffer, bias: GPUBuff
     buffers: [x, w, bias ?? rt.dummy(), target],
     workgroups: tileGrid(tiles, splits),
   }));
+  return tileNote('conv2d', t, splits, opts);
 }
 
 /** dx = the transposed convolution of dy with w (conv2d's input gradient); every element of dx is written. */
 export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx: GPUBuffer, g: Conv2dGeometry,
-  opts: ConvOptions = {}): void {
+  opts: ConvOptions = {}): string | undefined {
   // N: the largest phase's pixels, ceil(H/SH) x ceil(W/SW) per image.
   const { m: M, n: nMax } = convTileProblem('conv2dGradInput', g);
-  if (M <= 0 || nMax <= 0) return;
+  if (M <= 0 || nMax <= 0) return undefined;
   const t = opts.tiles ?? chooseTiles(M, nMax);
   const tilesM = ceilDiv(M, t.bm);
   const { kChunk, splits } = convSplit('conv2dGradInput', g, t, { kChunk: opts.kChunk, software: rt.software });
@@ -288,13 +300,14 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
     buffers: [dy, w, target],
     workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW * splits),
   }));
+  return tileNote('conv2d_grad_input', t, splits, opts);
 }
 
 /** dw[o,c,ky,kx] = sum_{b,oy,ox} dy[b,o,oy,ox] * x[b,c,oy*SH-PT+ky,ox*SW-PL+kx] (K = batch*OH*OW, split: see convSplit). */
 export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, g: Conv2dGeometry,
-  opts: ConvOptions = {}): void {
+  opts: ConvOptions = {}): string | undefined {
   const { m: M, n: N } = convTileProblem('conv2dGradWeight', g);
-  if (M <= 0 || N <= 0) return;
+  if (M <= 0 || N <= 0) return undefined;
   const t = opts.tiles ?? chooseTiles(M, N);
   const tilesM = ceilDiv(M, t.bm);
   const tiles = tilesM * ceilDiv(N, t.bn);
@@ -306,6 +319,7 @@ export function conv2dGradWeight(rt: GpuRuntime, x: GPUBuffer, dy: GPUBuffer, dw
     buffers: [x, dy, target],
     workgroups: tileGrid(tiles, splits),
   }));
+  return tileNote('conv2d_grad_weight', t, splits, opts);
 }
 
 /**
