@@ -70,9 +70,9 @@ describe('audit trace', () => {
       expect(table).toContain('conv2dGradWeight');
       // Which code computed each convolution, in the entry, the Chrome trace and the table; nothing for the rest.
       // The first conv (1 input channel, 3-wide rows at stride 2) takes the GEMM path, 2 images side by side.
-      expect(conv.kernel).toBe('im2col + GEMM, 2 images per product, 1 thread');
+      expect(conv.kernel).toBe('im2col + GEMM, up to 2 images per product, 1 thread');
       expect(events[0].args).toMatchObject({ kernel: conv.kernel });
-      expect(table).toContain('im2col + GEMM, 2 images per product, 1 thread');
+      expect(table).toContain('im2col + GEMM, up to 2 images per product, 1 thread');
       expect(trace.entries[2].op).toBe('leakyRelu');
       expect(trace.entries[2].kernel).toBeUndefined();
       for (const p of params) p.grad?.dispose();

@@ -1,5 +1,6 @@
 /**
- * Direct convolution kernels, for convolutions with a single channel on one side.
+ * Direct convolution kernels, for convolutions with few channels (conv.ts, usesDirectConv: one output channel,
+ * or 5-wide stride-1 rows with at most 256 input x output channels).
  *
  * im2col + GEMM (conv.ts) copies every input value KH*KW times into the column matrix, then reads each
  * copy once per output channel (forward, weight gradient) or writes it once per input channel (input
@@ -7,7 +8,8 @@
  * output channel it is not: the forward product is a matrix-vector product that reads the whole column
  * matrix for one multiply-add per value, the weight gradient another, and the input gradient's GEMM
  * has k = 1 and writes as much as it computes, then col2im reads it all back. These kernels read the
- * input in place instead, from one zero-padded copy of the plane they work on.
+ * input in place instead, from one zero-padded copy of the plane they work on; with a sliding window over
+ * 5-wide rows they stay ahead of im2col + GEMM up to about 16 x 16 channels.
  *
  * Padded plane: P[r, q] = x[n, c, r - padTop, q - padLeft], 0 outside the image, for r < PH and q < PW
  * with PH = (OH-1)*SH + KH and PW = (OW-1)*SW + KW, so window (oy, ox) reads P[oy*SH + ky, ox*SW + kx].
@@ -33,13 +35,15 @@ export function hasFastRows(g: Conv2dGeometry): boolean {
 // Per-thread scratch, grown on demand.
 let planeScratch = new Float64Array(0);
 let accScratch = new Float64Array(0);
+/** The dy row copy of the input gradient and weight gradient: KW-1 zeros, OW values, KW-1 zeros. */
+let rowScratch = new Float64Array(0);
 
 function grow(a: Float64Array<ArrayBuffer>, size: number): Float64Array<ArrayBuffer> {
   return a.length >= size ? a : new Float64Array(size);
 }
 
 /** The padded plane's sides: the extent of input rows / columns the windows read, padding included. */
-export function paddedSize(g: Conv2dGeometry): { ph: number; pw: number } {
+function paddedSize(g: Conv2dGeometry): { ph: number; pw: number } {
   return { ph: (g.outHeight - 1) * g.strideH + g.kernelH, pw: (g.outWidth - 1) * g.strideW + g.kernelW };
 }
 
@@ -54,9 +58,6 @@ function padPlane(x: FloatArray, base: number, g: Conv2dGeometry, p: Float64Arra
     for (let ix = 0; ix < cols; ix++) p[dst + ix] = x[src + ix];
   }
 }
-
-/** The dy row copy of the input gradient and weight gradient: KW-1 zeros, OW values, KW-1 zeros. */
-let rowScratch = new Float64Array(0);
 
 /** Forward for units [u0, u1) of (image, output channel) pairs: unit u is image floor(u / O), channel u % O. */
 export function conv2dForwardDirectRange(x: FloatArray, w: FloatArray, bias: FloatArray | null, out: FloatArray, g: Conv2dGeometry, u0: number, u1: number): void {

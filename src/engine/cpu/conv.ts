@@ -146,13 +146,13 @@ export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, 
 
 /**
  * The trace's words for how a convolution ran (Backend.takeKernelNote): 'direct, sliding 5-wide rows, 2 threads',
- * 'im2col + GEMM, 8 images per product, 1 thread', 'im2col + GEMM, 17 row chunks per image, 2 threads'.
+ * 'im2col + GEMM, up to 8 images per product, 1 thread', 'im2col + GEMM, 17 row chunks per image, 2 threads'.
  */
 export function convNote(g: Conv2dGeometry, threads: number): string {
   const on = `${threads} thread${threads === 1 ? '' : 's'}`;
   if (usesDirectConv(g)) return `direct, ${hasFastRows(g) ? 'sliding 5-wide rows' : 'plain rows'}, ${on}`;
   const ch = chunking(g);
-  const split = ch.images > 1 ? `${ch.images} images per product` : ch.count > 1 ? `${ch.count} row chunks per image` : 'one image per product';
+  const split = ch.images > 1 ? `up to ${ch.images} images per product` : ch.count > 1 ? `${ch.count} row chunks per image` : 'one image per product';
   return `im2col + GEMM, ${split}, ${on}`;
 }
 
