@@ -95,6 +95,12 @@ describe('audit trace', () => {
         setThreadCount(1);
         const one = sg.traced(() => sg.conv2d(x, w, { padding: 'same' })).trace.entries[0];
         expect(one.kernel).toBe('direct, sliding 5-wide rows, 1 thread');
+        // A backend call made outside the dispatch point leaves no note on the next traced op.
+        const be = x.backend;
+        const out = be.alloc('float32', 4 * 64 * 64);
+        be.conv2d(x.handle, w.handle, null, out, sg.conv2dGeometry('test', x.shape, w.shape, { padding: 'same' }));
+        be.free(out);
+        expect(sg.traced(() => sg.neg(x)).trace.entries[0].kernel).toBeUndefined();
       } finally {
         setThreadCount(saved);
       }

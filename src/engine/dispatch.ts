@@ -64,6 +64,7 @@ export function runOp(call: OpCall): Tensor[] {
   } else {
     const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
     backend.beginOp?.(op, trace !== null);
+    backend.takeKernelNote?.(); // (drop a note left by a backend call made outside runOp)
     try {
       call.kernel!(backend, storages, inputs.map((t) => t.handle));
     } catch (e) {
