@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 /** The skipgrad command line. */
 import { parseArgs } from 'node:util';
-import fs from 'node:fs';
 import path from 'node:path';
 import { formatTable, traced } from './engine/audit/trace.js';
 import { useBackend } from './engine/backends.js';
 import { zeroGrad } from './engine/autograd.js';
-import { writeFileAtomic } from './engine/io/atomic.js';
+import { makeDirs, writeFileAtomic } from './engine/io/atomic.js';
 import { mseLoss } from './engine/ops/loss.js';
 import { Adam } from './engine/optim/adam.js';
 import { uniform } from './engine/tensor.js';
@@ -203,7 +202,7 @@ async function runCommand(command: string, argv: string[]): Promise<number> {
   }
   const backend = await useBackend(cfg.backend);
   for (const category of cfg.categories) {
-    fs.mkdirSync(path.join(cfg.out, category), { recursive: true });
+    makeDirs(path.join(cfg.out, category));
     if (command === 'train') await trainStep(cfg, category, model, backend);
     else if (command === 'analyze') await analyzeStep(cfg, category, backend);
     else if (command === 'visualize') await visualizeStep(cfg, category, backend);

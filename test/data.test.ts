@@ -9,6 +9,7 @@ import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { PNG, type ColorType } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeDirs, writeFileAtomic } from '../src/engine/io/atomic.js';
 import { Rng } from '../src/engine/random.js';
 import { listCategories, loadCategory, splitTrainValidation } from '../src/experiments/data/mvtec.js';
 import {
@@ -464,6 +465,24 @@ describe('errors name the file or folder', () => {
     return d;
   };
   const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+  it('folders that cannot be made: a file in the way, or a parent where mkdir fails (/proc), fail at once naming the folder', () => {
+    const d = freshDir('mkdirs');
+    makeDirs(path.join(d, 'a', 'b', 'c'));
+    makeDirs(path.join(d, 'a', 'b')); // already there
+    expect(fs.statSync(path.join(d, 'a', 'b', 'c')).isDirectory()).toBe(true);
+    const file = path.join(d, 'a', 'f');
+    fs.writeFileSync(file, 'x');
+    expect(() => makeDirs(file)).toThrow(new RegExp(`${esc(file)}: is not a directory`));
+    expect(() => makeDirs(path.join(file, 'x', 'y'))).toThrow(new RegExp(`${esc(path.join(file, 'x'))}: cannot make this directory \\(ENOTDIR`));
+    expect(() => writeFileAtomic(path.join(file, 'x', 'out.json'), '{}')).toThrow(/out\.json: cannot be written .*ENOTDIR/);
+    // Node 20's own recursive mkdir loops forever here (mkdir answers ENOENT under /proc, which exists).
+    if (fs.existsSync('/proc/self')) {
+      expect(() => makeDirs('/proc/skipgrad-test/x')).toThrow(/\/proc\/skipgrad-test: cannot make this directory \(ENOENT/);
+      expect(() => generateDataset('/proc/skipgrad-test/data', { size: 16, categories: ['disc'], trainCount: 1, testGoodCount: 1, testDefectCount: 1 }))
+        .toThrow(/\/proc\/skipgrad-test: cannot make this directory/);
+    }
+  });
 
   it('missing folders', () => {
     const nowhere = path.join(tmp, 'no-such-root');

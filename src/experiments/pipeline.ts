@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Backend } from '../engine/backend.js';
 import { describeChoice, useBackend } from '../engine/backends.js';
-import { writeFileAtomic } from '../engine/io/atomic.js';
+import { makeDirs, writeFileAtomic } from '../engine/io/atomic.js';
 import { readSafetensors } from '../engine/io/safetensors.js';
 import { noGrad } from '../engine/mode.js';
 import { Rng } from '../engine/random.js';
@@ -148,7 +148,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   const data = loadData(cfg, category);
   const { train, validation } = splitTrainValidation(data.train.map((s) => s.image), 0.2, new Rng(cfg.seed + 17));
   const dir = modelDir(cfg, category, model);
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const m = buildModel(cfg, model, backend);
   const t0 = performance.now();
   const result = await trainAutoencoder({

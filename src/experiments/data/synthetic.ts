@@ -35,7 +35,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../engine/random.js';
-import { writeFileAtomic } from '../../engine/io/atomic.js';
+import { makeDirs, writeFileAtomic } from '../../engine/io/atomic.js';
 import { writeGrayPng, writeRgbPng } from './png.js';
 
 export type SyntheticKind = 'texture' | 'object';
@@ -709,7 +709,7 @@ export function generateDataset(root: string, opts: GenerateOptions = {}): { roo
   checkCount('testDefectCount', testDefectCount);
   if (!Number.isInteger(seed)) throw new Error(`synthetic: seed must be an integer, got ${seed}`);
 
-  fs.mkdirSync(root, { recursive: true });
+  makeDirs(root);
   for (const name of categories) {
     const rgb = SYNTHETIC_CATEGORIES.find((c) => c.name === name)?.rgb === true;
     const catDir = path.join(root, name);
@@ -721,7 +721,7 @@ export function generateDataset(root: string, opts: GenerateOptions = {}): { roo
     }
     const dirs = [path.join(catDir, 'train', 'good'), path.join(catDir, 'test', 'good')];
     for (const kind of DEFECT_KINDS) dirs.push(path.join(catDir, 'test', kind), path.join(catDir, 'ground_truth', kind));
-    for (const d of dirs) fs.mkdirSync(d, { recursive: true });
+    for (const d of dirs) makeDirs(d);
     const meta = { generator: 'skipgrad synthetic', category: name, size, trainCount, testGoodCount, testDefectCount, seed, rgb };
     writeFileAtomic(path.join(catDir, MARKER), Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
 
