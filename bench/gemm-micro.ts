@@ -1,7 +1,8 @@
 /**
- * Micro-benchmark of the CPU GEMM and convolution kernels (src/engine/cpu/gemm.ts, conv.ts):
+ * Micro-benchmark of the CPU GEMM and convolution kernels (src/engine/cpu/gemm.ts, conv.ts, conv-direct.ts):
  * GFLOP/s of matmul and of conv forward / input gradient / weight gradient on the two reference
- * shapes, on 1 thread and on all threads, plus the parallel break-even point for small matmuls.
+ * shapes and the esann decoder's last layer (one output channel: the direct kernels), on 1 thread
+ * and on all threads, plus the parallel break-even point for small matmuls.
  *
  *   npx tsx bench/gemm-micro.ts [all|gemm|conv|threshold]
  *
@@ -119,6 +120,8 @@ function benchConv(): void {
   const shapes: [string, Conv2dGeometry][] = [
     ['[8,16,256,256] -> 32, 5x5 s2 valid (126x126)', geometry(8, 16, 256, 256, 32, 5, 2, 0, 126, 126)],
     ['[4,32,128,128] -> 64, 5x5 s2 same (64x64)   ', geometry(4, 32, 128, 128, 64, 5, 2, 1, 64, 64)],
+    // The esann decoder's last conv: one output channel, so the direct kernels (conv-direct.ts), not im2col + GEMM.
+    ['[8,16,256,256] -> 1, 5x5 s1 same (direct)   ', geometry(8, 16, 256, 256, 1, 5, 1, 2, 256, 256)],
   ];
   for (const [name, g] of shapes) {
     const x = filled('float32', g.batch * g.inChannels * g.inHeight * g.inWidth);
