@@ -122,11 +122,11 @@ export interface Conv2dArgs extends Conv2dOptions {
   bias?: Tensor | null;
 }
 
-/** 2-D convolution (cross-correlation, as in every DL framework): x [N,C,H,W], w [O,C,kH,kW], bias [O]. */
 const CONV2D_OPTIONS: Record<keyof Conv2dArgs, true> = { stride: true, padding: true, bias: true };
 const CONV2D_GRAD_OPTIONS: Record<keyof Conv2dOptions, true> = { stride: true, padding: true };
 const CONV_TRANSPOSE2D_OPTIONS: Record<keyof ConvTranspose2dOptions, true> = { stride: true, padding: true, outputPadding: true, bias: true };
 
+/** 2-D convolution (cross-correlation, as in every DL framework): x [N,C,H,W], w [O,C,kH,kW], bias [O]. */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dArgs = {}): Tensor {
   expectOptions('conv2d', opts, CONV2D_OPTIONS);
   expectRank('conv2d', 'input', x, 4, '[batch, channels, height, width]');
