@@ -108,7 +108,7 @@ describe('audit trace', () => {
     });
   });
 
-  it("words a GPU launch for the trace: tile, threads, K splits and prefetching (webgpu's takeKernelNote)", () => {
+  it("words a GPU launch for the trace: tile, threads, K splits and prefetching (webgpu's KernelNote)", () => {
     expect(tileNote('conv2d_grad_weight', { bm: 128, bn: 64, bk: 16, tm: 8, tn: 8 }, 6, { prefetch: true }))
       .toBe('conv2d_grad_weight.wgsl, 128x64 tiles 16 deep, 8x8 per thread (128 threads), K in 6 splits + split_k_reduce, prefetch');
     expect(tileNote('conv2d', { bm: 4, bn: 128, bk: 4, tm: 4 }, 1)).toBe('conv2d.wgsl, 4x128 tiles 4 deep, 4x4 per thread (32 threads)');

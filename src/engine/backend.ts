@@ -88,6 +88,14 @@ export interface BatchNorm2dParams {
   training: boolean;
 }
 
+/**
+ * What a kernel ran, in words, where the backend chooses between ways to compute an op (the convolutions and
+ * matmul: the CPU's direct loops or im2col + GEMM and on how many threads, the GPU's tile shape and K splits);
+ * undefined where there was nothing to report. The op's kernel returns it to runOp, and the trace records it
+ * (TraceEntry.kernel), so an audit shows which code computed each op.
+ */
+export type KernelNote = string | undefined;
+
 export interface Backend {
   readonly name: 'cpu' | 'webgpu';
   /** When true, every new storage is filled with NaN, so tests catch kernels that leave outputs unwritten. */
@@ -112,13 +120,6 @@ export interface Backend {
   beginOp?(name: string, timed?: boolean): void;
   /** Ends the op; resolves with device time once the device has run it. */
   endOp?(): Promise<{ gpuMs?: number }>;
-  /**
-   * What the last kernel call ran, in words, where the backend chooses between ways to compute an op (the
-   * convolutions and matmul: the CPU's direct loops or im2col + GEMM and on how many threads, the GPU's tile
-   * shape and K splits), then forgets it; undefined where there was no choice to report. The trace records it
-   * (TraceEntry.kernel), so an audit shows which code computed each op.
-   */
-  takeKernelNote?(): string | undefined;
   /** Waits for all queued work and throws the first deferred device error (webgpu). */
   sync?(): Promise<void>;
   /** Fused Adam / AdamW step, in place on p, m and v. */
@@ -133,12 +134,12 @@ export interface Backend {
   /** out = scale * sum of x (shape `shape`) over `axes` (sorted, unique); out has the kept axes in order. */
   reduceSum(x: Storage, shape: readonly number[], axes: readonly number[], out: Storage, scale: number): void;
   /** out[b] = op(a[b]) @ op(b[b]) with op = transpose when the flag is set; a is [batch, m, k] (or [batch, k, m] transposed), b is [batch, k, n] (or [batch, n, k]). */
-  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void;
-  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void;
+  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): KernelNote;
+  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): KernelNote;
   /** dx = d(conv2d)/dx applied to dy: the transposed convolution of dy with w. */
-  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void;
+  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): KernelNote;
   /** dw[o,c,ky,kx] = sum_{n,oy,ox} dy[n,o,oy,ox] * x[n,c,oy*sh-pt+ky,ox*sw-pl+kx]. */
-  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void;
+  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): KernelNote;
   /** out[n,c,y,x] = x[n,c,floor(y/scaleH),floor(x/scaleW)]. */
   upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void;
   /** dx[n,c,y,x] = sum over the scaleH x scaleW block of dy that (y,x) was copied to. */

@@ -6,7 +6,7 @@
  *   - the NaN/Inf guard (throws at the first non-finite output, naming the op and its phase),
  *   - the autograd record (a Node on the output) when grad is enabled and an input requires grad.
  */
-import type { Backend, Storage, ValueStats } from './backend.js';
+import type { Backend, KernelNote, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { activeTrace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
@@ -26,8 +26,8 @@ export interface OpCall {
   attrs?: Record<string, unknown>;
   /** Output 0 shares inputs[0]'s storage instead of being allocated (reshape); no kernel runs. */
   view?: boolean;
-  /** Runs the backend kernel: reads `ins`, writes every storage of `outs`. */
-  kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => void;
+  /** Runs the backend kernel: reads `ins`, writes every storage of `outs`; may say what it ran (KernelNote). */
+  kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => KernelNote | void;
   /**
    * Gradients of outputs[0] with respect to each input, as new tensors made by other ops (or null where an
    * input gets none). Called by backward() with the gradient of outputs[0] and all outputs of this call.
@@ -58,22 +58,20 @@ export function runOp(call: OpCall): Tensor[] {
   const start = performance.now();
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
-  let kernelNote: string | undefined;
+  let kernelNote: KernelNote;
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
     const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
     backend.beginOp?.(op, trace !== null);
-    backend.takeKernelNote?.(); // (drop a note left by a backend call made outside runOp)
     try {
-      call.kernel!(backend, storages, inputs.map((t) => t.handle));
+      kernelNote = call.kernel!(backend, storages, inputs.map((t) => t.handle)) ?? undefined;
     } catch (e) {
       void backend.endOp?.();
       for (const s of storages) backend.free(s);
       throw e;
     }
     device = backend.endOp?.();
-    kernelNote = backend.takeKernelNote?.();
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
   const wallMs = performance.now() - start;

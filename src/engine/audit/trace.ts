@@ -22,7 +22,7 @@ export interface TraceEntry {
   wallMs: number;
   flops: number;
   attrs?: Record<string, unknown>;
-  /** Which code computed it, where the backend chose (Backend.takeKernelNote): e.g. 'direct, sliding 5-wide rows, 2 threads'. */
+  /** Which code computed it, where the backend chose (KernelNote, backend.ts): e.g. 'direct, sliding 5-wide rows, 2 threads'. */
   kernel?: string;
   /** Per output, when the trace was started with { stats: true } (filled in later on GPU backends: await trace.settle()). */
   stats?: ValueStats[];

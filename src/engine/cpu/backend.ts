@@ -3,7 +3,7 @@
  * that every other backend is tested against. Large storages are backed by SharedArrayBuffer
  * so the convolution and matmul kernels can split work across worker threads (see threads.ts).
  */
-import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
+import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, KernelNote, Storage, UnaryOp, ValueStats } from '../backend.js';
 import { allocArray, bytesPerElement, type DType, type FloatArray } from '../dtype.js';
 import { batchNorm2dBackward, batchNorm2dForward } from './batchnorm.js';
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul } from './conv.js';
@@ -24,8 +24,6 @@ export class CpuBackend implements Backend {
   poison = false;
   private liveStorages = 0;
   private liveBytes = 0;
-  /** How the last convolution or matmul ran (takeKernelNote). */
-  private note: string | undefined;
 
   describe(): string {
     return `cpu: ${host.cpuModel || 'unknown'} x ${host.cpus}, ${host.runtime}`;
@@ -109,26 +107,20 @@ export class CpuBackend implements Backend {
     reduceSumKernel(this.array(x), shape, axes, this.array(out), scale);
   }
 
-  takeKernelNote(): string | undefined {
-    const note = this.note;
-    this.note = undefined;
-    return note;
+  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): KernelNote {
+    return matmul(this.array(a), this.array(b), this.array(out), batch, m, k, n, transA, transB);
   }
 
-  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
-    this.note = matmul(this.array(a), this.array(b), this.array(out), batch, m, k, n, transA, transB);
+  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): KernelNote {
+    return conv2dForward(this.array(x), this.array(w), bias ? this.array(bias) : null, this.array(out), g);
   }
 
-  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void {
-    this.note = conv2dForward(this.array(x), this.array(w), bias ? this.array(bias) : null, this.array(out), g);
+  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): KernelNote {
+    return conv2dGradInput(this.array(dy), this.array(w), this.array(dx), g);
   }
 
-  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void {
-    this.note = conv2dGradInput(this.array(dy), this.array(w), this.array(dx), g);
-  }
-
-  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void {
-    this.note = conv2dGradWeight(this.array(x), this.array(dy), this.array(dw), g);
+  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): KernelNote {
+    return conv2dGradWeight(this.array(x), this.array(dy), this.array(dw), g);
   }
 
   upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {

@@ -145,7 +145,7 @@ export function conv2dGradWeight(x: FloatArray, dy: FloatArray, dw: FloatArray, 
 }
 
 /**
- * The trace's words for how a convolution ran (Backend.takeKernelNote): 'direct, sliding 5-wide rows, 2 threads',
+ * The trace's words for how a convolution ran (KernelNote, backend.ts): 'direct, sliding 5-wide rows, 2 threads',
  * 'im2col + GEMM, up to 8 images per product, 1 thread', 'im2col + GEMM, 17 row chunks per image, 2 threads'.
  */
 export function convNote(g: Conv2dGeometry, threads: number): string {

@@ -3,7 +3,7 @@
  * src/engine/webgpu/kernels/*.ts, which dispatches the hand-written WGSL in shaders/. float32 only
  * (WGSL has no f64; gradient checks in float64 run on the CPU backend).
  */
-import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, Storage, UnaryOp, ValueStats } from '../backend.js';
+import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, KernelNote, Storage, UnaryOp, ValueStats } from '../backend.js';
 import type { DType, FloatArray } from '../dtype.js';
 import { requestGpuDevice, type GpuDevice } from './device.js';
 import { GpuRuntime } from './runtime.js';
@@ -23,8 +23,6 @@ export class WebGPUBackend implements Backend {
   readonly rt: GpuRuntime;
   private liveStorages = 0;
   private liveBytes = 0;
-  /** How the last convolution or matmul launched (takeKernelNote). */
-  private note: string | undefined;
 
   constructor(readonly gpu: GpuDevice) {
     this.rt = new GpuRuntime(gpu.device, gpu.hasTimestamps, gpu.software);
@@ -118,26 +116,20 @@ export class WebGPUBackend implements Backend {
     ew.reduceSum(this.rt, this.buf(x), shape, axes, this.buf(out), scale);
   }
 
-  takeKernelNote(): string | undefined {
-    const note = this.note;
-    this.note = undefined;
-    return note;
+  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): KernelNote {
+    return conv.matmul(this.rt, this.buf(a), this.buf(b), this.buf(out), batch, m, k, n, transA, transB);
   }
 
-  matmul(a: Storage, b: Storage, out: Storage, batch: number, m: number, k: number, n: number, transA: boolean, transB: boolean): void {
-    this.note = conv.matmul(this.rt, this.buf(a), this.buf(b), this.buf(out), batch, m, k, n, transA, transB);
+  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): KernelNote {
+    return conv.conv2d(this.rt, this.buf(x), this.buf(w), bias ? this.buf(bias) : null, this.buf(out), g);
   }
 
-  conv2d(x: Storage, w: Storage, bias: Storage | null, out: Storage, g: Conv2dGeometry): void {
-    this.note = conv.conv2d(this.rt, this.buf(x), this.buf(w), bias ? this.buf(bias) : null, this.buf(out), g);
+  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): KernelNote {
+    return conv.conv2dGradInput(this.rt, this.buf(dy), this.buf(w), this.buf(dx), g);
   }
 
-  conv2dGradInput(dy: Storage, w: Storage, dx: Storage, g: Conv2dGeometry): void {
-    this.note = conv.conv2dGradInput(this.rt, this.buf(dy), this.buf(w), this.buf(dx), g);
-  }
-
-  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): void {
-    this.note = conv.conv2dGradWeight(this.rt, this.buf(x), this.buf(dy), this.buf(dw), g);
+  conv2dGradWeight(x: Storage, dy: Storage, dw: Storage, g: Conv2dGeometry): KernelNote {
+    return conv.conv2dGradWeight(this.rt, this.buf(x), this.buf(dy), this.buf(dw), g);
   }
 
   upsampleNearest2d(x: Storage, out: Storage, n: number, c: number, h: number, w: number, scaleH: number, scaleW: number): void {

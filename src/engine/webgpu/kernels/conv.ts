@@ -210,7 +210,7 @@ export function matmul(rt: GpuRuntime, a: GPUBuffer, b: GPUBuffer, out: GPUBuffe
 }
 
 /**
- * The trace's words for a tiled launch (Backend.takeKernelNote), e.g. 'conv2d.wgsl, 128x64 tiles 16 deep,
+ * The trace's words for a tiled launch (KernelNote, backend.ts), e.g. 'conv2d.wgsl, 128x64 tiles 16 deep,
  * 8x8 per thread (128 threads), K in 6 splits + split_k_reduce' (and ', prefetch' when the tiles are loaded a
  * step ahead).
  */
