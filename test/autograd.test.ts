@@ -88,6 +88,105 @@ describe('autograd', () => {
   });
 });
 
+describe('autograd refuses graphs it cannot differentiate correctly', () => {
+  it('a second backward through a released graph throws, naming the tensor, and changes nothing', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([2, 3], [2], { ...f64, requiresGrad: true });
+      const h = sg.mul(x, 3);
+      const l1 = sg.sum(h);
+      const l2 = sg.sum(sg.square(h));
+      l1.backward();
+      expect(Array.from(x.grad!.dataSync())).toEqual([3, 3]);
+      expect(h.releasedOp).toBe('mulScalar');
+      // Before the check, h was taken for a leaf: x.grad stayed [3,3] and h.grad became [12,18].
+      expect(() => l2.backward()).toThrow(new RegExp(`tensor #${h.id} \\[2\\] \\(made by 'mulScalar'\\).*earlier backward\\(\\) already released`));
+      expect(Array.from(x.grad!.dataSync())).toEqual([3, 3]);
+      expect(h.grad).toBeNull();
+      // The same loss twice.
+      expect(() => l1.backward()).toThrow(/made by 'sum'.*already released/);
+      // The supported way: both losses in one graph, one backward.
+      sg.zeroGrad([x]);
+      const h2 = sg.mul(x, 3);
+      sg.add(sg.sum(h2), sg.sum(sg.square(h2))).backward();
+      expect(Array.from(x.grad!.dataSync())).toEqual([3 + 2 * 6 * 3, 3 + 2 * 9 * 3]);
+      x.grad!.dispose();
+    });
+  });
+
+  it('an input overwritten in place after the op read it (an optimizer step) is refused before any gradient is written', () => {
+    sg.scope(() => {
+      const w = sg.fromArray([2], [1], { ...f64, requiresGrad: true });
+      const x = sg.fromArray([3], [1], { ...f64, requiresGrad: true });
+      const opt = new sg.Adam([w], { lr: 1 });
+      const lossA = sg.sum(sg.mul(w, x));
+      const lossB = sg.sum(sg.square(w));
+      lossB.backward();
+      opt.step();
+      expect(w.dataSync()[0]).not.toBe(2);
+      // Before the check, x.grad was [1] (the updated w) instead of [2].
+      expect(() => lossA.backward()).toThrow(new RegExp(`input 0 of 'mul' \\(tensor #${w.id} \\[1\\]\\) was overwritten in place`));
+      expect(x.grad).toBeNull();
+      opt.dispose();
+      w.grad?.dispose();
+    });
+  });
+
+  it('loadStateDict counts as an in-place change; batch norm running statistics do not block backward', async () => {
+    const bn = new sg.BatchNorm2d(2);
+    const x = sg.uniform([2, 2, 3, 3], -1, 1, { requiresGrad: true });
+    // The layer twice in one graph: each forward updates the running statistics, which backward never reads.
+    const loss = sg.add(sg.mean(bn.forward(x)), sg.mean(sg.square(bn.forward(x))));
+    loss.backward();
+    expect(x.grad).not.toBeNull();
+    x.grad!.dispose();
+    x.grad = null;
+    const y = sg.sum(bn.forward(x));
+    const state = new Map([...bn.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() }]));
+    await bn.loadStateDict(state);
+    expect(() => y.backward()).toThrow(/input 1 of 'batchNorm2d' \(tensor #\d+ \[2\] 'weight'\) was overwritten in place/);
+    bn.dispose();
+    x.dispose();
+  });
+
+  it('detach() shares the values but stops the gradient', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+      const d = sg.mul(x, 2).detach();
+      expect(d.requiresGrad).toBe(false);
+      expect(Array.from(d.dataSync())).toEqual([2, 4]);
+      sg.sum(sg.mul(sg.mul(x, 2), d)).backward();
+      expect(Array.from(x.grad!.dataSync())).toEqual([4, 8]); // d/dx (2x * d) with d constant = 2d
+      x.grad!.dispose();
+    });
+  });
+
+  it('pow(x, 0) has gradient 0, also at x = 0', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([0, 2, -1], [3], { ...f64, requiresGrad: true });
+      sg.sum(sg.pow(x, 0)).backward();
+      expect(Array.from(x.grad!.dataSync())).toEqual([0, 0, 0]);
+      x.grad!.dispose();
+    });
+  });
+
+  it('div by a number is a true division', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([49, 3, -10], [3], f64);
+      expect(Array.from(sg.div(x, 49).dataSync())).toEqual([1, 3 / 49, -10 / 49]);
+      expect(Array.from(sg.div(x, 0.1).dataSync())).toEqual([49 / 0.1, 3 / 0.1, -10 / 0.1]);
+    });
+  });
+
+  it('noGrad and withNanGuard refuse an async fn (their mode would end at its first await)', async () => {
+    const x = sg.fromArray([1], [1], { requiresGrad: true });
+    expect(() => sg.noGrad(async () => { await null; return sg.mul(x, 3); })).toThrow(/noGrad: fn returned a Promise/);
+    expect(sg.isGradEnabled()).toBe(true);
+    expect(() => sg.withNanGuard(async () => 1)).toThrow(/withNanGuard: fn returned a Promise/);
+    await new Promise((r) => setTimeout(r, 0));
+    x.dispose();
+  });
+});
+
 describe('tensors and memory', () => {
   it('creation, readback and the seeded RNG', async () => {
     const a = sg.uniform([3, 4], 0, 1, { rng: new sg.Rng(7) });

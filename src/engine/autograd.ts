@@ -7,6 +7,12 @@
  * tensor from several consumers are summed. Leaves that require grad receive `.grad` (accumulated
  * across calls, kept out of scopes); every intermediate gradient is disposed as soon as it is used,
  * and the graph (with the tensors its ops saved) is released at the end.
+ *
+ * Two checks run before any gradient is computed, so a refused backward() changes nothing:
+ *   - no tensor on the way may come from a graph an earlier backward() released (a second backward through it
+ *     would stop there and treat it as a leaf);
+ *   - no op's input may have been overwritten in place since the op ran (Adam's step, loadStateDict: the storage's
+ *     version went up), since its backward would read the new values.
  */
 import { shapeStr } from './dtype.js';
 import { noGrad, withPhase } from './mode.js';
@@ -23,6 +29,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       throw new Error(`backward: gradient has shape ${shapeStr(gradient.shape)}, expected the output's shape ${shapeStr(root.shape)}`);
     }
     if (gradient.dtype !== root.dtype) throw new Error(`backward: gradient is ${gradient.dtype}, output is ${root.dtype}`);
+    if (gradient.backend !== root.backend) throw new Error(`backward: gradient is on backend '${gradient.backend.name}', output is on '${root.backend.name}'`);
     seed = gradient.viewAs(gradient.shape); // our own reference, so disposing it never frees the caller's tensor
   } else {
     if (root.size !== 1) {
@@ -32,6 +39,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }
 
   const order = topologicalOrder(root);
+  checkGraph(order);
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
   for (let i = order.length - 1; i >= 0; i--) {
     const t = order[i];
@@ -76,6 +84,22 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   releaseGraph(order);
 }
 
+/** Throws, naming the tensor and the op, if the graph was released by an earlier backward() or an input changed in place. */
+function checkGraph(order: readonly Tensor[]): void {
+  for (const t of order) {
+    if (t.releasedOp !== null) {
+      throw new Error(`backward: tensor #${t.id} ${shapeStr(t.shape)} (made by '${t.releasedOp}') belongs to a graph that an earlier backward() already released, so no gradient can flow through it again; compute it again, or add the losses and call backward() once`);
+    }
+    const node = t.node;
+    if (!node) continue;
+    node.inputs.forEach((input, j) => {
+      const saved = node.versions[j];
+      if (saved < 0 || input.disposed || input.handle.version === saved) return;
+      throw new Error(`backward: input ${j} of '${node.op}' (tensor #${input.id} ${shapeStr(input.shape)}${input.name ? ` '${input.name}'` : ''}) was overwritten in place (by an optimizer step, batch norm's running statistics or loadStateDict) after '${node.op}' read it, so its gradient would use the new values; call backward() before changing it, or compute the forward pass again`);
+    });
+  }
+}
+
 function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
   if (leaf.grad && !leaf.grad.disposed) {
     const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
@@ -114,6 +138,7 @@ function releaseGraph(order: Tensor[]): void {
   for (const t of order) {
     if (!t.node) continue;
     for (let k = 1; k < t.node.outputs.length; k++) t.node.outputs[k].dispose();
+    t.releasedOp = t.node.op;
     t.node = null;
   }
 }

@@ -15,6 +15,11 @@ export interface Storage {
   readonly size: number;
   /** Number of tensors that use this storage; freed when it drops to zero. */
   refs: number;
+  /**
+   * How many times its contents were overwritten in place after it was first written (Adam's step, batch norm's
+   * running statistics, loadStateDict). Autograd checks that no input of an op changed between its forward and backward.
+   */
+  version: number;
 }
 
 /** min, max, mean and the count of NaN and +-Inf over a storage. */
@@ -32,6 +37,7 @@ export type UnaryOp =
   | 'addScalar'   // x + p
   | 'mulScalar'   // x * p
   | 'rsubScalar'  // p - x
+  | 'divScalar'   // x / p
   | 'rdivScalar'  // p / x
   | 'powScalar';  // x ** p
 

@@ -26,7 +26,14 @@ export interface OpCall {
   attrs?: Record<string, unknown>;
   /** Output 0 shares inputs[0]'s storage instead of being allocated (reshape); no kernel runs. */
   view?: boolean;
-  /** Runs the backend kernel: reads `ins`, writes every storage of `outs`; may say what it ran (KernelNote). */
+  /**
+   * Inputs (by index) that the kernel also overwrites in place (Adam's parameter and moments, batch norm's running
+   * statistics): their storages' version goes up, so a graph that used their old values cannot be backpropagated.
+   */
+  writes?: readonly number[];
+  /** Inputs (by index) whose values `backward` never reads (batch norm's running statistics): they may change before it runs. */
+  unread?: readonly number[];
+  /** Runs the backend kernel: reads `ins`, writes every storage of `outs` (and of the inputs in `writes`); may say what it ran (KernelNote). */
   kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => KernelNote | void;
   /**
    * Gradients of outputs[0] with respect to each input, as new tensors made by other ops (or null where an
@@ -72,6 +79,7 @@ export function runOp(call: OpCall): Tensor[] {
       throw e;
     }
     device = backend.endOp?.();
+    for (const i of call.writes ?? []) inputs[i].handle.version++;
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
   const wallMs = performance.now() - start;
@@ -123,7 +131,7 @@ export function runOp(call: OpCall): Tensor[] {
   if (call.backward && outs.length > 0 && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     outs[0].requiresGrad = true;
     const backward = call.backward;
-    outs[0].node = { op, inputs, outputs: outs, backward: (gy) => backward(gy, outs) };
+    outs[0].node = { op, inputs, versions: inputs.map((t, i) => (call.unread?.includes(i) ? -1 : t.handle.version)), outputs: outs, backward: (gy) => backward(gy, outs) };
   }
   return outs;
 }

@@ -1,6 +1,8 @@
 /**
  * Tensor: a shape, a dtype, a storage on one backend, and (for autograd) the gradient and the
- * node of the op that made it. Tensors are immutable values; ops make new ones.
+ * node of the op that made it. Ops make new tensors; the only writes into an existing storage are Adam's step,
+ * batch norm's running statistics and Module.loadStateDict, and each raises the storage's version, which
+ * backward() checks (an op's inputs must not change between its forward and its backward).
  *
  * Memory: storages are freed by `dispose()` (reference-counted, since reshape shares storage).
  * `scope(fn)` disposes every tensor created inside fn except what fn returns and what was kept,
@@ -10,12 +12,14 @@ import type { Backend, Storage } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { defaultRng, type Rng } from './random.js';
 import { getBackend } from './registry.js';
-import { expectOptions } from './ops/util.js';
+import { describeValue, expectOptions } from './ops/util.js';
 
 /** The autograd record an op leaves on its output: its inputs and how to map an output gradient to input gradients. */
 export interface Node {
   op: string;
   inputs: Tensor[];
+  /** The version of each input's storage when the op ran (backward refuses inputs overwritten in place since; -1: not checked, backward never reads it). */
+  versions: number[];
   /** All outputs of the op (outputs[0] is the differentiable one). */
   outputs: Tensor[];
   /** Gradients for each input from the gradient of outputs[0] (null where an input gets none). */
@@ -33,6 +37,11 @@ export class Tensor {
   requiresGrad = false;
   grad: Tensor | null = null;
   node: Node | null = null;
+  /**
+   * The op that made this tensor, once backward() has released the graph behind it: the tensor is no longer
+   * connected to its inputs, so a second backward() through it is refused instead of treating it as a leaf.
+   */
+  releasedOp: string | null = null;
   /** A name for traces and errors (parameters get theirs from the module). */
   name = '';
   private storage: Storage | null;
@@ -74,6 +83,11 @@ export class Tensor {
     const s = this.handle;
     s.refs++;
     return new Tensor(s, shape);
+  }
+
+  /** The same values (sharing this tensor's storage, no copy) as a constant: no gradient flows through it. */
+  detach(): Tensor {
+    return this.viewAs(this.shape);
   }
 
   /** Copies the values out (async so GPU backends can read back). */
@@ -155,6 +169,15 @@ function checkShape(op: string, shape: Shape): void {
   }
 }
 
+/** Throws unless data is an array or typed array of numbers (a string such as '1' would otherwise become 1, and 'x' NaN). */
+function checkValues(op: string, data: ArrayLike<number>): void {
+  if (ArrayBuffer.isView(data)) return;
+  if (!Array.isArray(data)) throw new Error(`${op}: values must be an array or a typed array of numbers, got ${describeValue(data)}`);
+  for (let i = 0; i < data.length; i++) {
+    if (typeof data[i] !== 'number') throw new Error(`${op}: value ${i} is ${describeValue(data[i])}, expected a number`);
+  }
+}
+
 const CREATE_OPTIONS: Record<keyof CreateOptions, true> = { dtype: true, backend: true, requiresGrad: true };
 const RANDOM_OPTIONS: Record<keyof RandomOptions, true> = { ...CREATE_OPTIONS, rng: true };
 
@@ -190,6 +213,7 @@ export function scalar(value: number, opts: CreateOptions = {}): Tensor {
 export function fromArray(data: ArrayLike<number>, shape: Shape, opts: CreateOptions = {}): Tensor {
   expectOptions('fromArray', opts, CREATE_OPTIONS);
   checkShape('fromArray', shape);
+  checkValues('fromArray', data);
   if (data.length !== sizeOf(shape)) {
     throw new Error(`fromArray: ${data.length} values do not fill shape ${shapeStr(shape)} (expected ${sizeOf(shape)})`);
   }
@@ -210,13 +234,26 @@ function random(op: string, shape: Shape, opts: RandomOptions, draw: (rng: Rng) 
   return fromArray(values, shape, create);
 }
 
+/** Throws unless v is a finite number (options passed where a bound goes would otherwise give NaN values). */
+function checkRange(op: string, name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new Error(`${op}: ${name} must be a finite number, got ${describeValue(v)}${typeof v === 'object' && v !== null ? ' (options go last)' : ''}`);
+  }
+}
+
 /** Uniform in [lo, hi) from the given (or the project's) seeded generator. */
 export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}): Tensor {
+  checkRange('uniform', 'lo', lo);
+  checkRange('uniform', 'hi', hi);
+  if (hi < lo) throw new Error(`uniform: hi (${hi}) is below lo (${lo})`);
   return random('uniform', shape, opts, (rng) => rng.uniform(lo, hi));
 }
 
 /** Normal(mean, sd) from the given (or the project's) seeded generator. */
 export function normal(shape: Shape, mean = 0, sd = 1, opts: RandomOptions = {}): Tensor {
+  checkRange('normal', 'mean', mean);
+  checkRange('normal', 'sd', sd);
+  if (sd < 0) throw new Error(`normal: sd must be >= 0, got ${sd}`);
   return random('normal', shape, opts, (rng) => rng.normal(mean, sd));
 }
 

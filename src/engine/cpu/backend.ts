@@ -16,6 +16,7 @@ const SHARED_MIN_ELEMENTS = 1 << 14;
 
 export class CpuStorage implements Storage {
   refs = 1;
+  version = 0;
   constructor(readonly backend: CpuBackend, readonly dtype: DType, readonly size: number, public data: FloatArray | null) {}
 }
 

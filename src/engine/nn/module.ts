@@ -30,22 +30,42 @@ export abstract class Module {
     return t;
   }
 
+  /** Registers a child module; its tensors' names (for traces and errors) become dotted paths ("encoder.1.bn.weight"). */
   protected child<M extends Module>(name: string, m: M): M {
     this.children.set(name, m);
+    for (const [, t] of [...m.namedParameters(), ...m.namedBuffers()]) t.name = `${name}.${t.name}`;
     return m;
   }
 
   /** [dotted name, parameter] for this module and every descendant, in registration order. */
   namedParameters(prefix = ''): Array<[string, Tensor]> {
+    this.checkRegistered();
     const out: Array<[string, Tensor]> = [...this.params].map(([n, t]) => [prefix + n, t]);
     for (const [n, m] of this.children) out.push(...m.namedParameters(`${prefix}${n}.`));
     return out;
   }
 
   namedBuffers(prefix = ''): Array<[string, Tensor]> {
+    this.checkRegistered();
     const out: Array<[string, Tensor]> = [...this.buffers].map(([n, t]) => [prefix + n, t]);
     for (const [n, m] of this.children) out.push(...m.namedBuffers(`${prefix}${n}.`));
     return out;
+  }
+
+  /**
+   * Throws if a field holds a module (or an array of modules) that was never registered with child(): its
+   * parameters would silently be missing from parameters(), the optimizer and stateDict().
+   */
+  private checkRegistered(): void {
+    const registered = new Set<Module>(this.children.values());
+    for (const [field, v] of Object.entries(this)) {
+      const held: unknown[] = Array.isArray(v) ? v : [v];
+      for (const m of held) {
+        if (m instanceof Module && !registered.has(m)) {
+          throw new Error(`${this.constructor.name}: field '${field}' holds a ${m.constructor.name} that was not registered with this.child(name, module), so its parameters would be missing from parameters() and stateDict()`);
+        }
+      }
+    }
   }
 
   parameters(): Tensor[] {
@@ -72,7 +92,10 @@ export abstract class Module {
     return new Map([...this.namedParameters(), ...this.namedBuffers()]);
   }
 
-  /** Copies values into this module's tensors; every key must exist with the same shape, and none may be missing. */
+  /**
+   * Copies values into this module's tensors (in place: a graph that read them can no longer be backpropagated);
+   * every key must exist with the same shape, and none may be missing. Nothing is written unless all of them fit.
+   */
   async loadStateDict(values: Map<string, { shape: readonly number[]; data: ArrayLike<number> }>): Promise<void> {
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !values.has(k));
@@ -80,12 +103,19 @@ export abstract class Module {
     if (missing.length || unexpected.length) {
       throw new Error(`loadStateDict: ${missing.length ? `missing ${missing.join(', ')}` : ''}${missing.length && unexpected.length ? '; ' : ''}${unexpected.length ? `unexpected ${unexpected.join(', ')}` : ''}`);
     }
+    // Every entry is checked before the first is written, so a bad one leaves the module as it was.
     for (const [k, t] of own) {
       const v = values.get(k)!;
       if (v.shape.length !== t.shape.length || v.shape.some((d, i) => d !== t.shape[i])) {
         throw new Error(`loadStateDict: '${k}' has shape ${shapeStr(v.shape)}, the module expects ${shapeStr(t.shape)}`);
       }
-      t.backend.write(t.handle, v.data);
+      if (v.data.length !== t.size) {
+        throw new Error(`loadStateDict: '${k}' has ${v.data.length} values, its shape ${shapeStr(t.shape)} needs ${t.size}`);
+      }
+    }
+    for (const [k, t] of own) {
+      t.backend.write(t.handle, values.get(k)!.data);
+      t.handle.version++;
     }
   }
 

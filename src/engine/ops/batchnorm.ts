@@ -9,7 +9,7 @@ import type { BatchNorm2dParams } from '../backend.js';
 import { runOp } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
-import { expectOptions, expectRank } from './util.js';
+import { describeValue, expectOptions, expectRank, expectTensor } from './util.js';
 
 export interface BatchNorm2dOptions {
   training: boolean;
@@ -22,10 +22,14 @@ const BATCHNORM2D_OPTIONS: Record<keyof BatchNorm2dOptions, true> = { training: 
 export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, opts: BatchNorm2dOptions): Tensor {
   const op = 'batchNorm2d';
   expectOptions(op, opts, BATCHNORM2D_OPTIONS);
+  if (typeof opts?.training !== 'boolean') {
+    throw new Error(`${op}: options must say training: true (batch statistics) or false (running statistics), got training ${describeValue(opts?.training)}`);
+  }
   expectRank(op, 'input', x, 4, '[batch, channels, height, width]');
   const [n, c, h, w] = x.shape;
   const named: Array<[string, Tensor | null]> = [['gamma', gamma], ['beta', beta], ['runningMean', runningMean], ['runningVar', runningVar]];
   for (const [name, t] of named) {
+    if (t !== null || name === 'gamma' || name === 'beta') expectTensor(op, name, t);
     if (t && (t.rank !== 1 || t.shape[0] !== c)) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected [${c}] for input ${shapeStr(x.shape)}`);
   }
   if (!!runningMean !== !!runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
@@ -38,6 +42,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const [y, saveMean, saveInvStd] = runOp({
     op, inputs: [x, gamma, beta, ...stats], outputs: [x.shape, [c], [c]], flops: 8 * x.size,
     attrs: { training: p.training, eps: p.eps, momentum: p.momentum },
+    ...(stats.length > 0 ? { unread: [3, 4], ...(p.training ? { writes: [3, 4] } : {}) } : {}),
     kernel: (be, [ys, ms, is], [xs, gs, bs, rm, rv]) => be.batchNorm2d(xs, gs, bs, rm ?? null, rv ?? null, ys, ms, is, p),
     backward: (gy, [, mean, invStd]) => {
       const [dx, dgamma, dbeta] = runOp({

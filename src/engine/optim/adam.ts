@@ -12,7 +12,7 @@ import { runOp } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import { noGrad, withPhase } from '../mode.js';
 import { type Tensor, zeros } from '../tensor.js';
-import { expectOptions } from '../ops/util.js';
+import { describeValue, expectOptions, expectTensor } from '../ops/util.js';
 
 export interface AdamOptions {
   lr?: number;
@@ -39,6 +39,11 @@ export class Adam {
 
   constructor(readonly params: readonly Tensor[], opts: AdamOptions = {}) {
     expectOptions('Adam', opts, ADAM_OPTIONS);
+    if (!Array.isArray(params as unknown)) throw new Error(`Adam: params must be an array of tensors (e.g. model.parameters()), got ${describeValue(params)}`);
+    params.forEach((p, i) => {
+      expectTensor('Adam', `params[${i}]`, p);
+      if (!p.requiresGrad) throw new Error(`Adam: params[${i}] (tensor #${p.id}${p.name ? ` '${p.name}'` : ''}) does not require grad, so it would never be updated; make it with requiresGrad: true or leave it out`);
+    });
     this.lr = opts.lr ?? 1e-3;
     [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
@@ -68,6 +73,7 @@ export class Adam {
         runOp({
           op: 'adam', inputs: [p, g, this.m[i], this.v[i]], outputs: [], flops: 12 * p.size,
           attrs: { lr: o.lr, step: o.step, decoupled: o.decoupled },
+          writes: [0, 2, 3],
           kernel: (be, _outs, [ps, gs, ms, vs]) => {
             if (!be.adam) throw new Error(`adam: backend '${be.name}' has no fused Adam kernel`);
             be.adam(ps, gs, ms, vs, o);

@@ -14,6 +14,7 @@ import * as norm from './kernels/norm.js';
 
 export class GpuStorage implements Storage {
   refs = 1;
+  version = 0;
   constructor(readonly backend: WebGPUBackend, readonly dtype: DType, readonly size: number, public buffer: GPUBuffer | null) {}
 }
 
