@@ -3,7 +3,8 @@
 //   4 square: x*x        5 relu: x>0 ? x : 0   6 sigmoid: 1/(1+e^-x) 7 tanh: tanh x
 //   8 leakyRelu: x>0 ? x : p*x                 9 addScalar: x+p      10 mulScalar: x*p
 //   11 rsubScalar: p-x   12 rdivScalar: p/x    13 powScalar: x^p (Math.pow semantics: negative x with an
-//   integer p gives the signed real power, negative x with a non-integer p gives NaN, x^0 = 1)
+//   integer p gives the signed real power, negative finite x with a non-integer p gives NaN, -Inf with
+//   one gives +Inf (p > 0) or +0 (p < 0), x^0 = 1)                   14 divScalar: x/p
 // tanh and sigmoid are evaluated from exp(-|x|) so they never overflow for large |x|.
 //
 // Bindings:
@@ -49,9 +50,10 @@ fn powScalar(v: f32, p: f32) -> f32 {
     return nanValue();
   }
   let a = abs(v);
+  let infinite = bitcast<u32>(a) == 0x7f800000u;
   if (p == 0.5) {
     if (v < 0.0) {
-      return nanValue();
+      return select(nanValue(), a, infinite);
     }
     return sqrt(v);
   }
@@ -64,7 +66,7 @@ fn powScalar(v: f32, p: f32) -> f32 {
   }
   if (v < 0.0 || (v == 0.0 && (bitcast<u32>(v) & 0x80000000u) != 0u)) {
     if (floor(p) != p) {
-      return select(r, nanValue(), v < 0.0);
+      return select(r, nanValue(), v < 0.0 && !infinite);
     }
     // Integer exponent: odd powers keep the sign. |p| >= 2^24 is always even in f32.
     let odd = abs(p) < 16777216.0 && (i32(abs(p)) & 1) == 1;
@@ -110,6 +112,7 @@ fn apply(v: f32, p: f32) -> f32 {
     case 11u: { return p - v; }
     case 12u: { return p / v; }
     case 13u: { return powScalar(v, p); }
+    case 14u: { return v / p; }
     default: { return v; }
   }
 }

@@ -247,7 +247,7 @@ describe('backend contract: kernels fully overwrite their outputs', () => {
     const [n, c, h, w] = [2, 3, 4, 5];
     const size = n * c * h * w;
     const x = store(rand(size)), y = store(rand(size)), pos = store(rand(size, 0.5, 2));
-    for (const op of ['neg', 'exp', 'log', 'sqrt', 'square', 'relu', 'sigmoid', 'tanh', 'leakyRelu', 'addScalar', 'mulScalar', 'rsubScalar', 'rdivScalar', 'powScalar'] as const) {
+    for (const op of ['neg', 'exp', 'log', 'sqrt', 'square', 'relu', 'sigmoid', 'tanh', 'leakyRelu', 'addScalar', 'mulScalar', 'rsubScalar', 'rdivScalar', 'powScalar', 'divScalar'] as const) {
       overwrites(`unary ${op}`, [size], ([o]) => be.unary(op, op === 'log' || op === 'sqrt' || op === 'powScalar' ? pos : x, o, 0.3));
     }
     const strides = [c * h * w, h * w, w, 1];

@@ -430,6 +430,48 @@ describe('backward()', () => {
   });
 });
 
+describe('arguments of the wrong kind (JavaScript callers have no type checker)', () => {
+  const X = r([2, 3]), BX = r([2, 2, 2, 2]), G = sg.ones([2]), B = sg.zeros([2]);
+  const cases: Array<[string, () => unknown, string]> = [
+    ['add with a string', () => sg.add(X, '2' as never), 'add: operand 1 must be a Tensor or a number, got the string "2"'],
+    ['sub with an array', () => sg.sub([1, 2] as never, X), 'sub: operand 0 must be a Tensor or a number, got an array'],
+    ['mul with null', () => sg.mul(X, null as never), 'mul: operand 1 must be a Tensor or a number, got null'],
+    ['div of a string by a number', () => sg.div('x' as never, 2), 'div: operand 0 must be a Tensor or a number, got the string "x"'],
+    ['exp of an array', () => sg.exp([1] as never), 'exp: input must be a Tensor, got an array'],
+    ['pow of undefined', () => sg.pow(undefined as never, 2), 'pow: input must be a Tensor, got undefined'],
+    ['mulScalar by a string', () => sg.mulScalar(X, '2' as never), 'mulScalar: its number argument must be a number, got the string "2"'],
+    ['sum with keepdims as an options object', () => sg.sum(X, 1, { keepdims: false } as never), 'sum: keepdims must be true or false, got an object (Object)'],
+    ['mean of a number', () => sg.mean(3 as never), 'mean: input must be a Tensor, got a number (3)'],
+    ['reshape of null', () => sg.reshape(null as never, [6]), 'reshape: input must be a Tensor, got null'],
+    ['concat of a tensor, not a list', () => sg.concat(X as never), 'concat: needs a non-empty array of tensors'],
+    ['concat with a number in the list', () => sg.concat([X, 1] as never, 0), 'concat: tensor 1 must be a Tensor, got a number (1)'],
+    ['matmul with an array', () => sg.matmul(X, [[1]] as never), 'matmul: operand 1 must be a Tensor, got an array'],
+    ['mseLoss with an array target', () => sg.mseLoss(X, [1, 2] as never), 'mseLoss: target must be a Tensor, got an array'],
+    ['conv2d of an array', () => sg.conv2d([1] as never, X), 'conv2d: input must be a Tensor, got an array'],
+    ['batchNorm2d without options', () => sg.batchNorm2d(BX, G, B, null, null, undefined as never), 'batchNorm2d: options must say training: true (batch statistics) or false (running statistics), got training undefined'],
+    ['batchNorm2d with a number for gamma', () => sg.batchNorm2d(BX, 1 as never, B, null, null, { training: true }), 'batchNorm2d: gamma must be a Tensor, got a number (1)'],
+    ['fromArray with strings', () => sg.fromArray(['1', 'x'] as never, [2]), 'fromArray: value 0 is the string "1", expected a number'],
+    ['fromArray of a number', () => sg.fromArray(3 as never, [1]), 'fromArray: values must be an array or a typed array of numbers, got a number (3)'],
+    ['uniform with options where lo goes', () => sg.uniform([3], { rng: new sg.Rng(1) } as never), 'uniform: lo must be a finite number, got an object (Object) (options go last)'],
+    ['uniform with hi below lo', () => sg.uniform([3], 2, 1), 'uniform: hi (1) is below lo (2)'],
+    ['normal with a negative sd', () => sg.normal([3], 0, -1), 'normal: sd must be >= 0, got -1'],
+    ['Adam of one tensor, not a list', () => new sg.Adam(X as never), 'Adam: params must be an array of tensors (e.g. model.parameters()), got an object (Tensor)'],
+    ['Adam of a tensor without requiresGrad', () => new sg.Adam([X]), `Adam: params[0] (tensor #${X.id}) does not require grad`],
+  ];
+  for (const [name, call, message] of cases) {
+    it(`${name}: a message that names the op and what was wrong`, () => {
+      expectNoLeak(() => call(), msg(message));
+    });
+  }
+
+  it('backward rejects a gradient on another backend', () => {
+    const other = { ...sg.getBackend('cpu') } as sg.Backend;
+    const y = sg.mulScalar(t([2], 'float32', true), 2);
+    const seed = sg.ones([2], { backend: Object.assign(Object.create(Object.getPrototypeOf(sg.getBackend('cpu')) as object), other) as sg.Backend });
+    expect(() => y.backward(seed)).toThrow(msg('backward: gradient is on backend', 'output is on'));
+  });
+});
+
 describe('options objects', () => {
   // JavaScript callers have no type checker: a misspelt option must be an error, not silently the default.
   // The inputs exist before the calls, so expectNoLeak sees only what a rejected call would leave behind.

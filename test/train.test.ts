@@ -54,14 +54,33 @@ describe('optimisers and schedules', () => {
     }
   });
 
-  it('one-cycle warms up from lr/25 and reduce-on-plateau halves after patience', () => {
+  it('one-cycle warms up from lr/25 to lr and anneals', () => {
     const oc = sg.oneCycleSchedule(0.01, 250);
     expect(oc.lr(0)).toBeCloseTo(4e-4, 10);
     expect(Math.max(...Array.from({ length: 250 }, (_, e) => oc.lr(e)))).toBeCloseTo(0.01, 6);
     expect(oc.lr(249)).toBeLessThan(1e-6);
-    const pl = sg.reduceOnPlateauSchedule(1e-3, 0.5, 2);
-    for (const v of [10, 11, 11, 11, 10]) pl.report!(v);
-    expect(pl.lr(5)).toBe(5e-4);
+  });
+
+  it('reduce-on-plateau follows Keras: reduce when wait >= patience, improvements must exceed minDelta', () => {
+    const lrs = (values: number[], patience: number, minDelta?: number): number[] => {
+      const pl = sg.reduceOnPlateauSchedule(1, 0.5, patience, 0, minDelta);
+      return values.map((v) => (pl.report!(v), pl.lr(0)));
+    };
+    // Two epochs without improvement after the best (11) halve the lr at once; the count then starts again.
+    expect(lrs([10, 11, 11, 11, 11, 11], 2)).toEqual([1, 1, 1, 0.5, 0.5, 0.25]);
+    // An improvement resets the count.
+    expect(lrs([10, 11, 11, 12, 12, 12], 2)).toEqual([1, 1, 1, 1, 1, 0.5]);
+    // Below minDelta (default 1e-4) is no improvement.
+    expect(lrs([10, 10.00005, 10.00009], 2)).toEqual([1, 1, 0.5]);
+    expect(lrs([10, 10.00005, 10.00009], 2, 0)).toEqual([1, 1, 1]);
+    // patience 1: every epoch without improvement halves it.
+    expect(lrs([5, 4, 3], 1)).toEqual([1, 0.5, 0.25]);
+  });
+
+  it('one-cycle refuses epochs outside its schedule instead of rising again', () => {
+    const oc = sg.oneCycleSchedule(1, 10);
+    expect(oc.lr(9)).toBeLessThan(1e-4);
+    for (const e of [10, 12, -1, NaN]) expect(() => oc.lr(e), String(e)).toThrow(/oneCycle: epoch .* is outside the schedule's 10 epochs \(0 to 9\)/);
   });
 });
 
@@ -122,6 +141,46 @@ describe('training loop', () => {
     await expect(loadCheckpoint(path.join(tmp, 'missing.safetensors'), a, null)).rejects.toThrow(/missing\.safetensors: cannot read checkpoint/);
     a.dispose();
     b.dispose();
+  });
+
+  it('writeSafetensors refuses what it could not read back, and writes what it was given', () => {
+    const file = path.join(tmp, 'w.safetensors');
+    const w = (tensors: Array<[string, sg.FloatArray | number[], 'float32' | 'float64', number[]]>, meta?: Record<string, string>): void =>
+      writeSafetensors(file, new Map(tensors.map(([n, data, dtype, shape]) => [n, { dtype, shape, data: data as sg.FloatArray }])), meta);
+    // Float64 values declared float32 are stored as float32 (the offsets follow the declared dtype).
+    w([['x', new Float64Array([1, 2]), 'float32', [2]], ['__proto__', [3, 4, 5], 'float64', [3]]], { a: 'b' });
+    const back = readSafetensors(file);
+    expect(back.tensors.get('x')).toEqual({ dtype: 'float32', shape: [2], data: new Float32Array([1, 2]) });
+    expect(back.tensors.get('__proto__')).toEqual({ dtype: 'float64', shape: [3], data: new Float64Array([3, 4, 5]) });
+    expect(back.metadata).toEqual({ a: 'b' });
+    const before = fs.readFileSync(file);
+    expect(() => w([['__metadata__', [1], 'float32', [1]]])).toThrow("writeSafetensors: '__metadata__' is reserved for the metadata and cannot name a tensor");
+    expect(() => w([['y', [1], 'int8' as never, [1]]])).toThrow(`writeSafetensors: 'y' has dtype "int8"; expected float32 or float64`);
+    expect(() => w([['y', [1, 2], 'float32', [3]]])).toThrow("writeSafetensors: 'y' has 2 values for shape [3]");
+    expect(() => w([['y', [1], 'float32', [1]]], { n: 3 as never })).toThrow("writeSafetensors: metadata 'n' is number");
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+  });
+
+  it('a module: dotted names on its tensors, unregistered children refused, loadStateDict all or nothing', async () => {
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 4 });
+    for (const [k, t] of model.stateDict()) expect(t.name, k).toBe(k);
+    class Plain extends sg.Module {
+      readonly conv = new sg.Conv2d(1, 2, 3);
+      readonly list = [this.child('a', new sg.Conv2d(1, 1, 1)), new sg.Conv2d(1, 1, 1)];
+    }
+    const plain = new Plain();
+    expect(() => plain.parameters()).toThrow("Plain: field 'conv' holds a Conv2d that was not registered with this.child(name, module)");
+    plain.conv.dispose();
+    (plain as { conv: unknown }).conv = null;
+    expect(() => plain.stateDict()).toThrow("Plain: field 'list' holds a Conv2d that was not registered");
+
+    const values = new Map([...model.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: new Float32Array(t.size).fill(7) }]));
+    const original = new Map([...model.stateDict()].map(([k, t]) => [k, Array.from(t.dataSync())]));
+    const last = [...values.keys()].at(-1)!;
+    values.set(last, { shape: values.get(last)!.shape, data: new Float32Array(values.get(last)!.data.length + 1) });
+    await expect(model.loadStateDict(values)).rejects.toThrow(`loadStateDict: '${last}' has ${values.get(last)!.data.length} values`);
+    for (const [k, t] of model.stateDict()) expect(Array.from(t.dataSync()), `${k} unchanged`).toEqual(original.get(k));
+    model.dispose();
   });
 
   it('resuming from the checkpoint gives the same next losses as not stopping (cpu)', async () => {

@@ -166,6 +166,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       { op: 'mulScalar', lo: -3, hi: 3, params: [-2, 0.3] },
       { op: 'rsubScalar', lo: -3, hi: 3, params: [1, -7.5] },
       { op: 'rdivScalar', lo: 0.1, hi: 4, params: [1, -3] },
+      { op: 'divScalar', lo: -4, hi: 4, params: [7, -0.3] },
       { op: 'powScalar', lo: 0.05, hi: 4, params: [2, 0.5, 3, -1, -0.5, 1.7, 0] },
       // negative bases: integer exponents keep/flip the sign, non-integer exponents give NaN (Math.pow)
       { op: 'powScalar', lo: -3, hi: 3, params: [2, 3, -2, 4, 1.5, 0] },
@@ -186,6 +187,22 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
         rt.release(ob);
         expectClose(got, ref, 1e-5 * Math.max(1, maxAbs(ref)), `unary ${c.op}(p=${p}) n=${n}`);
       }
+    }
+  });
+
+  it('unary: powScalar follows Math.pow at infinities and signed zeros', async () => {
+    const rt = await rtOrThrow();
+    const x = Float64Array.from([-Infinity, Infinity, -0, 0, -2, 2]);
+    for (const p of [0.5, 1.5, -0.5, -1.5, 3, -3, 2, -2, 0]) {
+      const ref = new Float64Array(x.length);
+      unaryKernel('powScalar', x, ref, p);
+      const xb = upload(rt, x);
+      const ob = poisoned(rt, x.length);
+      op(rt, 'unary', () => unary(rt, 'powScalar', xb, ob, x.length, p));
+      const got = await download(rt, ob, x.length);
+      rt.release(xb);
+      rt.release(ob);
+      got.forEach((v, i) => expect(Object.is(v, ref[i]) || Math.abs(v - ref[i]) <= 1e-6 * Math.abs(ref[i]), `${x[i]}^${p}: got ${v}, Math.pow ${ref[i]}`).toBe(true));
     }
   });
 

@@ -8,15 +8,29 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
-/** Runs fn without recording the autograd graph (inference, optimizer updates). */
+/** Runs fn without recording the autograd graph (inference, optimizer updates). fn must be synchronous. */
 export function noGrad<T>(fn: () => T): T {
   const prev = gradEnabled;
   gradEnabled = false;
+  let result: T;
   try {
-    return fn();
+    result = fn();
   } finally {
     gradEnabled = prev;
   }
+  return refusePromise('noGrad', result);
+}
+
+/**
+ * Throws if a mode-setting wrapper's fn returned a Promise: the mode is global and synchronous, so it would be off
+ * again for everything after fn's first await. (The Promise's own failure, if any, is then not reported twice.)
+ */
+export function refusePromise<T>(wrapper: string, result: T): T {
+  if (result instanceof Promise) {
+    result.catch(() => undefined);
+    throw new Error(`${wrapper}: fn returned a Promise, but ${wrapper} only covers synchronous code (it would end at fn's first await); make fn synchronous and await outside`);
+  }
+  return result;
 }
 
 export function currentPhase(): Phase {

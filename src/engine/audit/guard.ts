@@ -3,6 +3,7 @@
  * backward) and throws NonFiniteError at the first one that holds a NaN or an infinity.
  */
 import { host } from '../host.js';
+import { refusePromise } from '../mode.js';
 
 let enabled = host.env('SKIPGRAD_NAN_GUARD') === '1';
 
@@ -21,13 +22,15 @@ export function nanGuardEnabled(): boolean {
   return enabled;
 }
 
-/** Runs fn with the guard on. */
+/** Runs fn with the guard on. fn must be synchronous (for async code, setNanGuard(true) and turn it off after). */
 export function withNanGuard<T>(fn: () => T): T {
   const prev = enabled;
   enabled = true;
+  let result: T;
   try {
-    return fn();
+    result = fn();
   } finally {
     enabled = prev;
   }
+  return refusePromise('withNanGuard', result);
 }

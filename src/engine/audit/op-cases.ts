@@ -35,6 +35,7 @@ export const OP_CASES: OpCase[] = [
   { name: 'mulScalar', inputs: [pm([3, 5])], fn: ([a]) => ops.mul(a, -2.5) },
   { name: 'rsubScalar', inputs: [pm([3, 5])], fn: ([a]) => ops.sub(2, a) },
   { name: 'rdivScalar', inputs: [pos([3, 5])], fn: ([a]) => ops.div(3, a) },
+  { name: 'divScalar', inputs: [pos([3, 5])], fn: ([a]) => ops.div(a, 7) },
   { name: 'exp', inputs: [pm([3, 5])], fn: ([a]) => ops.exp(a) },
   { name: 'log', inputs: [pos([3, 5])], fn: ([a]) => ops.log(a) },
   { name: 'sqrt', inputs: [pos([3, 5])], fn: ([a]) => ops.sqrt(a) },

@@ -91,6 +91,7 @@ export function unaryKernel(op: UnaryOp, x: FloatArray, out: FloatArray, p: numb
     case 'addScalar': for (let i = 0; i < n; i++) out[i] = x[i] + p; break;
     case 'mulScalar': for (let i = 0; i < n; i++) out[i] = x[i] * p; break;
     case 'rsubScalar': for (let i = 0; i < n; i++) out[i] = p - x[i]; break;
+    case 'divScalar': for (let i = 0; i < n; i++) out[i] = x[i] / p; break;
     case 'rdivScalar': for (let i = 0; i < n; i++) out[i] = p / x[i]; break;
     case 'powScalar': for (let i = 0; i < n; i++) out[i] = Math.pow(x[i], p); break;
     default: throw new Error(`cpu: unknown unary op '${op as string}'`);

@@ -17,17 +17,27 @@ export interface StoredTensor {
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
-/** Writes tensors (and string metadata) to `file` atomically. */
+/** Writes tensors (and string metadata) to `file` atomically; throws, naming the entry, before writing anything it could not read back. */
 export function writeSafetensors(file: string, tensors: Map<string, StoredTensor>, metadata: Record<string, string> = {}): void {
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  // No prototype: a tensor named '__proto__' is then an ordinary key, not a change of the header's prototype.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new Error(`writeSafetensors: metadata '${k}' is ${typeof v}; safetensors metadata maps strings to strings`);
+  }
+  if (Object.keys(metadata).length) header.__metadata__ = { ...metadata };
   let offset = 0;
   const names = [...tensors.keys()].sort();
   for (const name of names) {
     const t = tensors.get(name)!;
+    if (name === '__metadata__') throw new Error(`writeSafetensors: '__metadata__' is reserved for the metadata and cannot name a tensor`);
+    if (t.dtype !== 'float32' && t.dtype !== 'float64') throw new Error(`writeSafetensors: '${name}' has dtype ${JSON.stringify(t.dtype)}; expected float32 or float64`);
+    if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isInteger(d) || d < 0)) {
+      throw new Error(`writeSafetensors: '${name}' has shape ${JSON.stringify(t.shape)}; expected a list of non-negative integers`);
+    }
     const n = t.shape.reduce((p, d) => p * d, 1);
     if (n !== t.data.length) throw new Error(`writeSafetensors: '${name}' has ${t.data.length} values for shape [${t.shape.join(',')}]`);
-    const bytes = t.data.byteLength;
+    // The stored bytes follow the declared dtype (the data is converted below), not the array the values came in.
+    const bytes = n * (t.dtype === 'float64' ? 8 : 4);
     header[name] = { dtype: t.dtype === 'float64' ? 'F64' : 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }

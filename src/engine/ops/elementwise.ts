@@ -5,13 +5,13 @@
  *   add         a + b                       gy, gy                       (each summed back to its input's shape)
  *   sub         a - b                       gy, -gy
  *   mul         a * b                       gy*b, gy*a
- *   div         a / b                       gy/b, -gy*a/b^2
+ *   div         a / b                       gy/b, -gy*a/b^2              (a number b: divScalar, gy/b)
  *   neg         -x                          -gy
  *   exp         e^x                         gy*y
  *   log         ln x                        gy/x
  *   sqrt        sqrt x                      gy/(2y)
  *   square      x^2                         gy*2x
- *   pow         x^p (p a number)            gy*p*x^(p-1)
+ *   pow         x^p (p a number)            gy*p*x^(p-1)                 (gy*0 for p = 0, also at x = 0)
  *   relu        max(x, 0)                   reluGrad(gy, x)      = gy*(x>0)
  *   leakyRelu   x>0 ? x : s*x               leakyReluGrad(gy, x) = gy*(x>0 ? 1 : s)
  *   sigmoid     1/(1+e^-x)                  sigmoidGrad(gy, y)   = gy*y*(1-y)
@@ -21,11 +21,13 @@ import type { BinaryOp, UnaryOp } from '../backend.js';
 import { runOp1 } from '../dispatch.js';
 import { Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { broadcastShapes, broadcastStrides } from './util.js';
+import { broadcastShapes, broadcastStrides, describeValue, expectTensor } from './util.js';
 
 type Backward = (gy: Tensor, y: Tensor) => Tensor;
 
 function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, flopsPerElement = 1): Tensor {
+  expectTensor(op, 'input', x);
+  if (typeof param !== 'number') throw new Error(`${op}: its number argument must be a number, got ${describeValue(param)}`);
   return runOp1({
     op, inputs: [x], outputs: [x.shape], flops: flopsPerElement * x.size,
     ...(kind.endsWith('Scalar') || kind === 'leakyRelu' ? { attrs: { param } } : {}),
@@ -37,6 +39,9 @@ function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Ba
 /** A binary kernel with broadcasting; `backward` gets gy at the broadcast shape and returns gradients that are summed back to each input's shape. */
 function binary(op: string, kind: BinaryOp, a: Tensor, b: Tensor, param: number,
   backward?: (gy: Tensor, y: Tensor) => [Tensor | null, Tensor | null]): Tensor {
+  [a, b].forEach((v, i) => {
+    if (!(v instanceof Tensor)) throw new Error(`${op}: operand ${i} must be a Tensor or a number, got ${describeValue(v)}`);
+  });
   const outShape = broadcastShapes(op, a.shape, b.shape);
   return runOp1({
     op, inputs: [a, b], outputs: [outShape], flops: outShape.reduce((p, d) => p * d, 1),
@@ -79,7 +84,7 @@ export function mul(a: Tensor | number, b: Tensor | number): Tensor {
 }
 
 export function div(a: Tensor | number, b: Tensor | number): Tensor {
-  if (typeof b === 'number') return mulScalar(asTensor('div', a), 1 / b);
+  if (typeof b === 'number') return divScalar(asTensor('div', a), b);
   if (typeof a === 'number') return rdivScalar(b, a);
   return binary('div', 'div', a, b, 0, (gy, y) => {
     // d(a/b)/db = -a/b^2 = -y/b
@@ -93,7 +98,8 @@ export function div(a: Tensor | number, b: Tensor | number): Tensor {
 }
 
 function asTensor(op: string, v: Tensor | number): Tensor {
-  if (!(v instanceof Tensor)) throw new Error(`${op}: expected a Tensor on at least one side, got two numbers`);
+  if (typeof v === 'number') throw new Error(`${op}: expected a Tensor on at least one side, got two numbers`);
+  if (!(v instanceof Tensor)) throw new Error(`${op}: operand 0 must be a Tensor or a number, got ${describeValue(v)}`);
   return v;
 }
 
@@ -105,6 +111,11 @@ export function addScalar(x: Tensor, s: number): Tensor {
 
 export function mulScalar(x: Tensor, s: number): Tensor {
   return unary('mulScalar', 'mulScalar', x, s, (gy) => mulScalar(gy, s));
+}
+
+/** x / s (a true division: x * (1/s) would round twice, e.g. 49 * (1/49) = 0.9999999999999999 in float64) */
+export function divScalar(x: Tensor, s: number): Tensor {
+  return unary('divScalar', 'divScalar', x, s, (gy) => divScalar(gy, s));
 }
 
 /** s - x */
@@ -128,6 +139,7 @@ export function rdivScalar(x: Tensor, s: number): Tensor {
 export function pow(x: Tensor, p: number): Tensor {
   if (typeof p !== 'number' || !Number.isFinite(p)) throw new Error(`pow: exponent must be a finite number, got ${String(p)}`);
   return unary('pow', 'powScalar', x, p, (gy) => {
+    if (p === 0) return mulScalar(gy, 0); // x^0 = 1 everywhere; p * x^-1 would be 0 * Inf = NaN at x = 0
     const d = pow(x, p - 1);
     const g = mul(gy, d);
     d.dispose();

@@ -6,9 +6,11 @@ import { runOp1 } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { mul, mulScalar, neg, sub } from './elementwise.js';
-import { sameShape } from './util.js';
+import { expectTensor, sameShape } from './util.js';
 
 export function mseLoss(pred: Tensor, target: Tensor): Tensor {
+  expectTensor('mseLoss', 'prediction', pred);
+  expectTensor('mseLoss', 'target', target);
   if (!sameShape(pred.shape, target.shape)) {
     throw new Error(`mseLoss: prediction ${shapeStr(pred.shape)} and target ${shapeStr(target.shape)} must have the same shape`);
   }

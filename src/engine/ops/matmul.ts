@@ -5,6 +5,7 @@
 import { runOp1 } from '../dispatch.js';
 import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
+import { expectTensor } from './util.js';
 
 export function matmul(a: Tensor, b: Tensor): Tensor {
   return matmulT(a, b, false, false);
@@ -12,6 +13,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** op(a) @ op(b), op = transpose of the last two axes when the flag is set. */
 export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  expectTensor('matmul', 'operand 0', a);
+  expectTensor('matmul', 'operand 1', b);
   const rank = a.rank;
   if ((rank !== 2 && rank !== 3) || b.rank !== rank) {
     throw new Error(`matmul: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)}: expected two rank-2 ([m,k] @ [k,n]) or two rank-3 ([B,m,k] @ [B,k,n]) tensors`);

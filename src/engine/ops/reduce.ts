@@ -10,9 +10,11 @@ import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { mulScalar } from './elementwise.js';
 import { broadcastTo, reshape } from './shape.js';
-import { normalizeAxes } from './util.js';
+import { describeValue, expectTensor, normalizeAxes } from './util.js';
 
 function reduce(op: 'sum' | 'mean', x: Tensor, axes: number | readonly number[] | undefined, keepdims: boolean): Tensor {
+  expectTensor(op, 'input', x);
+  if (typeof keepdims !== 'boolean') throw new Error(`${op}: keepdims must be true or false, got ${describeValue(keepdims)} (it is the third argument, not an option)`);
   const ax = normalizeAxes(op, x.shape, axes);
   const keptShape = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const outShape = keepdims ? keptShape : x.shape.filter((_, i) => !ax.includes(i));

@@ -11,9 +11,10 @@ import { runOp1 } from '../dispatch.js';
 import { type Shape, shapeStr, sizeOf } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { broadcastShapes, broadcastStrides, contiguousStrides, normalizeAxes } from './util.js';
+import { broadcastShapes, broadcastStrides, contiguousStrides, expectTensor, normalizeAxes } from './util.js';
 
 export function reshape(x: Tensor, shape: Shape): Tensor {
+  expectTensor('reshape', 'input', x);
   const target = shape.slice();
   const infer = target.indexOf(-1);
   if (target.some((d, i) => (!Number.isInteger(d) || d < -1) || (d === -1 && i !== infer))) {
@@ -34,6 +35,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 }
 
 export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  expectTensor('broadcastTo', 'input', x);
   const out = broadcastShapes('broadcastTo', x.shape, shape);
   if (out.length !== shape.length || out.some((d, i) => d !== shape[i])) {
     throw new Error(`broadcastTo: ${shapeStr(x.shape)} cannot be broadcast to ${shapeStr(shape)}`);
@@ -46,6 +48,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
 }
 
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  expectTensor('permute', 'input', x);
   const rank = x.rank;
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
     throw new Error(`permute: ${JSON.stringify(perm)} is not a permutation of the ${rank} axes of ${shapeStr(x.shape)}`);
@@ -62,6 +65,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 }
 
 export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
+  expectTensor('transpose', 'input', x);
   if (x.rank < 2) throw new Error(`transpose: input has shape ${shapeStr(x.shape)}, expected rank >= 2`);
   const [a, b] = [axis0, axis1].map((ax) => normalizeAxes('transpose', x.shape, ax)[0]);
   const perm = x.shape.map((_, i) => i);
@@ -71,7 +75,8 @@ export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
 }
 
 export function concat(xs: readonly Tensor[], axis = 1): Tensor {
-  if (xs.length === 0) throw new Error('concat: needs at least one tensor');
+  if (!Array.isArray(xs as unknown) || xs.length === 0) throw new Error('concat: needs a non-empty array of tensors');
+  xs.forEach((x, i) => expectTensor('concat', `tensor ${i}`, x));
   const ax = normalizeAxes('concat', xs[0].shape, axis)[0];
   for (let i = 1; i < xs.length; i++) {
     const s = xs[i].shape;
@@ -103,6 +108,7 @@ export function concat(xs: readonly Tensor[], axis = 1): Tensor {
 }
 
 export function slice(x: Tensor, begin: readonly number[], size: readonly number[]): Tensor {
+  expectTensor('slice', 'input', x);
   if (begin.length !== x.rank || size.length !== x.rank || begin.some((b, i) => !Number.isInteger(b) || !Number.isInteger(size[i]) || b < 0 || size[i] < 0 || b + size[i] > x.shape[i])) {
     throw new Error(`slice: begin ${JSON.stringify(begin)} and size ${JSON.stringify(size)} do not fit in ${shapeStr(x.shape)}`);
   }
@@ -117,6 +123,7 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
 
 /** zeros of `shape` with x copied in at `begin` (the adjoint of slice). */
 export function pad(x: Tensor, shape: Shape, begin: readonly number[]): Tensor {
+  expectTensor('pad', 'input', x);
   if (shape.length !== x.rank || begin.length !== x.rank || begin.some((b, i) => b < 0 || b + x.shape[i] > shape[i])) {
     throw new Error(`pad: ${shapeStr(x.shape)} at ${JSON.stringify(begin)} does not fit in ${shapeStr(shape)}`);
   }

@@ -1,7 +1,7 @@
 /** Shape helpers shared by the op files: row-major strides, broadcasting, axis normalisation, shape checks. */
 import type { Shape } from '../dtype.js';
 import { shapeStr } from '../dtype.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 
 export function contiguousStrides(shape: Shape): number[] {
   const strides = new Array<number>(shape.length);
@@ -60,8 +60,24 @@ export function normalizeAxes(op: string, shape: Shape, axes: number | readonly 
   return out.sort((x, y) => x - y);
 }
 
+/** Throws `op: name must be a Tensor, got a string` unless v is a Tensor (JavaScript callers have no type checker). */
+export function expectTensor(op: string, name: string, v: unknown): asserts v is Tensor {
+  if (!(v instanceof Tensor)) throw new Error(`${op}: ${name} must be a Tensor, got ${describeValue(v)}`);
+}
+
+/** A short description of a value for error messages: 'null', 'an array', 'the string "2"', 'a number (3)', 'an object'. */
+export function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}...` : v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `a ${typeof v} (${String(v)})`;
+  return typeof v === 'object' ? `an object (${v.constructor?.name ?? 'no prototype'})` : `a ${typeof v}`;
+}
+
 /** Throws `op: name has shape S, expected rank R (what)` unless t has rank r. */
 export function expectRank(op: string, name: string, t: Tensor, rank: number, what: string): void {
+  expectTensor(op, name, t);
   if (t.rank !== rank) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected rank ${rank} ${what}`);
 }
 

@@ -4,7 +4,8 @@
  *   oneCycle:      PyTorch's OneCycleLR (cosine annealing, pct_start 0.3, div_factor 25, final_div_factor 1e4):
  *                  warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal to maxLr/25/1e4
  *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR, higher is better)
- *                  has not improved for `patience` epochs (Keras ReduceLROnPlateau, mode max)
+ *                  has not improved by more than minDelta for `patience` epochs in a row (Keras ReduceLROnPlateau,
+ *                  mode max, with its defaults min_delta 1e-4, cooldown 0: reduce when wait >= patience)
  */
 export interface Schedule {
   /** The learning rate for epoch `epoch` (0-based), given the metric of the previous epochs. */
@@ -29,6 +30,9 @@ export function oneCycleSchedule(maxLr: number, epochs: number, pctStart = 0.3, 
   const cos = (start: number, end: number, pct: number): number => end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
   return {
     lr(epoch: number): number {
+      if (!(epoch >= 0 && epoch <= total - 1)) {
+        throw new RangeError(`oneCycle: epoch ${epoch} is outside the schedule's ${total} epochs (0 to ${total - 1}); make the schedule for as many epochs as you train`);
+      }
       if (epoch <= up) return cos(initial, maxLr, up <= 0 ? 1 : epoch / up);
       return cos(maxLr, min, down - up <= 0 ? 1 : (epoch - up) / (down - up));
     },
@@ -37,17 +41,17 @@ export function oneCycleSchedule(maxLr: number, epochs: number, pctStart = 0.3, 
   };
 }
 
-export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30, minLr = 0): Schedule {
+export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30, minLr = 0, minDelta = 1e-4): Schedule {
   let current = lr;
   let best = -Infinity;
   let wait = 0;
   return {
     lr: () => current,
     report(value: number): void {
-      if (value > best) {
+      if (value > best + minDelta) {
         best = value;
         wait = 0;
-      } else if (++wait > patience) {
+      } else if (++wait >= patience) {
         current = Math.max(minLr, current * factor);
         wait = 0;
       }

@@ -20,7 +20,7 @@ const MAX_RANK = 8;
 
 const UNARY_OPS: Record<UnaryOp, number> = {
   neg: 0, exp: 1, log: 2, sqrt: 3, square: 4, relu: 5, sigmoid: 6, tanh: 7,
-  leakyRelu: 8, addScalar: 9, mulScalar: 10, rsubScalar: 11, rdivScalar: 12, powScalar: 13,
+  leakyRelu: 8, addScalar: 9, mulScalar: 10, rsubScalar: 11, rdivScalar: 12, powScalar: 13, divScalar: 14,
 };
 
 const BINARY_OPS: Record<BinaryOp, number> = {
