@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the op bench (bench/ops.ts: conv2d at the AESc shapes, plus convTranspose2d, upsampleNearest2d,
+ * `npm run bench`: the op bench (bench/ops.ts: conv2d at ops-shapes.ts' shapes, plus convTranspose2d, upsampleNearest2d,
  * batchNorm2d and the AdamW update) and the model bench (bench/model.ts: one AESc / AE training step) in one run,
  * skipgrad against TensorFlow.js on the CPU and on WebGPU, and the webgpu step's host side alone (bench/model.ts
  * --host-only, in a process of its own: Dawn's null backend is chosen when Dawn starts). Writes
@@ -127,7 +127,7 @@ for (const r of hostModels) {
   md.push(r.markdown, '');
 }
 if (ops.length) {
-  md.push('## Ops at the AESc shapes', '');
+  md.push('## Ops at AESc and icpr layer shapes (and one other conv shape)', '');
   for (const r of ops) {
     md.push(`### ${r.backend === 'cpu' ? 'CPU: skipgrad cpu vs tfjs cpu and tfjs wasm' : `WebGPU: skipgrad webgpu vs tfjs webgpu (${r.machine.device.replace(/^webgpu: /, '')})`}`, '');
     md.push(r.markdown, '');

@@ -4,7 +4,7 @@
  * shapes and the esann decoder's last layer (one output channel: the direct kernels), on 1 thread
  * and on all threads, plus the parallel break-even point for small matmuls.
  *
- *   npx tsx bench/gemm-micro.ts [all|gemm|conv|threshold]
+ *   npx tsx bench/gemm-micro.ts [all|gemm|conv|threshold]    (--help: the usage)
  *
  * FLOP counts are 2 x multiply-adds of the mathematical operation (padding zeros not counted).
  * Each figure is the best (fastest) of several timed runs after a warm-up run: on a shared
@@ -161,6 +161,20 @@ function benchThreshold(): void {
   }
 }
 
+const USAGE = `usage: node dist/bench/gemm-micro.js [all|gemm|conv|threshold]   (or: npx tsx bench/gemm-micro.ts ...)
+GFLOP/s of the CPU GEMM and convolution kernels on 1 thread and on all threads (SKIPGRAD_THREADS), and the
+parallel break-even point for small matmuls.
+
+  all         everything below (the default)
+  gemm        matmul
+  conv        conv forward, input gradient, weight gradient
+  threshold   1 thread vs all threads on small matmuls
+  --help      this text
+`;
+if (process.argv[2] === '--help' || process.argv[2] === '-h') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
 const what = process.argv[2] ?? 'all';
 if (process.argv.length > 3 || !['all', 'gemm', 'conv', 'threshold'].includes(what)) {
   process.stderr.write(`gemm-micro: expected one of all, gemm, conv, threshold (or nothing: all), got '${process.argv.slice(2).join(' ')}'\n`);

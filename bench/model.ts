@@ -9,7 +9,7 @@
  * AdamW (lr 1e-3, betas 0.9/0.999, eps 1e-8, weight decay 1e-2, decoupled as PyTorch's AdamW: p *= 1 - lr wd,
  * then the bias-corrected Adam update). skipgrad: sg.Adam({ decoupled: true }); tfjs: the decay by hand, then
  * tf.train.adam. Both ends wait for the device (skipgrad: the loss read back and backend.sync(); tfjs: the loss
- * and a weight read back with dataSync). Also measured: a forward pass alone (training-mode BN, no gradient
+ * and a weight read back with await data()). Also measured: a forward pass alone (training-mode BN, no gradient
  * recording, output read back), which runs where tfjs cannot train (tfjs-wasm has no Conv2DBackpropFilter kernel).
  *
  * Peak memory: the high-water of live tensor bytes on the backend over the first (warm-up) step, which

@@ -21,7 +21,7 @@ export interface TfjsJob {
 
 export const SHAPES: BenchShape[] = [
   { name: 'AESc l1->l2 [8,16,256,256] -> 32, 5x5 s2 valid', n: 8, c: 16, h: 256, w: 256, o: 32, k: 5, stride: 2, pad: 'valid' },
-  { name: '[4,128,128,32] -> 64, 5x5 s2 same', n: 4, c: 32, h: 128, w: 128, o: 64, k: 5, stride: 2, pad: 'same' },
+  { name: '[4,32,128,128] -> 64, 5x5 s2 same', n: 4, c: 32, h: 128, w: 128, o: 64, k: 5, stride: 2, pad: 'same' },
 ];
 
 export function outSize(s: BenchShape): [number, number] {

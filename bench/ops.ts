@@ -1,6 +1,6 @@
 /**
- * `npm run bench:ops`: conv2d forward and gradients at the AESc layer shapes, skipgrad against
- * TensorFlow.js in one run, with warm-up and medians:
+ * `npm run bench:ops`: conv2d forward and gradients at the shapes of ops-shapes.ts (an AESc layer and one other),
+ * skipgrad against TensorFlow.js in one run, with warm-up and medians:
  *   cpu:    skipgrad cpu   vs tfjs cpu and tfjs wasm         -> bench/results/ops-cpu.json
  *   webgpu: skipgrad webgpu vs tfjs webgpu on the same Dawn adapter -> bench/results/ops-webgpu.json
  * tfjs runs in child processes (bench/model-worker.ts, started by bench/tfjs-run.ts) so a slow measurement can be
@@ -249,7 +249,7 @@ export async function runOpsBench(o: OpsBenchOptions): Promise<OpsReport[]> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  await benchMain('dist/bench/ops.js', 'conv2d forward and gradients at the AESc shapes (and the extra ops), skipgrad vs tfjs.', OPS_OPTIONS,
+  await benchMain('dist/bench/ops.js', 'conv2d forward and gradients at an AESc layer shape and [4,32,128,128] -> 64 (and the extra ops), skipgrad vs tfjs.', OPS_OPTIONS,
     async (argv) => { await runOpsBench(opsOptionsFromArgs(argv)); });
   process.exit(0);
 }

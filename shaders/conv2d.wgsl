@@ -39,8 +39,8 @@
 // Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, splits): one per tile and K chunk,
 //         tiles numbered m-tile fastest (tile = mt + tilesM * nt) and folded into x/y by grid1d:
 //         tile = wid.x + wid.y * nwg.x; z is the K chunk; workgroups past the last tile return at once.
-// Constraints (checked on the host): TM and TN in {4, 8}; BM % TM == 0; BN % TN == 0; BK and (BN/4)
-// divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
+// Constraints (checked on the host, tilesValid): TM and TN in {4, 8}; BM % TM == 0; BN % TN == 0;
+// 1 <= WG <= 256; BK, BM/4 and BN/4 divide WG; BK*BM/4 and BK*BN/4 at most 4*WG; BK*(BM+BN)*4 bytes <= 16 KiB.
 
 struct Params {
   batch: u32,

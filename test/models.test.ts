@@ -13,7 +13,7 @@ function tapShapes(m: Autoencoder, size: number): Record<string, number[]> {
 }
 
 describe('autoencoder presets', () => {
-  it('esann at 256 reproduces the table of reference-facts.md §1 (C,H,W per tensor)', () => {
+  it('esann at 256 reproduces the table of docs/reference-facts.md §1 (C,H,W per tensor)', () => {
     const m = buildAutoencoder('esann', { skips: true });
     expect(tapShapes(m, 256)).toEqual({
       l1: [16, 256, 256], l2: [32, 126, 126], l3: [64, 61, 61], l4: [128, 29, 29], l5: [256, 13, 13],

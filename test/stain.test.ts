@@ -1,5 +1,5 @@
 /**
- * The synthetic stain corruption (src/experiments/stain.ts, reference-facts.md §2), checked by fast-check
+ * The synthetic stain corruption (src/experiments/stain.ts, docs/reference-facts.md §2), checked by fast-check
  * properties over image sizes (square and not, 9..300 px) and Rng seeds. A failure replays from the seed
  * and path fast-check prints.
  */

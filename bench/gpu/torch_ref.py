@@ -13,7 +13,7 @@ these are true fp32 numbers, comparable with skipgrad's and TensorFlow.js's WebG
       each: warm-up, then the median of N timed runs (CUDA events on a GPU, perf_counter on the CPU),
       GFLOP/s and TFLOP/s from 2*N*O*OH*OW*C*K*K per conv, and the forward's relative error against
       float64 (shows TF32 is really off: fp32 lands near 1e-7, tf32 near 1e-4).
-(b) one training step of the esann AESc and AE (shared/paper/reference-facts.md section 1):
+(b) one training step of the esann AESc and AE (docs/reference-facts.md section 1):
       l1 conv 5x5 'same' 1->16 (no BN, no activation); l2..l5 [conv 5x5 stride 2 'valid' -> BN ->
       LeakyReLU(0.01)] 16->32->64->128->256; l6..l9 [transposed conv 5x5 stride 2, padding 0,
       output_padding 0,0,1,1 -> BN -> LeakyReLU(0.01)], then (AESc only) l7 += l3, l8 += l2, l9 += l1;
@@ -189,7 +189,7 @@ class Block(nn.Module):
 
 
 class EsannAutoencoder(nn.Module):
-    """The esann preset: depth 5, kernel 5, 16 base channels (reference-facts.md section 1).
+    """The esann preset: depth 5, kernel 5, 16 base channels (docs/reference-facts.md section 1).
 
     Returns the output and the taps l1..l9 (decoder taps after the addition)."""
 

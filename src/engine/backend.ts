@@ -120,8 +120,10 @@ export interface Backend {
   /** Value statistics for the trace and the NaN guard; a Promise on backends that must read back asynchronously (webgpu). */
   valueStats(s: Storage): ValueStats | Promise<ValueStats>;
   /**
-   * Called by the dispatch point around each op's kernel (webgpu: one compute pass in error scopes). `timed`: a
-   * trace is recording, so measure the op's device time (webgpu: timestamp queries, where the adapter has them).
+   * Called by the dispatch point around each op's kernel (webgpu: untimed ops share one compute pass, each inside a
+   * debug group named after it, with no error scopes of their own; a timed op gets a pass of its own, labelled with
+   * its name). `timed`: a trace is recording, so measure the op's device time (webgpu: timestamp queries, where the
+   * adapter has them).
    */
   beginOp?(name: string, timed?: boolean): void;
   /** Ends the op; resolves with device time once the device has run it. */

@@ -1,8 +1,11 @@
 /**
- * What the engine needs from the environment it runs in, in one place. This file is the Node version;
- * host.browser.ts is the browser's, swapped in by the package.json "browser" field and by the browser build
- * (vite.browser.config.ts). No other module reachable from src/engine/index.ts imports a Node module at its top
- * level, so the engine also loads in a browser.
+ * What the engine needs from the environment it runs in, in one place (but for the WebGPU backend's Node-only
+ * branches: webgpu/device.ts loads Dawn and reads SKIPGRAD_DAWN_OPTIONS, webgpu/shaders.ts reads the shaders from
+ * disk, both behind a process.versions.node check). This file is the Node version;
+ * host.browser.ts is the browser's, swapped in by an alias of the browser build (vite.browser.config.ts); the
+ * package.json exports' "browser" condition points browser bundlers at that build (dist/browser/skipgrad.js).
+ * No other module reachable from src/engine/index.ts imports a Node module at its top level, so the engine also
+ * loads in a browser.
  */
 import os from 'node:os';
 import { MessageChannel, Worker, receiveMessageOnPort, workerData } from 'node:worker_threads';

@@ -1,5 +1,5 @@
 /**
- * The numbers of the paper's analysis (Fig. 3, reference-facts.md §4): for a clean image and a stained
+ * The numbers of the paper's analysis (Fig. 3, docs/reference-facts.md §4): for a clean image and a stained
  * version of it, the cosine similarity per layer i of the channel-mean maps,
  *   cos(mu_i(x_clean), mu_i(x_stained)),   mu_i(x) = mean over channels of l_i(x)  (an H_i x W_i map),
  * its distribution per layer (quartiles for box plots), and a plain statement of whether the claimed trend

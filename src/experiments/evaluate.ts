@@ -1,5 +1,5 @@
 /**
- * Anomaly detection with a trained autoencoder (reference-facts.md §5), plus the paper's perspective of
+ * Anomaly detection with a trained autoencoder (docs/reference-facts.md §5), plus the paper's perspective of
  * decoder latent maps as anomaly maps of their own.
  *
  * Map kinds, all S x S (the image size), larger = more anomalous:

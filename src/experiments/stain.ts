@@ -1,7 +1,7 @@
 /**
  * The synthetic stain corruption ("irregular ellipse of variable size and random colour") used to train
  * the autoencoders of "Don't skip the skips", reproduced from the authors' code as summarised in
- * /work/shared/paper/reference-facts.md §2 (steps 1..9 below carry the numbers used there).
+ * docs/reference-facts.md §2 (steps 1..9 below carry the numbers used there).
  *
  * Images are single-channel Float32Array in [0, 1], row-major, height x width. All randomness comes from
  * the Rng passed in, so a stain is a pure function of (image, size, rng state); a training loop passes its
@@ -232,7 +232,7 @@ function fillPolygon(poly: Point[], height: number, width: number): Fill {
 }
 
 /**
- * Add one stain (reference-facts.md §2) to a single-channel image in [0, 1], height x width row-major.
+ * Add one stain (docs/reference-facts.md §2) to a single-channel image in [0, 1], height x width row-major.
  * Returns the stained copy, the binary mask and the drawn parameters; `image` itself is not modified.
  * Throws a RangeError when min(height, width) < 9 or when image.length !== height*width.
  */

@@ -1,7 +1,7 @@
 /**
  * The autoencoder family of "Don't skip the skips": AESc (with skip connections) and AE (the same
  * network without them). One builder; the presets follow the authors' two implementations
- * (shared/paper/reference-facts.md §1):
+ * (docs/reference-facts.md §1):
  *
  *   esann (PyTorch code): l1 = conv kxk stride 1 'same' (no BN, no activation); then depth-1 blocks
  *     [conv kxk stride 2 'valid' -> BN -> LeakyReLU] (l2..l5); decoder [transposed conv kxk stride 2,

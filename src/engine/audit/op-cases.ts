@@ -53,6 +53,7 @@ export const OP_CASES: OpCase[] = [
   { name: 'transpose', inputs: [pm([3, 5])], fn: ([a]) => ops.transpose(a) },
   { name: 'concat (channels)', inputs: [pm([2, 2, 3, 3]), pm([2, 3, 3, 3])], fn: ([a, b]) => ops.concat([a, b], 1) },
   { name: 'slice', inputs: [pm([3, 4, 5])], fn: ([a]) => ops.slice(a, [1, 0, 2], [2, 3, 3]) },
+  { name: 'pad', inputs: [pm([2, 3, 3])], fn: ([a]) => ops.pad(a, [3, 5, 4], [1, 2, 0]) },
   { name: 'matmul', inputs: [pm([3, 4]), pm([4, 5])], fn: ([a, b]) => ops.matmul(a, b) },
   { name: 'matmul (batched)', inputs: [pm([2, 3, 4]), pm([2, 4, 5])], fn: ([a, b]) => ops.matmul(a, b) },
   {

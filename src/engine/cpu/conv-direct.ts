@@ -1,6 +1,6 @@
 /**
- * Direct convolution kernels, for convolutions with few channels (conv.ts, usesDirectConv: one output channel,
- * or 5-wide stride-1 rows with at most 256 input x output channels).
+ * Direct convolution kernels, for convolutions with few channels (conv.ts, usesDirectConv: a kernel 5 wide at
+ * column stride 1 when input x output channels are at most 256; any other kernel only with one output channel).
  *
  * im2col + GEMM (conv.ts) copies every input value KH*KW times into the column matrix, then reads each
  * copy once per output channel (forward, weight gradient) or writes it once per input channel (input

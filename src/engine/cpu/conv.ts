@@ -19,8 +19,8 @@
  * Threads (threads.ts): a kernel is cut into parts that write disjoint outputs:
  *   forward       the units of chunking (an image's row chunk, or a group of images), split into
  *                 contiguous ranges (direct: (image, output channel) units);
- *   input grad    whole images (or, for fewer images than threads, ranges of input channels;
- *                 direct: (image, input channel) units);
+ *   input grad    whole images (or, for a single image with 2 or more input channels, ranges of
+ *                 input channels; direct: (image, input channel) units);
  *   weight grad   the units of chunking (direct: (image, input channel)); each thread sums its
  *                 units into a private partial dw (float64), and the calling thread adds them up;
  *   matmul        ranges of output rows of the stacked [batch*m, n] result (or of columns, for
@@ -40,9 +40,9 @@ import { getThreadCount, planThreads, runParallel, type WorkerTask } from './thr
 
 /**
  * Largest in x out channel count for the direct kernels' fast rows. Timed on this project's 2-core Xeon, one thread,
- * 5x5 stride-1 convolutions at 64x64, batch 8 (bench/results/README.md): direct 1.5-7x faster than im2col + GEMM up
- * to 16 x 16 channels (the input gradient about even there), about even at 16 x 32 and 32 x 32, GEMM 1.2x faster
- * at 64 x 64.
+ * 5x5 stride-1 convolutions (bench/results/README.md, "CPU kernels for few channels"): direct 1.5-7x faster than
+ * im2col + GEMM up to 16 x 16 channels on 64x64 images (the input gradient about even at 16 x 16), about even (GEMM
+ * up to 1.25x faster) at 16 x 32 and 32 x 32 on 32x32 images, GEMM up to 1.3x faster at 64 x 64 on 16x16 images.
  */
 const DIRECT_MAX_CHANNEL_PRODUCT = 256;
 
@@ -98,8 +98,8 @@ export function conv2dGradInput(dy: FloatArray, w: FloatArray, dx: FloatArray, g
     );
     return convNote(g, parts.length);
   }
-  // Whole images per thread; with fewer images than threads, split the input channels instead
-  // (each input channel's dx only depends on its own slice of W).
+  // Whole images per thread; with a single image (and 2 or more input channels), split the input channels
+  // instead (each input channel's dx only depends on its own slice of W).
   const byImage = g.batch >= 2 || g.inChannels < 2;
   const threads = planThreads([dy, w], [dx], convFlops(g), byImage ? g.batch : g.inChannels);
   const parts = splitEvenly(byImage ? g.batch : g.inChannels, threads);

@@ -6,6 +6,7 @@
  *   transpose(x, a, b)       swaps two axes (default: the last two)
  *   concat(xs, axis)         joins along an axis                           backward: slice each part out
  *   slice(x, begin, size)    a box of x (strided copy)                     backward: zeros with gy copied in
+ *   pad(x, shape, begin)     zeros of shape with x copied in at begin      backward: slice gy's box back out
  */
 import { runOp1 } from '../dispatch.js';
 import { type Shape, shapeStr, sizeOf } from '../dtype.js';

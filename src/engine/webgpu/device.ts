@@ -42,7 +42,10 @@ export async function gpuInstance(): Promise<GPU | null> {
   return getGpu();
 }
 
-/** Requests an adapter and a device with the adapter's largest limits; null when there is no adapter. */
+/**
+ * Requests an adapter and a device with the adapter's own values of the limits listed below (the others stay at
+ * WebGPU's defaults) and timestamp-query where the adapter has it; null when there is no adapter.
+ */
 export async function requestGpuDevice(): Promise<GpuDevice | null> {
   const gpu = await getGpu();
   if (!gpu) return null;

@@ -7,19 +7,24 @@
  *     Dawn puts barriers between dispatches), and uploads (queue.writeBuffer) are made only with no command
  *     encoder open. So the pool hands out the same buffers in the same order every training step, which keeps
  *     the bind-group cache below warm (unlike tfjs, which returns buffers only after the submit);
- *   - many dispatches per command buffer: ops are recorded into one encoder, submitted every
- *     `opsPerSubmit` ops or when something must be read back;
+ *   - many dispatches per command buffer: ops are recorded into one encoder, submitted after `opsPerSubmit` (64)
+ *     ops, or after `opsPerFirstSubmit` (8) when the GPU has no submitted work left to run (so it starts on a
+ *     step's first kernels while the host records the rest); also when the uniform arena below is full (an op
+ *     starts a new submit when fewer than OP_SLOTS slots are left), before an upload (queue.writeBuffer), and at
+ *     a readback or sync;
  *   - little host work per dispatch (Dawn's createBindGroup and writeBuffer cost tens of microseconds each, more
  *     than a small kernel runs): every dispatch's Params go into one uniform arena, written once per submit and
  *     bound at a dynamic offset, so a bind group depends only on the storage buffers and is cached by them
  *     (explicit bind group layouts, read from each shader's bindings, make the dynamic offset possible);
  *   - readback through a MAP_READ staging buffer (pooled);
  *   - per-op GPU time from timestamp queries where the adapter has them;
- *   - validation / out-of-memory errors reported as JS errors that name the op, at the next readback or sync (WebGPU
- *     reports them asynchronously): error scopes around each call that creates a GPU object (rare: buffers are
- *     pooled, pipelines and bind groups cached) and around each submit, whose encoding errors name the op by the
- *     debug group (untimed ops share a compute pass, each in a debug group named after it) or the label of its own
- *     pass (timed ops); anything else the device reports (uncapturederror) and device loss too.
+ *   - validation / out-of-memory errors reported as JS errors at the next readback or sync (WebGPU reports them
+ *     asynchronously): error scopes around each call that creates a GPU object (rare: buffers are pooled,
+ *     pipelines and bind groups cached; the error names the op being recorded) and around each submit, whose
+ *     encoding errors name the op by the debug group (untimed ops share a compute pass, each in a debug group named
+ *     after it) or the label of its own pass (timed ops), else list the ops of that command buffer. Anything else
+ *     the device reports (uncapturederror) is thrown with its message alone, and device loss with its reason: they
+ *     name no op (after a loss, the next call says what it could not run).
  *     No scopes per op: a pair costs about as much host time as a dispatch.
  *
  * Kernel convention (every shaders/*.wgsl): entry point `main`; @group(0) @binding(0) is the uniform

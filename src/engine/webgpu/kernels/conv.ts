@@ -14,9 +14,9 @@
  * scratch buffer, which a second pass (split_k_reduce) sums, adding conv2d's bias. The weight gradient (K huge,
  * M x N small) is split for about TARGET_WORKGROUPS workgroups; conv2d and conv2dGradInput only when they have
  * fewer than FEW_WORKGROUPS (deep layers: few pixels, many channels). See convSplit.
- * The tile shape is chosen from M (small M: flat, wide tiles); see chooseTiles. On CPU-emulated adapters
- * the shaders' tile loops are kept rolled (override ROLLED): lavapipe compiles the unrolled kernels
- * several times slower (seconds per pipeline), and a GPU wants them unrolled.
+ * The tile shape is chosen from M and N (rows from M: small M, flat tiles; columns narrowed to fit N); see
+ * chooseTiles. On CPU-emulated adapters the shaders' tile loops are kept rolled (override ROLLED): lavapipe
+ * compiles the unrolled kernels several times slower (seconds per pipeline), and a GPU wants them unrolled.
  */
 import type { Conv2dGeometry } from '../../backend.js';
 import { grid1d, type GpuRuntime, type Param } from '../runtime.js';
@@ -62,7 +62,8 @@ const TARGET_WORKGROUPS = 512;
  * reach it: the deepest encoder layer's forward conv (256 x 1352 outputs at 256x256, batch 8) has 44 tiles of
  * 128 x 64, a third of an H200's 132 SMs. A small GPU is still kept busy by 256 workgroups, and the extra reduce
  * pass reads splits x the output once. Not on CPU-emulated adapters, whose few cores a handful of workgroups
- * fill: there the split only adds work (a 64x64 AESc step on lavapipe took 1.5-2.1 s with it, 1.3-1.6 s without).
+ * fill: there the split only adds work (a 64x64 AESc step on lavapipe took 1.80-2.12 s with it, 1.41-1.56 s
+ * without, three interleaved pairs: bench/results/README.md).
  */
 const FEW_WORKGROUPS = 256;
 /** Fewest BK steps per split. */
@@ -100,7 +101,9 @@ export const TILE_ROWS: readonly GemmTiles[] = [
  * it is halved, down to 32 columns and 32 threads (one NVIDIA warp), until the padding past N is at most
  * an eighth of N, else it takes the width with the least padding. N is small for the weight gradient
  * of a few-channel convolution: the first layer's 1 x 5 x 5 weights are 25 columns, which a 256-column
- * tile computed ten times over (now 32); 400 columns (16 x 5 x 5) take 64-column tiles, not 512.
+ * tile computed ten times over (now 32); 400 columns (16 x 5 x 5) take 64-column tiles, not 512, for M of 8 or
+ * more (with M <= 4 the 4-row tiles stop at 128 columns, to keep a warp, and 128, 256 and 512 all pad 400 to
+ * 512, so the 1 x 400 weight gradient of the decoder's last convolution keeps 512).
  * BK is the starting shape's, which every narrower tile of the same rows also allows.
  * Threads: the tile is then computed by half the threads, each with 8 columns (TN = 8) instead of 4, where that
  * leaves a warp (MIN_THREADS) or more and two thread rows (which the B-tile loads need): twice the multiply-adds
