@@ -5,16 +5,19 @@ import path from 'node:path';
 import { formatTable, traced } from './engine/audit/trace.js';
 import { useBackend } from './engine/backends.js';
 import { zeroGrad } from './engine/autograd.js';
-import { makeDirs, writeFileAtomic } from './engine/io/atomic.js';
+import { checkWritable, makeDirs, writeFileAtomic } from './engine/io/atomic.js';
 import { mseLoss } from './engine/ops/loss.js';
 import { Adam } from './engine/optim/adam.js';
 import { uniform } from './engine/tensor.js';
-import { Autoencoder, inputSizeProblem, presetOptions, type Preset } from './models/autoencoder.js';
+import { Autoencoder, encoderSizes, inputSizeProblem, presetOptions, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
 import { Rng } from './engine/random.js';
 import { memory } from './engine/tensor.js';
+
+/** The largest values the size options accept: beyond them a run cannot fit in memory (the paper uses 256, 16, 8). */
+const MAX = { size: 4096, channels: 1024, batch: 4096 } as const;
 
 const HELP = `skipgrad: a small, auditable deep-learning engine, and the experiments of "Don't skip the skips"
 
@@ -22,8 +25,8 @@ Usage: skipgrad <command> [options]
 
 Commands:
   reproduce       train AESc and AE on each category, analyse, visualise, evaluate, write report.html
-  generate-data   write the built-in synthetic data set (MVTec AD layout) to --out
-  train           train one model (--model aesc|ae) on one --category
+  generate-data   write the built-in synthetic data set (MVTec AD layout) to --data DIR, or to <--out>/data
+  train           train one model (--model aesc|ae) on each --category (--resume continues an interrupted run)
   analyze         cosine similarity per layer, clean vs stained (Fig. 3): cosine.json, fig3.svg, fig3.png
   visualize       channel-mean maps of a clean and a stained image (Fig. 2): fig2.png, fig2.json
   evaluate        anomaly detection on the test split: evaluation.json (image and pixel AUROC)
@@ -32,27 +35,34 @@ Commands:
   help            this text
 
 Common options:
-  --backend auto|cpu|webgpu   auto = a hardware GPU adapter if there is one, else the CPU (default auto)
+  --backend auto|cpu|webgpu   auto = a hardware GPU adapter if there is one, else the CPU
+                              (default: SKIPGRAD_BACKEND if set, else auto)
   --data DIR                  an MVTec AD root (default: the built-in synthetic set, generated under --out)
   --category NAME[,NAME...]   categories (default woven,disc: one texture, one object)
-  --model aesc|ae             for train (default aesc)
+  --model aesc|ae             for train and trace (default aesc)
+  --resume                    for train and reproduce: continue each model from its last.safetensors (the
+                              epoch after the last one finished) instead of starting over
   --preset esann|icpr         architecture (default esann)
-  --size N                    image side (default 64; the paper: 256)
-  --channels N                base channel count (default: 16 as in the paper at sizes >= 128, 8 below)
+  --size N                    image side, up to ${MAX.size} (default 64; the paper: 256)
+  --channels N                base channel count, up to ${MAX.channels} (default: 16 as in the paper at sizes >= 128, 8 below)
   --epochs N                  (default 8)
-  --batch N                   (default 8)
+  --batch N                   up to ${MAX.batch} (default 8)
   --lr X                      peak learning rate of the one-cycle schedule (default 0.005)
-  --seed N                    (default 0)
+  --seed N                    0 to 4294967295 (default 0)
   --out DIR                   where everything is written (default runs/latest)
   --train-limit N             images of train/good used, 0 = all (default 40)
   --test-limit N              images per test folder, 0 = all (default 6)
   --analysis-images N         clean/stained pairs for the analysis (default 16)
   --no-progress               no progress bars
 
-gradcheck options: --op NAME (cases whose name contains NAME), --seed N, --tolerance T, --json
+gradcheck options: --op NAME (cases whose name contains NAME), --seed N, --tolerance T (> 0), --json
 
-The paper's configuration on a GPU: skipgrad reproduce --size 256 --preset esann --epochs 250 --train-limit 0 --test-limit 0 --data DIR
+Environment: SKIPGRAD_BACKEND (the default of --backend), SKIPGRAD_THREADS (CPU threads; default all cores),
+SKIPGRAD_NAN_GUARD=1 (stop at the first op that makes a NaN or an infinity), SKIPGRAD_DEBUG=1 (stack traces).
+
+The paper's configuration on a GPU: skipgrad reproduce --size 256 --preset esann --epochs 250 --lr 0.01 --train-limit 0 --test-limit 0 --data DIR
 `;
+
 
 function fail(message: string): never {
   process.stderr.write(`skipgrad: ${message}\nRun 'skipgrad help' for usage.\n`);
@@ -62,7 +72,15 @@ function fail(message: string): never {
 function parseNumber(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isFinite(n)) fail(`--${name} expects a number, got '${v}'`);
+  if (v.trim() === '' || !Number.isFinite(n)) fail(`--${name} expects a number, got '${v}'`);
+  return n;
+}
+
+/** A whole number written in decimal digits (not '0x40', '1e3' or '1.0'), from min to max. */
+function parseInteger(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < min || n > max) fail(`--${name} expects a whole number from ${min} to ${max}, got '${v}'`);
   return n;
 }
 
@@ -77,8 +95,9 @@ function runGradcheck(argv: string[]): number {
   } catch (e) {
     fail(`gradcheck: ${(e as Error).message}`);
   }
-  const seed = parseNumber('seed', values.seed, 0);
+  const seed = parseInteger('seed', values.seed, 0, 0, MAX_SEED);
   const tolerance = parseNumber('tolerance', values.tolerance, 1e-5);
+  if (!(tolerance > 0)) fail(`--tolerance expects a number > 0, got '${values.tolerance}'`);
   const cases = OP_CASES.filter((c) => !values.op || c.name.includes(values.op));
   if (cases.length === 0) fail(`gradcheck: no op matches '${values.op}' (ops: ${OP_CASES.map((c) => c.name).join(', ')})`);
   const rng = new Rng(seed);
@@ -111,14 +130,26 @@ const RUN_OPTIONS = {
   backend: { type: 'string' }, data: { type: 'string' }, category: { type: 'string' }, model: { type: 'string' },
   preset: { type: 'string' }, size: { type: 'string' }, channels: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, out: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
-  'analysis-images': { type: 'string' }, 'no-progress': { type: 'boolean' },
+  'analysis-images': { type: 'string' }, 'no-progress': { type: 'boolean' }, resume: { type: 'boolean' },
 } as const;
 
-function positiveInt(name: string, v: string | undefined, dflt: number, min = 1): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) fail(`--${name} expects an integer >= ${min}, got '${v}'`);
-  return n;
+const MAX_SEED = 2 ** 32 - 1;
+
+function positiveInt(name: string, v: string | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
+  return parseInteger(name, v, dflt, min, max);
+}
+
+/** Which commands use the options that only some of them read (the others refuse them rather than ignore them). */
+const ONLY_FOR: Partial<Record<keyof typeof RUN_OPTIONS, readonly string[]>> = {
+  model: ['train', 'trace'],
+  resume: ['train', 'reproduce'],
+};
+
+/** A category is a folder name under the data root and under --out: no separators, no '.' or '..'. */
+function checkCategory(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
+    fail(`--category '${name}' is not a folder name (letters, digits, '_', '-' and '.', not starting with '.')`);
+  }
 }
 
 function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], dflt: T): T {
@@ -135,41 +166,59 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
   } catch (e) {
     fail(`${command}: ${(e as Error).message}`);
   }
+  for (const [option, commands] of Object.entries(ONLY_FOR)) {
+    if (values[option as keyof typeof values] !== undefined && !commands.includes(command)) {
+      fail(`${command}: --${option} applies to ${commands.join(' and ')} only`);
+    }
+  }
+  for (const option of ['out', 'data'] as const) {
+    if (values[option] !== undefined && values[option].trim() === '') fail(`--${option} expects a folder, got ''`);
+  }
   const lr = parseNumber('lr', values.lr, DEFAULTS.lr);
   if (!(lr > 0)) fail(`--lr expects a number > 0, got '${values.lr}'`);
   const cfg: RunConfig = {
-    backend: oneOf('backend', values.backend, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend),
+    backend: values.backend === undefined && process.env.SKIPGRAD_BACKEND
+      ? oneOf('backend (from SKIPGRAD_BACKEND)', process.env.SKIPGRAD_BACKEND, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend)
+      : oneOf('backend', values.backend, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend),
     data: values.data ?? null,
     out: values.out ?? DEFAULTS.out,
     categories: values.category ? values.category.split(',').map((c) => c.trim()).filter(Boolean) : DEFAULTS.categories,
     models: DEFAULTS.models,
     preset: oneOf<Preset>('preset', values.preset, ['esann', 'icpr'], DEFAULTS.preset),
-    size: positiveInt('size', values.size, DEFAULTS.size, 8),
-    channels: values.channels === undefined ? null : positiveInt('channels', values.channels, 16),
+    size: positiveInt('size', values.size, DEFAULTS.size, 8, MAX.size),
+    channels: values.channels === undefined ? null : positiveInt('channels', values.channels, 16, 1, MAX.channels),
     epochs: positiveInt('epochs', values.epochs, DEFAULTS.epochs),
-    batch: positiveInt('batch', values.batch, DEFAULTS.batch),
+    batch: positiveInt('batch', values.batch, DEFAULTS.batch, 1, MAX.batch),
     lr,
-    seed: positiveInt('seed', values.seed, DEFAULTS.seed, 0),
+    seed: positiveInt('seed', values.seed, DEFAULTS.seed, 0, MAX_SEED),
     trainLimit: positiveInt('train-limit', values['train-limit'], DEFAULTS.trainLimit, 0),
     testLimit: positiveInt('test-limit', values['test-limit'], DEFAULTS.testLimit, 0),
     analysisImages: positiveInt('analysis-images', values['analysis-images'], DEFAULTS.analysisImages),
     progress: !values['no-progress'],
+    resume: values.resume === true,
   };
   if (cfg.categories.length === 0) fail('--category: no category given');
+  cfg.categories.forEach(checkCategory);
   if (cfg.data === null && cfg.size < 16) fail(`--size ${cfg.size}: the synthetic data needs at least 16`);
   if (command !== 'generate-data') {
     // Before any data is generated or folder made: the network must take this size.
-    const why = inputSizeProblem(presetOptions(cfg.preset, { skips: true, inputSize: cfg.size }));
+    const options = presetOptions(cfg.preset, { skips: true, inputSize: cfg.size });
+    const why = inputSizeProblem(options);
     if (why !== null) fail(`--size ${cfg.size} does not fit the ${cfg.preset} network: ${why}`);
+    const deepest = encoderSizes(options).at(-1)!;
+    if (cfg.batch === 1 && deepest === 1 && command !== 'generate-data') {
+      fail(`--batch 1: at --size ${cfg.size} the ${cfg.preset} network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more`);
+    }
   }
   const model = oneOf<ModelName>('model', values.model, ['aesc', 'ae'], 'aesc');
   return { cfg, model };
 }
 
 async function runTrace(argv: string[]): Promise<number> {
-  const { cfg } = runConfig('trace', argv);
+  const { cfg, model } = runConfig('trace', argv);
+  checkWritable(cfg.out);
   const backend = await useBackend(cfg.backend);
-  const m = new Autoencoder(presetOptions(cfg.preset, { skips: true, inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
+  const m = new Autoencoder(presetOptions(cfg.preset, { skips: model === 'aesc', inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
   const opt = new Adam(m.parameters(), { lr: cfg.lr, decoupled: true });
   const x = uniform([cfg.batch, 1, cfg.size, cfg.size], 0, 1, { backend });
   const { trace } = traced(() => {
@@ -191,10 +240,13 @@ async function runCommand(command: string, argv: string[]): Promise<number> {
   const { cfg, model } = runConfig(command, argv);
   if (command === 'generate-data') {
     const root = cfg.data ?? path.join(cfg.out, 'data');
+    checkWritable(root);
     generateSynthetic(cfg, root, cfg.categories);
-    process.stdout.write(`wrote the synthetic data set (${cfg.categories.join(', ')}) to ${root}\n`);
+    const side = Math.max(cfg.size, 64);
+    process.stdout.write(`wrote the synthetic data set (${cfg.categories.join(', ')}; ${side}x${side} images${side !== cfg.size ? ', the least it renders; runs resize them to --size' : ''}) to ${root}\n`);
     return 0;
   }
+  checkWritable(cfg.out);
   if (command === 'reproduce') {
     const file = await reproduce(cfg);
     process.stdout.write(`\nreport: ${path.resolve(file)}\n`);
@@ -214,6 +266,10 @@ async function runCommand(command: string, argv: string[]): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   switch (command) {
     case 'gradcheck':
       return runGradcheck(rest);
@@ -241,7 +297,7 @@ main(process.argv.slice(2)).then(
   // Exit explicitly: a WebGPU device (Dawn) would otherwise keep the process alive.
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`skipgrad: ${(e as Error).message}\n`);
+    process.stderr.write(`skipgrad: ${(e as Error).message.replace(/^skipgrad: /, '')}\n`);
     if (process.env.SKIPGRAD_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
     process.exit(1);
   },

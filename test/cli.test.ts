@@ -14,9 +14,9 @@ const run = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skipgrad-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu' }, maxBuffer: 1 << 26 });
+    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu', ...env }, maxBuffer: 1 << 26 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -86,7 +86,18 @@ describe('skipgrad CLI', () => {
   it('bad arguments get clear errors and a non-zero exit', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['frobnicate'], /unknown command 'frobnicate'/],
-      [['train', '--size', 'big'], /--size expects an integer >= 8, got 'big'/],
+      [['train', '--size', 'big'], /--size expects a whole number from 8 to 4096, got 'big'/],
+      [['train', '--size', '0x40'], /--size expects a whole number from 8 to 4096, got '0x40'/],
+      [['train', '--size', '100000'], /--size expects a whole number from 8 to 4096, got '100000'/],
+      [['train', '--channels', '100000'], /--channels expects a whole number from 1 to 1024/],
+      [['train', '--seed', '4294967296'], /--seed expects a whole number from 0 to 4294967295/],
+      [['train', '--category', '../evil'], /--category '\.\.\/evil' is not a folder name/],
+      [['train', '--out', ''], /--out expects a folder, got ''/],
+      [['analyze', '--model', 'ae'], /analyze: --model applies to train and trace only/],
+      [['evaluate', '--resume'], /evaluate: --resume applies to train and reproduce only/],
+      [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
+      [['gradcheck', '--tolerance', '0'], /--tolerance expects a number > 0, got '0'/],
+      [['gradcheck', '--seed', '1.5'], /--seed expects a whole number from 0 to 4294967295, got '1.5'/],
       [['train', '--preset', 'vgg'], /--preset must be one of esann, icpr, got 'vgg'/],
       [['train', '--backend', 'tpu'], /--backend must be one of auto, cpu, webgpu, got 'tpu'/],
       [['train', '--whatever'], /Unknown option '--whatever'/],
@@ -109,5 +120,53 @@ describe('skipgrad CLI', () => {
     const help = await cli(['help']);
     expect(help.stdout).toContain('reproduce');
     expect(help.stdout).toContain('--backend auto|cpu|webgpu');
+    for (const args of [['train', '--help'], ['gradcheck', '-h']]) {
+      const h = await cli(args);
+      expect(h.code, args.join(' ')).toBe(0);
+      expect(h.stdout).toContain('Usage: skipgrad <command> [options]');
+    }
+  });
+
+  it('environment variables: SKIPGRAD_BACKEND is the default of --backend; bad values are named, not ignored', async () => {
+    const out = path.join(tmp, 'env');
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ SKIPGRAD_BACKEND: 'bogus' }, /--backend \(from SKIPGRAD_BACKEND\) must be one of auto, cpu, webgpu, got 'bogus'/],
+      [{ SKIPGRAD_THREADS: 'abc' }, /^skipgrad: SKIPGRAD_THREADS='abc' is not a whole number from 1 to \d+/],
+      [{ SKIPGRAD_THREADS: '100000' }, /SKIPGRAD_THREADS='100000' is not a whole number from 1 to \d+ \(4 per core/],
+      [{ SKIPGRAD_NAN_GUARD: 'yes' }, /SKIPGRAD_NAN_GUARD='yes' is not 1, true, 0 or false/],
+    ];
+    for (const [env, msg] of cases) {
+      const r = await cli(['trace', '--out', out, '--channels', '2', '--batch', '2'], env);
+      expect(r.code, JSON.stringify(env)).not.toBe(0);
+      expect(r.stderr, JSON.stringify(env)).toMatch(msg);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    }
+  });
+
+  it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {
+    const out = path.join(tmp, 'resume');
+    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
+    const first = await cli(['train', ...common, '--epochs', '1']);
+    expect(first.code, first.stderr).toBe(0);
+    const again = await cli(['train', ...common, '--epochs', '2', '--resume']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
+    const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
+    expect(history.history.map((h) => h.epoch)).toEqual([1, 2]);
+    const over = await cli(['train', ...common, '--epochs', '1']);
+    expect(over.stderr).toMatch(/woven\/aesc: starting over; .*--resume would continue them/);
+    // AESc weights where AE's belong, and a size the model was not trained at.
+    fs.mkdirSync(path.join(out, 'woven', 'ae'), { recursive: true });
+    fs.copyFileSync(path.join(out, 'woven', 'aesc', 'best.safetensors'), path.join(out, 'woven', 'ae', 'best.safetensors'));
+    const wrong = await cli(['evaluate', ...common]);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/ae.best\.safetensors: this checkpoint is AESc \(with skips\), but it sits where the AE model belongs/);
+    fs.rmSync(path.join(out, 'woven', 'ae'), { recursive: true });
+    const size = await cli(['train', '--model', 'ae', ...common, '--epochs', '1']);
+    expect(size.code, size.stderr).toBe(0);
+    const at128 = await cli(['analyze', ...common.map((a) => (a === '64' ? '128' : a))]);
+    expect(at128.code).not.toBe(0);
+    expect(at128.stderr).not.toMatch(/generating synthetic data/); // refused before any data is made
+    expect(at128.stderr).toMatch(/best\.safetensors: the model was trained at --size 64, this run asks for --size 128; pass --size 64/);
   });
 });

@@ -9,7 +9,7 @@ import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { PNG, type ColorType } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeDirs, writeFileAtomic } from '../src/engine/io/atomic.js';
+import { checkWritable, makeDirs, writeFileAtomic } from '../src/engine/io/atomic.js';
 import { Rng } from '../src/engine/random.js';
 import { listCategories, loadCategory, splitTrainValidation } from '../src/experiments/data/mvtec.js';
 import {
@@ -22,7 +22,7 @@ import {
   writeGrayPng,
   writeRgbPng,
 } from '../src/experiments/data/png.js';
-import { DEFECT_KINDS, SYNTHETIC_CATEGORIES, generateDataset, renderSample } from '../src/experiments/data/synthetic.js';
+import { DEFECT_KINDS, SYNTHETIC_CATEGORIES, generateDataset, renderSample, syntheticCategoryServes } from '../src/experiments/data/synthetic.js';
 
 let tmp = '';
 beforeAll(() => {
@@ -323,6 +323,28 @@ describe('synthetic data set through the MVTec AD loader', () => {
     expect(files.length).toBe(6 + 3 + DEFECT_KINDS.length * 4);
   });
 
+  it('says complete in its marker only once every image is written, and serves smaller requests of the same size and seed', () => {
+    const cat = path.join(root, 'disc');
+    const want = { size: S, seed: 7, ...counts };
+    expect(syntheticCategoryServes(cat, want)).toBe(true);
+    expect(syntheticCategoryServes(cat, { ...want, trainCount: 4 })).toBe(true);
+    expect(syntheticCategoryServes(cat, { ...want, trainCount: 7 })).toBe(false);
+    expect(syntheticCategoryServes(cat, { ...want, seed: 8 })).toBe(false);
+    expect(syntheticCategoryServes(cat, { ...want, size: 128 })).toBe(false);
+    expect(syntheticCategoryServes(path.join(root, 'nope'), want)).toBe(false);
+    // What a killed generator leaves: a hidden partial folder (not a category) with an incomplete marker.
+    const partial = path.join(root, '.disc.partial');
+    fs.cpSync(cat, partial, { recursive: true });
+    const marker = path.join(partial, '.skipgrad-synthetic.json');
+    fs.writeFileSync(marker, JSON.stringify({ ...JSON.parse(fs.readFileSync(marker, 'utf8')) as object, complete: false }));
+    expect(syntheticCategoryServes(partial, want)).toBe(false);
+    expect(listCategories(root)).not.toContain('.disc.partial');
+    // The next generation removes it, and replaces the category in one rename.
+    generateDataset(root, { size: S, seed: 7, categories: ['disc'], ...counts });
+    expect(fs.existsSync(partial)).toBe(false);
+    expect(syntheticCategoryServes(cat, want)).toBe(true);
+  });
+
   it('loads back with the right counts, sizes, labels and masks', () => {
     for (const name of listCategories(root)) {
       const cat = loadCategory(root, name, S);
@@ -482,6 +504,40 @@ describe('errors name the file or folder', () => {
       expect(() => generateDataset('/proc/skipgrad-test/data', { size: 16, categories: ['disc'], trainCount: 1, testGoodCount: 1, testDefectCount: 1 }))
         .toThrow(/\/proc\/skipgrad-test: cannot make this directory/);
     }
+  });
+
+  it('a checkpoint-sized write removes the temp files of writes whose process is gone, and nothing else', () => {
+    const d = freshDir('stale');
+    const dead = path.join(d, '.w.bin.999999999.0.tmp'); // no such pid
+    const mine = path.join(d, `.w.bin.${process.pid}.77.tmp`);
+    const other = path.join(d, '.v.bin.999999999.0.tmp'); // another file's
+    for (const f of [dead, mine, other]) fs.writeFileSync(f, 'x');
+    writeFileAtomic(path.join(d, 'w.bin'), new Uint8Array(100)); // small: no look
+    expect(fs.existsSync(dead)).toBe(true);
+    writeFileAtomic(path.join(d, 'w.bin'), new Uint8Array(1 << 20));
+    expect(fs.existsSync(dead)).toBe(false);
+    expect(fs.existsSync(mine)).toBe(true);
+    expect(fs.existsSync(other)).toBe(true);
+    expect(fs.statSync(path.join(d, 'w.bin')).size).toBe(1 << 20);
+    checkWritable(path.join(d, 'made', 'here'));
+    expect(fs.readdirSync(path.join(d, 'made', 'here'))).toEqual([]);
+    const file = path.join(d, 'f');
+    fs.writeFileSync(file, 'x');
+    expect(() => checkWritable(path.join(file, 'sub'))).toThrow(/cannot make this directory/);
+  });
+
+  it('a PNG whose header claims a huge image is refused before decoding; a truncated one says so', () => {
+    const d = copy();
+    const f = path.join(d, 'disc', 'test', 'good', '000.png');
+    const bytes = Buffer.from(fs.readFileSync(f));
+    bytes.writeUInt32BE(60000, 16);
+    bytes.writeUInt32BE(60000, 20);
+    fs.writeFileSync(f, bytes);
+    expect(() => readGrayPng(f)).toThrow(new RegExp(`^${esc(f)}: a 60000x60000 PNG is larger than this reader takes \\(16384 pixels a side\\)`));
+    const good = fs.readFileSync(path.join(d, 'disc', 'train', 'good', '000.png'));
+    const iend = good.length - 12;
+    fs.writeFileSync(f, good.subarray(0, iend - 8)); // cut inside the image data
+    expect(() => readGrayPng(f)).toThrow(new RegExp(`^${esc(f)}: not a valid PNG \\(the image data ends early: the file is truncated\\)`));
   });
 
   it('missing folders', () => {

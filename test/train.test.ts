@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { readSafetensors, writeSafetensors } from '../src/engine/io/safetensors.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { loadCheckpoint, saveCheckpoint, trainAutoencoder } from '../src/experiments/train.js';
+import { batchRanges, loadCheckpoint, saveCheckpoint, trainAutoencoder } from '../src/experiments/train.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skipgrad-train-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -181,6 +181,58 @@ describe('training loop', () => {
     await expect(model.loadStateDict(values)).rejects.toThrow(`loadStateDict: '${last}' has ${values.get(last)!.data.length} values`);
     for (const [k, t] of model.stateDict()) expect(Array.from(t.dataSync()), `${k} unchanged`).toEqual(original.get(k));
     model.dispose();
+  });
+
+  it('batches: a lone last image joins the batch before it (batch norm needs two values per channel)', () => {
+    expect(batchRanges(17, 8)).toEqual([[0, 8], [8, 17]]);
+    expect(batchRanges(16, 8)).toEqual([[0, 8], [8, 16]]);
+    expect(batchRanges(18, 8)).toEqual([[0, 8], [8, 16], [16, 18]]);
+    expect(batchRanges(1, 8)).toEqual([[0, 1]]);
+    expect(batchRanges(9, 1).length).toBe(9);
+    // Every image once, in order, for many (n, batch).
+    for (let n = 1; n < 40; n++) for (let b = 1; b < 12; b++) {
+      const r = batchRanges(n, b);
+      expect(r[0][0]).toBe(0);
+      expect(r.at(-1)![1]).toBe(n);
+      r.forEach(([s, e], i) => {
+        expect(e).toBeGreaterThan(s);
+        if (i > 0) expect(s).toBe(r[i - 1][1]);
+        if (r.length > 1 && b > 1) expect(e - s).toBeGreaterThan(1);
+      });
+    }
+  });
+
+  it('a run that diverges stops with an error instead of finishing with NaN; non-finite weights are refused on load', async () => {
+    const data = images(5, 32, 3);
+    const dir = path.join(tmp, 'diverged');
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 1 });
+    await expect(trainAutoencoder({ model, train: data.slice(0, 4), validation: data.slice(4), epochs: 2, batchSize: 2, lr: 1e12, seed: 1, progress: false, checkpointDir: dir }))
+      .rejects.toThrow(/train: (the loss became|the validation PSNR became) .* at epoch 1/);
+    expect(fs.existsSync(path.join(dir, 'best.safetensors'))).toBe(false);
+    model.dispose();
+    const fresh = buildAutoencoder('esann', { skips: true, ...small, seed: 1 });
+    const w = [...fresh.stateDict()][0];
+    await fresh.loadStateDict(new Map([...fresh.stateDict()].map(([k, t]) => [k, { shape: t.shape, data: k === w[0] ? new Float32Array(t.size).fill(NaN) : t.dataSync() }])));
+    const file = path.join(tmp, 'nan.safetensors');
+    await saveCheckpoint(file, fresh, null);
+    await expect(loadCheckpoint(file, fresh, null)).rejects.toThrow(`nan.safetensors: '${w[0]}' holds NaN at index 0: the weights are not finite`);
+    fresh.dispose();
+  });
+
+  it('resume refuses a checkpoint of another model configuration', async () => {
+    const data = images(5, 32, 2);
+    const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false };
+    const dir = path.join(tmp, 'other-config');
+    const a = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    await trainAutoencoder({ model: a, epochs: 1, ...opts, checkpointDir: dir });
+    const meta = JSON.parse(readSafetensors(path.join(dir, 'last.safetensors')).metadata.options) as Record<string, unknown>;
+    expect(meta.backend).toBeUndefined(); // a live object is not a setting
+    expect(meta.inputSize).toBe(32);
+    const b = buildAutoencoder('esann', { skips: false, ...small, seed: 7 });
+    await expect(trainAutoencoder({ model: b, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
+      .rejects.toThrow(/last\.safetensors: cannot resume: the checkpoint's model has skips true, this run's has skips false/);
+    a.dispose();
+    b.dispose();
   });
 
   it('resuming from the checkpoint gives the same next losses as not stopping (cpu)', async () => {

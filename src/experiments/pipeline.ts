@@ -22,7 +22,7 @@ import { fromArray, scope, zeros } from '../engine/tensor.js';
 import { Autoencoder, presetOptions, type AutoencoderOptions, type Preset } from '../models/autoencoder.js';
 import { channelMeanAsync, cosineAnalysis, trend, type CosineAnalysis, type TrendStatement } from './analysis.js';
 import { listCategories, loadCategory, splitTrainValidation, type Category } from './data/mvtec.js';
-import { generateDataset, SYNTHETIC_CATEGORIES } from './data/synthetic.js';
+import { generateDataset, SYNTHETIC_CATEGORIES, syntheticCategoryServes } from './data/synthetic.js';
 import { evaluateCategory, HEADLINE_NORM, type CategoryEvaluation } from './evaluate.js';
 import { activationMapsPng, cosineFigure, lineChart, svgToPng } from './figures.js';
 import { renderReport, type CategoryReport, type ReportData } from './report.js';
@@ -53,11 +53,13 @@ export interface RunConfig {
   /** Clean/stained pairs for the cosine analysis. */
   analysisImages: number;
   progress: boolean;
+  /** Continue each model from its last.safetensors instead of starting over. */
+  resume: boolean;
 }
 
 export const DEFAULTS: RunConfig = {
   backend: 'auto', data: null, out: 'runs/latest', categories: ['woven', 'disc'], models: ['aesc', 'ae'], preset: 'esann',
-  size: 64, channels: null, epochs: 8, batch: 8, lr: 0.005, seed: 0, trainLimit: 40, testLimit: 6, analysisImages: 16, progress: true,
+  size: 64, channels: null, epochs: 8, batch: 8, lr: 0.005, seed: 0, trainLimit: 40, testLimit: 6, analysisImages: 16, progress: true, resume: false,
 };
 
 const log = (msg: string): void => {
@@ -75,9 +77,18 @@ export function dataRoot(cfg: RunConfig): string {
     return cfg.data;
   }
   const root = path.join(cfg.out, 'data');
-  const missing = cfg.categories.filter((c) => !fs.existsSync(path.join(root, c, 'train', 'good')));
-  if (missing.length > 0) generateSynthetic(cfg, root, missing);
+  // Made again where it is missing, incomplete (an interrupted run), or made with another size, seed or fewer images.
+  const stale = cfg.categories.filter((c) => !syntheticCategoryServes(path.join(root, c), syntheticOptions(cfg)));
+  if (stale.length > 0) generateSynthetic(cfg, root, stale);
   return root;
+}
+
+/** What the synthetic set must hold for a run: its size and seed, and enough images for its limits. */
+function syntheticOptions(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainLimit' | 'testLimit'>): { size: number; seed: number; trainCount: number; testGoodCount: number; testDefectCount: number } {
+  return {
+    size: Math.max(cfg.size, 64), seed: cfg.seed,
+    trainCount: cfg.trainLimit > 0 ? cfg.trainLimit : 80, testGoodCount: Math.max(cfg.testLimit, 4), testDefectCount: Math.max(Math.ceil(cfg.testLimit / 2), 2),
+  };
 }
 
 export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainLimit' | 'testLimit'>, root: string, categories: string[]): void {
@@ -85,10 +96,7 @@ export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainL
   const unknown = categories.filter((c) => !known.includes(c));
   if (unknown.length) throw new Error(`no built-in synthetic category ${unknown.join(', ')} (available: ${known.join(', ')}; or pass --data with an MVTec AD root)`);
   log(`generating synthetic data (${categories.join(', ')}) in ${root}`);
-  generateDataset(root, {
-    categories, size: Math.max(cfg.size, 64), seed: cfg.seed,
-    trainCount: cfg.trainLimit > 0 ? cfg.trainLimit : 80, testGoodCount: Math.max(cfg.testLimit, 4), testDefectCount: Math.max(Math.ceil(cfg.testLimit / 2), 2),
-  });
+  generateDataset(root, { categories, ...syntheticOptions(cfg) });
 }
 
 export function loadData(cfg: RunConfig, category: string): Category {
@@ -119,13 +127,13 @@ function checkpointFile(cfg: RunConfig, category: string, model: ModelName): str
   return file;
 }
 
-/** Checks that the models' checkpoints exist before a step loads (or generates) any data. */
+/** Checks that the models' checkpoints exist and fit this run before a step loads (or generates) any data. */
 function requireCheckpoints(cfg: RunConfig, category: string, models: readonly ModelName[]): void {
-  for (const m of models) checkpointFile(cfg, category, m);
+  for (const m of models) checkpointOptions(cfg, category, m);
 }
 
-/** Rebuilds a trained model from its checkpoint (the options are stored in it). */
-export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
+/** The options a model's checkpoint was made with; throws unless it is that model (AESc or AE) at this run's size. */
+function checkpointOptions(cfg: RunConfig, category: string, model: ModelName): { file: string; options: AutoencoderOptions } {
   const file = checkpointFile(cfg, category, model);
   const { metadata } = readSafetensors(file);
   let options: AutoencoderOptions;
@@ -134,6 +142,18 @@ export async function loadModel(cfg: RunConfig, category: string, model: ModelNa
   } catch {
     throw new Error(`${file}: checkpoint has no model options in its metadata`);
   }
+  if (options.skips !== (model === 'aesc')) {
+    throw new Error(`${file}: this checkpoint is ${options.skips ? 'AESc (with skips)' : 'AE (no skips)'}, but it sits where the ${MODEL_LABEL[model]} model belongs`);
+  }
+  if (options.inputSize !== cfg.size) {
+    throw new Error(`${file}: the model was trained at --size ${options.inputSize}, this run asks for --size ${cfg.size}; pass --size ${options.inputSize} (or train again at ${cfg.size})`);
+  }
+  return { file, options };
+}
+
+/** Rebuilds a trained model from its checkpoint (the options are stored in it). */
+export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
+  const { file, options } = checkpointOptions(cfg, category, model);
   const m = new Autoencoder({ ...options, backend });
   await loadCheckpoint(file, m, null);
   m.eval();
@@ -150,10 +170,13 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   const dir = modelDir(cfg, category, model);
   makeDirs(dir);
   const m = buildModel(cfg, model, backend);
+  const last = path.join(dir, 'last.safetensors');
+  if (cfg.resume) log(fs.existsSync(last) ? `${category}/${model}: resuming from ${last}` : `${category}/${model}: no ${last} to resume from; starting at epoch 1`);
+  else if (fs.existsSync(last)) log(`${category}/${model}: starting over; this run replaces the checkpoints in ${dir} as it goes (--resume would continue them)`);
   const t0 = performance.now();
   const result = await trainAutoencoder({
     model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
-    schedule: 'onecycle', optimizer: 'adamw', checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`,
+    schedule: 'onecycle', optimizer: 'adamw', checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
   });
   const seconds = (performance.now() - t0) / 1000;
   writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });

@@ -1,5 +1,5 @@
 /**
- * The corruption training loop of "Don't skip the skips" (reference-facts.md §3): each training image gets
+ * The corruption training loop of "Don't skip the skips" (docs/reference-facts.md §3): each training image gets
  * a fresh synthetic stain every time it is used; the network learns to output the clean image (MSE).
  * Validation: a fixed stained copy of each held-out image (same stains every epoch, so PSNR is comparable),
  * PSNR every epoch, the best weights kept. Seeded and repeatable; resumable from the checkpoint written at
@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { zeroGrad } from '../engine/autograd.js';
+import { writeFileAtomic } from '../engine/io/atomic.js';
 import { readSafetensors, writeSafetensors, type StoredTensor } from '../engine/io/safetensors.js';
 import { noGrad } from '../engine/mode.js';
 import { mseLoss } from '../engine/ops/loss.js';
@@ -99,13 +100,20 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
   if (o.resume && last && fs.existsSync(last)) {
     const state = await loadCheckpoint(last, model, opt);
+    const saved = JSON.parse(state.options) as Record<string, unknown>;
+    const now = savedOptions(model) as Record<string, unknown>;
+    const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+    if (differ.length > 0) {
+      throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
+    }
     const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
     startEpoch = meta.epoch + 1;
     Object.assign(result, meta.result);
     schedule.load(meta.schedule);
   }
 
-  const stepsPerEpoch = Math.ceil(o.train.length / batchSize);
+  const batches = batchRanges(o.train.length, batchSize);
+  const stepsPerEpoch = batches.length;
   const showBar = o.progress ?? Boolean(process.stderr.isTTY);
   const bar = showBar ? new cliProgress.SingleBar({
     format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
@@ -126,7 +134,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       }
       let lossSum = 0;
       for (let s = 0; s < stepsPerEpoch; s++) {
-        const idx = order.slice(s * batchSize, (s + 1) * batchSize);
+        const idx = order.slice(...batches[s]);
         const clean = idx.map((i) => o.train[i]);
         const stained = clean.map((im) => addStain(im, size, size, rng).image);
         const lossTensor = scope(() => {
@@ -146,6 +154,9 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         bar?.increment(1, { loss: loss.toFixed(5) });
       }
       const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
+      if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
+        throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
+      }
       schedule.report?.(valPsnr);
       const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, seconds: (performance.now() - t0) / 1000 };
       result.history.push(record);
@@ -158,7 +169,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       if (last && best) {
         const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
         await saveCheckpoint(last, model, opt, meta);
-        if (improved) fs.copyFileSync(last, best);
+        if (improved) writeFileAtomic(best, fs.readFileSync(last)); // never a half-copied best.safetensors
       }
       if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
     }
@@ -169,6 +180,21 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   if (best && fs.existsSync(best) && result.bestEpoch !== epochs) await loadCheckpoint(best, model, null);
   opt.dispose();
   return result;
+}
+
+/**
+ * [start, end) of each batch over n shuffled images: batches of batchSize, the last one shorter, except that a lone
+ * last image joins the batch before it. Batch norm in training mode needs more than one value per channel, and
+ * at a 1x1 bottleneck (esann at 64x64) a batch of one image has only one.
+ */
+export function batchRanges(n: number, batchSize: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let s = 0; s < n; s += batchSize) out.push([s, Math.min(n, s + batchSize)]);
+  if (batchSize > 1 && out.length > 1 && out[out.length - 1][1] - out[out.length - 1][0] === 1) {
+    out.pop();
+    out[out.length - 1][1] = n;
+  }
+  return out;
 }
 
 /** Mean PSNR of the model's restorations of the stained validation images, in eval mode. */
@@ -194,6 +220,12 @@ export async function validate(model: Autoencoder, inputs: Float32Array[], targe
   return total / inputs.length;
 }
 
+/** The model's options as a checkpoint stores them: all but the backend (a live object, not a setting of the model). */
+function savedOptions(model: Autoencoder): Omit<Autoencoder['options'], 'backend'> {
+  const { backend: _backend, ...options } = model.options;
+  return options;
+}
+
 /** Writes model weights, buffers and Adam's moments (optimizer.m.<name>, optimizer.v.<name>) with training metadata. */
 export async function saveCheckpoint(file: string, model: Autoencoder, opt: Adam | null, training = '{}'): Promise<void> {
   const tensors = new Map<string, StoredTensor>();
@@ -210,12 +242,16 @@ export async function saveCheckpoint(file: string, model: Autoencoder, opt: Adam
     }
     training = JSON.stringify({ ...JSON.parse(training), optimizerStep: step });
   }
-  writeSafetensors(file, tensors, { format: 'skipgrad', options: JSON.stringify(model.options), training });
+  writeSafetensors(file, tensors, { format: 'skipgrad', options: JSON.stringify(savedOptions(model)), training });
 }
 
 /** Loads a checkpoint into the model (and the optimizer's moments, if given); returns its metadata. */
 export async function loadCheckpoint(file: string, model: Autoencoder, opt: Adam | null): Promise<{ training: string; options: string }> {
   const { tensors, metadata } = readSafetensors(file);
+  for (const [k, t] of tensors) {
+    const bad = t.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`${file}: '${k}' holds ${t.data[bad]} at index ${bad}: the weights are not finite (the run that saved them diverged); train again with a lower --lr`);
+  }
   const own = new Map([...tensors].filter(([k]) => !k.startsWith('optimizer.')));
   try {
     await model.loadStateDict(own);

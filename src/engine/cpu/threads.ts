@@ -86,6 +86,9 @@ interface Pool {
   closing: boolean;
 }
 
+/** At most this many threads per core: more only costs memory (each worker is a V8 isolate) and start-up time. */
+const MAX_THREADS_PER_CORE = 4;
+let threadEnvError: Error | null = null;
 let pool: Pool | null = null;
 let threadCount = initialThreadCount();
 let parallelMinFlops = DEFAULT_PARALLEL_MIN_FLOPS;
@@ -94,23 +97,35 @@ let parallelRuns = 0;
 /** True inside one of our own workers: kernels there must never fan out again. */
 const insideKernelWorker = (host.threads?.workerData as Partial<WorkerInit> | null | undefined)?.skipgradKernelWorker === true;
 
+/**
+ * The thread count from SKIPGRAD_THREADS, else every core. A value that is not a whole number from 1 to
+ * MAX_THREADS_PER_CORE per core is kept as an error, thrown by the first kernel that asks (an error thrown while
+ * this module loads would reach a command line as a stack trace, not as a message).
+ */
 function initialThreadCount(): number {
   if (!host.threads) return 1;
   const env = host.env('SKIPGRAD_THREADS');
   if (env !== undefined && env.trim() !== '') {
-    const n = Number.parseInt(env, 10);
-    if (Number.isFinite(n) && n >= 1) return n;
+    const n = Number(env);
+    const max = MAX_THREADS_PER_CORE * Math.max(1, host.parallelism);
+    if (!/^\s*\d+\s*$/.test(env) || n < 1 || n > max) {
+      threadEnvError = new Error(`SKIPGRAD_THREADS='${env}' is not a whole number from 1 to ${max} (${MAX_THREADS_PER_CORE} per core on this machine's ${host.parallelism}); unset it to use every core`);
+      return 1;
+    }
+    return n;
   }
   return Math.max(1, host.parallelism);
 }
 
 /** Threads a kernel may use (the calling thread included). */
 export function getThreadCount(): number {
+  if (threadEnvError) throw threadEnvError;
   return insideKernelWorker ? 1 : threadCount;
 }
 
 /** Change the number of threads (>= 1). The pool is rebuilt lazily at the next parallel call. */
 export function setThreadCount(n: number): void {
+  threadEnvError = null; // an explicit count replaces a bad SKIPGRAD_THREADS
   const next = host.threads ? Math.max(1, Math.floor(n)) : 1;
   if (next !== threadCount) {
     shutdownThreads();

@@ -28,11 +28,50 @@ export function makeDirs(dir: string): void {
   if (!fs.statSync(full).isDirectory()) throw new Error(`${full}: is not a directory`);
 }
 
+/** Makes `dir` and checks that a file can be written in it, so a run fails at its start, not after an epoch of work. */
+export function checkWritable(dir: string): void {
+  makeDirs(dir);
+  const probe = path.join(path.resolve(dir), `.skipgrad-write-check.${process.pid}.tmp`);
+  try {
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe, { force: true });
+  } catch (e) {
+    throw new Error(`${dir}: cannot be written (${(e as Error).message})`);
+  }
+}
+
+/** Temp files of writes this large are worth looking for when a process was killed mid-write (checkpoints). */
+const STALE_CHECK_BYTES = 1 << 20;
+
+/**
+ * Removes the temp files of earlier writes of `base` whose process is gone (killed mid-write, e.g. by Ctrl-C): a
+ * checkpoint's temp file is as large as the checkpoint, and nothing else would ever remove it.
+ */
+function removeStaleTemps(dir: string, base: string): void {
+  const prefix = `.${base}.`;
+  for (const name of fs.readdirSync(dir)) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const dir = path.dirname(path.resolve(file));
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${counter++}.tmp`);
   try {
     makeDirs(dir);
+    if (data.length >= STALE_CHECK_BYTES) removeStaleTemps(dir, path.basename(file));
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
   } catch (e) {

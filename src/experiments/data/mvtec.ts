@@ -1,12 +1,12 @@
 /**
- * Loader for data sets in the MVTec AD layout (reference-facts §6):
+ * Loader for data sets in the MVTec AD layout (docs/reference-facts.md §6):
  *
  *   <root>/<category>/train/good/*.png
  *   <root>/<category>/test/good/*.png
  *   <root>/<category>/test/<defect>/NNN.png
  *   <root>/<category>/ground_truth/<defect>/NNN_mask.png   (binary 0/255; good images have no mask)
  *
- * Preprocessing as in the authors' code (reference-facts §3): read, convert to gray (BT.601 luminance),
+ * Preprocessing as in the authors' code (docs/reference-facts.md §3): read, convert to gray (BT.601 luminance),
  * resize to size x size bilinearly (OpenCV INTER_LINEAR convention, see png.ts), values in [0, 1]. Masks are
  * resized nearest-neighbour and binarised (> 0 -> 1).
  *
@@ -14,8 +14,7 @@
  * locale's), so the same tree always loads in the same order. Files not ending in .png are ignored (e.g.
  * .DS_Store); a file ending in .png that is not a valid PNG is an error that names it.
  *
- * The validation hold-out (20% of train/good) is made by the training loop; splitTrainValidation is the
- * helper for it.
+ * The validation hold-out (20% of train/good) is made by pipeline.ts's trainStep, with splitTrainValidation.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -92,7 +91,7 @@ function pngFiles(dir: string): string[] {
  */
 export function listCategories(root: string): string[] {
   requireDir(root, 'the data set root');
-  return subfolders(root).filter((name) => isDir(path.join(root, name, 'train', 'good')));
+  return subfolders(root).filter((name) => !name.startsWith('.') && isDir(path.join(root, name, 'train', 'good')));
 }
 
 function checkLimit(name: string, v: number | undefined): void {

@@ -36,7 +36,10 @@ export interface GrayImage {
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 /** Whether the buffer starts with the 8-byte PNG signature. */
-export function isPngSignature(buf: Uint8Array): boolean {
+export /** The largest side readGrayPng accepts (MVTec AD images are at most 1024; the paper resizes them to 256). */
+const MAX_PNG_SIDE = 16384;
+
+function isPngSignature(buf: Uint8Array): boolean {
   if (buf.length < SIGNATURE.length) return false;
   for (let i = 0; i < SIGNATURE.length; i++) if (buf[i] !== SIGNATURE[i]) return false;
   return true;
@@ -85,11 +88,19 @@ export function decodeGrayPng(buf: Buffer, file = '<buffer>'): GrayImage {
   if (!isPngSignature(buf)) {
     throw new Error(`${file}: not a PNG file (the PNG signature is missing${buf.length === 0 ? '; the file is empty' : ''})`);
   }
+  // The size from the IHDR chunk (bytes 16-23, right after the signature and the chunk's length and type), checked
+  // before decoding: the decoder would allocate width x height x 4 bytes for whatever a corrupt header claims.
+  if (buf.length >= 24 && buf.toString('latin1', 12, 16) === 'IHDR') {
+    const w = buf.readUInt32BE(16), h = buf.readUInt32BE(20);
+    if (w > MAX_PNG_SIDE || h > MAX_PNG_SIDE) throw new Error(`${file}: a ${w}x${h} PNG is larger than this reader takes (${MAX_PNG_SIDE} pixels a side)`);
+  }
   let png: ReturnType<typeof PNG.sync.read>;
   try {
     png = PNG.sync.read(withoutTransparencyChunk(buf), { skipRescale: true, checkCRC: true });
   } catch (e) {
-    throw new Error(`${file}: not a valid PNG (${(e as Error).message})`);
+    const why = (e as Error).message;
+    // pngjs says this when the compressed image data ends early.
+    throw new Error(`${file}: not a valid PNG (${/read requests waitng|unexpected end/i.test(why) ? 'the image data ends early: the file is truncated' : why})`);
   }
   const { width, height, depth } = png;
   const colorType = png.colorType as number; // 3 (palette) is missing from @types/pngjs's ColorType

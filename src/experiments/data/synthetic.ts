@@ -688,9 +688,26 @@ function pad(i: number, count: number): string {
 }
 
 /**
+ * True when catDir holds a complete synthetic category made with this size and seed and at least these image
+ * counts (images are rendered per index, so a larger set serves a smaller request with the same images).
+ */
+export function syntheticCategoryServes(catDir: string, want: Required<Pick<GenerateOptions, 'size' | 'seed' | 'trainCount' | 'testGoodCount' | 'testDefectCount'>>): boolean {
+  let meta: Record<string, unknown>;
+  try {
+    meta = JSON.parse(fs.readFileSync(path.join(catDir, MARKER), 'utf8')) as Record<string, unknown>;
+  } catch {
+    return false;
+  }
+  const atLeast = (k: 'trainCount' | 'testGoodCount' | 'testDefectCount'): boolean => typeof meta[k] === 'number' && (meta[k] as number) >= want[k];
+  return meta.complete === true && meta.size === want.size && meta.seed === want.seed && atLeast('trainCount') && atLeast('testGoodCount') && atLeast('testDefectCount');
+}
+
+/**
  * Write a synthetic data set in the MVTec AD layout under root (see the module comment). A category folder
  * that already exists is replaced only if this generator wrote it (it holds the marker file
  * `.skipgrad-synthetic.json`); otherwise, unless it is empty, the call fails rather than delete foreign data.
+ * Each category is written into a hidden folder next to it and renamed into place when complete (the marker
+ * then says complete: true), so an interrupted run leaves the previous set intact, never half a set.
  */
 export function generateDataset(root: string, opts: GenerateOptions = {}): { root: string; categories: string[] } {
   const known = SYNTHETIC_CATEGORIES.map((c) => c.name);
@@ -712,18 +729,18 @@ export function generateDataset(root: string, opts: GenerateOptions = {}): { roo
   makeDirs(root);
   for (const name of categories) {
     const rgb = SYNTHETIC_CATEGORIES.find((c) => c.name === name)?.rgb === true;
-    const catDir = path.join(root, name);
-    if (fs.existsSync(catDir)) {
-      if (fs.existsSync(path.join(catDir, MARKER))) fs.rmSync(catDir, { recursive: true, force: true });
-      else if (fs.readdirSync(catDir).length > 0) {
-        throw new Error(`synthetic: ${catDir} exists and was not written by this generator (no ${MARKER}); not overwriting it`);
-      }
+    const finalDir = path.join(root, name);
+    if (fs.existsSync(finalDir) && !fs.existsSync(path.join(finalDir, MARKER)) && fs.readdirSync(finalDir).length > 0) {
+      throw new Error(`synthetic: ${finalDir} exists and was not written by this generator (no ${MARKER}); not overwriting it`);
     }
+    const catDir = path.join(root, `.${name}.partial`);
+    fs.rmSync(catDir, { recursive: true, force: true }); // what a killed run left
     const dirs = [path.join(catDir, 'train', 'good'), path.join(catDir, 'test', 'good')];
     for (const kind of DEFECT_KINDS) dirs.push(path.join(catDir, 'test', kind), path.join(catDir, 'ground_truth', kind));
     for (const d of dirs) makeDirs(d);
     const meta = { generator: 'skipgrad synthetic', category: name, size, trainCount, testGoodCount, testDefectCount, seed, rgb };
-    writeFileAtomic(path.join(catDir, MARKER), Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
+    const writeMarker = (complete: boolean): void => writeFileAtomic(path.join(catDir, MARKER), Buffer.from(JSON.stringify({ ...meta, complete }, null, 2) + '\n'));
+    writeMarker(false);
 
     const writeImage = (file: string, img: Float32Array): void => {
       if (rgb) writeRgbPng(file, tintRgb(img), size, size);
@@ -745,6 +762,9 @@ export function generateDataset(root: string, opts: GenerateOptions = {}): { roo
         writeGrayPng(path.join(catDir, 'ground_truth', kind, `${stem}_mask.png`), mask, size, size);
       }
     }
+    writeMarker(true);
+    fs.rmSync(finalDir, { recursive: true, force: true });
+    fs.renameSync(catDir, finalDir);
   }
   return { root, categories: [...categories] };
 }
