@@ -182,7 +182,7 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
       : oneOf('backend', values.backend, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend),
     data: values.data ?? null,
     out: values.out ?? DEFAULTS.out,
-    categories: values.category ? values.category.split(',').map((c) => c.trim()).filter(Boolean) : DEFAULTS.categories,
+    categories: values.category !== undefined ? values.category.split(',').map((c) => c.trim()).filter(Boolean) : DEFAULTS.categories,
     models: DEFAULTS.models,
     preset: oneOf<Preset>('preset', values.preset, ['esann', 'icpr'], DEFAULTS.preset),
     size: positiveInt('size', values.size, DEFAULTS.size, 8, MAX.size),

@@ -93,6 +93,7 @@ describe('skipgrad CLI', () => {
       [['train', '--seed', '4294967296'], /--seed expects a whole number from 0 to 4294967295/],
       [['train', '--category', '../evil'], /--category '\.\.\/evil' is not a folder name/],
       [['train', '--out', ''], /--out expects a folder, got ''/],
+      [['train', '--category', ''], /--category: no category given/],
       [['analyze', '--model', 'ae'], /analyze: --model applies to train and trace only/],
       [['evaluate', '--resume'], /evaluate: --resume applies to train and reproduce only/],
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
@@ -168,5 +169,9 @@ describe('skipgrad CLI', () => {
     expect(at128.code).not.toBe(0);
     expect(at128.stderr).not.toMatch(/generating synthetic data/); // refused before any data is made
     expect(at128.stderr).toMatch(/best\.safetensors: the model was trained at --size 64, this run asks for --size 128; pass --size 64/);
+    const icpr = await cli(['analyze', ...common, '--preset', 'icpr']);
+    expect(icpr.stderr).toMatch(/best\.safetensors: the model is the esann network, this run asks for --preset icpr; pass --preset esann/);
+    const channels = await cli(['evaluate', ...common.map((a) => (a === '2' ? '3' : a))]);
+    expect(channels.stderr).toMatch(/best\.safetensors: the model has 2 base channels, this run asks for --channels 3/);
   });
 });

@@ -239,7 +239,9 @@ describe('training loop', () => {
     const data = images(6, 32, 2);
     const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false, schedule: 'onecycle' as const };
     const straight = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
-    const full = await trainAutoencoder({ model: straight, epochs: 4, ...opts, checkpointDir: path.join(tmp, 'straight') });
+    const seen: number[] = [];
+    const full = await trainAutoencoder({ model: straight, epochs: 4, ...opts, checkpointDir: path.join(tmp, 'straight'), onEpoch: (r) => seen.push(r.history.length) });
+    expect(seen).toEqual([1, 2, 3, 4]); // after each epoch, with that epoch recorded
 
     const dir = path.join(tmp, 'resumed');
     const first = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });

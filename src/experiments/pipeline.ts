@@ -19,7 +19,7 @@ import { readSafetensors } from '../engine/io/safetensors.js';
 import { noGrad } from '../engine/mode.js';
 import { Rng } from '../engine/random.js';
 import { fromArray, scope, zeros } from '../engine/tensor.js';
-import { Autoencoder, presetOptions, type AutoencoderOptions, type Preset } from '../models/autoencoder.js';
+import { Autoencoder, PRESETS, presetOptions, type AutoencoderOptions, type Preset } from '../models/autoencoder.js';
 import { channelMeanAsync, cosineAnalysis, trend, type CosineAnalysis, type TrendStatement } from './analysis.js';
 import { listCategories, loadCategory, splitTrainValidation, type Category } from './data/mvtec.js';
 import { generateDataset, SYNTHETIC_CATEGORIES, syntheticCategoryServes } from './data/synthetic.js';
@@ -148,6 +148,14 @@ function checkpointOptions(cfg: RunConfig, category: string, model: ModelName): 
   if (options.inputSize !== cfg.size) {
     throw new Error(`${file}: the model was trained at --size ${options.inputSize}, this run asks for --size ${cfg.size}; pass --size ${options.inputSize} (or train again at ${cfg.size})`);
   }
+  const preset = PRESETS[cfg.preset];
+  if (options.depth !== preset.depth || options.decoder !== preset.decoder || options.kernel !== preset.kernel) {
+    const other = (Object.keys(PRESETS) as Preset[]).find((p) => PRESETS[p].depth === options.depth && PRESETS[p].decoder === options.decoder && PRESETS[p].kernel === options.kernel);
+    throw new Error(`${file}: the model is ${other ? `the ${other} network` : `a network of depth ${options.depth}`}, this run asks for --preset ${cfg.preset}${other ? `; pass --preset ${other}` : ''}`);
+  }
+  if (cfg.channels !== null && options.baseChannels !== cfg.channels) {
+    throw new Error(`${file}: the model has ${options.baseChannels} base channels, this run asks for --channels ${cfg.channels}; leave --channels out (it is read from the checkpoint) or pass ${options.baseChannels}`);
+  }
   return { file, options };
 }
 
@@ -174,13 +182,19 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   if (cfg.resume) log(fs.existsSync(last) ? `${category}/${model}: resuming from ${last}` : `${category}/${model}: no ${last} to resume from; starting at epoch 1`);
   else if (fs.existsSync(last)) log(`${category}/${model}: starting over; this run replaces the checkpoints in ${dir} as it goes (--resume would continue them)`);
   const t0 = performance.now();
+  // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.
+  const writeHistory = (result: TrainResult): void => {
+    const seconds = (performance.now() - t0) / 1000;
+    writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });
+    writeFileAtomic(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
+  };
   const result = await trainAutoencoder({
     model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
     schedule: 'onecycle', optimizer: 'adamw', checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
+    onEpoch: writeHistory,
   });
   const seconds = (performance.now() - t0) / 1000;
-  writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });
-  writeFileAtomic(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
+  writeHistory(result);
   m.dispose();
   log(`${category}/${model}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
   return result;

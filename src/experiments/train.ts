@@ -40,6 +40,8 @@ export interface TrainOptions {
   /** Show a progress bar on stderr (default: when stderr is a TTY). */
   progress?: boolean;
   label?: string;
+  /** Called after each epoch's checkpoint is written, with the result so far (e.g. to keep history.json in step with it). */
+  onEpoch?: (result: TrainResult) => void;
 }
 
 export interface EpochRecord {
@@ -171,6 +173,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         await saveCheckpoint(last, model, opt, meta);
         if (improved) writeFileAtomic(best, fs.readFileSync(last)); // never a half-copied best.safetensors
       }
+      o.onEpoch?.(result);
       if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
     }
   } finally {
