@@ -148,6 +148,15 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     x.dispose();
   });
 
+  it('backward after the scope that made the graph ended says so', () => {
+    const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+    const loss = sg.scope(() => sg.sum(sg.mul(x, sg.exp(x))));
+    expect(() => loss.backward()).toThrow(/backward through 'mul' \(tensor #\d+ \[2\]\): .*was (disposed|used after dispose).*call backward\(\) inside the scope\(\) that made the graph/);
+    loss.dispose();
+    x.grad?.dispose();
+    x.dispose();
+  });
+
   it('detach() shares the values but stops the gradient', () => {
     sg.scope(() => {
       const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });

@@ -526,7 +526,7 @@ describe('errors name the file or folder', () => {
     expect(() => checkWritable(path.join(file, 'sub'))).toThrow(/cannot make this directory/);
   });
 
-  it('a PNG whose header claims a huge image is refused before decoding; a truncated one says so', () => {
+  it('a PNG whose header claims a huge image is refused before decoding; bytes after IEND are ignored; a truncated one says so', () => {
     const d = copy();
     const f = path.join(d, 'disc', 'test', 'good', '000.png');
     const bytes = Buffer.from(fs.readFileSync(f));
@@ -536,6 +536,9 @@ describe('errors name the file or folder', () => {
     expect(() => readGrayPng(f)).toThrow(new RegExp(`^${esc(f)}: a 60000x60000 PNG is larger than this reader takes \\(16384 pixels a side\\)`));
     const good = fs.readFileSync(path.join(d, 'disc', 'train', 'good', '000.png'));
     const iend = good.length - 12;
+    // Bytes after IEND (some tools append them) are ignored, as most decoders do.
+    fs.writeFileSync(f, Buffer.concat([good, Buffer.from('trailing junk')]));
+    expect(Array.from(readGrayPng(f).data)).toEqual(Array.from(readGrayPng(path.join(d, 'disc', 'train', 'good', '000.png')).data));
     fs.writeFileSync(f, good.subarray(0, iend - 8)); // cut inside the image data
     expect(() => readGrayPng(f)).toThrow(new RegExp(`^${esc(f)}: not a valid PNG \\(the image data ends early: the file is truncated\\)`));
   });

@@ -490,9 +490,9 @@ describe('options objects', () => {
     ['uniform', () => sg.uniform([2], 0, 1, { seed: 3 } as never), "uniform: unknown option 'seed' (expected dtype, backend, requiresGrad, rng)"],
     ['normal', () => sg.normal([2], 0, 1, { random: new sg.Rng(0) } as never), "normal: unknown option 'random'"],
     ['Adam', () => new sg.Adam([], { learningRate: 0.1 } as never), "Adam: unknown option 'learningRate' (expected lr, betas, eps, weightDecay, decoupled)"],
-    ['Conv2d', () => new sg.Conv2d(1, 2, 3, { strides: 2 } as never), "Conv2d: unknown option 'strides' (expected stride, padding, bias, rng, backend)"],
+    ['Conv2d', () => new sg.Conv2d(1, 2, 3, { strides: 2 } as never), "Conv2d: unknown option 'strides' (expected stride, padding, bias, rng, backend, dtype)"],
     ['ConvTranspose2d', () => new sg.ConvTranspose2d(1, 2, 3, { output_padding: 1 } as never), "ConvTranspose2d: unknown option 'output_padding'"],
-    ['BatchNorm2d', () => new sg.BatchNorm2d(2, { affine: false } as never), "BatchNorm2d: unknown option 'affine' (expected momentum, eps, backend)"],
+    ['BatchNorm2d', () => new sg.BatchNorm2d(2, { affine: false } as never), "BatchNorm2d: unknown option 'affine' (expected momentum, eps, backend, dtype)"],
     ['traced', () => sg.traced(() => 0, { values: true } as never), "trace: unknown option 'values' (expected stats)"],
     ['startTrace', () => sg.startTrace({ stat: true } as never), "trace: unknown option 'stat' (expected stats)"],
   ];

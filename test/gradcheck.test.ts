@@ -405,3 +405,17 @@ describe('gradcheck options', () => {
       .toThrow("gradcheck: unknown option 'tol' (expected eps, tolerance, check, seed)");
   });
 });
+
+describe('gradcheck: layers', () => {
+  it('whole layers in float64 (the layers\' dtype option): a conv -> batch norm -> leaky ReLU block', () => {
+    const conv = new sg.Conv2d(2, 3, 3, { padding: 'same', dtype: 'float64', rng: new sg.Rng(3) });
+    const bn = new sg.BatchNorm2d(3, { dtype: 'float64' });
+    expect([conv.weight.dtype, conv.bias!.dtype, bn.weight.dtype, bn.runningVar.dtype]).toEqual(['float64', 'float64', 'float64', 'float64']);
+    const x = sg.uniform([2, 2, 4, 4], -1, 1, { dtype: 'float64', rng: new sg.Rng(4) });
+    const r = gradcheck(([t]) => sg.leakyRelu(bn.forward(conv.forward(t)), 0.2), [x]);
+    expect(r.ok, r.worst).toBe(true);
+    conv.dispose();
+    bn.dispose();
+    x.dispose();
+  });
+});

@@ -51,7 +51,16 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       accumulateLeafGrad(t, g);
       continue;
     }
-    const inputGrads = withPhase('backward', () => noGrad(() => node.backward(g)));
+    let inputGrads: Array<Tensor | null>;
+    try {
+      inputGrads = withPhase('backward', () => noGrad(() => node.backward(g)));
+    } catch (e) {
+      // A tensor the op saved for its backward was disposed (typically by the scope() that made the graph).
+      if (e instanceof Error && / was (disposed|used after dispose)/.test(e.message)) {
+        throw new Error(`backward through '${node.op}' (tensor #${t.id} ${shapeStr(t.shape)}): ${e.message}; the graph still needs it: call backward() inside the scope() that made the graph, or keep() what it saved`);
+      }
+      throw e;
+    }
     if (inputGrads.length !== node.inputs.length) {
       throw new Error(`${node.op} backward: returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
     }

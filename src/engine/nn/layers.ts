@@ -6,6 +6,7 @@
  *   batch norm gamma 1, beta 0, running mean 0, running var 1.
  */
 import type { Backend } from '../backend.js';
+import type { DType } from '../dtype.js';
 import { Rng, defaultRng } from '../random.js';
 import { type Tensor, ones, uniform, zeros } from '../tensor.js';
 import { batchNorm2d } from '../ops/batchnorm.js';
@@ -18,12 +19,14 @@ import { Module } from './module.js';
 export interface InitOptions {
   rng?: Rng;
   backend?: string | Backend;
+  /** The parameters' dtype (default float32; float64 for gradient checks of whole layers, CPU only). */
+  dtype?: DType;
 }
 
 export type Conv2dLayerOptions = { stride?: number; padding?: Padding; bias?: boolean } & InitOptions;
 export type ConvTranspose2dLayerOptions = { stride?: number; padding?: number; outputPadding?: number; bias?: boolean } & InitOptions;
-export interface BatchNorm2dLayerOptions { momentum?: number; eps?: number; backend?: string | Backend }
-const INIT_OPTIONS: Record<keyof InitOptions, true> = { rng: true, backend: true };
+export interface BatchNorm2dLayerOptions { momentum?: number; eps?: number; backend?: string | Backend; dtype?: DType }
+const INIT_OPTIONS: Record<keyof InitOptions, true> = { rng: true, backend: true, dtype: true };
 
 export class Conv2d extends Module {
   readonly weight: Tensor;
@@ -35,8 +38,8 @@ export class Conv2d extends Module {
     expectOptions('Conv2d', opts, { stride: true, padding: true, bias: true, ...INIT_OPTIONS });
     const rng = opts.rng ?? defaultRng();
     const bound = 1 / Math.sqrt(inChannels * kernel * kernel);
-    this.weight = this.param('weight', uniform([outChannels, inChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend }));
-    this.bias = opts.bias === false ? null : this.param('bias', uniform([outChannels], -bound, bound, { rng, backend: opts.backend }));
+    this.weight = this.param('weight', uniform([outChannels, inChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend, dtype: opts.dtype }));
+    this.bias = opts.bias === false ? null : this.param('bias', uniform([outChannels], -bound, bound, { rng, backend: opts.backend, dtype: opts.dtype }));
   }
 
   forward(x: Tensor): Tensor {
@@ -54,8 +57,8 @@ export class ConvTranspose2d extends Module {
     expectOptions('ConvTranspose2d', opts, { stride: true, padding: true, outputPadding: true, bias: true, ...INIT_OPTIONS });
     const rng = opts.rng ?? defaultRng();
     const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
-    this.weight = this.param('weight', uniform([inChannels, outChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend }));
-    this.bias = opts.bias === false ? null : this.param('bias', uniform([outChannels], -bound, bound, { rng, backend: opts.backend }));
+    this.weight = this.param('weight', uniform([inChannels, outChannels, kernel, kernel], -bound, bound, { rng, backend: opts.backend, dtype: opts.dtype }));
+    this.bias = opts.bias === false ? null : this.param('bias', uniform([outChannels], -bound, bound, { rng, backend: opts.backend, dtype: opts.dtype }));
   }
 
   forward(x: Tensor): Tensor {
@@ -73,8 +76,8 @@ export class BatchNorm2d extends Module {
 
   constructor(readonly channels: number, readonly opts: BatchNorm2dLayerOptions = {}) {
     super();
-    expectOptions('BatchNorm2d', opts, { momentum: true, eps: true, backend: true });
-    const o = { backend: opts.backend };
+    expectOptions('BatchNorm2d', opts, { momentum: true, eps: true, backend: true, dtype: true });
+    const o = { backend: opts.backend, dtype: opts.dtype };
     this.weight = this.param('weight', ones([channels], o));
     this.bias = this.param('bias', zeros([channels], o));
     this.runningMean = this.buffer('running_mean', zeros([channels], o));

@@ -57,30 +57,31 @@ function readFileNamed(file: string): Buffer {
 }
 
 /**
- * The chunks after the signature with tRNS removed, for colour types other than palette (for which tRNS only
- * sets the alpha of palette entries). Returns the buffer unchanged when there is no tRNS chunk or when the
- * chunk structure cannot be walked (pngjs then reports the damage).
+ * The bytes pngjs is given: the chunks with tRNS removed for colour types other than palette (for which tRNS only
+ * sets the alpha of palette entries), and nothing after IEND (trailing bytes, which pngjs rejects and most
+ * decoders ignore). Returns the buffer unchanged when there is nothing to remove or when the chunk structure
+ * cannot be walked (pngjs then reports the damage).
  */
-function withoutTransparencyChunk(buf: Buffer): Buffer {
+function forDecoder(buf: Buffer): Buffer {
   if (buf.length < 33) return buf;
-  const colorType = buf[25];
-  if (colorType === 3) return buf;
+  const dropTrns = buf[25] !== 3;
   const keep: Buffer[] = [buf.subarray(0, 8)];
   let pos = 8;
-  let found = false;
+  let changed = false;
   while (pos + 12 <= buf.length) {
     const len = buf.readUInt32BE(pos);
     const end = pos + 12 + len;
     if (end > buf.length) return buf;
     const type = buf.toString('latin1', pos + 4, pos + 8);
-    if (type === 'tRNS') found = true;
+    if (type === 'tRNS' && dropTrns) changed = true;
     else keep.push(buf.subarray(pos, end));
     pos = end;
-    if (type === 'IEND') break;
+    if (type === 'IEND') {
+      changed ||= pos < buf.length;
+      return changed ? Buffer.concat(keep) : buf;
+    }
   }
-  if (!found) return buf;
-  if (pos < buf.length) keep.push(buf.subarray(pos));
-  return Buffer.concat(keep);
+  return buf; // no IEND: truncated, for pngjs to report
 }
 
 /** Decode PNG bytes into a gray image in [0, 1] (see the module comment). `file` names the source in errors. */
@@ -96,7 +97,7 @@ export function decodeGrayPng(buf: Buffer, file = '<buffer>'): GrayImage {
   }
   let png: ReturnType<typeof PNG.sync.read>;
   try {
-    png = PNG.sync.read(withoutTransparencyChunk(buf), { skipRescale: true, checkCRC: true });
+    png = PNG.sync.read(forDecoder(buf), { skipRescale: true, checkCRC: true });
   } catch (e) {
     const why = (e as Error).message;
     // pngjs says this when the compressed image data ends early.
