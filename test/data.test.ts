@@ -553,6 +553,10 @@ describe('errors name the file or folder', () => {
     const e = copy();
     fs.rmSync(path.join(e, 'disc', 'test'), { recursive: true });
     expect(() => loadCategory(e, 'disc', 16)).toThrow(new RegExp(`missing folder ${esc(path.join(e, 'disc', 'test'))}`));
+    // Training reads train/good only, so a folder without test/ (and ground_truth/) trains.
+    const trainOnly = loadCategory(e, 'disc', 16, { trainOnly: true });
+    expect(trainOnly.train.length).toBe(2);
+    expect(trainOnly.test).toEqual([]);
   });
 
   it('a file that is not a PNG, or empty', () => {

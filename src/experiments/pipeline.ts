@@ -99,12 +99,12 @@ export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainL
   generateDataset(root, { categories, ...syntheticOptions(cfg) });
 }
 
-export function loadData(cfg: RunConfig, category: string): Category {
+export function loadData(cfg: RunConfig, category: string, trainOnly = false): Category {
   const root = dataRoot(cfg);
   const available = listCategories(root);
   if (!available.includes(category)) throw new Error(`category '${category}' is not in ${root} (found: ${available.join(', ') || 'none'})`);
   return loadCategory(root, category, cfg.size, {
-    ...(cfg.trainLimit > 0 ? { limitTrain: cfg.trainLimit } : {}), ...(cfg.testLimit > 0 ? { limitTest: cfg.testLimit } : {}),
+    ...(cfg.trainLimit > 0 ? { limitTrain: cfg.trainLimit } : {}), ...(cfg.testLimit > 0 ? { limitTest: cfg.testLimit } : {}), trainOnly,
   });
 }
 
@@ -173,7 +173,7 @@ function writeJson(file: string, value: unknown): void {
 }
 
 export async function trainStep(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<TrainResult> {
-  const data = loadData(cfg, category);
+  const data = loadData(cfg, category, true);
   const { train, validation } = splitTrainValidation(data.train.map((s) => s.image), 0.2, new Rng(cfg.seed + 17));
   const dir = modelDir(cfg, category, model);
   makeDirs(dir);

@@ -48,6 +48,8 @@ export interface LoadOptions {
    * order), so that a limited test set still holds every label.
    */
   limitTest?: number;
+  /** Load only train/good (training needs nothing else; test/ and ground_truth/ may then be missing). */
+  trainOnly?: boolean;
 }
 
 /** Code-unit order (independent of the locale). */
@@ -119,7 +121,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
   const trainDir = path.join(catDir, 'train', 'good');
   requireDir(trainDir, `the training images of '${name}', expected ${path.join(root, name, 'train', 'good')}/*.png`);
   const testDir = path.join(catDir, 'test');
-  requireDir(testDir, `the test images of '${name}', expected ${path.join(root, name, 'test', '<label>')}/*.png`);
+  if (!opts.trainOnly) requireDir(testDir, `the test images of '${name}', expected ${path.join(root, name, 'test', '<label>')}/*.png`);
   const gtDir = path.join(catDir, 'ground_truth');
 
   let trainFiles = pngFiles(trainDir);
@@ -130,7 +132,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
   });
 
   const test: Sample[] = [];
-  for (const label of subfolders(testDir)) {
+  for (const label of opts.trainOnly ? [] : subfolders(testDir)) {
     const dir = path.join(testDir, label);
     let files = pngFiles(dir);
     if (opts.limitTest !== undefined) files = files.slice(0, opts.limitTest);
