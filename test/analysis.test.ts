@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { channelMean, channelMeanAsync, cosine, cosineAnalysis, decoderLayers, trend, type CosineAnalysis, type TapModel } from '../src/experiments/analysis.js';
+import { bootstrapMean, channelMean, channelMeanAsync, cosine, cosineAnalysis, decoderLayers, trend, type CosineAnalysis, type TapModel } from '../src/experiments/analysis.js';
+import { overallTrend } from '../src/experiments/pipeline.js';
 import { quartiles } from '../src/experiments/metrics.js';
 import {
   evaluateCategory, HEADLINE_NORM, imageScores, latentReference, NORMS, residualMap, type TestSample,
@@ -72,12 +73,17 @@ describe('cosineAnalysis with a tiny real Autoencoder', () => {
 });
 
 /** A synthetic analysis whose per-layer medians are the given numbers. */
-function synthetic(medians: number[]): CosineAnalysis {
-  return Object.fromEntries(medians.map((m, i) => {
-    const values = [m - 0.01, m, m + 0.01];
+
+/** An analysis of `pairs` image pairs whose discrepancy 1 - cos at layer l_d is disc(d, pair). */
+function analysisOf(layers: number, pairs: number, disc: (d: number, p: number) => number): CosineAnalysis {
+  return Object.fromEntries(Array.from({ length: layers }, (_, i) => {
+    const values = Array.from({ length: pairs }, (_, p) => 1 - disc(i + 1, p));
     return [`l${i + 1}`, { values, stats: quartiles(values) }];
   }));
 }
+
+/** Deterministic noise in [-1, 1] for (layer, pair). */
+const noise = (d: number, p: number): number => Math.sin(d * 12.9898 + p * 78.233) * 0.999;
 
 describe('trend', () => {
   it('decoder layers are the last floor(N/2) taps', () => {
@@ -85,38 +91,74 @@ describe('trend', () => {
     expect(decoderLayers(Array.from({ length: 11 }, (_, i) => `l${i + 1}`))).toEqual(['l7', 'l8', 'l9', 'l10', 'l11']);
   });
 
-  it('reports the paper trend when AESc falls and AE rises', () => {
-    const aesc = synthetic([0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.8, 0.7, 0.6]);
-    const ae = synthetic([0.99, 0.98, 0.97, 0.96, 0.95, 0.96, 0.97, 0.98, 0.99]);
-    const t = trend(ae, aesc);
-    expect(t.decoderLayers).toEqual(['l6', 'l7', 'l8', 'l9']);
-    expect(t.AESc.spearmanDecoder).toBeCloseTo(-1, 12);
-    expect(t.AESc.spearmanAll).toBeCloseTo(-1, 12);
-    expect(t.AE.spearmanDecoder).toBeCloseTo(1, 12);
-    expect(t.AESc.medians.l7).toBeCloseTo(0.8, 12);
-    expect(t.aescFalls).toBe(true);
-    expect(t.aeRises).toBe(true);
-    expect(t.paperTrendAppears).toBe(true);
-    expect(t.sentence).toMatch(/^The paper's claimed trend appears: AESc's median similarity falls/);
+  it('bootstrapMean: the mean, and an interval around it that is reproducible and shrinks with more data', () => {
+    const values = Array.from({ length: 16 }, (_, i) => noise(1, i));
+    const e = bootstrapMean(values);
+    expect(e.mean).toBeCloseTo(values.reduce((a, b) => a + b, 0) / 16, 14);
+    expect(e.ci[0]).toBeLessThan(e.mean);
+    expect(e.ci[1]).toBeGreaterThan(e.mean);
+    expect(bootstrapMean(values)).toEqual(e);
+    const wide = bootstrapMean(values.concat(values, values, values));
+    expect(wide.ci[1] - wide.ci[0]).toBeLessThan(e.ci[1] - e.ci[0]);
+    expect(bootstrapMean([3, 3, 3])).toEqual({ mean: 3, ci: [3, 3] });
   });
 
-  it('does not report it when both fall, or when AESc rises', () => {
-    const falling = synthetic([0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.8, 0.7, 0.6]);
-    const both = trend(falling, falling);
-    expect(both.aescFalls).toBe(true);
-    expect(both.aeRises).toBe(false);
-    expect(both.paperTrendAppears).toBe(false);
-    expect(both.sentence).toMatch(/does not appear/);
-    const rising = synthetic([0.5, 0.6, 0.7, 0.8, 0.9, 0.91, 0.92, 0.93, 0.94]);
-    const t = trend(rising, rising);
-    expect(t.aescFalls).toBe(false);
-    expect(t.aeRises).toBe(true);
-    expect(t.paperTrendAppears).toBe(false);
-    // A weak fall (l6..l9 medians 0.8 0.9 0.85 0.7: ranks 2 4 3 1, sum d^2 = 14, Spearman 1 - 6*14/60 = -0.4)
-    // is not enough for AESc.
-    const weak = trend(rising, synthetic([0.9, 0.9, 0.9, 0.9, 0.9, 0.8, 0.9, 0.85, 0.7]));
-    expect(weak.AESc.spearmanDecoder).toBeCloseTo(-0.4, 12);
-    expect(weak.aescFalls).toBe(false);
+  it('yes: the paper\'s claim in full, AESc\'s discrepancy grows with depth and AE\'s falls', () => {
+    const aesc = analysisOf(9, 12, (d, p) => 1e-3 * d + 2e-4 * noise(d, p));
+    const ae = analysisOf(9, 12, (d, p) => 1e-2 - 5e-4 * d + 2e-4 * noise(d, p + 50));
+    const t = trend(ae, aesc);
+    expect(t.layers).toEqual(['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'l9']);
+    expect(t.AESc.slope.mean).toBeCloseTo(1e-3, 4);
+    expect(t.AE.slope.mean).toBeCloseTo(-5e-4, 4);
+    expect([t.aescGrows, t.aeFalls, t.aescGrowsMore, t.verdict, t.paperTrendAppears]).toEqual([true, true, true, 'yes', true]);
+    expect(t.sentence).toMatch(/^The paper's claimed trend appears: the discrepancy 1 - cos between clean and stained maps grows with depth for AESc \(1\.0e-3 per layer, 95% CI \[/);
+    expect(t.sentence).toMatch(/for AE it falls/);
+  });
+
+  it('partly: AESc\'s grows, more than AE\'s, but AE\'s shows no clear trend', () => {
+    const aesc = analysisOf(9, 12, (d, p) => 1e-3 * d + 2e-4 * noise(d, p));
+    const ae = analysisOf(9, 12, (d, p) => 1e-6 + 1e-6 * noise(d, p + 50));
+    const t = trend(ae, aesc);
+    expect([t.aescGrows, t.aeFalls, t.aescGrowsMore, t.verdict]).toEqual([true, false, true, 'partly']);
+    expect(t.sentence).toMatch(/^The paper's claimed trend appears in part: .*more than for AE .*but AE's does not fall: for AE it shows no clear trend/);
+  });
+
+  it('no: AESc\'s falls, or both grow alike; and noise in the sixth decimal decides nothing', () => {
+    const falling = analysisOf(9, 12, (d, p) => 1e-2 - 1e-3 * d + 2e-4 * noise(d, p));
+    expect(trend(falling, falling).verdict).toBe('no');
+    const growing = analysisOf(9, 12, (d, p) => 1e-3 * d + 2e-4 * noise(d, p));
+    const t = trend(growing, growing);
+    expect([t.aescGrows, t.aescGrowsMore, t.verdict]).toEqual([true, false, 'no']);
+    expect(t.difference).toEqual({ mean: 0, ci: [0, 0] });
+    // The review's case: AE's layer medians differ by ~1e-6 in some order, with no real trend: its direction is
+    // "no clear trend", never "falls" or "rises", whatever the order.
+    const aesc = analysisOf(9, 16, (d, p) => 1e-3 * d + 2e-4 * noise(d, p));
+    for (let shift = 0; shift < 5; shift++) {
+      const ae = analysisOf(9, 16, (d, p) => 3e-6 + 2e-6 * noise(d + shift, p));
+      const s2 = trend(ae, aesc).AE.slope;
+      expect(s2.ci[0], `shift ${shift}`).toBeLessThan(0);
+      expect(s2.ci[1], `shift ${shift}`).toBeGreaterThan(0);
+    }
+  });
+
+  it('leaves out the layers it is told to (1x1 maps) and those with NaN similarities; n/a with one pair', () => {
+    const aesc = analysisOf(9, 6, (d, p) => (d === 5 ? 0 : 1e-3 * d + 1e-4 * noise(d, p)));
+    const ae = analysisOf(9, 6, (d, p) => (d === 7 ? NaN : 1e-2 - 1e-3 * d + 1e-4 * noise(d, p)));
+    const t = trend(ae, aesc, { exclude: { l5: 'a 1x1 map, whose cosine is only a sign' } });
+    expect(t.layers).toEqual(['l1', 'l2', 'l3', 'l4', 'l6', 'l8', 'l9']);
+    expect(t.excluded).toEqual({ l5: 'a 1x1 map, whose cosine is only a sign', l7: 'NaN similarities (a map of zeros)' });
+    expect(t.verdict).toBe('yes');
+    expect(t.sentence).toMatch(/over l1, l2, l3, l4, l6, l8, l9 \(not l5, l7: a 1x1 map, whose cosine is only a sign; NaN similarities \(a map of zeros\)\), 6 image pairs/);
+    const one = trend(analysisOf(9, 1, () => 0.1), analysisOf(9, 1, (d) => d * 0.01));
+    expect(one.verdict).toBe('n/a');
+    expect(one.sentence).toMatch(/^The trend cannot be determined/);
+  });
+
+  it('the run\'s overall statement from the categories\' verdicts', () => {
+    expect(overallTrend(['a', 'b'], ['yes', 'yes'])).toMatchObject({ verdict: 'yes', statement: expect.stringMatching(/^In every category \(a, b\)/) });
+    expect(overallTrend(['a', 'b'], ['no', 'no'])).toMatchObject({ verdict: 'no', statement: expect.stringMatching(/^In no category/) });
+    expect(overallTrend(['a', 'b', 'c'], ['yes', 'partly', 'no'])).toMatchObject({ verdict: 'partly', statement: expect.stringMatching(/it appears in a; in part .* in b; not in c\.$/) });
+    expect(overallTrend(['a'], ['n/a']).verdict).toBe('n/a');
   });
 });
 

@@ -3,13 +3,14 @@
  * version of it, the cosine similarity per layer i of the channel-mean maps,
  *   cos(mu_i(x_clean), mu_i(x_stained)),   mu_i(x) = mean over channels of l_i(x)  (an H_i x W_i map),
  * its distribution per layer (quartiles for box plots), and a plain statement of whether the claimed trend
- * appears: for AESc the similarity falls with depth (the discrepancy grows), for AE it does not.
+ * appears: for AESc the discrepancy 1 - cos grows with depth, for AE it falls (trend(), with bootstrap intervals).
  */
 import { noGrad } from '../engine/mode.js';
 import { mean } from '../engine/ops/reduce.js';
 import { fromArray, scope, type Tensor } from '../engine/tensor.js';
 import type { Backend } from '../engine/backend.js';
-import { quartiles, spearman, type Quartiles } from './metrics.js';
+import { Rng } from '../engine/random.js';
+import { quartiles, type Quartiles } from './metrics.js';
 
 /**
  * What the analysis and the evaluation need of a model: Autoencoder satisfies it, and so does a test stub.
@@ -187,59 +188,124 @@ export function decoderLayers(names: string[]): string[] {
   return sorted.slice(sorted.length - Math.floor(sorted.length / 2));
 }
 
-export interface ModelTrend {
-  /** Median similarity per layer. */
-  medians: Record<string, number>;
-  /** Spearman correlation between layer depth and median similarity over the decoder layers. */
-  spearmanDecoder: number;
-  /** The same over all layers. */
-  spearmanAll: number;
+/** A mean over image pairs and its 95% bootstrap confidence interval (pairs resampled with replacement). */
+export interface Estimate {
+  mean: number;
+  ci: [number, number];
 }
 
+export interface ModelTrend {
+  /** Median similarity per layer (the boxes of Fig. 3). */
+  medians: Record<string, number>;
+  /**
+   * The depth trend of the discrepancy: per image pair, the least-squares slope of 1 - cos against the layer
+   * number over the trend's layers (change per layer), averaged over the pairs.
+   */
+  slope: Estimate;
+}
+
+export type TrendVerdict = 'yes' | 'partly' | 'no' | 'n/a';
+
 export interface TrendStatement {
-  decoderLayers: string[];
+  /** The layers the slopes are taken over, in depth order. */
+  layers: string[];
+  /** Taps left out, with why: a map of one value (its cosine is only a sign), or NaN similarities (a zero map). */
+  excluded: Record<string, string>;
   AE: ModelTrend;
   AESc: ModelTrend;
-  /** AESc's decoder medians decrease with depth: Spearman < -0.5. */
-  aescFalls: boolean;
-  /** AE's decoder medians do not fall: Spearman >= 0 (a constant sequence, Spearman NaN, counts as not falling). */
-  aeRises: boolean;
-  /** Both: the paper's claimed trend appears. */
+  /** Per pair, AESc's slope minus AE's (the same image pairs go through both). */
+  difference: Estimate;
+  /** AESc's discrepancy grows with depth: its slope's interval lies above 0. */
+  aescGrows: boolean;
+  /** AE's discrepancy falls with depth: its slope's interval lies below 0. */
+  aeFalls: boolean;
+  /** AESc's grows more than AE's: the difference's interval lies above 0. */
+  aescGrowsMore: boolean;
+  /**
+   * yes: the paper's claim in full (AESc's distances increase with depth, AE's decrease); partly: AESc's
+   * increase, and more than AE's, but AE's do not decrease; no: otherwise; n/a: fewer than 2 pairs or 2 layers.
+   */
+  verdict: TrendVerdict;
   paperTrendAppears: boolean;
   sentence: string;
 }
 
-function modelTrend(result: CosineAnalysis, decoder: string[]): ModelTrend {
-  const names = Object.keys(result).sort((a, b) => layerDepth(a) - layerDepth(b));
-  const medians = Object.fromEntries(names.map((n) => [n, result[n].stats.median]));
-  // Layers whose median is NaN (every map zero) carry no information and are left out.
-  const rho = (layers: string[]): number => {
-    const used = layers.filter((n) => n in medians && !Number.isNaN(medians[n]));
-    return spearman(used.map(layerDepth), used.map((n) => medians[n]));
-  };
-  return { medians, spearmanDecoder: rho(decoder), spearmanAll: rho(names) };
+/** Resamples for the bootstrap intervals, and their seed (the intervals are reproducible). */
+const BOOTSTRAP_RESAMPLES = 2000;
+const BOOTSTRAP_SEED = 20240901;
+
+/** Least-squares slope of y against x. */
+function slopeOf(x: readonly number[], y: readonly number[]): number {
+  const mx = x.reduce((a, b) => a + b, 0) / x.length;
+  const my = y.reduce((a, b) => a + b, 0) / y.length;
+  let sxy = 0, sxx = 0;
+  for (let i = 0; i < x.length; i++) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) ** 2;
+  }
+  return sxy / sxx;
 }
 
-const fmt = (x: number): string => (Number.isNaN(x) ? 'undefined' : x.toFixed(2));
+/** The mean of `values` and the 2.5% and 97.5% percentiles of the means of bootstrap resamples. */
+export function bootstrapMean(values: readonly number[], resamples = BOOTSTRAP_RESAMPLES, seed = BOOTSTRAP_SEED): Estimate {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const rng = new Rng(seed);
+  const means = new Float64Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += values[rng.int(0, n - 1)];
+    means[r] = sum / n;
+  }
+  means.sort();
+  const at = (q: number): number => means[Math.min(resamples - 1, Math.max(0, Math.round(q * (resamples - 1))))];
+  return { mean, ci: [at(0.025), at(0.975)] };
+}
+
+const num = (x: number): string => (x === 0 ? '0' : Math.abs(x) >= 0.01 ? x.toFixed(3) : x.toExponential(1));
+const est = (e: Estimate): string => `${num(e.mean)} per layer, 95% CI [${num(e.ci[0])}, ${num(e.ci[1])}]`;
+const direction = (e: Estimate): string => (e.ci[0] > 0 ? 'grows' : e.ci[1] < 0 ? 'falls' : 'shows no clear trend');
 
 /**
- * Whether the paper's claimed trend appears in two cosine analyses (AE and AESc on the same image pairs):
- * per model the Spearman correlation between layer depth and the median similarity, over the decoder layers
- * (default: decoderLayers() of the AESc result's names) and over all layers. The claim holds when AESc's
- * decoder similarity falls (Spearman < -0.5) while AE's does not (Spearman >= 0).
+ * Whether the paper's claimed trend appears in two cosine analyses of the same image pairs (AE and AESc): "the
+ * distances between the activation tensors for AESc increase as we go deeper in the network while those for AE
+ * decrease" (§3.2). Per model, the depth trend of the discrepancy 1 - cos is the mean over pairs of each pair's
+ * least-squares slope against the layer number, over every tap but those in `exclude` (maps of one value) and
+ * those with NaN similarities; a direction counts only when its bootstrap 95% interval excludes 0, so a
+ * difference in the sixth decimal between two layers' medians cannot decide it.
  */
-export function trend(resultAE: CosineAnalysis, resultAESc: CosineAnalysis, opts: { decoderLayers?: string[] } = {}): TrendStatement {
-  const decoder = opts.decoderLayers ?? decoderLayers(Object.keys(resultAESc));
-  const AE = modelTrend(resultAE, decoder);
-  const AESc = modelTrend(resultAESc, decoder);
-  const aescFalls = AESc.spearmanDecoder < -0.5;
-  const aeRises = !(AE.spearmanDecoder < 0);
-  const paperTrendAppears = aescFalls && aeRises;
-  const span = decoder.length > 0 ? `${decoder[0]}..${decoder[decoder.length - 1]}` : '(none)';
-  const aescPart = `AESc's median similarity ${aescFalls ? 'falls' : 'does not fall'} with depth over the decoder layers ${span} (Spearman ${fmt(AESc.spearmanDecoder)})`;
-  const aePart = `AE's ${aeRises ? 'does not fall' : 'falls too'} (Spearman ${fmt(AE.spearmanDecoder)})`;
-  const sentence = paperTrendAppears
-    ? `The paper's claimed trend appears: ${aescPart} while ${aePart}.`
-    : `The paper's claimed trend does not appear: ${aescPart}, and ${aePart}.`;
-  return { decoderLayers: decoder, AE, AESc, aescFalls, aeRises, paperTrendAppears, sentence };
+export function trend(resultAE: CosineAnalysis, resultAESc: CosineAnalysis, opts: { exclude?: Record<string, string> } = {}): TrendStatement {
+  const excluded: Record<string, string> = { ...opts.exclude };
+  const names = Object.keys(resultAESc).sort((a, b) => layerDepth(a) - layerDepth(b));
+  for (const n of names) {
+    if (n in excluded) continue;
+    if (!(n in resultAE)) excluded[n] = 'not in the AE analysis';
+    else if ([resultAE, resultAESc].some((r) => r[n].values.some(Number.isNaN))) excluded[n] = 'NaN similarities (a map of zeros)';
+  }
+  const layers = names.filter((n) => !(n in excluded));
+  const pairs = resultAESc[names[0]]?.values.length ?? 0;
+  const medians = (r: CosineAnalysis): Record<string, number> => Object.fromEntries(names.filter((n) => n in r).map((n) => [n, r[n].stats.median]));
+  const depth = layers.map(layerDepth);
+  const slopes = (r: CosineAnalysis): number[] => Array.from({ length: pairs }, (_, p) => slopeOf(depth, layers.map((n) => 1 - r[n].values[p])));
+  const nan: Estimate = { mean: NaN, ci: [NaN, NaN] };
+  const usable = pairs >= 2 && layers.length >= 2;
+  const sAE = usable ? slopes(resultAE) : [], sAESc = usable ? slopes(resultAESc) : [];
+  const AE: ModelTrend = { medians: medians(resultAE), slope: usable ? bootstrapMean(sAE) : nan };
+  const AESc: ModelTrend = { medians: medians(resultAESc), slope: usable ? bootstrapMean(sAESc) : nan };
+  const difference = usable ? bootstrapMean(sAESc.map((v, i) => v - sAE[i])) : nan;
+  const aescGrows = AESc.slope.ci[0] > 0;
+  const aeFalls = AE.slope.ci[1] < 0;
+  const aescGrowsMore = difference.ci[0] > 0;
+  const verdict: TrendVerdict = !usable ? 'n/a' : aescGrows && aeFalls ? 'yes' : aescGrows && aescGrowsMore ? 'partly' : 'no';
+  const over = `over ${layers.join(', ')}${Object.keys(excluded).length ? ` (not ${Object.keys(excluded).join(', ')}: ${[...new Set(Object.values(excluded))].join('; ')})` : ''}, ${pairs} image pairs`;
+  const aescPart = `the discrepancy 1 - cos between clean and stained maps ${direction(AESc.slope)} with depth for AESc (${est(AESc.slope)})`;
+  const aePart = `for AE it ${direction(AE.slope)} (${est(AE.slope)})`;
+  const diffPart = `AESc minus AE ${est(difference)}`;
+  const sentence = {
+    yes: `The paper's claimed trend appears: ${aescPart}, and ${aePart}; ${over}.`,
+    partly: `The paper's claimed trend appears in part: ${aescPart}, more than for AE (${diffPart}), but AE's does not fall: ${aePart}; ${over}.`,
+    no: `The paper's claimed trend does not appear: ${aescPart}; ${aePart}; ${diffPart}; ${over}.`,
+    'n/a': `The trend cannot be determined: it needs at least 2 image pairs and 2 layers (${over}).`,
+  }[verdict];
+  return { layers, excluded, AE, AESc, difference, aescGrows, aeFalls, aescGrowsMore, verdict, paperTrendAppears: verdict === 'yes', sentence };
 }

@@ -1,7 +1,6 @@
 /**
  * The numbers of the evaluation: AUROC (one implementation, used for image and pixel scores alike), ROC
- * curves for figures, quartile summaries for the box plots of the cosine analysis, and Spearman's rank
- * correlation for the depth trend.
+ * curves for figures, and quartile summaries for the box plots of the cosine analysis.
  *
  * AUROC here is the Mann-Whitney statistic: the probability that a positive scores above a negative, ties
  * counting 1/2 (the same as the area under the ROC curve with straight segments across tied thresholds, which
@@ -191,25 +190,4 @@ export function averageRanks(values: ArrayLike<number>): Float64Array {
     i = k + 1;
   }
   return ranks;
-}
-
-/**
- * Spearman's rank correlation of x and y: Pearson's correlation of their average ranks (ties handled).
- * NaN when fewer than two pairs or when either variable is constant (no ordering to correlate).
- */
-export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  if (x.length !== y.length) throw new Error(`spearman: ${x.length} x values but ${y.length} y values`);
-  const n = x.length;
-  if (n < 2) return NaN;
-  const rx = averageRanks(x), ry = averageRanks(y);
-  const mean = (n + 1) / 2; // mean of ranks 1..n, ties included
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) {
-    const a = rx[i] - mean, b = ry[i] - mean;
-    sxy += a * b;
-    sxx += a * a;
-    syy += b * b;
-  }
-  if (sxx === 0 || syy === 0) return NaN;
-  return Math.max(-1, Math.min(1, sxy / Math.sqrt(sxx * syy)));
 }
