@@ -6,6 +6,9 @@
 //   integer p gives the signed real power, negative finite x with a non-integer p gives NaN, -Inf with
 //   one gives +Inf (p > 0) or +0 (p < 0), x^0 = 1)                   14 divScalar: x/p
 // tanh and sigmoid are evaluated from exp(-|x|) so they never overflow for large |x|.
+// Where WGSL leaves a builtin undefined (log of x <= 0 or NaN, sqrt of x < 0, exp of NaN; SwiftShader gives
+// finite values there), the result is set to what Math.log / Math.sqrt / Math.exp give, so both backends agree
+// and the NaN guard sees the NaN.
 //
 // Bindings:
 //   0  uniform Params { n: u32, p: f32 }
@@ -29,6 +32,35 @@ struct Params {
 // A quiet NaN built at run time (a NaN const-expression is a shader-creation error in WGSL).
 fn nanValue() -> f32 {
   return bitcast<f32>(0x7fc00000u | (params.n & 0u));
+}
+
+// +Infinity built at run time, like nanValue.
+fn infValue() -> f32 {
+  return bitcast<f32>(0x7f800000u | (params.n & 0u));
+}
+
+fn logJs(v: f32) -> f32 {
+  if (isNanBits(v) || v < 0.0) {
+    return nanValue();
+  }
+  if (v == 0.0) {
+    return -infValue();
+  }
+  return log(v);
+}
+
+fn sqrtJs(v: f32) -> f32 {
+  if (isNanBits(v) || v < 0.0) {
+    return nanValue();
+  }
+  return sqrt(v);
+}
+
+fn expJs(v: f32) -> f32 {
+  if (isNanBits(v)) {
+    return v;
+  }
+  return exp(v);
 }
 
 fn isNanBits(v: f32) -> bool {
@@ -99,9 +131,9 @@ fn sigmoidStable(v: f32) -> f32 {
 fn apply(v: f32, p: f32) -> f32 {
   switch (OP) {
     case 0u: { return -v; }
-    case 1u: { return exp(v); }
-    case 2u: { return log(v); }
-    case 3u: { return sqrt(v); }
+    case 1u: { return expJs(v); }
+    case 2u: { return logJs(v); }
+    case 3u: { return sqrtJs(v); }
     case 4u: { return v * v; }
     case 5u: { return select(0.0, v, v > 0.0); }
     case 6u: { return sigmoidStable(v); }

@@ -124,6 +124,75 @@ describe('audit trace', () => {
     });
   });
 
+  it('nested traced() calls and a startTrace() around them each record every op in their span', () => {
+    const w = sg.fromArray([1, 2], [2]);
+    const outer = sg.startTrace();
+    let inner: sg.Trace | null = null;
+    const { trace: middle } = sg.traced(() => {
+      sg.square(w);
+      inner = sg.traced(() => sg.exp(w)).trace;
+      sg.neg(w);
+    });
+    sg.sqrt(w);
+    expect(sg.stopTrace()).toBe(outer);
+    const ops = (t: sg.Trace): string[] => t.entries.map((e) => e.op);
+    expect(ops(inner!)).toEqual(['exp']);
+    expect(ops(middle)).toEqual(['square', 'exp', 'neg']);
+    expect(ops(outer)).toEqual(['square', 'exp', 'neg', 'sqrt']);
+    expect(middle.entries.map((e) => e.index)).toEqual([0, 1, 2]);
+    // stopTrace() inside traced() stops the startTrace() trace, not traced()'s.
+    const started = sg.startTrace();
+    const { trace: around } = sg.traced(() => {
+      sg.square(w);
+      expect(sg.stopTrace()).toBe(started);
+      sg.exp(w);
+    });
+    expect(ops(around)).toEqual(['square', 'exp']);
+    expect(ops(started)).toEqual(['square']);
+    w.dispose();
+  });
+
+  it('traced() refuses an async fn, and a fn that throws leaves its trace on the error', () => {
+    const w = sg.fromArray([1, 2], [2]);
+    expect(() => sg.traced(async () => sg.square(w))).toThrow(/traced: fn returned a Promise/);
+    let err: unknown;
+    try {
+      sg.traced(() => {
+        sg.square(w);
+        sg.withNanGuard(() => sg.log(sg.neg(w)));
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(sg.NonFiniteError);
+    expect((err as { trace: sg.Trace }).trace.entries.map((e) => e.op)).toEqual(['square', 'neg', 'log']);
+    w.dispose();
+  });
+
+  it("the NaN guard checks what an op writes in place: Adam's update is named, not the next op", () => {
+    const p = sg.ones([2], { requiresGrad: true });
+    const opt = new sg.Adam([p], { lr: 0.1, eps: 0 }); // eps 0: a zero gradient gives 0/0
+    sg.sum(sg.mul(p, 0)).backward();
+    expect(() => sg.withNanGuard(() => opt.step())).toThrow(/NaN guard: adam \(update\) produced 2 NaN and 0 Inf values in input 0 \[2\] \(written in place\)/);
+    opt.dispose();
+    p.grad?.dispose();
+    p.dispose();
+  });
+
+  it('a backward() that fails partway gives no leaf a gradient, frees what it made, and can run again', () => {
+    const a = sg.fromArray([1, 2], [2], { requiresGrad: true });
+    const b = sg.fromArray([0, 4], [2], { requiresGrad: true });
+    const loss = sg.add(sg.sum(sg.sqrt(b)), sg.sum(sg.mul(a, 3)));
+    const live = sg.memory().tensors;
+    expect(() => sg.withNanGuard(() => loss.backward())).toThrow(sg.NonFiniteError);
+    expect(a.grad).toBeNull();
+    expect(b.grad).toBeNull();
+    expect(sg.memory().tensors).toBe(live);
+    loss.backward(); // without the guard: the graph is still there, and a.grad is counted once
+    expect(Array.from(a.grad!.dataSync())).toEqual([3, 3]);
+    for (const t of [a.grad!, b.grad!, a, b, loss]) t.dispose();
+  });
+
   it('the NaN guard catches a non-finite gradient in the backward pass', () => {
     sg.scope(() => {
       const x = sg.fromArray([0, 1], [2], { requiresGrad: true });

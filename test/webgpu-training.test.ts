@@ -121,6 +121,23 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     for (const t of [x, w, result]) t.dispose();
   });
 
+  it('trace.settle() submits what the GPU still holds (no readback needed), and an op that dispatches nothing gets no GPU time', async () => {
+    const be = gpu as WebGPUBackend;
+    const { result, trace } = sg.traced(() => {
+      let y = sg.ones([3], { backend: 'webgpu' });
+      for (let i = 0; i < 20; i++) y = sg.addScalar(y, 1);
+      sg.exp(sg.ones([0], { backend: 'webgpu' })); // nothing to dispatch
+      return y;
+    });
+    // Before, settle() waited for a submit that only a later readback would make (forever, here).
+    const settled = await Promise.race([trace.settle().then(() => 'settled'), new Promise((r) => setTimeout(() => r('timed out'), 20_000))]);
+    expect(settled).toBe('settled');
+    const zero = trace.entries.find((e) => e.op === 'exp')!;
+    expect(zero.gpuMs).toBeUndefined(); // not the previous op's timestamp
+    if (be.gpu.hasTimestamps) for (const e of trace.entries.filter((e) => e.op === 'addScalar')) expect(e.gpuMs).toBeGreaterThanOrEqual(0);
+    expect(Array.from(await result.data())).toEqual([21, 21, 21]);
+  });
+
   it('the NaN guard names the GPU op that made a NaN, at the next readback', async () => {
     const x = sg.fromArray([1, -1, 4], [3], { backend: 'webgpu' });
     const y = sg.withNanGuard(() => sg.sqrt(x));

@@ -8,7 +8,8 @@
  * across calls, kept out of scopes); every intermediate gradient is disposed as soon as it is used,
  * and the graph (with the tensors its ops saved) is released at the end.
  *
- * Two checks run before any gradient is computed, so a refused backward() changes nothing:
+ * Two checks run before any gradient is computed (and a backward() that fails later, e.g. at the NaN guard,
+ * gives no leaf its gradient and keeps the graph), so a refused or failed backward() changes nothing:
  *   - no tensor on the way may come from a graph an earlier backward() released (a second backward through it
  *     would stop there and treat it as a leaf);
  *   - no op's input may have been overwritten in place since the op ran (Adam's step, loadStateDict: the storage's
@@ -17,7 +18,7 @@
 import { shapeStr } from './dtype.js';
 import { noGrad, withPhase } from './mode.js';
 import { add } from './ops/elementwise.js';
-import { installBackward, ones, Tensor } from './tensor.js';
+import { installBackward, ones, scope, Tensor } from './tensor.js';
 
 export function backward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) {
@@ -41,55 +42,68 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   const order = topologicalOrder(root);
   checkGraph(order);
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
-  for (let i = order.length - 1; i >= 0; i--) {
-    const t = order[i];
-    const g = grads.get(t);
-    if (!g) continue;
-    grads.delete(t);
-    const node = t.node;
-    if (!node) {
-      accumulateLeafGrad(t, g);
-      continue;
+  // Leaves' gradients are held here and given to .grad only when the whole pass has succeeded: a backward() that
+  // fails partway (the NaN guard, an op's error) leaves every .grad as it was and the graph in place.
+  const leafGrads = new Map<Tensor, Tensor>();
+  let inputGrads: Array<Tensor | null> = [];
+  try {
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i];
+      const g = grads.get(t);
+      if (!g) continue;
+      grads.delete(t);
+      const node = t.node;
+      if (!node) {
+        leafGrads.set(t, g);
+        continue;
+      }
+      inputGrads = [];
+      try {
+        // In a scope, so what a backward that throws had made so far is freed.
+        inputGrads = scope(() => withPhase('backward', () => noGrad(() => node.backward(g))));
+      } catch (e) {
+        grads.set(t, g); // freed below with the rest
+        // A tensor the op saved for its backward was disposed (typically by the scope() that made the graph).
+        if (e instanceof Error && / was (disposed|used after dispose)/.test(e.message)) {
+          throw new Error(`backward through '${node.op}' (tensor #${t.id} ${shapeStr(t.shape)}): ${e.message}; the graph still needs it: call backward() inside the scope() that made the graph, or keep() what it saved`);
+        }
+        throw e;
+      }
+      if (inputGrads.length !== node.inputs.length) {
+        throw new Error(`${node.op} backward: returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
+      }
+      const seen = new Set<Tensor>([g]);
+      node.inputs.forEach((input, j) => {
+        let gi = inputGrads[j];
+        if (!gi) return;
+        if (!input.requiresGrad) {
+          if (!seen.has(gi)) gi.dispose();
+          return;
+        }
+        if (seen.has(gi)) gi = gi.viewAs(gi.shape); // never hand one tensor object to two owners
+        seen.add(gi);
+        if (gi.shape.length !== input.shape.length || gi.shape.some((d, k) => d !== input.shape[k])) {
+          throw new Error(`${node.op} backward: gradient for input ${j} has shape ${shapeStr(gi.shape)}, expected ${shapeStr(input.shape)}`);
+        }
+        const prev = grads.get(input);
+        if (prev) {
+          const sum = withPhase('backward', () => noGrad(() => add(prev, gi!)));
+          prev.dispose();
+          gi.dispose();
+          grads.set(input, sum);
+        } else {
+          grads.set(input, gi);
+        }
+      });
+      if (!inputGrads.includes(g)) g.dispose();
+      inputGrads = [];
     }
-    let inputGrads: Array<Tensor | null>;
-    try {
-      inputGrads = withPhase('backward', () => noGrad(() => node.backward(g)));
-    } catch (e) {
-      // A tensor the op saved for its backward was disposed (typically by the scope() that made the graph).
-      if (e instanceof Error && / was (disposed|used after dispose)/.test(e.message)) {
-        throw new Error(`backward through '${node.op}' (tensor #${t.id} ${shapeStr(t.shape)}): ${e.message}; the graph still needs it: call backward() inside the scope() that made the graph, or keep() what it saved`);
-      }
-      throw e;
-    }
-    if (inputGrads.length !== node.inputs.length) {
-      throw new Error(`${node.op} backward: returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
-    }
-    const seen = new Set<Tensor>([g]);
-    node.inputs.forEach((input, j) => {
-      let gi = inputGrads[j];
-      if (!gi) return;
-      if (!input.requiresGrad) {
-        if (!seen.has(gi)) gi.dispose();
-        return;
-      }
-      if (seen.has(gi)) gi = gi.viewAs(gi.shape); // never hand one tensor object to two owners
-      seen.add(gi);
-      if (gi.shape.length !== input.shape.length || gi.shape.some((d, k) => d !== input.shape[k])) {
-        throw new Error(`${node.op} backward: gradient for input ${j} has shape ${shapeStr(gi.shape)}, expected ${shapeStr(input.shape)}`);
-      }
-      const prev = grads.get(input);
-      if (prev) {
-        const sum = withPhase('backward', () => noGrad(() => add(prev, gi!)));
-        prev.dispose();
-        gi.dispose();
-        grads.set(input, sum);
-      } else {
-        grads.set(input, gi);
-      }
-    });
-    if (!inputGrads.includes(g)) g.dispose();
+  } catch (e) {
+    for (const g of [...grads.values(), ...leafGrads.values(), ...inputGrads]) g?.dispose();
+    throw e;
   }
   for (const g of grads.values()) g.dispose();
+  for (const [leaf, g] of leafGrads) accumulateLeafGrad(leaf, g);
   releaseGraph(order);
 }
 

@@ -8,7 +8,7 @@
  */
 import type { Backend, KernelNote, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
-import { activeTrace, type TraceEntry } from './audit/trace.js';
+import { activeTraces, type Trace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
 import { currentPhase, isGradEnabled } from './mode.js';
 import { installSettleAudits, Tensor } from './tensor.js';
@@ -61,7 +61,7 @@ export function runOp(call: OpCall): Tensor[] {
     throw new Error(`${op}: has no gradient of its own (it is a backward helper); call it under noGrad()`);
   }
 
-  const trace = activeTrace();
+  const traces = activeTraces();
   const start = performance.now();
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
@@ -70,7 +70,7 @@ export function runOp(call: OpCall): Tensor[] {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
     const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
-    backend.beginOp?.(op, trace !== null);
+    backend.beginOp?.(op, traces.length > 0);
     try {
       kernelNote = call.kernel!(backend, storages, inputs.map((t) => t.handle)) ?? undefined;
     } catch (e) {
@@ -86,28 +86,38 @@ export function runOp(call: OpCall): Tensor[] {
   const phase = currentPhase();
   const describeInputs = (): string => inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ');
 
-  const entry: TraceEntry | null = trace ? {
+  // One entry in every trace recording (traced() calls may nest inside each other and inside startTrace()).
+  const entries: Array<[Trace, TraceEntry]> = traces.map((trace) => [trace, {
     index: trace.entries.length, op, phase, dtype, backend: backend.name,
     inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
     startMs: start - trace.t0, wallMs, flops: call.flops,
     ...(call.attrs ? { attrs: call.attrs } : {}),
     ...(kernelNote !== undefined ? { kernel: kernelNote } : {}),
-  } : null;
-  if (trace && entry) {
+  }]);
+  for (const [trace, entry] of entries) {
     trace.entries.push(entry);
-    if (device) trace.pending.push(device.then((d) => { if (d.gpuMs !== undefined) entry.gpuMs = d.gpuMs; }));
+    if (device) {
+      trace.pending.push(device.then((d) => { if (d.gpuMs !== undefined) entry.gpuMs = d.gpuMs; }));
+      trace.backends.add(backend);
+    }
   }
 
-  if (nanGuardEnabled() || trace?.options.stats) {
+  const wantStats = entries.some(([trace]) => trace.options.stats);
+  if (nanGuardEnabled() || wantStats) {
     const guard = nanGuardEnabled();
+    // The outputs, then the inputs the kernel overwrote in place (Adam's parameter and moments).
+    const checked = [...outs.map((t) => t.handle), ...(call.writes ?? []).map((i) => inputs[i].handle)];
+    const what = (k: number): string => (k < outs.length
+      ? `output ${k} ${shapeStr(outs[k].shape)}`
+      : `input ${call.writes![k - outs.length]} ${shapeStr(inputs[call.writes![k - outs.length]].shape)}${inputs[call.writes![k - outs.length]].name ? ` '${inputs[call.writes![k - outs.length]].name}'` : ''} (written in place)`);
     const check = (stats: ValueStats[]): string | null => {
-      if (entry && trace?.options.stats) entry.stats = stats;
-      const bad = guard ? stats.findIndex((s) => s.nan > 0 || s.inf > 0) : -1;
+      for (const [trace, entry] of entries) if (trace.options.stats) entry.stats = stats;
+      const bad = guard ? stats.findIndex((st) => st.nan > 0 || st.inf > 0) : -1;
       if (bad < 0) return null;
-      const s = stats[bad];
-      return `NaN guard: ${op} (${phase}) produced ${s.nan} NaN and ${s.inf} Inf values in output ${bad} ${shapeStr(outs[bad].shape)}; inputs ${describeInputs()}`;
+      const st = stats[bad];
+      return `NaN guard: ${op} (${phase}) produced ${st.nan} NaN and ${st.inf} Inf values in ${what(bad)}; inputs ${describeInputs()}`;
     };
-    const raw = outs.map((t) => backend.valueStats(t.handle));
+    const raw = checked.map((h) => backend.valueStats(h));
     if (raw.some((r) => r instanceof Promise)) {
       // The backend reads back asynchronously (webgpu): the check completes later and is thrown at the next readback.
       const done = Promise.all(raw).then((stats) => {
@@ -118,7 +128,10 @@ export function runOp(call: OpCall): Tensor[] {
       // Thrown by settleAudits() at the next readback; until then a failed check must not count as an unhandled
       // rejection (it can fail before that readback starts waiting for it).
       const handled = done.catch(() => undefined);
-      trace?.pending.push(handled);
+      for (const [trace] of entries) {
+        trace.pending.push(handled);
+        trace.backends.add(backend);
+      }
     } else {
       const msg = check(raw as ValueStats[]);
       if (msg) {

@@ -32,7 +32,16 @@ async function step(sg, backend) {
   return { loss: await loss.item(), grads: grads.map((g) => Array.from(g)), w1: Array.from(await p.w1.data()) };
 }
 
-/** { process, cpu: {describe, loss, gradNorm}, webgpu: {describe, loss} | null, maxDiff } */
+/** exp, log and sqrt where WGSL leaves the builtins undefined: the values must be Math's (NaN, -Infinity...). */
+async function domainEdges(sg, backend) {
+  sg.setBackend(backend);
+  const x = sg.fromArray([-1, -0, 0, NaN, -Infinity, Infinity, 2], [7]);
+  const out = {};
+  for (const op of ['exp', 'log', 'sqrt']) out[op] = Array.from(await sg[op](x).data(), (v) => String(v));
+  return out;
+}
+
+/** { process, cpu: {describe, loss, gradNorm}, webgpu: {describe, loss} | null, maxDiff, edges: {cpu, webgpu} } */
 export async function check(sg) {
   const cpu = await step(sg, 'cpu');
   const out = {
@@ -48,6 +57,7 @@ export async function check(sg) {
     cpu.w1.forEach((v, j) => { d = Math.max(d, Math.abs(v - g.w1[j])); });
     out.webgpu = { describe: gpu.describe(), loss: g.loss };
     out.maxDiff = d;
+    out.edges = { cpu: await domainEdges(sg, 'cpu'), webgpu: await domainEdges(sg, 'webgpu') };
   }
   return out;
 }

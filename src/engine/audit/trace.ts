@@ -2,9 +2,10 @@
  * The audit trace: one entry per op call that went through the dispatch point, forward and backward.
  * Export as Chrome Trace Event JSON (open in https://ui.perfetto.dev or chrome://tracing) or print as a table.
  */
-import type { ValueStats } from '../backend.js';
+import type { Backend, ValueStats } from '../backend.js';
 import type { DType } from '../dtype.js';
 import type { Phase } from '../mode.js';
+import { refusePromise } from '../mode.js';
 import { expectOptions } from '../ops/util.js';
 
 export interface TraceEntry {
@@ -40,12 +41,18 @@ export class Trace {
   readonly t0 = performance.now();
   /** Device-side results (GPU time, value stats) still on their way. */
   readonly pending: Promise<unknown>[] = [];
+  /** The backends those results come from: settle() makes them submit what they still hold. */
+  readonly backends = new Set<Backend>();
   constructor(readonly options: TraceOptions = {}) {
     expectOptions('trace', options, { stats: true });
   }
 
-  /** Waits until every entry's device-side fields (gpuMs, GPU value stats) are filled in. */
+  /**
+   * Waits until every entry's device-side fields (gpuMs, GPU value stats) are filled in. It submits the work the
+   * backends still hold (a GPU time is known only once its op ran), so it never waits on a submit nobody makes.
+   */
   async settle(): Promise<void> {
+    await Promise.all([...this.backends].map((b) => b.sync?.()));
     await Promise.all(this.pending.splice(0));
   }
 
@@ -115,34 +122,53 @@ export function formatTable(head: string[], rows: string[][]): string {
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-let active: Trace | null = null;
+/** Every trace recording now (traced() calls may nest, and a startTrace() trace may be running around them). */
+const recording: Trace[] = [];
+/** The trace of startTrace(), which stopTrace() ends. */
+let started: Trace | null = null;
 
-/** Starts recording every op call into a new Trace (replacing any active one). */
-export function startTrace(options: TraceOptions = {}): Trace {
-  active = new Trace(options);
-  return active;
+function remove(t: Trace): void {
+  const i = recording.indexOf(t);
+  if (i >= 0) recording.splice(i, 1);
 }
 
-/** Stops recording and returns the trace. */
+/** Starts recording every op call into a new Trace (replacing the one an earlier startTrace() started, if any). */
+export function startTrace(options: TraceOptions = {}): Trace {
+  if (started) remove(started);
+  started = new Trace(options);
+  recording.push(started);
+  return started;
+}
+
+/** Stops the trace startTrace() started and returns it (traces of enclosing traced() calls go on). */
 export function stopTrace(): Trace {
-  if (!active) throw new Error('stopTrace: no trace is active (call startTrace first)');
-  const t = active;
-  active = null;
+  if (!started) throw new Error('stopTrace: no trace is active (call startTrace first)');
+  const t = started;
+  remove(t);
+  started = null;
   return t;
 }
 
-export function activeTrace(): Trace | null {
-  return active;
+/** The traces that record the next op call: every one started and not yet stopped, outermost first. */
+export function activeTraces(): readonly Trace[] {
+  return recording;
 }
 
-/** Runs fn with a trace active and returns both. */
+/**
+ * Runs fn with a new trace recording (as well as any enclosing one) and returns both. fn must be synchronous.
+ * If fn throws, the error carries the trace up to that point as `error.trace`.
+ */
 export function traced<T>(fn: () => T, options: TraceOptions = {}): { result: T; trace: Trace } {
-  const prev = active;
   const trace = new Trace(options);
-  active = trace;
+  recording.push(trace);
+  let result: T;
   try {
-    return { result: fn(), trace };
+    result = fn();
+  } catch (e) {
+    if (e !== null && typeof e === 'object') Object.assign(e, { trace });
+    throw e;
   } finally {
-    active = prev;
+    remove(trace);
   }
+  return { result: refusePromise('traced', result), trace };
 }

@@ -299,7 +299,9 @@ export class GpuRuntime {
     if (this.passShared) this.closeGroup();
     else this.endPass();
     this.currentOp = null;
-    const op = this.opsInBatch[this.opsInBatch.length - 1];
+    // This op's own entry, if it dispatched anything since beginOp (an op that dispatched nothing, e.g. on an empty
+    // tensor, must not take over the previous op's entry of the same name).
+    const op = this.opInBatch ? this.opsInBatch[this.opsInBatch.length - 1] : undefined;
     let result: Promise<OpDeviceResult>;
     if (op && op.name === name && op.queryIndex !== null) {
       result = new Promise((resolve) => (op.resolve = resolve));
