@@ -197,6 +197,24 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
 });
 
 describe('tensors and memory', () => {
+  it('float32 uniform draws stay below hi (a float64 draw just below it would round up to it)', () => {
+    // Values a float64 draw can take just below 1 round to 1 in float32; they must come out as the float32 below 1.
+    const t = sg.uniform([200_000], 1 - 2 ** -20, 1, { rng: new sg.Rng(3) });
+    const v = t.dataSync();
+    let max = 0;
+    for (let i = 0; i < v.length; i++) max = Math.max(max, v[i]);
+    expect(max).toBe(Math.fround(1 - 2 ** -24)); // the largest float32 below 1
+    t.dispose();
+  });
+
+  it('memory(backend) counts the tensors on that backend', () => {
+    const before = sg.memory('cpu').tensors;
+    const x = sg.zeros([3]);
+    expect(sg.memory('cpu').tensors).toBe(before + 1);
+    x.dispose();
+    expect(sg.memory('cpu').tensors).toBe(before);
+  });
+
   it('creation, readback and the seeded RNG', async () => {
     const a = sg.uniform([3, 4], 0, 1, { rng: new sg.Rng(7) });
     const b = sg.uniform([3, 4], 0, 1, { rng: new sg.Rng(7) });

@@ -457,12 +457,43 @@ describe('arguments of the wrong kind (JavaScript callers have no type checker)'
     ['normal with a negative sd', () => sg.normal([3], 0, -1), 'normal: sd must be >= 0, got -1'],
     ['Adam of one tensor, not a list', () => new sg.Adam(X as never), 'Adam: params must be an array of tensors (e.g. model.parameters()), got an object (Tensor)'],
     ['Adam of a tensor without requiresGrad', () => new sg.Adam([X]), `Adam: params[0] (tensor #${X.id}) does not require grad`],
+    ['sum with axes as an options object', () => sg.sum(X, { axes: 0 } as never), 'sum: axes must be a number or a list of numbers, got an object (Object)'],
+    ['reshape to a number', () => sg.reshape(X, 6 as never), 'reshape: the shape must be a list of integers (one may be -1), got a number (6)'],
+    ['broadcastTo a number', () => sg.broadcastTo(X, 2 as never), 'broadcastTo: shape must be a list of non-negative integers, got a number (2)'],
+    ['pad at a fractional offset', () => sg.pad(X, [3, 3], [0.5, 0]), 'pad: begin must be a list of non-negative integers, one per axis of [2,3], got [0.5,0]'],
+    ['pad to a fractional shape', () => sg.pad(X, [2.5, 3], [0, 0]), 'pad: shape must be a list of non-negative integers, one per axis of [2,3], got [2.5,3]'],
+    ['full with a string', () => sg.full([2], '3' as never), 'full: the value must be a number, got the string "3"'],
+    ['batchNorm2d with a string momentum', () => sg.batchNorm2d(BX, G, B, null, null, { training: true, momentum: '0.1' as never }), 'batchNorm2d: momentum must be a number from 0 to 1, got the string "0.1"'],
+    ['batchNorm2d with a negative eps', () => sg.batchNorm2d(BX, G, B, null, null, { training: true, eps: -1 }), 'batchNorm2d: eps must be a number > 0, got a number (-1)'],
   ];
   for (const [name, call, message] of cases) {
     it(`${name}: a message that names the op and what was wrong`, () => {
       expectNoLeak(() => call(), msg(message));
     });
   }
+
+  it('an optimizer learning rate set later is checked too', () => {
+    const p = sg.zeros([2], { requiresGrad: true });
+    const opt = new sg.Adam([p]);
+    expect(() => { opt.lr = NaN; }).toThrow('Adam: lr must be a finite number >= 0, got NaN');
+    expect(opt.lr).toBe(1e-3);
+    opt.lr = 0.5;
+    expect(opt.lr).toBe(0.5);
+    opt.dispose();
+    p.dispose();
+  });
+
+  it('a null options object is no options (trace), and loadStateDict refuses values that are not numbers', async () => {
+    const w = sg.ones([2]);
+    expect(sg.traced(() => sg.exp(w), null as never).trace.entries.map((e) => e.op)).toEqual(['exp']);
+    const conv = new sg.Conv2d(1, 2, 1);
+    const before = Array.from(conv.weight.dataSync());
+    await expect(conv.loadStateDict(new Map([['weight', { shape: [2, 1, 1, 1], data: [1, 2] }], ['bias', { shape: [2], data: ['abc', 1] as never }]])))
+      .rejects.toThrow("loadStateDict: 'bias' value 0 is string, expected a number");
+    expect(Array.from(conv.weight.dataSync())).toEqual(before);
+    conv.dispose();
+    w.dispose();
+  });
 
   it('backward rejects a gradient on another backend', () => {
     const other = { ...sg.getBackend('cpu') } as sg.Backend;

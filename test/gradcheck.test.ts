@@ -406,6 +406,23 @@ describe('gradcheck options', () => {
   });
 });
 
+describe('gradcheck: its own arguments', () => {
+  const f64 = (shape: number[]): sg.Tensor => sg.uniform(shape, -1, 1, { dtype: 'float64', backend: 'cpu', rng: new sg.Rng(2) });
+  it('refuses what would check nothing or crash later, naming it', () => {
+    const [a, b] = [f64([3]), f64([3])];
+    const mul = ([x, y]: sg.Tensor[]): sg.Tensor => sg.mul(x, y);
+    expect(() => gradcheck(mul, [a, b], { check: [false] })).toThrow('gradcheck: check must list true or false for each of the 2 inputs, got [false]');
+    expect(() => gradcheck(mul, a as never)).toThrow('gradcheck: inputs must be an array of tensors, got an object (Tensor)');
+    expect(() => gradcheck(mul, [3] as never)).toThrow('gradcheck: input 0 must be a Tensor, got a number (3)');
+    expect(() => gradcheck(() => 3 as never, [a])).toThrow('gradcheck: f must return a Tensor, got a number (3)');
+    expect(() => gradcheck(mul, [a, b], { eps: 0 })).toThrow('gradcheck: eps must be a finite number > 0, got a number (0)');
+    expect(() => gradcheck(mul, [a, b], { tolerance: -1 })).toThrow('gradcheck: tolerance must be a finite number > 0');
+    expect(gradcheck(mul, [a, b], { check: [true, false] }).checked).toBe(3);
+    a.dispose();
+    b.dispose();
+  });
+});
+
 describe('gradcheck: layers', () => {
   it('whole layers in float64 (the layers\' dtype option): a conv -> batch norm -> leaky ReLU block', () => {
     const conv = new sg.Conv2d(2, 3, 3, { padding: 'same', dtype: 'float64', rng: new sg.Rng(3) });

@@ -3,6 +3,11 @@
  * losses as the CPU backend; 200 steps keep the live GPU buffer count constant; the trace records GPU ops
  * with device time; the NaN guard works on GPU tensors (reported at the next readback).
  */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import type { WebGPUBackend } from '../src/engine/webgpu/backend.js';
@@ -136,6 +141,38 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     expect(zero.gpuMs).toBeUndefined(); // not the previous op's timestamp
     if (be.gpu.hasTimestamps) for (const e of trace.entries.filter((e) => e.op === 'addScalar')) expect(e.gpuMs).toBeGreaterThanOrEqual(0);
     expect(Array.from(await result.data())).toEqual([21, 21, 21]);
+  });
+
+  it('a mean over an empty axis is NaN on webgpu as on the cpu', async () => {
+    const m = sg.mean(sg.zeros([0, 3], { backend: 'webgpu' }), 0);
+    expect(Array.from(await m.data())).toEqual([NaN, NaN, NaN]);
+    expect(Array.from(sg.mean(sg.zeros([0, 3], { backend: 'cpu' }), 0).dataSync())).toEqual([NaN, NaN, NaN]);
+  });
+
+  it('shader sources: a failed first load can be retried; after a load, setShaderLoader says it is too late', async () => {
+    // In a process of its own: the backend (and its shaders) is made once per process.
+    const script = path.join(os.tmpdir(), `skipgrad-shaders-${process.pid}.mts`);
+    fs.writeFileSync(script, `
+      import fs from 'node:fs';
+      import * as sg from ${JSON.stringify(path.resolve('src/engine/index.ts'))};
+      let calls = 0;
+      sg.setShaderLoader((name) => { if (calls++ === 0) throw new Error('server down'); return fs.readFileSync(${JSON.stringify(path.resolve('shaders'))} + '/' + name + '.wgsl', 'utf8'); });
+      const first = await sg.webgpuBackend().then(() => 'made', (e) => e.message);
+      const second = await sg.webgpuBackend().then((b) => b ? 'made' : 'no adapter', (e) => e.message);
+      let late = '';
+      try { sg.setShaderLoader(() => ''); } catch (e) { late = e.message; }
+      console.log(JSON.stringify({ first, second, late }));
+      process.exit(0);
+    `);
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { env: process.env });
+      const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as { first: string; second: string; late: string };
+      expect(r.first).toBe('server down');
+      expect(r.second).toBe('made');
+      expect(r.late).toMatch(/^setShaderLoader: the WebGPU backend has already loaded its shaders; call it before the first useBackend\('webgpu'\)/);
+    } finally {
+      fs.rmSync(script, { force: true });
+    }
   });
 
   it('the NaN guard names the GPU op that made a NaN, at the next readback', async () => {

@@ -19,7 +19,12 @@ export function webgpuBackend(): Promise<Backend | null> {
     if (b) registerBackend(b);
     return b;
   })();
-  return webgpu;
+  const attempt = webgpu;
+  // A failure (say, a shader loader that could not reach its server) is not kept: the next call tries again.
+  attempt.catch(() => {
+    if (webgpu === attempt) webgpu = null;
+  });
+  return attempt;
 }
 
 /** Makes `choice` the backend new tensors go to, and returns it. */

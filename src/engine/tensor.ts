@@ -27,7 +27,8 @@ export interface Node {
 }
 
 let nextId = 1;
-let liveTensors = 0;
+/** Live (not disposed) tensors per backend. */
+const liveTensors = new Map<Backend, number>();
 const scopes: Set<Tensor>[] = [];
 
 export class Tensor {
@@ -52,7 +53,7 @@ export class Tensor {
     this.size = sizeOf(shape);
     if (storage.size !== this.size) throw new Error(`Tensor: storage of ${storage.size} elements cannot hold shape ${shapeStr(shape)}`);
     this.storage = storage;
-    liveTensors++;
+    liveTensors.set(storage.backend, (liveTensors.get(storage.backend) ?? 0) + 1);
     scopes[scopes.length - 1]?.add(this);
   }
 
@@ -113,7 +114,7 @@ export class Tensor {
     const s = this.storage;
     if (s === null) return;
     this.storage = null;
-    liveTensors--;
+    liveTensors.set(s.backend, (liveTensors.get(s.backend) ?? 1) - 1);
     if (--s.refs === 0) s.backend.free(s);
     for (const scope of scopes) scope.delete(this);
   }
@@ -195,6 +196,7 @@ function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
   expectOptions('full', opts, CREATE_OPTIONS);
+  if (typeof value !== 'number') throw new Error(`full: the value must be a number, got ${describeValue(value)}`);
   return create('full', shape, opts, (s, b) => b.fill(s, value));
 }
 
@@ -246,7 +248,23 @@ export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}):
   checkRange('uniform', 'lo', lo);
   checkRange('uniform', 'hi', hi);
   if (hi < lo) throw new Error(`uniform: hi (${hi}) is below lo (${lo})`);
-  return random('uniform', shape, opts, (rng) => rng.uniform(lo, hi));
+  // A float64 draw just below hi can round up to hi when stored as float32: such draws take the float32 below hi.
+  const top = (opts.dtype ?? 'float32') === 'float32' ? float32Below(hi) : hi;
+  return random('uniform', shape, opts, (rng) => {
+    const v = rng.uniform(lo, hi);
+    return v > top ? top : v;
+  });
+}
+
+/** The largest float32 value below x. */
+function float32Below(x: number): number {
+  const f = new Float32Array([x]);
+  if (f[0] < x) return f[0];
+  const bits = new Uint32Array(f.buffer);
+  if (f[0] > 0) bits[0]--;
+  else if (f[0] < 0) bits[0]++;
+  else bits[0] = 0x80000001; // below +-0: the negative subnormal nearest 0
+  return f[0];
 }
 
 /** Normal(mean, sd) from the given (or the project's) seeded generator. */
@@ -292,7 +310,8 @@ function collectTensors(v: unknown, out: Set<Tensor>): void {
   }
 }
 
-/** Live tensors and, per backend, live storages and bytes. */
+/** Live tensors, storages and bytes on a backend (the default one when none is named). */
 export function memory(backend?: string | Backend): { tensors: number; storages: number; bytes: number } {
-  return { tensors: liveTensors, ...resolveBackend(backend).memory() };
+  const b = resolveBackend(backend);
+  return { tensors: liveTensors.get(b) ?? 0, ...b.memory() };
 }

@@ -9,9 +9,9 @@
 import { cpuBackend } from '../registry.js';
 import { noGrad } from '../mode.js';
 import { Rng } from '../random.js';
-import { fromArray, scope, type Tensor } from '../tensor.js';
+import { fromArray, scope, Tensor } from '../tensor.js';
 import { shapeStr } from '../dtype.js';
-import { expectOptions } from '../ops/util.js';
+import { describeValue, expectOptions, expectTensor } from '../ops/util.js';
 
 export interface GradcheckOptions {
   eps?: number;
@@ -36,16 +36,27 @@ export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[]
   expectOptions('gradcheck', opts, { eps: true, tolerance: true, check: true, seed: true });
   const eps = opts.eps ?? 1e-6;
   const tolerance = opts.tolerance ?? 1e-5;
+  if (typeof f !== 'function') throw new Error(`gradcheck: f must be a function of the input tensors, got ${describeValue(f)}`);
+  if (!Array.isArray(inputValues as unknown)) throw new Error(`gradcheck: inputs must be an array of tensors, got ${describeValue(inputValues)}`);
+  inputValues.forEach((t, i) => expectTensor('gradcheck', `input ${i}`, t));
+  for (const [name, v] of [['eps', eps], ['tolerance', tolerance]] as const) {
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) throw new Error(`gradcheck: ${name} must be a finite number > 0, got ${describeValue(v)}`);
+  }
+  if (opts.check !== undefined && (!Array.isArray(opts.check) || opts.check.length !== inputValues.length || opts.check.some((c) => typeof c !== 'boolean'))) {
+    throw new Error(`gradcheck: check must list true or false for each of the ${inputValues.length} inputs, got ${JSON.stringify(opts.check)}`);
+  }
   const cpu = cpuBackend();
   for (const t of inputValues) {
     if (t.dtype !== 'float64' || t.backend !== cpu) throw new Error(`gradcheck: inputs must be float64 on the cpu backend (got ${t.dtype} on ${t.backend.name})`);
   }
   return scope(() => {
-    const leaves = inputValues.map((t) => fromArray(t.dataSync(), t.shape, { dtype: 'float64', requiresGrad: true }));
+    // On the cpu backend whatever the default backend is (webgpu has no float64).
+    const leaves = inputValues.map((t) => fromArray(t.dataSync(), t.shape, { dtype: 'float64', requiresGrad: true, backend: cpu }));
     const y = f(leaves);
+    if (!(y instanceof Tensor)) throw new Error(`gradcheck: f must return a Tensor, got ${describeValue(y)}`);
     const rng = new Rng(opts.seed ?? 1234);
     const rValues = Array.from({ length: y.size }, () => rng.uniform(-1, 1));
-    const r = fromArray(rValues, y.shape, { dtype: 'float64' });
+    const r = fromArray(rValues, y.shape, { dtype: 'float64', backend: cpu });
     if (y.requiresGrad) y.backward(r);
 
     const loss = (): number => noGrad(() => scope(() => {

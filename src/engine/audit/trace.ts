@@ -43,8 +43,10 @@ export class Trace {
   readonly pending: Promise<unknown>[] = [];
   /** The backends those results come from: settle() makes them submit what they still hold. */
   readonly backends = new Set<Backend>();
-  constructor(readonly options: TraceOptions = {}) {
+  readonly options: TraceOptions;
+  constructor(options: TraceOptions | null = {}) {
     expectOptions('trace', options, { stats: true });
+    this.options = options ?? {};
   }
 
   /**

@@ -112,6 +112,10 @@ export abstract class Module {
       if (v.data.length !== t.size) {
         throw new Error(`loadStateDict: '${k}' has ${v.data.length} values, its shape ${shapeStr(t.shape)} needs ${t.size}`);
       }
+      if (!ArrayBuffer.isView(v.data)) {
+        const bad = Array.prototype.findIndex.call(v.data, (x: unknown) => typeof x !== 'number');
+        if (bad >= 0) throw new Error(`loadStateDict: '${k}' value ${bad} is ${typeof (v.data as ArrayLike<unknown>)[bad]}, expected a number`);
+      }
     }
     for (const [k, t] of own) {
       t.backend.write(t.handle, values.get(k)!.data);

@@ -35,6 +35,9 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   if (!!runningMean !== !!runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
   if (!opts.training && !runningMean) throw new Error(`${op}: eval mode (training: false) needs runningMean and runningVar`);
   if (opts.training && n * h * w < 2) throw new Error(`${op}: training mode needs more than one value per channel, got input ${shapeStr(x.shape)}`);
+  for (const [name, v, ok, want] of [['momentum', opts.momentum, (m: number) => m >= 0 && m <= 1, 'from 0 to 1'], ['eps', opts.eps, (e: number) => e > 0, '> 0']] as const) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))) throw new Error(`${op}: ${name} must be a number ${want}, got ${describeValue(v)}`);
+  }
   const p: BatchNorm2dParams = {
     batch: n, channels: c, height: h, width: w, eps: opts.eps ?? 1e-5, momentum: opts.momentum ?? 0.1, training: opts.training,
   };

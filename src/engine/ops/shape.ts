@@ -12,10 +12,11 @@ import { runOp1 } from '../dispatch.js';
 import { type Shape, shapeStr, sizeOf } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 import { sumTo } from './reduce.js';
-import { broadcastShapes, broadcastStrides, contiguousStrides, expectTensor, normalizeAxes } from './util.js';
+import { broadcastShapes, broadcastStrides, contiguousStrides, describeValue, expectIndexList, expectTensor, normalizeAxes } from './util.js';
 
 export function reshape(x: Tensor, shape: Shape): Tensor {
   expectTensor('reshape', 'input', x);
+  if (!Array.isArray(shape as unknown)) throw new Error(`reshape: the shape must be a list of integers (one may be -1), got ${describeValue(shape)}`);
   const target = shape.slice();
   const infer = target.indexOf(-1);
   if (target.some((d, i) => (!Number.isInteger(d) || d < -1) || (d === -1 && i !== infer))) {
@@ -37,6 +38,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 
 export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   expectTensor('broadcastTo', 'input', x);
+  expectIndexList('broadcastTo', 'shape', shape);
   const out = broadcastShapes('broadcastTo', x.shape, shape);
   if (out.length !== shape.length || out.some((d, i) => d !== shape[i])) {
     throw new Error(`broadcastTo: ${shapeStr(x.shape)} cannot be broadcast to ${shapeStr(shape)}`);
@@ -50,6 +52,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
 
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
   expectTensor('permute', 'input', x);
+  expectIndexList('permute', 'perm', perm, x.shape);
   const rank = x.rank;
   if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
     throw new Error(`permute: ${JSON.stringify(perm)} is not a permutation of the ${rank} axes of ${shapeStr(x.shape)}`);
@@ -110,6 +113,8 @@ export function concat(xs: readonly Tensor[], axis = 1): Tensor {
 
 export function slice(x: Tensor, begin: readonly number[], size: readonly number[]): Tensor {
   expectTensor('slice', 'input', x);
+  expectIndexList('slice', 'begin', begin, x.shape);
+  expectIndexList('slice', 'size', size, x.shape);
   if (begin.length !== x.rank || size.length !== x.rank || begin.some((b, i) => !Number.isInteger(b) || !Number.isInteger(size[i]) || b < 0 || size[i] < 0 || b + size[i] > x.shape[i])) {
     throw new Error(`slice: begin ${JSON.stringify(begin)} and size ${JSON.stringify(size)} do not fit in ${shapeStr(x.shape)}`);
   }
@@ -125,6 +130,8 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
 /** zeros of `shape` with x copied in at `begin` (the adjoint of slice). */
 export function pad(x: Tensor, shape: Shape, begin: readonly number[]): Tensor {
   expectTensor('pad', 'input', x);
+  expectIndexList('pad', 'shape', shape, x.shape);
+  expectIndexList('pad', 'begin', begin, x.shape);
   if (shape.length !== x.rank || begin.length !== x.rank || begin.some((b, i) => b < 0 || b + x.shape[i] > shape[i])) {
     throw new Error(`pad: ${shapeStr(x.shape)} at ${JSON.stringify(begin)} does not fit in ${shapeStr(shape)}`);
   }

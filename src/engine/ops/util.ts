@@ -47,6 +47,7 @@ export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
 export function normalizeAxes(op: string, shape: Shape, axes: number | readonly number[] | undefined): number[] {
   const rank = shape.length;
   if (axes === undefined) return shape.map((_, i) => i);
+  if (typeof axes !== 'number' && !Array.isArray(axes)) throw new Error(`${op}: axes must be a number or a list of numbers, got ${describeValue(axes)}`);
   const list = typeof axes === 'number' ? [axes] : axes;
   const out: number[] = [];
   for (const a of list) {
@@ -73,6 +74,16 @@ export function describeValue(v: unknown): string {
   if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}...` : v)}`;
   if (typeof v === 'number' || typeof v === 'boolean') return `a ${typeof v} (${String(v)})`;
   return typeof v === 'object' ? `an object (${v.constructor?.name ?? 'no prototype'})` : `a ${typeof v}`;
+}
+
+/**
+ * Throws `op: name must be a list of non-negative integers, one per axis of [2,4], got [-1,0]` unless v is such
+ * a list (with one entry per axis of `shape`, when it is given).
+ */
+export function expectIndexList(op: string, name: string, v: unknown, shape?: Shape): asserts v is number[] {
+  if (!Array.isArray(v) || v.some((d) => !Number.isInteger(d) || d < 0) || (shape !== undefined && v.length !== shape.length)) {
+    throw new Error(`${op}: ${name} must be a list of non-negative integers${shape !== undefined ? `, one per axis of ${shapeStr(shape)}` : ''}, got ${Array.isArray(v) ? JSON.stringify(v) : describeValue(v)}`);
+  }
 }
 
 /** Throws `op: name has shape S, expected rank R (what)` unless t has rank r. */

@@ -26,7 +26,7 @@ export interface AdamOptions {
 const ADAM_OPTIONS: Record<keyof AdamOptions, true> = { lr: true, betas: true, eps: true, weightDecay: true, decoupled: true };
 
 export class Adam {
-  lr: number;
+  private learningRate = 0;
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;
@@ -55,6 +55,16 @@ export class Adam {
     if (this.beta1 >= 1 || this.beta2 >= 1) throw new Error(`Adam: betas must be < 1, got [${this.beta1}, ${this.beta2}]`);
     this.m = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
     this.v = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
+  }
+
+  /** The learning rate of the next step (schedules set it each epoch); a finite number >= 0. */
+  get lr(): number {
+    return this.learningRate;
+  }
+
+  set lr(v: number) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`Adam: lr must be a finite number >= 0, got ${typeof v === 'number' ? v : describeValue(v)}`);
+    this.learningRate = v;
   }
 
   /** Updates every parameter that has a gradient, in place. */

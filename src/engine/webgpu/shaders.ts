@@ -18,12 +18,25 @@ let loader: ((name: string) => string | Promise<string>) | null = null;
 // Resolved when first needed, not at load: a bundle may have no usable import.meta.url until then.
 let baseUrl: string | URL | null = null;
 
+/** True once loadShaders() has read every kernel: the WebGPU backend compiles its pipelines from them as it goes. */
+let loaded = false;
+
+/** Throws once the shaders are loaded: a new source would leave the backend's later pipelines without theirs. */
+function beforeLoad(what: string): void {
+  if (loaded) throw new Error(`${what}: the WebGPU backend has already loaded its shaders; call it before the first useBackend('webgpu') (or webgpuBackend())`);
+}
+
+/** Where the shaders come from: a function from a kernel's name to its WGSL text. Call before the backend is made. */
 export function setShaderLoader(fn: (name: string) => string | Promise<string>): void {
+  beforeLoad('setShaderLoader');
+  if (typeof fn !== 'function') throw new Error(`setShaderLoader: expected a function from a shader's name to its WGSL text`);
   loader = fn;
   cache.clear();
 }
 
+/** Where the shaders come from: the URL of a folder holding <name>.wgsl. Call before the backend is made. */
 export function setShaderBaseUrl(url: string | URL): void {
+  beforeLoad('setShaderBaseUrl');
   baseUrl = url;
   cache.clear();
 }
@@ -44,7 +57,10 @@ async function nodeShaderDir(): Promise<string> {
 /** Reads every kernel's source once (call before the first dispatch; createWebGPUBackend does). */
 export async function loadShaders(): Promise<void> {
   const missing = SHADER_NAMES.filter((n) => !cache.has(n));
-  if (missing.length === 0) return;
+  if (missing.length === 0) {
+    loaded = true;
+    return;
+  }
   if (loader) {
     for (const n of missing) cache.set(n, await loader(n));
   } else if (!baseUrl && host.shaders) {
@@ -66,6 +82,7 @@ export async function loadShaders(): Promise<void> {
       cache.set(n, await res.text());
     }));
   }
+  loaded = true;
 }
 
 /** The text of shaders/<name>.wgsl (loaded by loadShaders). */

@@ -185,7 +185,8 @@ export function reduceSum(rt: GpuRuntime, x: GPUBuffer, shape: readonly number[]
   }
   if (O === 0) return;
   if (R === 0) {
-    fill(rt, out, O, 0);
+    // An empty sum is 0, times the scale: a mean over nothing is 0 * (1/0) = NaN, as on the CPU.
+    fill(rt, out, O, 0 * scale);
     return;
   }
   // Axis groups: size-1 axes dropped, neighbours of the same kind merged (x is contiguous).
