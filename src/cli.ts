@@ -14,6 +14,7 @@ import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, r
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
 import { Rng } from './engine/random.js';
+import { SCHEDULE_NAMES, type ScheduleName } from './engine/optim/schedules.js';
 import { memory } from './engine/tensor.js';
 
 /** The largest values the size options accept: beyond them a run cannot fit in memory (the paper uses 256, 16, 8). */
@@ -47,7 +48,12 @@ Common options:
   --channels N                base channel count, up to ${MAX.channels} (default: 16 as in the paper at sizes >= 128, 8 below)
   --epochs N                  (default 8)
   --batch N                   up to ${MAX.batch} (default 8)
-  --lr X                      peak learning rate of the one-cycle schedule (default 0.005)
+  --lr X                      learning rate: the peak of the one-cycle schedules (default 0.005)
+  --schedule NAME             for train and reproduce: onecycle (a full cycle over the epochs; default),
+                              onecycle-steps (the authors' PyTorch code: the cycle made for every optimizer
+                              step but stepped once per epoch, in effect a slow warm-up from lr/25),
+                              plateau (the authors' Keras code: halve on a validation-PSNR plateau), constant
+  --optimizer adamw|adam      for train and reproduce (default adamw, weight decay 0.01; adam: none)
   --seed N                    0 to 4294967295 (default 0)
   --out DIR                   where everything is written (default runs/latest)
   --train-limit N             images of train/good used, 0 = all (default 40)
@@ -60,7 +66,9 @@ gradcheck options: --op NAME (cases whose name contains NAME), --seed N, --toler
 Environment: SKIPGRAD_BACKEND (the default of --backend), SKIPGRAD_THREADS (CPU threads; default all cores),
 SKIPGRAD_NAN_GUARD=1 (stop at the first op that makes a NaN or an infinity), SKIPGRAD_DEBUG=1 (stack traces).
 
-The paper's configuration on a GPU: skipgrad reproduce --size 256 --preset esann --epochs 250 --lr 0.01 --train-limit 0 --test-limit 0 --data DIR
+The paper's configuration on a GPU (the authors' PyTorch code): skipgrad reproduce --size 256 --preset esann
+  --epochs 250 --lr 0.01 --schedule onecycle-steps --train-limit 0 --test-limit 0 --data DIR
+Their Keras code (icpr): --preset icpr --optimizer adam --lr 0.001 --schedule plateau --batch 16 --epochs 250
 `;
 
 
@@ -131,6 +139,7 @@ const RUN_OPTIONS = {
   preset: { type: 'string' }, size: { type: 'string' }, channels: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, out: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
   'analysis-images': { type: 'string' }, 'no-progress': { type: 'boolean' }, resume: { type: 'boolean' },
+  schedule: { type: 'string' }, optimizer: { type: 'string' },
 } as const;
 
 const MAX_SEED = 2 ** 32 - 1;
@@ -143,6 +152,8 @@ function positiveInt(name: string, v: string | undefined, dflt: number, min = 1,
 const ONLY_FOR: Partial<Record<keyof typeof RUN_OPTIONS, readonly string[]>> = {
   model: ['train', 'trace'],
   resume: ['train', 'reproduce'],
+  schedule: ['train', 'reproduce'],
+  optimizer: ['train', 'reproduce'],
 };
 
 /** A category is a folder name under the data root and under --out: no separators, no '.' or '..'. */
@@ -196,6 +207,8 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
     analysisImages: positiveInt('analysis-images', values['analysis-images'], DEFAULTS.analysisImages),
     progress: !values['no-progress'],
     resume: values.resume === true,
+    schedule: oneOf<ScheduleName>('schedule', values.schedule, SCHEDULE_NAMES, DEFAULTS.schedule),
+    optimizer: oneOf('optimizer', values.optimizer, ['adamw', 'adam'] as const, DEFAULTS.optimizer),
   };
   if (cfg.categories.length === 0) fail('--category: no category given');
   cfg.categories.forEach(checkCategory);

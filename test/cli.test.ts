@@ -96,6 +96,8 @@ describe('skipgrad CLI', () => {
       [['train', '--category', ''], /--category: no category given/],
       [['analyze', '--model', 'ae'], /analyze: --model applies to train and trace only/],
       [['evaluate', '--resume'], /evaluate: --resume applies to train and reproduce only/],
+      [['train', '--schedule', 'cosine'], /--schedule must be one of constant, onecycle, onecycle-steps, plateau, got 'cosine'/],
+      [['analyze', '--optimizer', 'adam'], /analyze: --optimizer applies to train and reproduce only/],
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
       [['gradcheck', '--tolerance', '0'], /--tolerance expects a number > 0, got '0'/],
       [['gradcheck', '--seed', '1.5'], /--seed expects a whole number from 0 to 4294967295, got '1.5'/],

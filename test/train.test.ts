@@ -77,6 +77,21 @@ describe('optimisers and schedules', () => {
     expect(lrs([5, 4, 3], 1)).toEqual([1, 0.5, 0.25]);
   });
 
+  it("onecycle-steps: the cycle made for every step but stepped per epoch (the authors' code) is a slow warm-up from lr/25", () => {
+    const s = sg.makeSchedule('onecycle-steps', 0.01, 250, 25);
+    const cycle = sg.oneCycleSchedule(0.01, 250 * 25);
+    expect(s.lr(0)).toBeCloseTo(4e-4, 12);
+    for (const e of [1, 100, 249]) expect(s.lr(e)).toBe(cycle.lr(e));
+    // Warm-up over 30% of 6250 steps: after 249 of them the rate has only reached ~8.2e-4.
+    const up = 0.3 * 6250 - 1;
+    expect(s.lr(249)).toBeCloseTo(0.01 + ((4e-4 - 0.01) / 2) * (Math.cos((Math.PI * 249) / up) + 1), 12);
+    expect(s.lr(249)).toBeGreaterThan(8e-4);
+    expect(s.lr(249)).toBeLessThan(8.5e-4);
+    for (let e = 1; e < 250; e++) expect(s.lr(e)).toBeGreaterThan(s.lr(e - 1));
+    expect(() => s.lr(250)).toThrow(/oneCycleSteps: epoch 250 is outside the schedule's 250 epochs/);
+    expect(() => sg.makeSchedule('onecycle-steps', 0.01, 10, 0)).toThrow(/stepsPerEpoch must be a positive integer, got 0/);
+  });
+
   it('one-cycle refuses epochs outside its schedule instead of rising again', () => {
     const oc = sg.oneCycleSchedule(1, 10);
     expect(oc.lr(9)).toBeLessThan(1e-4);

@@ -17,6 +17,7 @@ import { describeChoice, useBackend } from '../engine/backends.js';
 import { makeDirs, writeFileAtomic } from '../engine/io/atomic.js';
 import { readSafetensors } from '../engine/io/safetensors.js';
 import { noGrad } from '../engine/mode.js';
+import type { ScheduleName } from '../engine/optim/schedules.js';
 import { Rng } from '../engine/random.js';
 import { fromArray, scope, zeros } from '../engine/tensor.js';
 import { Autoencoder, PRESETS, presetOptions, type AutoencoderOptions, type Preset } from '../models/autoencoder.js';
@@ -55,11 +56,15 @@ export interface RunConfig {
   progress: boolean;
   /** Continue each model from its last.safetensors instead of starting over. */
   resume: boolean;
+  /** Learning-rate schedule (schedules.ts) and optimizer of training. */
+  schedule: ScheduleName;
+  optimizer: 'adamw' | 'adam';
 }
 
 export const DEFAULTS: RunConfig = {
   backend: 'auto', data: null, out: 'runs/latest', categories: ['woven', 'disc'], models: ['aesc', 'ae'], preset: 'esann',
   size: 64, channels: null, epochs: 8, batch: 8, lr: 0.005, seed: 0, trainLimit: 40, testLimit: 6, analysisImages: 16, progress: true, resume: false,
+  schedule: 'onecycle', optimizer: 'adamw',
 };
 
 const log = (msg: string): void => {
@@ -190,7 +195,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   };
   const result = await trainAutoencoder({
     model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
-    schedule: 'onecycle', optimizer: 'adamw', checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
+    schedule: cfg.schedule, optimizer: cfg.optimizer, checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
     onEpoch: writeHistory,
   });
   const seconds = (performance.now() - t0) / 1000;

@@ -90,7 +90,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   const backend = params[0].backend;
   const opt = new Adam(params, { lr: o.lr, decoupled: (o.optimizer ?? 'adamw') === 'adamw', weightDecay: o.weightDecay ?? ((o.optimizer ?? 'adamw') === 'adamw' ? 1e-2 : 0) });
-  const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs);
+  const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batchRanges(o.train.length, batchSize).length);
 
   // Fixed validation stains.
   const valRng = new Rng(seed ^ 0x9e3779b9);

@@ -3,6 +3,10 @@
  *   constant:      lr
  *   oneCycle:      PyTorch's OneCycleLR (cosine annealing, pct_start 0.3, div_factor 25, final_div_factor 1e4):
  *                  warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal to maxLr/25/1e4
+ *   oneCycleSteps: the same cycle made for epochs x steps-per-epoch optimizer steps but stepped once per epoch,
+ *                  as the authors' PyTorch code does (docs/reference-facts.md §3): in effect a slow warm-up from
+ *                  maxLr/25 that reaches a fraction of maxLr (250 epochs of 25 steps: 4e-4 -> 8.2e-4 for 0.01).
+ *                  (OneCycleLR also cycles Adam's beta1 between 0.95 and 0.85; that is not reproduced.)
  *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR, higher is better)
  *                  has not improved by more than minDelta for `patience` epochs in a row (Keras ReduceLROnPlateau,
  *                  mode max, with its defaults min_delta 1e-4, cooldown 0: reduce when wait >= patience)
@@ -65,11 +69,30 @@ export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30,
   };
 }
 
-export type ScheduleName = 'constant' | 'onecycle' | 'plateau';
+/** The one-cycle schedule of `epochs * stepsPerEpoch` steps, stepped once per epoch (lr(epoch) = step `epoch`). */
+export function oneCycleStepsSchedule(maxLr: number, epochs: number, stepsPerEpoch: number): Schedule {
+  if (!Number.isInteger(stepsPerEpoch) || stepsPerEpoch < 1) throw new Error(`oneCycleSteps: stepsPerEpoch must be a positive integer, got ${stepsPerEpoch}`);
+  const cycle = oneCycleSchedule(maxLr, Math.max(1, epochs) * stepsPerEpoch);
+  return {
+    lr(epoch: number): number {
+      if (!(epoch >= 0 && epoch <= Math.max(1, epochs) - 1)) {
+        throw new RangeError(`oneCycleSteps: epoch ${epoch} is outside the schedule's ${Math.max(1, epochs)} epochs`);
+      }
+      return cycle.lr(epoch);
+    },
+    state: () => ({}),
+    load: () => {},
+  };
+}
 
-export function makeSchedule(name: ScheduleName, lr: number, epochs: number): Schedule {
+export type ScheduleName = 'constant' | 'onecycle' | 'onecycle-steps' | 'plateau';
+export const SCHEDULE_NAMES: readonly ScheduleName[] = ['constant', 'onecycle', 'onecycle-steps', 'plateau'];
+
+/** The schedule called `name`; onecycle-steps needs the steps per epoch (default 1, which makes it onecycle). */
+export function makeSchedule(name: ScheduleName, lr: number, epochs: number, stepsPerEpoch = 1): Schedule {
   if (name === 'constant') return constantSchedule(lr);
   if (name === 'onecycle') return oneCycleSchedule(lr, epochs);
+  if (name === 'onecycle-steps') return oneCycleStepsSchedule(lr, epochs, stepsPerEpoch);
   if (name === 'plateau') return reduceOnPlateauSchedule(lr);
-  throw new Error(`unknown learning-rate schedule '${name as string}' (expected constant, onecycle or plateau)`);
+  throw new Error(`unknown learning-rate schedule '${name as string}' (expected ${SCHEDULE_NAMES.join(', ')})`);
 }
