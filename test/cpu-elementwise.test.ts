@@ -4,10 +4,12 @@
  * fast-check: ranks 0-5, sizes 0-4 (1s often, so broadcasting and dimension merging both happen),
  * broadcast (stride 0), permuted and offset operands. Outputs start as NaN, so a missed element fails.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { BinaryOp, UnaryOp } from '../src/engine/backend.js';
 import { binaryKernel, coalesce, copyKernel, reduceSumKernel, unaryKernel } from '../src/engine/cpu/elementwise.js';
+import { getParallelMinFlops, getThreadCount, parallelRunCount, setParallelMinFlops, setThreadCount } from '../src/engine/cpu/threads.js';
+import * as sg from '../src/engine/index.js';
 import { contiguousStrides as contiguous } from '../src/engine/ops/util.js';
 
 const shapeArb = fc.array(fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 4 })), { minLength: 0, maxLength: 5 });
@@ -119,5 +121,63 @@ describe('CPU elementwise kernels vs naive per-element loops', () => {
       const p = op === 'relu' ? 0 : 0.01;
       expect(Array.from(out)).toEqual(Array.from(x, (v) => (v > 0 ? v : op === 'relu' ? 0 : p * v)));
     }
+  });
+});
+
+describe('elementwise kernels in parts (what the threads run)', () => {
+  /** Two cut points in [0, n], sorted: the kernels run as three parts [0, c1), [c1, c2), [c2, n). */
+  const cutsArb = fc.tuple(fc.nat(), fc.nat());
+  const cuts = (n: number, [u, v]: [number, number]): [number, number][] => {
+    const [c1, c2] = [u % (n + 1), v % (n + 1)].sort((x, y) => x - y);
+    return [[0, c1], [c1, c2], [c2, n]];
+  };
+
+  it('binary, copy and unary kernels over consecutive element ranges write exactly what one call writes', () => {
+    fc.assert(fc.property(caseArb, cutsArb, ([shape, sa, sb], cut) => {
+      const n = size(shape);
+      const a = filled(span(shape, sa), 1), b = filled(span(shape, sb), 2);
+      const whole = new Float64Array(n).fill(NaN), parts = new Float64Array(n).fill(NaN);
+      binaryKernel('leakyReluGrad', a, sa, b, sb, whole, shape, 0.1);
+      for (const [s0, e0] of cuts(n, cut)) binaryKernel('leakyReluGrad', a, sa, b, sb, parts, shape, 0.1, s0, e0);
+      expect(Array.from(parts)).toEqual(Array.from(whole));
+
+      const so = contiguous(shape).map((st) => st * 2);
+      const c1 = new Float64Array(span(shape, so) + 1).fill(NaN), c2 = new Float64Array(c1.length).fill(NaN);
+      copyKernel(a, sa, 0, c1, so, 1, shape);
+      for (const [s0, e0] of cuts(n, cut)) copyKernel(a, sa, 0, c2, so, 1, shape, s0, e0);
+      expect(Array.from(c2)).toEqual(Array.from(c1));
+
+      const x = filled(n, 3), u1 = new Float64Array(n).fill(NaN), u2 = new Float64Array(n).fill(NaN);
+      unaryKernel('tanh', x, u1, 0);
+      for (const [s0, e0] of cuts(n, cut)) unaryKernel('tanh', x, u2, 0, s0, e0);
+      expect(Array.from(u2)).toEqual(Array.from(u1));
+    }), { numRuns: 300 });
+  });
+
+  const savedThreads = getThreadCount(), savedMin = getParallelMinFlops();
+  afterAll(() => {
+    setThreadCount(savedThreads);
+    setParallelMinFlops(savedMin);
+  });
+
+  it('the CPU backend splits large elementwise ops and copies across threads, with the same results', () => {
+    // [3,7,33,29] = 20097 elements: large enough for SharedArrayBuffer storage; odd sizes so parts start mid-row.
+    const run = (): number[][] => sg.scope(() => {
+      const x = sg.uniform([3, 7, 33, 29], -1, 1, { rng: new sg.Rng(1) });
+      const bias = sg.uniform([7, 1, 1], -1, 1, { rng: new sg.Rng(2) });
+      const y = sg.add(x, bias);
+      const z = sg.leakyRelu(sg.mul(y, x), 0.2);
+      const p = sg.permute(z, [0, 2, 1, 3]);
+      const c = sg.concat([p, p], 2);
+      return [y, z, p, c].map((t) => Array.from(t.dataSync()));
+    });
+    setThreadCount(1);
+    const serial = run();
+    setThreadCount(2);
+    setParallelMinFlops(0);
+    const before = parallelRunCount();
+    const threaded = run();
+    expect(parallelRunCount() - before).toBeGreaterThanOrEqual(5); // add, mul, leakyRelu, permute, both concat copies
+    threaded.forEach((t, i) => expect(t, `output ${i}`).toEqual(serial[i]));
   });
 });

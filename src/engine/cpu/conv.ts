@@ -35,6 +35,7 @@
 import type { Conv2dGeometry } from '../backend.js';
 import type { FloatArray } from '../dtype.js';
 import { conv2dForwardDirectRange, conv2dGradInputDirectRange, conv2dGradWeightDirectRange, hasFastRows } from './conv-direct.js';
+import { binaryKernel, copyKernel, unaryKernel } from './elementwise.js';
 import { gemm, MR, NR } from './gemm.js';
 import { getThreadCount, planThreads, runParallel, type WorkerTask } from './threads.js';
 
@@ -320,6 +321,10 @@ export function matmulRange(a: FloatArray, b: FloatArray, out: FloatArray, batch
 
 /** The functions a worker may run, by name (worker.ts looks tasks up here). */
 export const workerKernels = {
+  // The elementwise kernels (elementwise.ts) take an element range; backend.ts splits the large ones.
+  unaryKernel,
+  binaryKernel,
+  copyKernel,
   conv2dForwardRange,
   conv2dGradInputRange,
   conv2dGradWeightRange,
@@ -455,13 +460,13 @@ function convFlops(g: Conv2dGeometry): number {
 }
 
 /** Cut [0, total) into `parts` contiguous ranges whose sizes differ by at most one. */
-function splitEvenly(total: number, parts: number): [number, number][] {
+export function splitEvenly(total: number, parts: number): [number, number][] {
   const ranges: [number, number][] = [];
   for (let i = 0; i < parts; i++) ranges.push([Math.floor((total * i) / parts), Math.floor((total * (i + 1)) / parts)]);
   return ranges;
 }
 
 /** A worker task, type-checked against the function it names. */
-function task<K extends keyof typeof workerKernels>(kernel: K, ...args: Parameters<(typeof workerKernels)[K]>): WorkerTask {
+export function task<K extends keyof typeof workerKernels>(kernel: K, ...args: Parameters<(typeof workerKernels)[K]>): WorkerTask {
   return { kernel, args };
 }

@@ -8,9 +8,12 @@
  * walks as one are merged first (`coalesce`), so rows are as long as the layouts allow: contiguous
  * operands are one row, not one per (N, C, H) index (which cost a callback per 1-30 elements on the
  * small maps of the paper's networks).
+ *
+ * The unary, binary and copy kernels take a range [start, end) of the output's row-major elements, so
+ * backend.ts can split a large one across worker threads (`forEachRowIn` starts mid-row where a part does).
  */
 import type { BinaryOp, UnaryOp } from '../backend.js';
-import type { FloatArray } from '../dtype.js';
+import { type FloatArray, sizeOf } from '../dtype.js';
 
 /**
  * The same index space with adjacent dimensions merged where every operand walks them as one
@@ -61,6 +64,45 @@ export function forEachRow(shape: readonly number[], strides: readonly (readonly
 }
 
 /**
+ * Calls `row(offsets, len)` for the rows of `shape` that cover its row-major elements [start, end): the first and
+ * the last may be partial, and `offsets` are the operands' offsets of the row's first element in the range.
+ */
+export function forEachRowIn(shape: readonly number[], strides: readonly (readonly number[])[], bases: readonly number[],
+  start: number, end: number, row: (offsets: number[], len: number) => void): void {
+  if (start >= end) return;
+  const rank = shape.length;
+  if (rank === 0) {
+    row(bases.slice(), 1);
+    return;
+  }
+  // The multi-index of `start`, and the operands' offsets there.
+  const idx = new Array<number>(rank);
+  const offsets = bases.slice();
+  for (let d = rank - 1, rest = start; d >= 0; d--) {
+    idx[d] = rest % shape[d];
+    rest = Math.floor(rest / shape[d]);
+    for (let k = 0; k < strides.length; k++) offsets[k] += idx[d] * strides[k][d];
+  }
+  const inner = shape[rank - 1];
+  for (let pos = start; pos < end;) {
+    const len = Math.min(inner - idx[rank - 1], end - pos);
+    row(offsets.slice(), len);
+    pos += len;
+    if (pos >= end) return;
+    // Back to the start of the row, then one step of the odometer over the outer dimensions.
+    for (let k = 0; k < strides.length; k++) offsets[k] -= idx[rank - 1] * strides[k][rank - 1];
+    idx[rank - 1] = 0;
+    for (let d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      for (let k = 0; k < strides.length; k++) offsets[k] += strides[k][d];
+      if (idx[d] < shape[d]) break;
+      for (let k = 0; k < strides.length; k++) offsets[k] -= strides[k][d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/**
  * [p, 1]: leaky ReLU and its gradient scale by f[+(x > 0)] instead of branching on the sign, which a CPU mispredicts
  * about half the time on activations: on this project's 2-core Xeon, [8,8,64,64] float32 of random signs, leakyRelu
  * took 11.3 ns per element with the branch and 4.8 without, leakyReluGrad 15.3 and 7.4 (with rows merged too).
@@ -72,28 +114,29 @@ function leakyFactors(p: number): Float64Array {
 }
 const leaky = new Float64Array([0, 1]);
 
-export function unaryKernel(op: UnaryOp, x: FloatArray, out: FloatArray, p: number): void {
-  const n = out.length;
+/** out[i] = op(x[i]) for i in [start, end) (default: all of out). */
+export function unaryKernel(op: UnaryOp, x: FloatArray, out: FloatArray, p: number, start = 0, end = out.length): void {
+  const n = end;
   switch (op) {
-    case 'neg': for (let i = 0; i < n; i++) out[i] = -x[i]; break;
-    case 'exp': for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]); break;
-    case 'log': for (let i = 0; i < n; i++) out[i] = Math.log(x[i]); break;
-    case 'sqrt': for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]); break;
-    case 'square': for (let i = 0; i < n; i++) out[i] = x[i] * x[i]; break;
-    case 'relu': for (let i = 0; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0; break;
+    case 'neg': for (let i = start; i < n; i++) out[i] = -x[i]; break;
+    case 'exp': for (let i = start; i < n; i++) out[i] = Math.exp(x[i]); break;
+    case 'log': for (let i = start; i < n; i++) out[i] = Math.log(x[i]); break;
+    case 'sqrt': for (let i = start; i < n; i++) out[i] = Math.sqrt(x[i]); break;
+    case 'square': for (let i = start; i < n; i++) out[i] = x[i] * x[i]; break;
+    case 'relu': for (let i = start; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0; break;
     case 'leakyRelu': {
       const f = leakyFactors(p);
-      for (let i = 0; i < n; i++) out[i] = x[i] * f[+(x[i] > 0)];
+      for (let i = start; i < n; i++) out[i] = x[i] * f[+(x[i] > 0)];
       break;
     }
-    case 'sigmoid': for (let i = 0; i < n; i++) out[i] = 1 / (1 + Math.exp(-x[i])); break;
-    case 'tanh': for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]); break;
-    case 'addScalar': for (let i = 0; i < n; i++) out[i] = x[i] + p; break;
-    case 'mulScalar': for (let i = 0; i < n; i++) out[i] = x[i] * p; break;
-    case 'rsubScalar': for (let i = 0; i < n; i++) out[i] = p - x[i]; break;
-    case 'divScalar': for (let i = 0; i < n; i++) out[i] = x[i] / p; break;
-    case 'rdivScalar': for (let i = 0; i < n; i++) out[i] = p / x[i]; break;
-    case 'powScalar': for (let i = 0; i < n; i++) out[i] = Math.pow(x[i], p); break;
+    case 'sigmoid': for (let i = start; i < n; i++) out[i] = 1 / (1 + Math.exp(-x[i])); break;
+    case 'tanh': for (let i = start; i < n; i++) out[i] = Math.tanh(x[i]); break;
+    case 'addScalar': for (let i = start; i < n; i++) out[i] = x[i] + p; break;
+    case 'mulScalar': for (let i = start; i < n; i++) out[i] = x[i] * p; break;
+    case 'rsubScalar': for (let i = start; i < n; i++) out[i] = p - x[i]; break;
+    case 'divScalar': for (let i = start; i < n; i++) out[i] = x[i] / p; break;
+    case 'rdivScalar': for (let i = start; i < n; i++) out[i] = p / x[i]; break;
+    case 'powScalar': for (let i = start; i < n; i++) out[i] = Math.pow(x[i], p); break;
     default: throw new Error(`cpu: unknown unary op '${op as string}'`);
   }
 }
@@ -118,29 +161,29 @@ function binaryRow(op: BinaryOp, a: FloatArray, ia: number, sa: number, b: Float
   }
 }
 
+/** out (row-major, outShape) = a (op) b for the output elements [start, end) (default: all). */
 export function binaryKernel(op: BinaryOp, a: FloatArray, aStrides: readonly number[], b: FloatArray, bStrides: readonly number[],
-  out: FloatArray, outShape: readonly number[], p: number): void {
+  out: FloatArray, outShape: readonly number[], p: number, start = 0, end = out.length): void {
   const { shape, strides: [as, bs] } = coalesce(outShape, [aStrides, bStrides]);
   const rank = shape.length;
-  const len = rank === 0 ? 1 : shape[rank - 1];
   const sa = rank === 0 ? 0 : as[rank - 1];
   const sb = rank === 0 ? 0 : bs[rank - 1];
-  let o = 0;
-  forEachRow(shape, [as, bs], [0, 0], ([ia, ib]) => {
+  let o = start;
+  forEachRowIn(shape, [as, bs], [0, 0], start, end, ([ia, ib], len) => {
     binaryRow(op, a, ia, sa, b, ib, sb, out, o, len, p);
     o += len;
   });
 }
 
+/** out[outOffset + idx . outStrides] = x[xOffset + idx . xStrides] for the row-major elements [start, end) of shape (default: all). */
 export function copyKernel(x: FloatArray, xStrides: readonly number[], xOffset: number,
-  out: FloatArray, outStrides: readonly number[], outOffset: number, shape: readonly number[]): void {
+  out: FloatArray, outStrides: readonly number[], outOffset: number, shape: readonly number[], start = 0, end = sizeOf(shape)): void {
   const c = coalesce(shape, [xStrides, outStrides]);
   const [xs, os] = c.strides;
   const rank = c.shape.length;
-  const len = rank === 0 ? 1 : c.shape[rank - 1];
   const sx = rank === 0 ? 0 : xs[rank - 1];
   const so = rank === 0 ? 0 : os[rank - 1];
-  forEachRow(c.shape, [xs, os], [xOffset, outOffset], ([ix, io]) => {
+  forEachRowIn(c.shape, [xs, os], [xOffset, outOffset], start, end, ([ix, io], len) => {
     for (let i = 0; i < len; i++, ix += sx, io += so) out[io] = x[ix];
   });
 }
