@@ -2,9 +2,12 @@
  * The one dispatch point. Every op, forward and backward, is a call to runOp: it checks that the
  * inputs live on one backend with one dtype, allocates the outputs, runs the backend kernel, and
  * then does the three things no op can skip:
- *   - the audit trace entry (op, phase, shapes, dtype, backend, wall time, FLOPs, optional value stats),
- *   - the NaN/Inf guard (throws at the first non-finite output, naming the op and its phase),
- *   - the autograd record (a Node on the output) when grad is enabled and an input requires grad.
+ *   - the audit trace entry, in every trace recording (op, phase, shapes, dtype, backend, wall time, FLOPs,
+ *     optional value stats),
+ *   - the NaN/Inf guard (throws at the first non-finite output, or input the op wrote in place, naming the op
+ *     and its phase),
+ *   - the autograd record (a Node on the output, with its inputs' storage versions) when grad is enabled and an
+ *     input requires grad.
  */
 import type { Backend, KernelNote, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
@@ -107,9 +110,11 @@ export function runOp(call: OpCall): Tensor[] {
     const guard = nanGuardEnabled();
     // The outputs, then the inputs the kernel overwrote in place (Adam's parameter and moments).
     const checked = [...outs.map((t) => t.handle), ...(call.writes ?? []).map((i) => inputs[i].handle)];
-    const what = (k: number): string => (k < outs.length
-      ? `output ${k} ${shapeStr(outs[k].shape)}`
-      : `input ${call.writes![k - outs.length]} ${shapeStr(inputs[call.writes![k - outs.length]].shape)}${inputs[call.writes![k - outs.length]].name ? ` '${inputs[call.writes![k - outs.length]].name}'` : ''} (written in place)`);
+    const what = (k: number): string => {
+      if (k < outs.length) return `output ${k} ${shapeStr(outs[k].shape)}`;
+      const i = call.writes![k - outs.length];
+      return `input ${i} ${shapeStr(inputs[i].shape)}${inputs[i].name ? ` '${inputs[i].name}'` : ''} (written in place)`;
+    };
     const check = (stats: ValueStats[]): string | null => {
       for (const [trace, entry] of entries) if (trace.options.stats) entry.stats = stats;
       const bad = guard ? stats.findIndex((st) => st.nan > 0 || st.inf > 0) : -1;
