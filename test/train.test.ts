@@ -234,6 +234,21 @@ describe('training loop', () => {
     fresh.dispose();
   });
 
+  it('keeps the best epoch\'s weights also without a checkpoint folder (a copy in memory)', async () => {
+    const data = images(6, 32, 2);
+    // lr 0.05 constant: validation PSNR 7.3 10.1 8.5 11.3 10.4 dB, so the best epoch (4) is not the last.
+    const opts = { train: data.slice(0, 4), validation: data.slice(4), epochs: 5, batchSize: 2, lr: 0.05, seed: 9, progress: false, schedule: 'constant' as const };
+    const withDir = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    const inMemory = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    const a = await trainAutoencoder({ model: withDir, ...opts, checkpointDir: path.join(tmp, 'best-kept') });
+    const b = await trainAutoencoder({ model: inMemory, ...opts });
+    expect(a.bestEpoch).toBeLessThan(5);
+    expect(b.bestEpoch).toBe(a.bestEpoch);
+    for (const [k, t] of withDir.stateDict()) expect(Array.from(inMemory.stateDict().get(k)!.dataSync()), k).toEqual(Array.from(t.dataSync()));
+    withDir.dispose();
+    inMemory.dispose();
+  });
+
   it('resume refuses a checkpoint of another model configuration', async () => {
     const data = images(5, 32, 2);
     const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false };

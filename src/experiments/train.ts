@@ -100,6 +100,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   let startEpoch = 0;
   const last = o.checkpointDir ? path.join(o.checkpointDir, 'last.safetensors') : null;
   const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
+  /** Without a checkpoint folder: the values of the best epoch's weights and buffers, kept in memory. */
+  let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
   if (o.resume && last && fs.existsSync(last)) {
     const state = await loadCheckpoint(last, model, opt);
     const saved = JSON.parse(state.options) as Record<string, unknown>;
@@ -172,6 +174,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
         await saveCheckpoint(last, model, opt, meta);
         if (improved) writeFileAtomic(best, fs.readFileSync(last)); // never a half-copied best.safetensors
+      } else if (improved) {
+        bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
       }
       o.onEpoch?.(result);
       if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
@@ -179,8 +183,11 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   } finally {
     bar?.stop();
   }
-  // Keep the best weights.
-  if (best && fs.existsSync(best) && result.bestEpoch !== epochs) await loadCheckpoint(best, model, null);
+  // Keep the best weights (from best.safetensors, or, without a checkpoint folder, from the copy kept in memory).
+  if (result.bestEpoch !== epochs) {
+    if (best && fs.existsSync(best)) await loadCheckpoint(best, model, null);
+    else if (bestState) await model.loadStateDict(bestState);
+  }
   opt.dispose();
   return result;
 }
