@@ -219,7 +219,8 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
     const why = inputSizeProblem(options);
     if (why !== null) fail(`--size ${cfg.size} does not fit the ${cfg.preset} network: ${why}`);
     const deepest = encoderSizes(options).at(-1)!;
-    if (cfg.batch === 1 && deepest === 1 && command !== 'generate-data') {
+    // Batch norm trains in train, reproduce and trace; analyze, visualize and evaluate run in eval mode.
+    if (cfg.batch === 1 && deepest === 1 && ['train', 'reproduce', 'trace'].includes(command)) {
       fail(`--batch 1: at --size ${cfg.size} the ${cfg.preset} network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more`);
     }
   }

@@ -72,8 +72,6 @@ describe('cosineAnalysis with a tiny real Autoencoder', () => {
   });
 });
 
-/** A synthetic analysis whose per-layer medians are the given numbers. */
-
 /** An analysis of `pairs` image pairs whose discrepancy 1 - cos at layer l_d is disc(d, pair). */
 function analysisOf(layers: number, pairs: number, disc: (d: number, p: number) => number): CosineAnalysis {
   return Object.fromEntries(Array.from({ length: layers }, (_, i) => {
@@ -110,7 +108,7 @@ describe('trend', () => {
     expect(t.layers).toEqual(['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'l9']);
     expect(t.AESc.slope.mean).toBeCloseTo(1e-3, 4);
     expect(t.AE.slope.mean).toBeCloseTo(-5e-4, 4);
-    expect([t.aescGrows, t.aeFalls, t.aescGrowsMore, t.verdict, t.paperTrendAppears]).toEqual([true, true, true, 'yes', true]);
+    expect([t.aescGrows, t.aeFalls, t.aescGrowsMore, t.verdict]).toEqual([true, true, true, 'yes']);
     expect(t.sentence).toMatch(/^The paper's claimed trend appears: the discrepancy 1 - cos between clean and stained maps grows with depth for AESc \(1\.0e-3 per layer, 95% CI \[/);
     expect(t.sentence).toMatch(/for AE it falls/);
   });
@@ -141,16 +139,20 @@ describe('trend', () => {
     }
   });
 
-  it('leaves out the layers it is told to (1x1 maps) and those with NaN similarities; n/a with one pair', () => {
-    const aesc = analysisOf(9, 6, (d, p) => (d === 5 ? 0 : 1e-3 * d + 1e-4 * noise(d, p)));
-    const ae = analysisOf(9, 6, (d, p) => (d === 7 ? NaN : 1e-2 - 1e-3 * d + 1e-4 * noise(d, p)));
+  it('leaves out the layers it is told to (1x1 maps) and those with NaN similarities; n/a with fewer than 8 pairs', () => {
+    const aesc = analysisOf(9, 8, (d, p) => (d === 5 ? 0 : 1e-3 * d + 1e-4 * noise(d, p)));
+    const ae = analysisOf(9, 8, (d, p) => (d === 7 ? NaN : 1e-2 - 1e-3 * d + 1e-4 * noise(d, p)));
     const t = trend(ae, aesc, { exclude: { l5: 'a 1x1 map, whose cosine is only a sign' } });
     expect(t.layers).toEqual(['l1', 'l2', 'l3', 'l4', 'l6', 'l8', 'l9']);
     expect(t.excluded).toEqual({ l5: 'a 1x1 map, whose cosine is only a sign', l7: 'NaN similarities (a map of zeros)' });
     expect(t.verdict).toBe('yes');
-    expect(t.sentence).toMatch(/over l1, l2, l3, l4, l6, l8, l9 \(not l5, l7: a 1x1 map, whose cosine is only a sign; NaN similarities \(a map of zeros\)\), 6 image pairs/);
+    expect(t.sentence).toMatch(/over l1, l2, l3, l4, l6, l8, l9 \(not l5, l7: a 1x1 map, whose cosine is only a sign; NaN similarities \(a map of zeros\)\), 8 image pairs/);
     const one = trend(analysisOf(9, 1, () => 0.1), analysisOf(9, 1, (d) => d * 0.01));
     expect(one.verdict).toBe('n/a');
+    // A percentile bootstrap of a few values only spans them: below MIN_TREND_PAIRS pairs there is no verdict.
+    const few = trend(analysisOf(9, 7, (d, p) => 1e-2 - 1e-3 * d + 1e-4 * noise(d, p)), analysisOf(9, 7, (d, p) => 1e-3 * d + 1e-4 * noise(d, p)));
+    expect(few.verdict).toBe('n/a');
+    expect(few.sentence).toMatch(/needs at least 8 image pairs/);
     expect(one.sentence).toMatch(/^The trend cannot be determined/);
   });
 
@@ -159,6 +161,8 @@ describe('trend', () => {
     expect(overallTrend(['a', 'b'], ['no', 'no'])).toMatchObject({ verdict: 'no', statement: expect.stringMatching(/^In no category/) });
     expect(overallTrend(['a', 'b', 'c'], ['yes', 'partly', 'no'])).toMatchObject({ verdict: 'partly', statement: expect.stringMatching(/it appears in a; in part .* in b; not in c\.$/) });
     expect(overallTrend(['a'], ['n/a']).verdict).toBe('n/a');
+    expect(overallTrend(['a', 'b'], ['no', 'n/a'])).toEqual({ verdict: 'no', statement: expect.stringMatching(/not in a; it cannot be determined in b\.$/) });
+    expect(overallTrend(['a', 'b'], ['yes', 'n/a'])).toEqual({ verdict: 'partly', statement: expect.stringMatching(/it appears in a; it cannot be determined in b\.$/) });
   });
 });
 

@@ -102,8 +102,11 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
       expect(() => l2.backward()).toThrow(new RegExp(`tensor #${h.id} \\[2\\] \\(made by 'mulScalar'\\).*earlier backward\\(\\) already released`));
       expect(Array.from(x.grad!.dataSync())).toEqual([3, 3]);
       expect(h.grad).toBeNull();
-      // The same loss twice.
+      // The same loss twice; a refused backward leaves nothing behind (the check runs before the seed is made).
+      const live = sg.memory().tensors;
       expect(() => l1.backward()).toThrow(/made by 'sum'.*already released/);
+      expect(() => l1.backward(sg.ones([], f64))).toThrow(/already released/);
+      expect(sg.memory().tensors).toBe(live + 1); // just the ones([]) made for the second call
       // The supported way: both losses in one graph, one backward.
       sg.zeroGrad([x]);
       const h2 = sg.mul(x, 3);

@@ -500,6 +500,8 @@ describe('arguments of the wrong kind (JavaScript callers have no type checker)'
     const y = sg.mulScalar(t([2], 'float32', true), 2);
     const seed = sg.ones([2], { backend: Object.assign(Object.create(Object.getPrototypeOf(sg.getBackend('cpu')) as object), other) as sg.Backend });
     expect(() => y.backward(seed)).toThrow(msg('backward: gradient is on backend', 'output is on'));
+    seed.dispose();
+    y.dispose();
   });
 });
 

@@ -193,6 +193,28 @@ describe('audit trace', () => {
     for (const t of [a.grad!, b.grad!, a, b, loss]) t.dispose();
   });
 
+  it('a backward() that fails while summing gradients, or while adding into .grad, changes no .grad and frees what it made', () => {
+    // x used twice with gradients of 3e38 each: their float32 sum overflows in backward's own add.
+    const x = sg.fromArray([1], [1], { requiresGrad: true });
+    const twice = sg.add(sg.sum(sg.mul(x, 3e38)), sg.sum(sg.mul(x, 3e38)));
+    let live = sg.memory().tensors;
+    expect(() => sg.withNanGuard(() => twice.backward())).toThrow(/NaN guard: add \(backward\)/);
+    expect(x.grad).toBeNull();
+    expect(sg.memory().tensors).toBe(live);
+    // a.grad and b.grad held from before; b's new gradient overflows when added into it, a's would not.
+    const a = sg.fromArray([1], [1], { requiresGrad: true }), b = sg.fromArray([1], [1], { requiresGrad: true });
+    a.grad = sg.fromArray([2], [1]).keep();
+    b.grad = sg.fromArray([3e38], [1]).keep();
+    const y = sg.add(sg.sum(a), sg.sum(sg.mul(b, 3e38)));
+    live = sg.memory().tensors;
+    expect(() => sg.withNanGuard(() => y.backward())).toThrow(sg.NonFiniteError);
+    expect([a.grad.dataSync()[0], b.grad.dataSync()[0]]).toEqual([2, Math.fround(3e38)]);
+    expect(sg.memory().tensors).toBe(live);
+    y.backward(); // the graph is still there, and a's gradient is added once
+    expect(a.grad.dataSync()[0]).toBe(3);
+    for (const t of [a.grad, b.grad, a, b, x, y, twice]) t.dispose();
+  });
+
   it('the NaN guard catches a non-finite gradient in the backward pass', () => {
     sg.scope(() => {
       const x = sg.fromArray([0, 1], [2], { requiresGrad: true });

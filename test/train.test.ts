@@ -82,7 +82,7 @@ describe('optimisers and schedules', () => {
     const cycle = sg.oneCycleSchedule(0.01, 250 * 25);
     expect(s.lr(0)).toBeCloseTo(4e-4, 12);
     for (const e of [1, 100, 249]) expect(s.lr(e)).toBe(cycle.lr(e));
-    // Warm-up over 30% of 6250 steps: after 249 of them the rate has only reached ~8.2e-4.
+    // Warm-up over 30% of 6250 steps: after 249 of them the rate has only reached ~8.1e-4.
     const up = 0.3 * 6250 - 1;
     expect(s.lr(249)).toBeCloseTo(0.01 + ((4e-4 - 0.01) / 2) * (Math.cos((Math.PI * 249) / up) + 1), 12);
     expect(s.lr(249)).toBeGreaterThan(8e-4);
@@ -261,6 +261,11 @@ describe('training loop', () => {
     const b = buildAutoencoder('esann', { skips: false, ...small, seed: 7 });
     await expect(trainAutoencoder({ model: b, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
       .rejects.toThrow(/last\.safetensors: cannot resume: the checkpoint's model has skips true, this run's has skips false/);
+    // Another width changes the shapes: still the options message, not loadStateDict's shape error.
+    const c = buildAutoencoder('esann', { skips: true, ...small, baseChannels: 8, seed: 7 });
+    await expect(trainAutoencoder({ model: c, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
+      .rejects.toThrow(/cannot resume: the checkpoint's model has baseChannels 4, this run's has baseChannels 8/);
+    c.dispose();
     a.dispose();
     b.dispose();
   });

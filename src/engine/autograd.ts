@@ -8,12 +8,15 @@
  * across calls, kept out of scopes); every intermediate gradient is disposed as soon as it is used,
  * and the graph (with the tensors its ops saved) is released at the end.
  *
- * Two checks run before any gradient is computed (and a backward() that fails later, e.g. at the NaN guard,
- * gives no leaf its gradient and keeps the graph), so a refused or failed backward() changes nothing:
+ * Two checks run before anything is computed:
  *   - no tensor on the way may come from a graph an earlier backward() released (a second backward through it
  *     would stop there and treat it as a leaf);
  *   - no op's input may have been overwritten in place since the op ran (Adam's step, loadStateDict: the storage's
  *     version went up), since its backward would read the new values.
+ * A backward() that throws later (an op's error, the NaN guard on the CPU) gives no leaf its gradient: the leaves'
+ * new .grad values, sums included, are all made before the first is set, and the graph is kept. So a refused or
+ * failed backward() changes nothing. (On webgpu the NaN guard reports at the next readback, after backward()
+ * has returned.)
  */
 import { shapeStr } from './dtype.js';
 import { noGrad, withPhase } from './mode.js';
@@ -24,6 +27,8 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) {
     throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad (none of the tensors it was computed from has requiresGrad, or it was made under noGrad)`);
   }
+  const order = topologicalOrder(root);
+  checkGraph(order);
   let seed: Tensor;
   if (gradient) {
     if (gradient.shape.length !== root.shape.length || gradient.shape.some((d, i) => d !== root.shape[i])) {
@@ -39,19 +44,21 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     seed = ones(root.shape, { dtype: root.dtype, backend: root.backend });
   }
 
-  const order = topologicalOrder(root);
-  checkGraph(order);
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
   // Leaves' gradients are held here and given to .grad only when the whole pass has succeeded: a backward() that
   // fails partway (the NaN guard, an op's error) leaves every .grad as it was and the graph in place.
   const leafGrads = new Map<Tensor, Tensor>();
   let inputGrads: Array<Tensor | null> = [];
+  let current: Tensor | null = null; // the gradient being passed on (out of `grads`, not yet disposed)
+  // The leaves' new .grad values (sums with what they held), made before any is set.
+  const newLeafGrads: Array<[Tensor, Tensor]> = [];
   try {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
+      current = g;
       const node = t.node;
       if (!node) {
         leafGrads.set(t, g);
@@ -62,7 +69,6 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         // In a scope, so what a backward that throws had made so far is freed.
         inputGrads = scope(() => withPhase('backward', () => noGrad(() => node.backward(g))));
       } catch (e) {
-        grads.set(t, g); // freed below with the rest
         // A tensor the op saved for its backward was disposed (typically by the scope() that made the graph).
         if (e instanceof Error && / was (disposed|used after dispose)/.test(e.message)) {
           throw new Error(`backward through '${node.op}' (tensor #${t.id} ${shapeStr(t.shape)}): ${e.message}; the graph still needs it: call backward() inside the scope() that made the graph, or keep() what it saved`);
@@ -97,13 +103,28 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       });
       if (!inputGrads.includes(g)) g.dispose();
       inputGrads = [];
+      current = null;
+    }
+    for (const [leaf, g] of leafGrads) {
+      if (leaf.grad && !leaf.grad.disposed) {
+        const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
+        newLeafGrads.push([leaf, sum]);
+        g.dispose(); // (leafGrads still lists it: disposing twice is harmless)
+      } else {
+        newLeafGrads.push([leaf, g]);
+      }
     }
   } catch (e) {
-    for (const g of [...grads.values(), ...leafGrads.values(), ...inputGrads]) g?.dispose();
+    // Nothing was given to a leaf: free every gradient made, and keep the graph.
+    for (const g of [...grads.values(), ...leafGrads.values(), ...inputGrads, current, ...newLeafGrads.map(([, s]) => s)]) g?.dispose();
     throw e;
   }
   for (const g of grads.values()) g.dispose();
-  for (const [leaf, g] of leafGrads) accumulateLeafGrad(leaf, g);
+  // Cannot throw from here on.
+  for (const [leaf, g] of newLeafGrads) {
+    if (leaf.grad !== g) leaf.grad?.dispose();
+    leaf.grad = g.keep();
+  }
   releaseGraph(order);
 }
 
@@ -111,7 +132,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
 function checkGraph(order: readonly Tensor[]): void {
   for (const t of order) {
     if (t.releasedOp !== null) {
-      throw new Error(`backward: tensor #${t.id} ${shapeStr(t.shape)} (made by '${t.releasedOp}') belongs to a graph that an earlier backward() already released, so no gradient can flow through it again; compute it again, or add the losses and call backward() once`);
+      throw new Error(`backward: tensor #${t.id} ${shapeStr(t.shape)} (made by '${t.releasedOp}') belongs to a graph that an earlier backward() already released, so no gradient can flow through it again; compute it again, add the losses and call backward() once, or detach() what is carried from one step to the next`);
     }
     const node = t.node;
     if (!node) continue;
@@ -123,16 +144,6 @@ function checkGraph(order: readonly Tensor[]): void {
   }
 }
 
-function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
-  if (leaf.grad && !leaf.grad.disposed) {
-    const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
-    leaf.grad.dispose();
-    g.dispose();
-    leaf.grad = sum.keep();
-  } else {
-    leaf.grad = g.keep();
-  }
-}
 
 /** Tensors reachable from root through nodes whose inputs require grad, inputs before outputs. Iterative (deep nets would overflow a recursive DFS). */
 function topologicalOrder(root: Tensor): Tensor[] {

@@ -14,6 +14,7 @@ import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { activeTraces, type Trace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
 import { currentPhase, isGradEnabled } from './mode.js';
+import { describeValue } from './ops/util.js';
 import { installSettleAudits, Tensor } from './tensor.js';
 
 export interface OpCall {
@@ -50,7 +51,7 @@ export function runOp(call: OpCall): Tensor[] {
   const { op, inputs } = call;
   if (inputs.length === 0) throw new Error(`${op}: no inputs`);
   for (let i = 0; i < inputs.length; i++) {
-    if (!(inputs[i] instanceof Tensor)) throw new Error(`${op}: input ${i} is not a Tensor (got ${describe(inputs[i])})`);
+    if (!(inputs[i] instanceof Tensor)) throw new Error(`${op}: input ${i} is not a Tensor (got ${describeValue(inputs[i])})`);
     if (inputs[i].disposed) throw new Error(`${op}: input ${i} (tensor #${inputs[i].id} ${shapeStr(inputs[i].shape)}) was disposed`);
   }
   const backend = inputs[0].backend;
@@ -69,6 +70,9 @@ export function runOp(call: OpCall): Tensor[] {
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
   let kernelNote: KernelNote;
+  // The inputs' storage versions before the kernel wrote any of them: an op that overwrites an input its backward
+  // reads (one not in `unread`) can then never be backpropagated, rather than silently with the new values.
+  const versions = inputs.map((t, i) => (call.unread?.includes(i) ? -1 : t.handle.version));
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
@@ -149,7 +153,7 @@ export function runOp(call: OpCall): Tensor[] {
   if (call.backward && outs.length > 0 && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     outs[0].requiresGrad = true;
     const backward = call.backward;
-    outs[0].node = { op, inputs, versions: inputs.map((t, i) => (call.unread?.includes(i) ? -1 : t.handle.version)), outputs: outs, backward: (gy) => backward(gy, outs) };
+    outs[0].node = { op, inputs, versions, outputs: outs, backward: (gy) => backward(gy, outs) };
   }
   return outs;
 }
@@ -171,10 +175,5 @@ export function runOp1(call: OpCall): Tensor {
   return runOp(call)[0];
 }
 
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v;
-}
 
 installSettleAudits(settleAudits);

@@ -1,8 +1,9 @@
 /**
  * Tensor: a shape, a dtype, a storage on one backend, and (for autograd) the gradient and the
  * node of the op that made it. Ops make new tensors; the only writes into an existing storage are Adam's step,
- * batch norm's running statistics and Module.loadStateDict, and each raises the storage's version, which
- * backward() checks (an op's inputs must not change between its forward and its backward).
+ * batch norm's running statistics, Module.loadStateDict and the checkpoint loader (Adam's moments), and each
+ * raises the storage's version, which backward() checks (an op's inputs must not change between its forward and
+ * its backward).
  *
  * Memory: storages are freed by `dispose()` (reference-counted, since reshape shares storage).
  * `scope(fn)` disposes every tensor created inside fn except what fn returns and what was kept,
@@ -252,7 +253,7 @@ export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}):
   const top = (opts.dtype ?? 'float32') === 'float32' ? float32Below(hi) : hi;
   return random('uniform', shape, opts, (rng) => {
     const v = rng.uniform(lo, hi);
-    return v > top ? top : v;
+    return v > top ? Math.max(top, Math.fround(lo)) : v; // (lo = hi: lo itself)
   });
 }
 

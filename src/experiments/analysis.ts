@@ -223,16 +223,18 @@ export interface TrendStatement {
   aescGrowsMore: boolean;
   /**
    * yes: the paper's claim in full (AESc's distances increase with depth, AE's decrease); partly: AESc's
-   * increase, and more than AE's, but AE's do not decrease; no: otherwise; n/a: fewer than 2 pairs or 2 layers.
+   * increase, and more than AE's, but AE's do not decrease; no: otherwise; n/a: fewer than MIN_TREND_PAIRS pairs or
+   * 2 layers.
    */
   verdict: TrendVerdict;
-  paperTrendAppears: boolean;
   sentence: string;
 }
 
 /** Resamples for the bootstrap intervals, and their seed (the intervals are reproducible). */
 const BOOTSTRAP_RESAMPLES = 2000;
 const BOOTSTRAP_SEED = 20240901;
+/** Fewest image pairs for a verdict: a percentile bootstrap of 2 or 3 values only spans them, not a 95% interval. */
+export const MIN_TREND_PAIRS = 8;
 
 /** Least-squares slope of y against x. */
 function slopeOf(x: readonly number[], y: readonly number[]): number {
@@ -288,7 +290,7 @@ export function trend(resultAE: CosineAnalysis, resultAESc: CosineAnalysis, opts
   const depth = layers.map(layerDepth);
   const slopes = (r: CosineAnalysis): number[] => Array.from({ length: pairs }, (_, p) => slopeOf(depth, layers.map((n) => 1 - r[n].values[p])));
   const nan: Estimate = { mean: NaN, ci: [NaN, NaN] };
-  const usable = pairs >= 2 && layers.length >= 2;
+  const usable = pairs >= MIN_TREND_PAIRS && layers.length >= 2;
   const sAE = usable ? slopes(resultAE) : [], sAESc = usable ? slopes(resultAESc) : [];
   const AE: ModelTrend = { medians: medians(resultAE), slope: usable ? bootstrapMean(sAE) : nan };
   const AESc: ModelTrend = { medians: medians(resultAESc), slope: usable ? bootstrapMean(sAESc) : nan };
@@ -305,7 +307,7 @@ export function trend(resultAE: CosineAnalysis, resultAESc: CosineAnalysis, opts
     yes: `The paper's claimed trend appears: ${aescPart}, and ${aePart}; ${over}.`,
     partly: `The paper's claimed trend appears in part: ${aescPart}, more than for AE (${diffPart}), but AE's does not fall: ${aePart}; ${over}.`,
     no: `The paper's claimed trend does not appear: ${aescPart}; ${aePart}; ${diffPart}; ${over}.`,
-    'n/a': `The trend cannot be determined: it needs at least 2 image pairs and 2 layers (${over}).`,
+    'n/a': `The trend cannot be determined: it needs at least ${MIN_TREND_PAIRS} image pairs and 2 layers (${over}).`,
   }[verdict];
-  return { layers, excluded, AE, AESc, difference, aescGrows, aeFalls, aescGrowsMore, verdict, paperTrendAppears: verdict === 'yes', sentence };
+  return { layers, excluded, AE, AESc, difference, aescGrows, aeFalls, aescGrowsMore, verdict, sentence };
 }

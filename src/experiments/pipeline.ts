@@ -381,16 +381,15 @@ export async function reproduce(cfg: RunConfig): Promise<string> {
 export function overallTrend(categories: readonly string[], verdicts: readonly TrendVerdict[]): { statement: string; verdict: TrendVerdict } {
   const claim = "the paper's trend (the discrepancy between clean and stained maps growing with depth for AESc, falling for AE)";
   const where = (v: TrendVerdict): string[] => categories.filter((_, i) => verdicts[i] === v);
-  const [yes, partly, no] = [where('yes'), where('partly'), where('no')];
+  const [yes, partly, no, na] = [where('yes'), where('partly'), where('no'), where('n/a')];
   if (yes.length === categories.length) return { statement: `In every category (${categories.join(', ')}) ${claim} appears.`, verdict: 'yes' };
-  if (yes.length + partly.length === 0) {
-    return no.length > 0
-      ? { statement: `In no category (${categories.join(', ')}) does ${claim} appear.`, verdict: 'no' }
-      : { statement: `Whether ${claim} appears cannot be determined here (too few image pairs or layers).`, verdict: 'n/a' };
+  if (na.length === categories.length) {
+    return { statement: `Whether ${claim} appears cannot be determined here (too few image pairs or layers).`, verdict: 'n/a' };
   }
+  if (no.length === categories.length) return { statement: `In no category (${categories.join(', ')}) does ${claim} appear.`, verdict: 'no' };
   const parts = [yes.length ? `it appears in ${yes.join(', ')}` : '', partly.length ? `in part (AESc's grows, more than AE's, but AE's does not fall) in ${partly.join(', ')}` : '',
-    no.length ? `not in ${no.join(', ')}` : ''].filter(Boolean);
-  return { statement: `Of ${claim}: ${parts.join('; ')}.`, verdict: 'partly' };
+    no.length ? `not in ${no.join(', ')}` : '', na.length ? `it cannot be determined in ${na.join(', ')}` : ''].filter(Boolean);
+  return { statement: `Of ${claim}: ${parts.join('; ')}.`, verdict: yes.length + partly.length > 0 ? 'partly' : 'no' };
 }
 
 function categoryReport(category: string, analysis: AnalyzeResult, fig2: Buffer, evaluation: Record<ModelName, CategoryEvaluation>, trained: Partial<Record<ModelName, TrainResult>>): CategoryReport {

@@ -90,7 +90,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   const backend = params[0].backend;
   const opt = new Adam(params, { lr: o.lr, decoupled: (o.optimizer ?? 'adamw') === 'adamw', weightDecay: o.weightDecay ?? ((o.optimizer ?? 'adamw') === 'adamw' ? 1e-2 : 0) });
-  const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batchRanges(o.train.length, batchSize).length);
+  const batches = batchRanges(o.train.length, batchSize);
+  const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batches.length);
 
   // Fixed validation stains.
   const valRng = new Rng(seed ^ 0x9e3779b9);
@@ -103,20 +104,20 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   /** Without a checkpoint folder: the values of the best epoch's weights and buffers, kept in memory. */
   let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
   if (o.resume && last && fs.existsSync(last)) {
-    const state = await loadCheckpoint(last, model, opt);
-    const saved = JSON.parse(state.options) as Record<string, unknown>;
+    // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
+    const saved = JSON.parse(readSafetensors(last).metadata.options ?? '{}') as Record<string, unknown>;
     const now = savedOptions(model) as Record<string, unknown>;
     const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
     if (differ.length > 0) {
       throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
     }
+    const state = await loadCheckpoint(last, model, opt);
     const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
     startEpoch = meta.epoch + 1;
     Object.assign(result, meta.result);
     schedule.load(meta.schedule);
   }
 
-  const batches = batchRanges(o.train.length, batchSize);
   const stepsPerEpoch = batches.length;
   const showBar = o.progress ?? Boolean(process.stderr.isTTY);
   const bar = showBar ? new cliProgress.SingleBar({
@@ -276,6 +277,7 @@ export async function loadCheckpoint(file: string, model: Autoencoder, opt: Adam
         const st = tensors.get(`optimizer.${kind}.${n}`);
         if (!st) throw new Error(`${file}: optimizer state 'optimizer.${kind}.${n}' is missing (cannot resume)`);
         list[i].backend.write(list[i].handle, st.data);
+        list[i].handle.version++;
       }
     });
     const training = JSON.parse(metadata.training ?? '{}') as { optimizerStep?: number };

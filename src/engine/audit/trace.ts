@@ -25,7 +25,10 @@ export interface TraceEntry {
   attrs?: Record<string, unknown>;
   /** Which code computed it, where the backend chose (KernelNote, backend.ts): e.g. 'direct, sliding 5-wide rows, 2 threads'. */
   kernel?: string;
-  /** Per output, when the trace was started with { stats: true } (filled in later on GPU backends: await trace.settle()). */
+  /**
+   * Per output, then per input the op wrote in place (Adam's parameter and moments), when the trace was started
+   * with { stats: true } (filled in later on GPU backends: await trace.settle()).
+   */
   stats?: ValueStats[];
   /** Device time in ms from timestamp queries (GPU backends that have them; filled in later: await trace.settle()). */
   gpuMs?: number;

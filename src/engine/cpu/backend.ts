@@ -4,7 +4,7 @@
  * so the convolution and matmul kernels can split work across worker threads (see threads.ts).
  */
 import type { AdamStep, Backend, BatchNorm2dParams, BinaryOp, Conv2dGeometry, KernelNote, Storage, UnaryOp, ValueStats } from '../backend.js';
-import { allocArray, bytesPerElement, type DType, type FloatArray } from '../dtype.js';
+import { allocArray, bytesPerElement, sizeOf, type DType, type FloatArray } from '../dtype.js';
 import { batchNorm2dBackward, batchNorm2dForward } from './batchnorm.js';
 import { conv2dForward, conv2dGradInput, conv2dGradWeight, matmul, splitEvenly, task } from './conv.js';
 import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from './elementwise.js';
@@ -107,7 +107,7 @@ export class CpuBackend implements Backend {
 
   copy(x: Storage, xStrides: readonly number[], xOffset: number, out: Storage, outStrides: readonly number[], outOffset: number, shape: readonly number[]): void {
     const xa = this.array(x), o = this.array(out);
-    const parts = elementParts([xa], o, shape.reduce((p, d) => p * d, 1));
+    const parts = elementParts([xa], o, sizeOf(shape));
     runParallel(parts.slice(1).map(([s, e]) => task('copyKernel', xa, xStrides, xOffset, o, outStrides, outOffset, shape, s, e)),
       () => copyKernel(xa, xStrides, xOffset, o, outStrides, outOffset, shape, parts[0][0], parts[0][1]));
   }

@@ -2,7 +2,7 @@
  * Elementwise, copy and reduction kernels of the CPU backend, over strided N-d index spaces.
  *
  * Every kernel here walks the output (or input) in row-major order one innermost row at a time:
- * `forEachRow` yields the starting offsets of each row in every operand and the kernel runs a tight
+ * `forEachRowIn` yields the starting offsets of each row in every operand and the kernel runs a tight
  * loop along the row with that operand's innermost stride (0 = broadcast). The op is chosen by a
  * switch outside the loop, so each loop body is a single expression. Dimensions that every operand
  * walks as one are merged first (`coalesce`), so rows are as long as the layouts allow: contiguous
@@ -36,31 +36,6 @@ export function coalesce(shape: readonly number[], strides: readonly (readonly n
   }
   if (outShape.length === 0 && shape.length > 0) return { shape: [1], strides: strides.map(() => [0]) };
   return { shape: outShape, strides: outStrides };
-}
-
-/** Calls `row(offsets)` for every innermost row of `shape`, with the row's start offset in each strided operand. */
-export function forEachRow(shape: readonly number[], strides: readonly (readonly number[])[], bases: readonly number[], row: (offsets: number[]) => void): void {
-  const rank = shape.length;
-  const offsets = bases.slice();
-  if (rank <= 1) {
-    row(offsets);
-    return;
-  }
-  for (const d of shape) if (d === 0) return;
-  const idx = new Array<number>(rank - 1).fill(0);
-  for (;;) {
-    row(offsets.slice());
-    // Advance the odometer over the outer rank-1 dimensions.
-    let d = rank - 2;
-    for (; d >= 0; d--) {
-      idx[d]++;
-      for (let k = 0; k < strides.length; k++) offsets[k] += strides[k][d];
-      if (idx[d] < shape[d]) break;
-      for (let k = 0; k < strides.length; k++) offsets[k] -= strides[k][d] * shape[d];
-      idx[d] = 0;
-    }
-    if (d < 0) return;
-  }
 }
 
 /**
@@ -116,27 +91,26 @@ const leaky = new Float64Array([0, 1]);
 
 /** out[i] = op(x[i]) for i in [start, end) (default: all of out). */
 export function unaryKernel(op: UnaryOp, x: FloatArray, out: FloatArray, p: number, start = 0, end = out.length): void {
-  const n = end;
   switch (op) {
-    case 'neg': for (let i = start; i < n; i++) out[i] = -x[i]; break;
-    case 'exp': for (let i = start; i < n; i++) out[i] = Math.exp(x[i]); break;
-    case 'log': for (let i = start; i < n; i++) out[i] = Math.log(x[i]); break;
-    case 'sqrt': for (let i = start; i < n; i++) out[i] = Math.sqrt(x[i]); break;
-    case 'square': for (let i = start; i < n; i++) out[i] = x[i] * x[i]; break;
-    case 'relu': for (let i = start; i < n; i++) out[i] = x[i] > 0 ? x[i] : 0; break;
+    case 'neg': for (let i = start; i < end; i++) out[i] = -x[i]; break;
+    case 'exp': for (let i = start; i < end; i++) out[i] = Math.exp(x[i]); break;
+    case 'log': for (let i = start; i < end; i++) out[i] = Math.log(x[i]); break;
+    case 'sqrt': for (let i = start; i < end; i++) out[i] = Math.sqrt(x[i]); break;
+    case 'square': for (let i = start; i < end; i++) out[i] = x[i] * x[i]; break;
+    case 'relu': for (let i = start; i < end; i++) out[i] = x[i] > 0 ? x[i] : 0; break;
     case 'leakyRelu': {
       const f = leakyFactors(p);
-      for (let i = start; i < n; i++) out[i] = x[i] * f[+(x[i] > 0)];
+      for (let i = start; i < end; i++) out[i] = x[i] * f[+(x[i] > 0)];
       break;
     }
-    case 'sigmoid': for (let i = start; i < n; i++) out[i] = 1 / (1 + Math.exp(-x[i])); break;
-    case 'tanh': for (let i = start; i < n; i++) out[i] = Math.tanh(x[i]); break;
-    case 'addScalar': for (let i = start; i < n; i++) out[i] = x[i] + p; break;
-    case 'mulScalar': for (let i = start; i < n; i++) out[i] = x[i] * p; break;
-    case 'rsubScalar': for (let i = start; i < n; i++) out[i] = p - x[i]; break;
-    case 'divScalar': for (let i = start; i < n; i++) out[i] = x[i] / p; break;
-    case 'rdivScalar': for (let i = start; i < n; i++) out[i] = p / x[i]; break;
-    case 'powScalar': for (let i = start; i < n; i++) out[i] = Math.pow(x[i], p); break;
+    case 'sigmoid': for (let i = start; i < end; i++) out[i] = 1 / (1 + Math.exp(-x[i])); break;
+    case 'tanh': for (let i = start; i < end; i++) out[i] = Math.tanh(x[i]); break;
+    case 'addScalar': for (let i = start; i < end; i++) out[i] = x[i] + p; break;
+    case 'mulScalar': for (let i = start; i < end; i++) out[i] = x[i] * p; break;
+    case 'rsubScalar': for (let i = start; i < end; i++) out[i] = p - x[i]; break;
+    case 'divScalar': for (let i = start; i < end; i++) out[i] = x[i] / p; break;
+    case 'rdivScalar': for (let i = start; i < end; i++) out[i] = p / x[i]; break;
+    case 'powScalar': for (let i = start; i < end; i++) out[i] = Math.pow(x[i], p); break;
     default: throw new Error(`cpu: unknown unary op '${op as string}'`);
   }
 }
@@ -209,9 +183,8 @@ export function reduceSumKernel(x: FloatArray, shape: readonly number[], axes: r
   const acc = new Float64Array(out.length);
   // x is contiguous, so its rows keep stride 1; the output's is 1 (kept axis) or 0 (reduced).
   const c = coalesce(shape, [xStrides, outStrides]);
-  const len = c.shape.length === 0 ? 1 : c.shape[c.shape.length - 1];
   const so = c.shape.length === 0 ? 0 : c.strides[1][c.shape.length - 1];
-  forEachRow(c.shape, c.strides, [0, 0], ([ix, io]) => {
+  forEachRowIn(c.shape, c.strides, [0, 0], 0, x.length, ([ix, io], len) => {
     if (so === 0) {
       let t = 0;
       for (let i = 0; i < len; i++) t += x[ix + i];

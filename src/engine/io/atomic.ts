@@ -50,9 +50,11 @@ const STALE_CHECK_BYTES = 1 << 20;
 function removeStaleTemps(dir: string, base: string): void {
   const prefix = `.${base}.`;
   for (const name of fs.readdirSync(dir)) {
-    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
-    const pid = Number(name.slice(prefix.length).split('.')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    // Exactly .<base>.<pid>.<n>.tmp (not another file's temp whose name starts like this one's).
+    const m = name.startsWith(prefix) ? /^(\d+)\.\d+\.tmp$/.exec(name.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid <= 0 || pid === process.pid || processAlive(pid)) continue;
     fs.rmSync(path.join(dir, name), { force: true });
   }
 }

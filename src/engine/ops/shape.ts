@@ -115,7 +115,7 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
   expectTensor('slice', 'input', x);
   expectIndexList('slice', 'begin', begin, x.shape);
   expectIndexList('slice', 'size', size, x.shape);
-  if (begin.length !== x.rank || size.length !== x.rank || begin.some((b, i) => !Number.isInteger(b) || !Number.isInteger(size[i]) || b < 0 || size[i] < 0 || b + size[i] > x.shape[i])) {
+  if (begin.some((b, i) => b + size[i] > x.shape[i])) {
     throw new Error(`slice: begin ${JSON.stringify(begin)} and size ${JSON.stringify(size)} do not fit in ${shapeStr(x.shape)}`);
   }
   const xStrides = contiguousStrides(x.shape);
@@ -132,7 +132,7 @@ export function pad(x: Tensor, shape: Shape, begin: readonly number[]): Tensor {
   expectTensor('pad', 'input', x);
   expectIndexList('pad', 'shape', shape, x.shape);
   expectIndexList('pad', 'begin', begin, x.shape);
-  if (shape.length !== x.rank || begin.length !== x.rank || begin.some((b, i) => b < 0 || b + x.shape[i] > shape[i])) {
+  if (begin.some((b, i) => b + x.shape[i] > shape[i])) {
     throw new Error(`pad: ${shapeStr(x.shape)} at ${JSON.stringify(begin)} does not fit in ${shapeStr(shape)}`);
   }
   const outStrides = contiguousStrides(shape);

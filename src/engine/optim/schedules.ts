@@ -5,7 +5,7 @@
  *                  warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal to maxLr/25/1e4
  *   oneCycleSteps: the same cycle made for epochs x steps-per-epoch optimizer steps but stepped once per epoch,
  *                  as the authors' PyTorch code does (docs/reference-facts.md §3): in effect a slow warm-up from
- *                  maxLr/25 that reaches a fraction of maxLr (250 epochs of 25 steps: 4e-4 -> 8.2e-4 for 0.01).
+ *                  maxLr/25 that reaches a fraction of maxLr (250 epochs of 25 steps: 4e-4 -> 8.1e-4 for 0.01).
  *                  (OneCycleLR also cycles Adam's beta1 between 0.95 and 0.85; that is not reproduced.)
  *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR, higher is better)
  *                  has not improved by more than minDelta for `patience` epochs in a row (Keras ReduceLROnPlateau,

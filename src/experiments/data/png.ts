@@ -35,11 +35,11 @@ export interface GrayImage {
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-/** Whether the buffer starts with the 8-byte PNG signature. */
-export /** The largest side readGrayPng accepts (MVTec AD images are at most 1024; the paper resizes them to 256). */
+/** The largest side decodeGrayPng accepts (MVTec AD images are at most 1024; the paper resizes them to 256). */
 const MAX_PNG_SIDE = 16384;
 
-function isPngSignature(buf: Uint8Array): boolean {
+/** Whether the buffer starts with the 8-byte PNG signature. */
+export function isPngSignature(buf: Uint8Array): boolean {
   if (buf.length < SIGNATURE.length) return false;
   for (let i = 0; i < SIGNATURE.length; i++) if (buf[i] !== SIGNATURE[i]) return false;
   return true;

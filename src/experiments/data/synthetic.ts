@@ -688,8 +688,9 @@ function pad(i: number, count: number): string {
 }
 
 /**
- * True when catDir holds a complete synthetic category made with this size and seed and at least these image
- * counts (images are rendered per index, so a larger set serves a smaller request with the same images).
+ * True when catDir holds a complete synthetic category made with exactly these size, seed and image counts. (Not
+ * "at least": the loader's limits apply per folder and 0 means all, so a larger set would give a run more images
+ * than a fresh one, and its results would depend on what earlier runs left in --out.)
  */
 export function syntheticCategoryServes(catDir: string, want: Required<Pick<GenerateOptions, 'size' | 'seed' | 'trainCount' | 'testGoodCount' | 'testDefectCount'>>): boolean {
   let meta: Record<string, unknown>;
@@ -698,16 +699,16 @@ export function syntheticCategoryServes(catDir: string, want: Required<Pick<Gene
   } catch {
     return false;
   }
-  const atLeast = (k: 'trainCount' | 'testGoodCount' | 'testDefectCount'): boolean => typeof meta[k] === 'number' && (meta[k] as number) >= want[k];
-  return meta.complete === true && meta.size === want.size && meta.seed === want.seed && atLeast('trainCount') && atLeast('testGoodCount') && atLeast('testDefectCount');
+  return meta.complete === true && (['size', 'seed', 'trainCount', 'testGoodCount', 'testDefectCount'] as const).every((k) => meta[k] === want[k]);
 }
 
 /**
  * Write a synthetic data set in the MVTec AD layout under root (see the module comment). A category folder
  * that already exists is replaced only if this generator wrote it (it holds the marker file
  * `.skipgrad-synthetic.json`); otherwise, unless it is empty, the call fails rather than delete foreign data.
- * Each category is written into a hidden folder next to it and renamed into place when complete (the marker
- * then says complete: true), so an interrupted run leaves the previous set intact, never half a set.
+ * Each category is written into a hidden folder next to it (the marker says complete: true at the end); then the
+ * old folder is renamed aside, the new one renamed into place and the old one deleted, so an interrupted run
+ * leaves the previous set or the new one, never half a set that looks complete.
  */
 export function generateDataset(root: string, opts: GenerateOptions = {}): { root: string; categories: string[] } {
   const known = SYNTHETIC_CATEGORIES.map((c) => c.name);
@@ -763,8 +764,11 @@ export function generateDataset(root: string, opts: GenerateOptions = {}): { roo
       }
     }
     writeMarker(true);
-    fs.rmSync(finalDir, { recursive: true, force: true });
+    const old = path.join(root, `.${name}.old`);
+    fs.rmSync(old, { recursive: true, force: true });
+    if (fs.existsSync(finalDir)) fs.renameSync(finalDir, old);
     fs.renameSync(catDir, finalDir);
+    fs.rmSync(old, { recursive: true, force: true });
   }
   return { root, categories: [...categories] };
 }
