@@ -160,6 +160,29 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     x.dispose();
   });
 
+  it('a custom op whose backward passes gy on unchanged leaks nothing; a .grad of the wrong shape is refused before any is set', () => {
+    const x = sg.fromArray([1, 2, 3], [3], { ...f64, requiresGrad: true });
+    const identity = (t: sg.Tensor): sg.Tensor => sg.runOp({
+      op: 'identity', inputs: [t], outputs: [t.shape], flops: 0,
+      kernel: (be, [o], [ts]) => be.copy(ts, [1], 0, o, [1], 0, t.shape),
+      backward: (gy) => [gy],
+    })[0];
+    const live = sg.memory().tensors;
+    const h1 = identity(x), h2 = identity(h1), loss = sg.sum(h2);
+    loss.backward(); // (outside any scope, which would have freed a leak at its end)
+    expect(Array.from(x.grad!.dataSync())).toEqual([1, 1, 1]);
+    for (const t of [h1, h2, loss, x.grad!]) t.dispose();
+    x.grad = null;
+    expect(sg.memory().tensors).toBe(live); // before, one gradient per identity leaked
+    // A .grad of another shape (set by hand) would broadcast in the sum: refused, and no other .grad is touched.
+    const y = sg.fromArray([5], [1], { ...f64, requiresGrad: true });
+    x.grad = sg.zeros([1], f64).keep();
+    y.grad = sg.ones([1], f64).keep();
+    expect(() => sg.sum(sg.mul(x, y)).backward()).toThrow(/tensor #\d+ \[3\] holds a \.grad of \[1\] float64 on 'cpu', not its own shape/);
+    expect(y.grad.dataSync()[0]).toBe(1);
+    for (const t of [x.grad, y.grad, x, y]) t.dispose();
+  });
+
   it('detach() shares the values but stops the gradient', () => {
     sg.scope(() => {
       const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });

@@ -454,6 +454,7 @@ describe('arguments of the wrong kind (JavaScript callers have no type checker)'
     ['fromArray of a number', () => sg.fromArray(3 as never, [1]), 'fromArray: values must be an array or a typed array of numbers, got a number (3)'],
     ['uniform with options where lo goes', () => sg.uniform([3], { rng: new sg.Rng(1) } as never), 'uniform: lo must be a finite number, got an object (Object) (options go last)'],
     ['uniform with hi below lo', () => sg.uniform([3], 2, 1), 'uniform: hi (1) is below lo (2)'],
+    ['uniform over a range with no float32 in it', () => sg.uniform([2], 0.1, 0.1 + 1e-10), `uniform: no float32 value lies in [0.1, ${0.1 + 1e-10})`],
     ['normal with a negative sd', () => sg.normal([3], 0, -1), 'normal: sd must be >= 0, got -1'],
     ['Adam of one tensor, not a list', () => new sg.Adam(X as never), 'Adam: params must be an array of tensors (e.g. model.parameters()), got an object (Tensor)'],
     ['Adam of a tensor without requiresGrad', () => new sg.Adam([X]), `Adam: params[0] (tensor #${X.id}) does not require grad`],

@@ -249,6 +249,31 @@ describe('training loop', () => {
     inMemory.dispose();
   });
 
+  it('resuming after a best epoch before the stop: best.safetensors must hold that epoch, or the run says so', async () => {
+    const data = images(6, 32, 2);
+    // lr 0.05 constant: validation PSNR 7.3 10.1 8.5 dB over three epochs; the best (2) comes before the stop.
+    const opts = { train: data.slice(0, 4), validation: data.slice(4), epochs: 3, batchSize: 2, lr: 0.05, seed: 9, progress: false, schedule: 'constant' as const };
+    const inMemory = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    expect((await trainAutoencoder({ model: inMemory, ...opts })).bestEpoch).toBe(2);
+    for (const deleteBest of [false, true]) {
+      const dir = path.join(tmp, `best-resume-${deleteBest}`);
+      const first = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+      await trainAutoencoder({ model: first, ...opts, checkpointDir: dir, stopAfterEpoch: 2 });
+      first.dispose();
+      if (deleteBest) fs.rmSync(path.join(dir, 'best.safetensors'));
+      const resumed = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+      const run = trainAutoencoder({ model: resumed, ...opts, checkpointDir: dir, resume: true });
+      if (deleteBest) {
+        await expect(run).rejects.toThrow(/train: the best epoch was 2, but .*best\.safetensors is missing; the weights in memory are the last epoch's/);
+      } else {
+        expect((await run).bestEpoch).toBe(2);
+        for (const [k, t] of inMemory.stateDict()) expect(Array.from(resumed.stateDict().get(k)!.dataSync()), k).toEqual(Array.from(t.dataSync()));
+      }
+      resumed.dispose();
+    }
+    inMemory.dispose();
+  });
+
   it('resume refuses a checkpoint of another model configuration', async () => {
     const data = images(5, 32, 2);
     const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false };

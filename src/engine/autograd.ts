@@ -78,35 +78,36 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       if (inputGrads.length !== node.inputs.length) {
         throw new Error(`${node.op} backward: returned ${inputGrads.length} gradients for ${node.inputs.length} inputs`);
       }
-      const seen = new Set<Tensor>([g]);
+      // Tensors whose ownership passed to `grads`; every other one the backward returned, and g, is freed after the
+      // loop (so an input later in it can still read a gradient an earlier one summed).
+      const handed = new Set<Tensor>();
       node.inputs.forEach((input, j) => {
-        let gi = inputGrads[j];
-        if (!gi) return;
-        if (!input.requiresGrad) {
-          if (!seen.has(gi)) gi.dispose();
-          return;
-        }
-        if (seen.has(gi)) gi = gi.viewAs(gi.shape); // never hand one tensor object to two owners
-        seen.add(gi);
+        const gi = inputGrads[j];
+        if (!gi || !input.requiresGrad) return;
         if (gi.shape.length !== input.shape.length || gi.shape.some((d, k) => d !== input.shape[k])) {
           throw new Error(`${node.op} backward: gradient for input ${j} has shape ${shapeStr(gi.shape)}, expected ${shapeStr(input.shape)}`);
         }
         const prev = grads.get(input);
         if (prev) {
-          const sum = withPhase('backward', () => noGrad(() => add(prev, gi!)));
+          grads.set(input, withPhase('backward', () => noGrad(() => add(prev, gi))));
           prev.dispose();
-          gi.dispose();
-          grads.set(input, sum);
+        } else if (gi === g || handed.has(gi)) {
+          grads.set(input, gi.viewAs(gi.shape)); // never hand one tensor object to two owners
         } else {
           grads.set(input, gi);
+          handed.add(gi);
         }
       });
-      if (!inputGrads.includes(g)) g.dispose();
+      for (const x of new Set([...inputGrads, g])) if (x && !handed.has(x)) x.dispose();
       inputGrads = [];
       current = null;
     }
     for (const [leaf, g] of leafGrads) {
       if (leaf.grad && !leaf.grad.disposed) {
+        const old = leaf.grad;
+        if (old.shape.length !== leaf.shape.length || old.shape.some((d, k) => d !== leaf.shape[k]) || old.dtype !== leaf.dtype || old.backend !== leaf.backend) {
+          throw new Error(`backward: tensor #${leaf.id} ${shapeStr(leaf.shape)}${leaf.name ? ` '${leaf.name}'` : ''} holds a .grad of ${shapeStr(old.shape)} ${old.dtype} on '${old.backend.name}', not its own shape, dtype and backend; set .grad to null (zeroGrad) first`);
+        }
         const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
         newLeafGrads.push([leaf, sum]);
         g.dispose(); // (leafGrads still lists it: disposing twice is harmless)

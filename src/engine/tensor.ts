@@ -250,7 +250,9 @@ export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}):
   checkRange('uniform', 'hi', hi);
   if (hi < lo) throw new Error(`uniform: hi (${hi}) is below lo (${lo})`);
   // A float64 draw just below hi can round up to hi when stored as float32: such draws take the float32 below hi.
-  const top = (opts.dtype ?? 'float32') === 'float32' ? float32Below(hi) : hi;
+  const f32 = (opts.dtype ?? 'float32') === 'float32';
+  if (f32 && lo < hi && Math.fround(lo) >= hi) throw new Error(`uniform: no float32 value lies in [${lo}, ${hi})`);
+  const top = f32 ? float32Below(hi) : hi;
   return random('uniform', shape, opts, (rng) => {
     const v = rng.uniform(lo, hi);
     return v > top ? Math.max(top, Math.fround(lo)) : v; // (lo = hi: lo itself)

@@ -82,13 +82,13 @@ export function dataRoot(cfg: RunConfig): string {
     return cfg.data;
   }
   const root = path.join(cfg.out, 'data');
-  // Made again where it is missing, incomplete (an interrupted run), or made with another size, seed or fewer images.
+  // Made again where it is missing, incomplete (an interrupted run), or made for another size, seed or image counts.
   const stale = cfg.categories.filter((c) => !syntheticCategoryServes(path.join(root, c), syntheticOptions(cfg)));
   if (stale.length > 0) generateSynthetic(cfg, root, stale);
   return root;
 }
 
-/** What the synthetic set must hold for a run: its size and seed, and enough images for its limits. */
+/** What the synthetic set must be for a run: its size and seed, and the image counts its limits ask for. */
 function syntheticOptions(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainLimit' | 'testLimit'>): { size: number; seed: number; trainCount: number; testGoodCount: number; testDefectCount: number } {
   return {
     size: Math.max(cfg.size, 64), seed: cfg.seed,

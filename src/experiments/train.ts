@@ -171,12 +171,19 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         result.bestPsnr = valPsnr;
         result.bestEpoch = epoch + 1;
       }
+      if (improved) {
+        bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
+      }
       if (last && best) {
         const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
-        await saveCheckpoint(last, model, opt, meta);
-        if (improved) writeFileAtomic(best, fs.readFileSync(last)); // never a half-copied best.safetensors
-      } else if (improved) {
-        bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
+        // best before last: a run killed between the two resumes from the epoch before, never with a last.safetensors
+        // that names a best epoch best.safetensors does not hold. Both are whole files or nothing (writeFileAtomic).
+        if (improved) {
+          await saveCheckpoint(best, model, opt, meta);
+          writeFileAtomic(last, fs.readFileSync(best));
+        } else {
+          await saveCheckpoint(last, model, opt, meta);
+        }
       }
       o.onEpoch?.(result);
       if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
@@ -184,13 +191,24 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   } finally {
     bar?.stop();
   }
-  // Keep the best weights (from best.safetensors, or, without a checkpoint folder, from the copy kept in memory).
-  if (result.bestEpoch !== epochs) {
-    if (best && fs.existsSync(best)) await loadCheckpoint(best, model, null);
-    else if (bestState) await model.loadStateDict(bestState);
+  // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
+  // best.safetensors, which must then hold that epoch.
+  if (result.bestEpoch !== epochs && result.bestEpoch > 0) {
+    if (bestState) await model.loadStateDict(bestState);
+    else if (best && checkpointEpoch(best) === result.bestEpoch) await loadCheckpoint(best, model, null);
+    else {
+      throw new Error(`train: the best epoch was ${result.bestEpoch}, but ${best ?? 'no checkpoint folder'} ${best && fs.existsSync(best) ? `holds epoch ${checkpointEpoch(best)}` : 'is missing'}; the weights in memory are the last epoch's`);
+    }
   }
   opt.dispose();
   return result;
+}
+
+/** The epoch (1-based) a checkpoint of trainAutoencoder was written after, from its metadata; null if it says none. */
+function checkpointEpoch(file: string): number | null {
+  if (!fs.existsSync(file)) return null;
+  const training = JSON.parse(readSafetensors(file).metadata.training ?? '{}') as { epoch?: number };
+  return typeof training.epoch === 'number' ? training.epoch + 1 : null;
 }
 
 /**

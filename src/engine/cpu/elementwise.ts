@@ -184,7 +184,7 @@ export function reduceSumKernel(x: FloatArray, shape: readonly number[], axes: r
   // x is contiguous, so its rows keep stride 1; the output's is 1 (kept axis) or 0 (reduced).
   const c = coalesce(shape, [xStrides, outStrides]);
   const so = c.shape.length === 0 ? 0 : c.strides[1][c.shape.length - 1];
-  forEachRowIn(c.shape, c.strides, [0, 0], 0, x.length, ([ix, io], len) => {
+  forEachRowIn(c.shape, c.strides, [0, 0], 0, sizeOf(shape), ([ix, io], len) => {
     if (so === 0) {
       let t = 0;
       for (let i = 0; i < len; i++) t += x[ix + i];

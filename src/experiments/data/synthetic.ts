@@ -707,8 +707,9 @@ export function syntheticCategoryServes(catDir: string, want: Required<Pick<Gene
  * that already exists is replaced only if this generator wrote it (it holds the marker file
  * `.skipgrad-synthetic.json`); otherwise, unless it is empty, the call fails rather than delete foreign data.
  * Each category is written into a hidden folder next to it (the marker says complete: true at the end); then the
- * old folder is renamed aside, the new one renamed into place and the old one deleted, so an interrupted run
- * leaves the previous set or the new one, never half a set that looks complete.
+ * old folder is renamed aside, the new one renamed into place and the old one deleted. An interrupted run leaves
+ * the previous set, the new one, or (killed between the two renames) neither in place, which the next run
+ * generates again; never half a set that looks complete.
  */
 export function generateDataset(root: string, opts: GenerateOptions = {}): { root: string; categories: string[] } {
   const known = SYNTHETIC_CATEGORIES.map((c) => c.name);
