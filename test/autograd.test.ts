@@ -183,6 +183,23 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     for (const t of [x.grad, y.grad, x, y]) t.dispose();
   });
 
+  it('a custom op returning one gradient tensor for a repeated input and another input gets each its sum', () => {
+    const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+    const y = sg.fromArray([3, 4], [2], { ...f64, requiresGrad: true });
+    const op = sg.runOp({
+      op: 'sum3', inputs: [x, x, y], outputs: [[2]], flops: 0,
+      kernel: (be, [o], [a]) => be.copy(a, [1], 0, o, [1], 0, [2]),
+      backward: (gy) => { const A = sg.mul(gy, 2); return [A, A, A]; },
+    })[0];
+    const total = sg.sum(op);
+    const live = sg.memory().tensors;
+    total.backward(); // before, the second use of A read it after the first sum had freed it
+    expect(Array.from(x.grad!.dataSync())).toEqual([4, 4]);
+    expect(Array.from(y.grad!.dataSync())).toEqual([2, 2]);
+    expect(sg.memory().tensors).toBe(live + 2); // the two .grad tensors, nothing else
+    for (const t of [x.grad!, y.grad!, x, y, op, total]) t.dispose();
+  });
+
   it('detach() shares the values but stops the gradient', () => {
     sg.scope(() => {
       const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
@@ -223,7 +240,7 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
 });
 
 describe('tensors and memory', () => {
-  it('float32 uniform draws stay below hi (a float64 draw just below it would round up to it)', () => {
+  it('float32 uniform draws stay in [lo, hi) (a float64 draw can round to hi, or below a lo float32 cannot hold)', () => {
     // Values a float64 draw can take just below 1 round to 1 in float32; they must come out as the float32 below 1.
     const t = sg.uniform([200_000], 1 - 2 ** -20, 1, { rng: new sg.Rng(3) });
     const v = t.dataSync();
@@ -231,6 +248,13 @@ describe('tensors and memory', () => {
     for (let i = 0; i < v.length; i++) max = Math.max(max, v[i]);
     expect(max).toBe(Math.fround(1 - 2 ** -24)); // the largest float32 below 1
     t.dispose();
+    // And not below lo where float32 cannot hold lo: every value is a float32 within [lo, hi).
+    const lo = 1 + 1e-9, hi = 1.0000002;
+    const u = sg.uniform([1000], lo, hi, { rng: new sg.Rng(4) }).dataSync();
+    expect(u.every((x) => x >= lo && x < hi)).toBe(true);
+    expect(() => sg.uniform([4], 1 + 1e-9, 1 + 2e-9)).toThrow(/uniform: no float32 value lies in/);
+    expect(() => sg.uniform([4], 1e-46, 2e-46)).toThrow(/uniform: no float32 value lies in/);
+    expect(Array.from(sg.uniform([2], 0.1, 0.1).dataSync())).toEqual([Math.fround(0.1), Math.fround(0.1)]);
   });
 
   it('memory(backend) counts the tensors on that backend', () => {

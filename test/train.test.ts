@@ -262,9 +262,11 @@ describe('training loop', () => {
       first.dispose();
       if (deleteBest) fs.rmSync(path.join(dir, 'best.safetensors'));
       const resumed = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+      const live = sg.memory().tensors;
       const run = trainAutoencoder({ model: resumed, ...opts, checkpointDir: dir, resume: true });
       if (deleteBest) {
         await expect(run).rejects.toThrow(/train: the best epoch was 2, but .*best\.safetensors is missing; the weights in memory are the last epoch's/);
+        expect(sg.memory().tensors).toBe(live); // Adam's moments freed on the way out
       } else {
         expect((await run).bestEpoch).toBe(2);
         for (const [k, t] of inMemory.stateDict()) expect(Array.from(resumed.stateDict().get(k)!.dataSync()), k).toEqual(Array.from(t.dataSync()));

@@ -87,10 +87,16 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         if (gi.shape.length !== input.shape.length || gi.shape.some((d, k) => d !== input.shape[k])) {
           throw new Error(`${node.op} backward: gradient for input ${j} has shape ${shapeStr(gi.shape)}, expected ${shapeStr(input.shape)}`);
         }
+        // (An input the forward code disposed still passes its gradient on: only a live one can be compared.)
+        if (!input.disposed && (gi.dtype !== input.dtype || gi.backend !== input.backend)) {
+          throw new Error(`${node.op} backward: gradient for input ${j} is ${gi.dtype} on '${gi.backend.name}', the input ${input.dtype} on '${input.backend.name}'`);
+        }
         const prev = grads.get(input);
         if (prev) {
           grads.set(input, withPhase('backward', () => noGrad(() => add(prev, gi))));
-          prev.dispose();
+          // A gradient this loop handed over may be returned for a later input too: freed after the loop instead.
+          if (handed.has(prev)) handed.delete(prev);
+          else prev.dispose();
         } else if (gi === g || handed.has(gi)) {
           grads.set(input, gi.viewAs(gi.shape)); // never hand one tensor object to two owners
         } else {

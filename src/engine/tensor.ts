@@ -249,24 +249,22 @@ export function uniform(shape: Shape, lo = 0, hi = 1, opts: RandomOptions = {}):
   checkRange('uniform', 'lo', lo);
   checkRange('uniform', 'hi', hi);
   if (hi < lo) throw new Error(`uniform: hi (${hi}) is below lo (${lo})`);
-  // A float64 draw just below hi can round up to hi when stored as float32: such draws take the float32 below hi.
-  const f32 = (opts.dtype ?? 'float32') === 'float32';
-  if (f32 && lo < hi && Math.fround(lo) >= hi) throw new Error(`uniform: no float32 value lies in [${lo}, ${hi})`);
-  const top = f32 ? float32Below(hi) : hi;
-  return random('uniform', shape, opts, (rng) => {
-    const v = rng.uniform(lo, hi);
-    return v > top ? Math.max(top, Math.fround(lo)) : v; // (lo = hi: lo itself)
-  });
+  // A float64 draw can round out of [lo, hi) when stored as float32 (up to hi, or below a lo float32 cannot hold):
+  // float32 draws are kept within the float32 values of [lo, hi).
+  if ((opts.dtype ?? 'float32') !== 'float32' || lo === hi) return random('uniform', shape, opts, (rng) => rng.uniform(lo, hi));
+  const first = float32Step(lo, 1), last = float32Step(hi, -1);
+  if (first > last) throw new Error(`uniform: no float32 value lies in [${lo}, ${hi})`);
+  return random('uniform', shape, opts, (rng) => Math.min(last, Math.max(first, rng.uniform(lo, hi))));
 }
 
-/** The largest float32 value below x. */
-function float32Below(x: number): number {
+/** The float32 nearest x on the given side: the smallest float32 >= x (up = 1), or the largest < x (up = -1). */
+function float32Step(x: number, up: 1 | -1): number {
   const f = new Float32Array([x]);
-  if (f[0] < x) return f[0];
+  if (up === 1 ? f[0] >= x : f[0] < x) return f[0];
   const bits = new Uint32Array(f.buffer);
-  if (f[0] > 0) bits[0]--;
-  else if (f[0] < 0) bits[0]++;
-  else bits[0] = 0x80000001; // below +-0: the negative subnormal nearest 0
+  if (f[0] === 0) bits[0] = up === 1 ? 1 : 0x80000001; // the subnormal nearest 0 on that side
+  else if ((f[0] > 0) === (up === 1)) bits[0]++; // away from 0
+  else bits[0]--; // towards 0
   return f[0];
 }
 

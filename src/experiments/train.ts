@@ -90,118 +90,123 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   const backend = params[0].backend;
   const opt = new Adam(params, { lr: o.lr, decoupled: (o.optimizer ?? 'adamw') === 'adamw', weightDecay: o.weightDecay ?? ((o.optimizer ?? 'adamw') === 'adamw' ? 1e-2 : 0) });
-  const batches = batchRanges(o.train.length, batchSize);
-  const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batches.length);
-
-  // Fixed validation stains.
-  const valRng = new Rng(seed ^ 0x9e3779b9);
-  const valInputs = o.validation.map((im) => addStain(im, size, size, valRng).image);
-
-  const result: TrainResult = { history: [], bestEpoch: -1, bestPsnr: -Infinity, stepLosses: [] };
-  let startEpoch = 0;
-  const last = o.checkpointDir ? path.join(o.checkpointDir, 'last.safetensors') : null;
-  const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
-  /** Without a checkpoint folder: the values of the best epoch's weights and buffers, kept in memory. */
-  let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
-  if (o.resume && last && fs.existsSync(last)) {
-    // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
-    const saved = JSON.parse(readSafetensors(last).metadata.options ?? '{}') as Record<string, unknown>;
-    const now = savedOptions(model) as Record<string, unknown>;
-    const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
-    if (differ.length > 0) {
-      throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
-    }
-    const state = await loadCheckpoint(last, model, opt);
-    const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
-    startEpoch = meta.epoch + 1;
-    Object.assign(result, meta.result);
-    schedule.load(meta.schedule);
-  }
-
-  const stepsPerEpoch = batches.length;
-  const showBar = o.progress ?? Boolean(process.stderr.isTTY);
-  const bar = showBar ? new cliProgress.SingleBar({
-    format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
-    stream: process.stderr, hideCursor: true, etaBuffer: 50,
-  }, cliProgress.Presets.shades_classic) : null;
-  bar?.start((epochs - startEpoch) * stepsPerEpoch, 0, { epoch: startEpoch + 1, epochs, loss: '-', psnr: '-' });
-
+  // Adam's moments are freed however the run ends (an error included).
   try {
-    for (let epoch = startEpoch; epoch < epochs; epoch++) {
-      const t0 = performance.now();
-      opt.lr = schedule.lr(epoch);
-      model.train();
-      const rng = epochRng(seed, epoch, 0);
-      const order = o.train.map((_, i) => i);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = rng.int(0, i);
-        [order[i], order[j]] = [order[j], order[i]];
+    const batches = batchRanges(o.train.length, batchSize);
+    const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batches.length);
+
+    // Fixed validation stains.
+    const valRng = new Rng(seed ^ 0x9e3779b9);
+    const valInputs = o.validation.map((im) => addStain(im, size, size, valRng).image);
+
+    const result: TrainResult = { history: [], bestEpoch: -1, bestPsnr: -Infinity, stepLosses: [] };
+    let startEpoch = 0;
+    const last = o.checkpointDir ? path.join(o.checkpointDir, 'last.safetensors') : null;
+    const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
+    /** Without a checkpoint folder: the values of the best epoch's weights and buffers, kept in memory. */
+    let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
+    if (o.resume && last && fs.existsSync(last)) {
+      // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
+      const saved = JSON.parse(readSafetensors(last).metadata.options ?? '{}') as Record<string, unknown>;
+      const now = savedOptions(model) as Record<string, unknown>;
+      const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+      if (differ.length > 0) {
+        throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
       }
-      let lossSum = 0;
-      for (let s = 0; s < stepsPerEpoch; s++) {
-        const idx = order.slice(...batches[s]);
-        const clean = idx.map((i) => o.train[i]);
-        const stained = clean.map((im) => addStain(im, size, size, rng).image);
-        const lossTensor = scope(() => {
-          const x = batchTensor(stained, size, backend);
-          const y = batchTensor(clean, size, backend);
-          const loss = mseLoss(model.forward(x).output, y);
-          loss.backward();
-          opt.step();
-          zeroGrad(params);
-          return loss;
-        });
-        const loss = await lossTensor.item();
-        lossTensor.dispose();
-        if (!Number.isFinite(loss)) throw new Error(`train: the loss became ${loss} at epoch ${epoch + 1}, step ${s + 1} (try a lower learning rate, or run with SKIPGRAD_NAN_GUARD=1 to find the op)`);
-        result.stepLosses.push(loss);
-        lossSum += loss;
-        bar?.increment(1, { loss: loss.toFixed(5) });
-      }
-      const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
-      if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
-        throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
-      }
-      schedule.report?.(valPsnr);
-      const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, seconds: (performance.now() - t0) / 1000 };
-      result.history.push(record);
-      bar?.update({ epoch: epoch + 1, psnr: valPsnr.toFixed(2) });
-      const improved = valPsnr > result.bestPsnr;
-      if (improved) {
-        result.bestPsnr = valPsnr;
-        result.bestEpoch = epoch + 1;
-      }
-      if (improved) {
-        bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
-      }
-      if (last && best) {
-        const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
-        // best before last: a run killed between the two resumes from the epoch before, never with a last.safetensors
-        // that names a best epoch best.safetensors does not hold. Both are whole files or nothing (writeFileAtomic).
-        if (improved) {
-          await saveCheckpoint(best, model, opt, meta);
-          writeFileAtomic(last, fs.readFileSync(best));
-        } else {
-          await saveCheckpoint(last, model, opt, meta);
+      const state = await loadCheckpoint(last, model, opt);
+      const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
+      startEpoch = meta.epoch + 1;
+      Object.assign(result, meta.result);
+      schedule.load(meta.schedule);
+    }
+
+    const stepsPerEpoch = batches.length;
+    const showBar = o.progress ?? Boolean(process.stderr.isTTY);
+    const bar = showBar ? new cliProgress.SingleBar({
+      format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
+      stream: process.stderr, hideCursor: true, etaBuffer: 50,
+    }, cliProgress.Presets.shades_classic) : null;
+    bar?.start((epochs - startEpoch) * stepsPerEpoch, 0, { epoch: startEpoch + 1, epochs, loss: '-', psnr: '-' });
+
+    try {
+      for (let epoch = startEpoch; epoch < epochs; epoch++) {
+        const t0 = performance.now();
+        opt.lr = schedule.lr(epoch);
+        model.train();
+        const rng = epochRng(seed, epoch, 0);
+        const order = o.train.map((_, i) => i);
+        for (let i = order.length - 1; i > 0; i--) {
+          const j = rng.int(0, i);
+          [order[i], order[j]] = [order[j], order[i]];
         }
+        let lossSum = 0;
+        for (let s = 0; s < stepsPerEpoch; s++) {
+          const idx = order.slice(...batches[s]);
+          const clean = idx.map((i) => o.train[i]);
+          const stained = clean.map((im) => addStain(im, size, size, rng).image);
+          const lossTensor = scope(() => {
+            const x = batchTensor(stained, size, backend);
+            const y = batchTensor(clean, size, backend);
+            const loss = mseLoss(model.forward(x).output, y);
+            loss.backward();
+            opt.step();
+            zeroGrad(params);
+            return loss;
+          });
+          const loss = await lossTensor.item();
+          lossTensor.dispose();
+          if (!Number.isFinite(loss)) throw new Error(`train: the loss became ${loss} at epoch ${epoch + 1}, step ${s + 1} (try a lower learning rate, or run with SKIPGRAD_NAN_GUARD=1 to find the op)`);
+          result.stepLosses.push(loss);
+          lossSum += loss;
+          bar?.increment(1, { loss: loss.toFixed(5) });
+        }
+        const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
+        if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
+          throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
+        }
+        schedule.report?.(valPsnr);
+        const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, seconds: (performance.now() - t0) / 1000 };
+        result.history.push(record);
+        bar?.update({ epoch: epoch + 1, psnr: valPsnr.toFixed(2) });
+        const improved = valPsnr > result.bestPsnr;
+        if (improved) {
+          result.bestPsnr = valPsnr;
+          result.bestEpoch = epoch + 1;
+        }
+        if (improved) {
+          bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
+        }
+        if (last && best) {
+          const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
+          // best before last: a run killed between the two resumes from the epoch before and runs this epoch again,
+          // which writes best.safetensors again if it improves. Both are whole files or nothing (writeFileAtomic).
+          if (improved) {
+            await saveCheckpoint(best, model, opt, meta);
+            writeFileAtomic(last, fs.readFileSync(best));
+          } else {
+            await saveCheckpoint(last, model, opt, meta);
+          }
+        }
+        o.onEpoch?.(result);
+        if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
       }
-      o.onEpoch?.(result);
-      if (o.stopAfterEpoch !== undefined && epoch + 1 >= o.stopAfterEpoch) break;
+    } finally {
+      bar?.stop();
     }
+    // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
+    // best.safetensors, which must then hold that epoch.
+    if (result.bestEpoch !== epochs && result.bestEpoch > 0) {
+      if (bestState) await model.loadStateDict(bestState);
+      else if (best && checkpointEpoch(best) === result.bestEpoch) await loadCheckpoint(best, model, null);
+      else {
+        const held = best ? checkpointEpoch(best) : null;
+        throw new Error(`train: the best epoch was ${result.bestEpoch}, but ${best ?? 'best.safetensors'} ${best && fs.existsSync(best) ? (held === null ? 'does not say which epoch it holds' : `holds epoch ${held}`) : 'is missing'}; the weights in memory are the last epoch's`);
+      }
+    }
+    return result;
   } finally {
-    bar?.stop();
+    opt.dispose();
   }
-  // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
-  // best.safetensors, which must then hold that epoch.
-  if (result.bestEpoch !== epochs && result.bestEpoch > 0) {
-    if (bestState) await model.loadStateDict(bestState);
-    else if (best && checkpointEpoch(best) === result.bestEpoch) await loadCheckpoint(best, model, null);
-    else {
-      throw new Error(`train: the best epoch was ${result.bestEpoch}, but ${best ?? 'no checkpoint folder'} ${best && fs.existsSync(best) ? `holds epoch ${checkpointEpoch(best)}` : 'is missing'}; the weights in memory are the last epoch's`);
-    }
-  }
-  opt.dispose();
-  return result;
 }
 
 /** The epoch (1-based) a checkpoint of trainAutoencoder was written after, from its metadata; null if it says none. */
