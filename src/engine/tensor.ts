@@ -11,9 +11,10 @@
  */
 import type { Backend, Storage } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
+import { refusePromise } from './mode.js';
 import { defaultRng, type Rng } from './random.js';
 import { getBackend } from './registry.js';
-import { describeValue, expectOptions } from './ops/util.js';
+import { describeValue, expectIndexList, expectOptions } from './ops/util.js';
 
 /** The autograd record an op leaves on its output: its inputs and how to map an output gradient to input gradients. */
 export interface Node {
@@ -165,11 +166,6 @@ function resolveBackend(b: string | Backend | undefined): Backend {
   return typeof b === 'object' ? b : getBackend(b);
 }
 
-function checkShape(op: string, shape: Shape): void {
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new Error(`${op}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
-  }
-}
 
 /** Throws unless data is an array or typed array of numbers (a string such as '1' would otherwise become 1, and 'x' NaN). */
 function checkValues(op: string, data: ArrayLike<number>): void {
@@ -184,7 +180,7 @@ const CREATE_OPTIONS: Record<keyof CreateOptions, true> = { dtype: true, backend
 const RANDOM_OPTIONS: Record<keyof RandomOptions, true> = { ...CREATE_OPTIONS, rng: true };
 
 function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage, b: Backend) => void): Tensor {
-  checkShape(op, shape);
+  expectIndexList(op, 'shape', shape);
   const backend = resolveBackend(opts.backend);
   const dtype = opts.dtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`${op}: dtype '${dtype as string}' is not supported (expected float32 or float64)`);
@@ -215,7 +211,7 @@ export function scalar(value: number, opts: CreateOptions = {}): Tensor {
 
 export function fromArray(data: ArrayLike<number>, shape: Shape, opts: CreateOptions = {}): Tensor {
   expectOptions('fromArray', opts, CREATE_OPTIONS);
-  checkShape('fromArray', shape);
+  expectIndexList('fromArray', 'shape', shape);
   checkValues('fromArray', data);
   if (data.length !== sizeOf(shape)) {
     throw new Error(`fromArray: ${data.length} values do not fill shape ${shapeStr(shape)} (expected ${sizeOf(shape)})`);
@@ -231,7 +227,7 @@ export interface RandomOptions extends CreateOptions {
 function random(op: string, shape: Shape, opts: RandomOptions, draw: (rng: Rng) => number): Tensor {
   expectOptions(op, opts, RANDOM_OPTIONS);
   const { rng = defaultRng(), ...create } = opts;
-  checkShape(op, shape);
+  expectIndexList(op, 'shape', shape);
   const values = new Float64Array(sizeOf(shape));
   for (let i = 0; i < values.length; i++) values[i] = draw(rng);
   return fromArray(values, shape, create);
@@ -293,7 +289,7 @@ export function scope<T>(fn: () => T): T {
     throw e;
   }
   scopes.pop();
-  if (result instanceof Promise) throw new Error('scope: fn returned a Promise; scopes are synchronous (await outside, or read data after the scope)');
+  refusePromise('scope', result);
   const returned = new Set<Tensor>();
   collectTensors(result, returned);
   for (const t of created) {
