@@ -138,9 +138,10 @@ function requireCheckpoints(cfg: RunConfig, category: string, models: readonly M
 }
 
 /** The options a model's checkpoint was made with; throws unless it is that model (AESc or AE) at this run's size. */
-function checkpointOptions(cfg: RunConfig, category: string, model: ModelName): { file: string; options: AutoencoderOptions } {
+function checkpointOptions(cfg: RunConfig, category: string, model: ModelName): { file: string; options: AutoencoderOptions; stored: ReturnType<typeof readSafetensors> } {
   const file = checkpointFile(cfg, category, model);
-  const { metadata } = readSafetensors(file);
+  const stored = readSafetensors(file);
+  const { metadata } = stored;
   let options: AutoencoderOptions;
   try {
     options = JSON.parse(metadata.options ?? '') as AutoencoderOptions;
@@ -161,14 +162,14 @@ function checkpointOptions(cfg: RunConfig, category: string, model: ModelName): 
   if (cfg.channels !== null && options.baseChannels !== cfg.channels) {
     throw new Error(`${file}: the model has ${options.baseChannels} base channels, this run asks for --channels ${cfg.channels}; leave --channels out (it is read from the checkpoint) or pass ${options.baseChannels}`);
   }
-  return { file, options };
+  return { file, options, stored };
 }
 
 /** Rebuilds a trained model from its checkpoint (the options are stored in it). */
 export async function loadModel(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<Autoencoder> {
-  const { file, options } = checkpointOptions(cfg, category, model);
+  const { file, options, stored } = checkpointOptions(cfg, category, model);
   const m = new Autoencoder({ ...options, backend });
-  await loadCheckpoint(file, m, null);
+  await loadCheckpoint(file, m, null, stored);
   m.eval();
   return m;
 }

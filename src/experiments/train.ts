@@ -107,13 +107,14 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
     if (o.resume && last && fs.existsSync(last)) {
       // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
-      const saved = JSON.parse(readSafetensors(last).metadata.options ?? '{}') as Record<string, unknown>;
+      const stored = readSafetensors(last);
+      const saved = JSON.parse(stored.metadata.options ?? '{}') as Record<string, unknown>;
       const now = savedOptions(model) as Record<string, unknown>;
       const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
       if (differ.length > 0) {
         throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
       }
-      const state = await loadCheckpoint(last, model, opt);
+      const state = await loadCheckpoint(last, model, opt, stored);
       const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
       startEpoch = meta.epoch + 1;
       Object.assign(result, meta.result);
@@ -196,11 +197,12 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
     // best.safetensors, which must then hold that epoch.
     if (result.bestEpoch !== epochs && result.bestEpoch > 0) {
+      const stored = !bestState && best && fs.existsSync(best) ? readSafetensors(best) : null;
+      const held = stored ? checkpointEpoch(stored.metadata) : null;
       if (bestState) await model.loadStateDict(bestState);
-      else if (best && checkpointEpoch(best) === result.bestEpoch) await loadCheckpoint(best, model, null);
+      else if (stored && held === result.bestEpoch) await loadCheckpoint(best!, model, null, stored);
       else {
-        const held = best ? checkpointEpoch(best) : null;
-        throw new Error(`train: the best epoch was ${result.bestEpoch}, but ${best ?? 'best.safetensors'} ${best && fs.existsSync(best) ? (held === null ? 'does not say which epoch it holds' : `holds epoch ${held}`) : 'is missing'}; the weights in memory are the last epoch's`);
+        throw new Error(`train: the best epoch was ${result.bestEpoch}, but ${best ?? 'best.safetensors'} ${stored ? (held === null ? 'does not say which epoch it holds' : `holds epoch ${held}`) : 'is missing'}; the weights in memory are the last epoch's`);
       }
     }
     return result;
@@ -210,9 +212,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
 }
 
 /** The epoch (1-based) a checkpoint of trainAutoencoder was written after, from its metadata; null if it says none. */
-function checkpointEpoch(file: string): number | null {
-  if (!fs.existsSync(file)) return null;
-  const training = JSON.parse(readSafetensors(file).metadata.training ?? '{}') as { epoch?: number };
+function checkpointEpoch(metadata: Record<string, string>): number | null {
+  const training = JSON.parse(metadata.training ?? '{}') as { epoch?: number };
   return typeof training.epoch === 'number' ? training.epoch + 1 : null;
 }
 
@@ -279,9 +280,9 @@ export async function saveCheckpoint(file: string, model: Autoencoder, opt: Adam
   writeSafetensors(file, tensors, { format: 'skipgrad', options: JSON.stringify(savedOptions(model)), training });
 }
 
-/** Loads a checkpoint into the model (and the optimizer's moments, if given); returns its metadata. */
-export async function loadCheckpoint(file: string, model: Autoencoder, opt: Adam | null): Promise<{ training: string; options: string }> {
-  const { tensors, metadata } = readSafetensors(file);
+/** Loads a checkpoint into the model (and the optimizer's moments, if given); returns its metadata. `stored`: the file's contents, when the caller has read them already. */
+export async function loadCheckpoint(file: string, model: Autoencoder, opt: Adam | null, stored = readSafetensors(file)): Promise<{ training: string; options: string }> {
+  const { tensors, metadata } = stored;
   for (const [k, t] of tensors) {
     const bad = t.data.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) throw new Error(`${file}: '${k}' holds ${t.data[bad]} at index ${bad}: the weights are not finite (the run that saved them diverged); train again with a lower --lr`);
