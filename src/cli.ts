@@ -85,7 +85,7 @@ function parseNumber(name: string, v: string | undefined, dflt: number): number 
 }
 
 /** A whole number written in decimal digits (not '0x40', '1e3' or '1.0'), from min to max. */
-function parseInteger(name: string, v: string | undefined, dflt: number, min: number, max: number): number {
+function parseInteger(name: string, v: string | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return dflt;
   const n = Number(v);
   if (!/^\d+$/.test(v.trim()) || n < min || n > max) fail(`--${name} expects a whole number from ${min} to ${max}, got '${v}'`);
@@ -144,10 +144,6 @@ const RUN_OPTIONS = {
 
 const MAX_SEED = 2 ** 32 - 1;
 
-function positiveInt(name: string, v: string | undefined, dflt: number, min = 1, max = Number.MAX_SAFE_INTEGER): number {
-  return parseInteger(name, v, dflt, min, max);
-}
-
 /** Which commands use the options that only some of them read (the others refuse them rather than ignore them). */
 const ONLY_FOR: Partial<Record<keyof typeof RUN_OPTIONS, readonly string[]>> = {
   model: ['train', 'trace'],
@@ -196,15 +192,15 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
     categories: values.category !== undefined ? values.category.split(',').map((c) => c.trim()).filter(Boolean) : DEFAULTS.categories,
     models: DEFAULTS.models,
     preset: oneOf<Preset>('preset', values.preset, ['esann', 'icpr'], DEFAULTS.preset),
-    size: positiveInt('size', values.size, DEFAULTS.size, 8, MAX.size),
-    channels: values.channels === undefined ? null : positiveInt('channels', values.channels, 16, 1, MAX.channels),
-    epochs: positiveInt('epochs', values.epochs, DEFAULTS.epochs),
-    batch: positiveInt('batch', values.batch, DEFAULTS.batch, 1, MAX.batch),
+    size: parseInteger('size', values.size, DEFAULTS.size, 8, MAX.size),
+    channels: values.channels === undefined ? null : parseInteger('channels', values.channels, 16, 1, MAX.channels),
+    epochs: parseInteger('epochs', values.epochs, DEFAULTS.epochs),
+    batch: parseInteger('batch', values.batch, DEFAULTS.batch, 1, MAX.batch),
     lr,
-    seed: positiveInt('seed', values.seed, DEFAULTS.seed, 0, MAX_SEED),
-    trainLimit: positiveInt('train-limit', values['train-limit'], DEFAULTS.trainLimit, 0),
-    testLimit: positiveInt('test-limit', values['test-limit'], DEFAULTS.testLimit, 0),
-    analysisImages: positiveInt('analysis-images', values['analysis-images'], DEFAULTS.analysisImages),
+    seed: parseInteger('seed', values.seed, DEFAULTS.seed, 0, MAX_SEED),
+    trainLimit: parseInteger('train-limit', values['train-limit'], DEFAULTS.trainLimit, 0),
+    testLimit: parseInteger('test-limit', values['test-limit'], DEFAULTS.testLimit, 0),
+    analysisImages: parseInteger('analysis-images', values['analysis-images'], DEFAULTS.analysisImages),
     progress: !values['no-progress'],
     resume: values.resume === true,
     schedule: oneOf<ScheduleName>('schedule', values.schedule, SCHEDULE_NAMES, DEFAULTS.schedule),

@@ -181,27 +181,29 @@ describe('conv2d kernels vs naive loops (calling thread)', () => {
     }
   });
 
+  /** A geometry on the GEMM path, cut into the given chunks, checked against the reference. */
+  const checkChunked = (g: Conv2dGeometry, chunks: ReturnType<typeof chunking>, dtype: 'float32' | 'float64', seed: number): void => {
+    expect(usesDirectConv(g)).toBe(false);
+    expect(chunking(g)).toEqual(chunks);
+    checkConv(g, dtype, false, seed, true);
+  };
+
   it('chunks tall images into several row blocks', () => {
     // inChannels*kernel*outWidth large enough that an image is processed in several row chunks.
     const g: Conv2dGeometry = { batch: 2, inChannels: 8, inHeight: 70, inWidth: 300, outChannels: 3, kernelH: 5, kernelW: 5,
       outHeight: 68, outWidth: 150, strideH: 1, strideW: 2, padTop: 1, padLeft: 2 };
-    expect(usesDirectConv(g)).toBe(false);
-    expect(chunking(g)).toEqual({ images: 1, rows: 4, count: 17, units: 34 });
-    checkConv(g, 'float32', false, 11, true);
+    checkChunked(g, { images: 1, rows: 4, count: 17, units: 34 }, 'float32', 11);
   });
 
   it('puts small images side by side in one product, in groups of (nearly) equal size', () => {
     // 200 x 225 columns per image: two fit in a column matrix, so 5 images are 3 products (2, 2 and 1 images).
     const g: Conv2dGeometry = { batch: 5, inChannels: 8, inHeight: 33, inWidth: 33, outChannels: 6, kernelH: 5, kernelW: 5,
       outHeight: 15, outWidth: 15, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
-    expect(usesDirectConv(g)).toBe(false);
-    expect(chunking(g)).toEqual({ images: 2, rows: 15, count: 1, units: 3 });
-    checkConv(g, 'float64', false, 12, true);
+    checkChunked(g, { images: 2, rows: 15, count: 1, units: 3 }, 'float64', 12);
     // A 1x1 output (the esann encoder's deepest layer at 64x64): all 8 images in one product.
     const deep: Conv2dGeometry = { batch: 8, inChannels: 16, inHeight: 5, inWidth: 5, outChannels: 32, kernelH: 5, kernelW: 5,
       outHeight: 1, outWidth: 1, strideH: 2, strideW: 2, padTop: 0, padLeft: 0 };
-    expect(chunking(deep)).toEqual({ images: 8, rows: 1, count: 1, units: 1 });
-    checkConv(deep, 'float32', false, 13, true);
+    checkChunked(deep, { images: 8, rows: 1, count: 1, units: 1 }, 'float32', 13);
   });
 });
 
