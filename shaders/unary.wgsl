@@ -6,8 +6,8 @@
 //   integer p gives the signed real power, negative finite x with a non-integer p gives NaN, -Inf with
 //   one gives +Inf (p > 0) or +0 (p < 0), x^0 = 1)                   14 divScalar: x/p
 // tanh and sigmoid are evaluated from exp(-|x|) so they never overflow for large |x|.
-// Where WGSL leaves a builtin undefined (log of x <= 0 or NaN, sqrt of x < 0, exp of NaN; SwiftShader gives
-// finite values there), the result is set to what Math.log / Math.sqrt / Math.exp give, so both backends agree
+// Where WGSL leaves a builtin undefined (log of x <= 0 or NaN, sqrt of x < 0, exp of NaN, also inside tanh and
+// sigmoid; SwiftShader gives finite values there), the result is set to what Math.log / Math.sqrt / Math.exp give, so both backends agree
 // and the NaN guard sees the NaN.
 //
 // Bindings:
@@ -109,7 +109,10 @@ fn powScalar(v: f32, p: f32) -> f32 {
 
 fn tanhStable(v: f32) -> f32 {
   // tanh(v) = sign(v) * (1 - e) / (1 + e), e = exp(-2|v|); for small |v| the odd Taylor series
-  // keeps relative accuracy where (1 - e) cancels.
+  // keeps relative accuracy where (1 - e) cancels. NaN is returned as it is (exp(NaN) is undefined in WGSL).
+  if (isNanBits(v)) {
+    return v;
+  }
   let a = abs(v);
   var t: f32;
   if (a < 0.0625) {
@@ -123,6 +126,9 @@ fn tanhStable(v: f32) -> f32 {
 }
 
 fn sigmoidStable(v: f32) -> f32 {
+  if (isNanBits(v)) {
+    return v;
+  }
   let e = exp(-abs(v));
   let s = 1.0 / (1.0 + e);
   return select(e * s, s, v >= 0.0);

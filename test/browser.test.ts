@@ -138,10 +138,11 @@ describe.skipIf(!HAVE_CHROMIUM)('in headless Chromium', () => {
     expect(r.webgpu?.describe).toMatch(/^webgpu: /);
     expect(Math.abs(r.webgpu!.loss - r.cpu.loss)).toBeLessThan(1e-6);
     expect(r.maxDiff).toBeLessThan(1e-5);
-    // exp, log and sqrt outside their domain: WGSL leaves them undefined (SwiftShader gives finite values); the
-    // kernels return what the CPU's Math gives. (Finite values compared as strings with 6 digits of agreement.)
+    // exp, log and sqrt outside their domain, and tanh and sigmoid of NaN (made of exp): WGSL leaves those undefined
+    // (SwiftShader gives finite values); the kernels return what the CPU's Math gives. (Finite values compared as
+    // strings with 6 digits of agreement.)
     const edges = r.edges!;
-    for (const op of ['exp', 'log', 'sqrt']) {
+    for (const op of ['exp', 'log', 'sqrt', 'tanh', 'sigmoid']) {
       expect(edges.webgpu[op].map((v) => (Number.isFinite(Number(v)) ? Number(v).toPrecision(6) : v)), op)
         .toEqual(edges.cpu[op].map((v) => (Number.isFinite(Number(v)) ? Number(v).toPrecision(6) : v)));
     }

@@ -32,12 +32,13 @@ async function step(sg, backend) {
   return { loss: await loss.item(), grads: grads.map((g) => Array.from(g)), w1: Array.from(await p.w1.data()) };
 }
 
-/** exp, log and sqrt where WGSL leaves the builtins undefined: the values must be Math's (NaN, -Infinity...). */
+/** exp, log and sqrt where WGSL leaves the builtins undefined, and tanh and sigmoid (made of exp): the values must be
+ *  Math's (NaN, -Infinity...). */
 async function domainEdges(sg, backend) {
   sg.setBackend(backend);
   const x = sg.fromArray([-1, -0, 0, NaN, -Infinity, Infinity, 2], [7]);
   const out = {};
-  for (const op of ['exp', 'log', 'sqrt']) out[op] = Array.from(await sg[op](x).data(), (v) => String(v));
+  for (const op of ['exp', 'log', 'sqrt', 'tanh', 'sigmoid']) out[op] = Array.from(await sg[op](x).data(), (v) => String(v));
   return out;
 }
 
