@@ -7,12 +7,15 @@
  *   - bind groups are made once per (shader, storage buffers) and reused; trim() drops those of destroyed buffers;
  *   - a released buffer is handed out again at once, while recorded work still reads it, and that work still
  *     sees the old contents (work recorded later runs later);
+ *   - trim() submits recorded work before it destroys the pooled buffers; readback buffers are pooled by size class,
+ *     a few per class, and trimmed too; a buffer over the device's binding limit is refused at once;
  *   - errors name the op: an encoding error found only when the command buffer is finished (a dispatch over the
- *     workgroup limit), a bind group that cannot be made, an error outside any scope; after one, the runtime goes on.
+ *     workgroup limit), a bind group that cannot be made, an error outside any scope; after one, the runtime goes on,
+ *     and refuses to read what the failed work should have written or what was computed from it.
  */
 import { describe, expect, it } from 'vitest';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
-import { GpuRuntime, type GpuRuntimeOptions } from '../src/engine/webgpu/runtime.js';
+import { GpuRuntime, sizeClass, type GpuRuntimeOptions } from '../src/engine/webgpu/runtime.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { copy } from '../src/engine/webgpu/kernels/elementwise.js';
 import { download, haveGpu, inOp as op } from './webgpu/gpu.js';
@@ -30,6 +33,16 @@ async function freshRuntime(options: GpuRuntimeOptions = {}): Promise<GpuRuntime
 function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number, workgroups = Math.ceil(n / 256)): void {
   rt.dispatch({ shader: 'fill', params: [['u32', n], ['f32', value]], buffers: [out], workgroups: [workgroups] });
 }
+
+describe('webgpu runtime: buffer sizes', () => {
+  it('pools by powers of two from 256 bytes, and by the exact size (a multiple of 4) where that would pass the limit', () => {
+    expect([1, 256, 257, 1000, 4096, 4097].map((b) => sizeClass(b))).toEqual([256, 256, 512, 1024, 4096, 8192]);
+    expect(sizeClass(3e9, 2 ** 32 - 4)).toBe(3e9);
+    expect(sizeClass(3e9 + 2, 2 ** 32 - 4)).toBe(3e9 + 4);
+    expect(sizeClass(2 ** 31 + 1, 2 ** 32)).toBe(2 ** 32);
+    expect(sizeClass(100, 128)).toBe(100);
+  });
+});
 
 describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
   it('each dispatch sees its own Params, also across submits made when the arena is full', async () => {
@@ -149,6 +162,50 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     expect([...new Set(await download(rt, a, 1 << 18))]).toEqual([5]); // in order
   });
 
+  it('trim() submits recorded work before destroying the pooled buffers it reads', async () => {
+    const rt = await freshRuntime();
+    const n = 1000;
+    const a = rt.acquire(n * 4);
+    const b = rt.acquire(n * 4);
+    op(rt, 'a = 2', () => fill(rt, a, n, 2));
+    op(rt, 'b = a', () => copy(rt, a, [1], 0, b, [1], 0, [n]));
+    rt.release(a); // back in the pool while 'b = a' (recorded, not submitted) reads it
+    rt.trim();
+    expect([...new Set(await download(rt, b, n))]).toEqual([2]);
+    expect(rt.counters.pooledBuffers).toBe(0);
+  });
+
+  it('keeps a few readback buffers per power-of-two size class, and trim() destroys them', async () => {
+    const rt = await freshRuntime();
+    const classes = new Set<number>();
+    for (let i = 1; i <= 40; i++) {
+      const n = 1000 * i;
+      const buf = rt.acquire(n * 4);
+      op(rt, 'fill', () => fill(rt, buf, n, i));
+      expect([...new Set(await download(rt, buf, n))]).toEqual([i]);
+      rt.release(buf);
+      classes.add(sizeClass(n * 4));
+    }
+    expect(classes.size).toBeLessThan(10);
+    expect(rt.counters.stagingBuffers).toBeGreaterThan(0);
+    expect(rt.counters.stagingBuffers).toBeLessThanOrEqual(2 * classes.size); // one per size read before
+    expect(rt.counters.stagingBytes).toBeLessThanOrEqual(2 * [...classes].reduce((a, b) => a + b, 0));
+    rt.trim();
+    expect(rt.counters.stagingBuffers).toBe(0);
+    expect(rt.counters.stagingBytes).toBe(0);
+    const buf = rt.acquire(4000);
+    op(rt, 'fill', () => fill(rt, buf, 1000, 7));
+    expect([...new Set(await download(rt, buf, 1000))]).toEqual([7]);
+  });
+
+  it('refuses a buffer larger than the device can bind at once, naming the size and the limit', async () => {
+    const rt = await freshRuntime();
+    const limit = Math.min(rt.device.limits.maxStorageBufferBindingSize, rt.device.limits.maxBufferSize);
+    expect(() => rt.acquire(limit + 4)).toThrow(new RegExp(`^webgpu: a buffer of ${limit + 4} bytes .* is larger than this device can bind \\(maxStorageBufferBindingSize`));
+    expect(rt.counters.liveBuffers).toBe(0);
+    await rt.sync(); // nothing was left to fail later
+  });
+
   it('rejects a dispatch whose buffers do not match the shader, naming both counts', async () => {
     const rt = await freshRuntime();
     const a = rt.acquire(1024);
@@ -168,8 +225,44 @@ describe.skipIf(!GPU)('webgpu runtime: errors name the op', () => {
     op(rt, 'badop', () => fill(rt, out, 256, 1, 70000)); // over the 65535 workgroups per dimension
     await expect(rt.sync()).rejects.toThrow(/^webgpu: badop: validation error: .*65535[\s\S]*none of the 2 ops submitted with it ran/);
     // the runtime goes on: the next op runs and reads back
-    op(rt, 'after', () => fill(rt, good, 256, 6));
-    expect([...new Set(await download(rt, good, 256))]).toEqual([6]);
+    const next = rt.acquire(1024);
+    op(rt, 'after', () => fill(rt, next, 256, 6));
+    expect([...new Set(await download(rt, next, 256))]).toEqual([6]);
+  });
+
+  it('what a failed command buffer should have written, and what was computed from it, is refused on reading', async () => {
+    const rt = await freshRuntime();
+    const n = 256;
+    const before = rt.acquire(n * 4);
+    op(rt, 'before', () => fill(rt, before, n, 1));
+    await rt.sync();
+    const x = rt.acquire(n * 4);
+    const bad = rt.acquire(n * 4);
+    const y = rt.acquire(n * 4);
+    op(rt, 'x = 5', () => fill(rt, x, n, 5));
+    op(rt, 'badop', () => fill(rt, bad, n, 1, 70000));
+    rt.flush(); // the failed command buffer
+    op(rt, 'y = x', () => copy(rt, x, [1], 0, y, [1], 0, [n])); // submitted later, reads what never was written
+    // The first read says what failed; it and later reads of x or y refuse their values rather than give stale ones.
+    await expect(download(rt, y, n)).rejects.toThrow(/^webgpu: badop: validation error/);
+    await expect(download(rt, x, n)).rejects.toThrow(/these values were not computed.*\(webgpu: badop: validation error/s);
+    await expect(download(rt, y, n)).rejects.toThrow(/these values were not computed/);
+    // Work recorded now, from y, holds no computed values either.
+    const z = rt.acquire(n * 4);
+    op(rt, 'z = y', () => copy(rt, y, [1], 0, z, [1], 0, [n]));
+    await expect(download(rt, z, n)).rejects.toThrow(/these values were not computed/);
+    // What was written before the failure, new work, new uploads and buffers handed out again read as they should.
+    expect([...new Set(await download(rt, before, n))]).toEqual([1]);
+    const w = rt.acquire(n * 4);
+    op(rt, 'w = before', () => copy(rt, before, [1], 0, w, [1], 0, [n]));
+    expect([...new Set(await download(rt, w, n))]).toEqual([1]);
+    rt.write(x, new Float32Array(n).fill(3));
+    expect([...new Set(await download(rt, x, n))]).toEqual([3]);
+    rt.release(z);
+    const again = rt.acquire(n * 4);
+    expect(again).toBe(z);
+    op(rt, 'again = 4', () => fill(rt, again, n, 4));
+    expect([...new Set(await download(rt, again, n))]).toEqual([4]);
   });
 
   it('an encoding error in a timed op (a pass of its own) is named too', async () => {

@@ -193,4 +193,22 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     x.dispose();
     y.dispose();
   });
+
+  it('a tensor larger than the device can bind is refused when it is made, naming the op, the shape and the limit', async () => {
+    const be = gpu as WebGPUBackend;
+    const limit = Math.min(be.gpu.device.limits.maxStorageBufferBindingSize, be.gpu.device.limits.maxBufferSize);
+    const n = Math.floor(limit / 4) + 1;
+    const before = sg.memory('webgpu');
+    expect(() => sg.full([n], 1, { backend: 'webgpu' })).toThrow(new RegExp(`^full: shape \\[${n}\\]: webgpu: a buffer of ${4 * n} bytes .*maxStorageBufferBindingSize`));
+    const a = sg.fromArray([1, 2, 3], [3], { backend: 'webgpu' });
+    // An op's output: the op and which output are named, and nothing is left allocated.
+    const small = sg.full([2, 2, 1], 1, { backend: 'webgpu' });
+    const m = Math.ceil(n / 4);
+    expect(() => sg.broadcastTo(small, [2, 2, m])).toThrow(new RegExp(`^broadcastTo: output 0 \\[2,2,${m}\\]: webgpu: a buffer of ${16 * m} bytes`));
+    expect(Array.from(await sg.add(a, a).data())).toEqual([2, 4, 6]);
+    const after = sg.memory('webgpu');
+    expect(after.storages - before.storages).toBe(3); // a, small and a + a (not disposed): nothing of the refused ones
+    a.dispose();
+    small.dispose();
+  });
 });

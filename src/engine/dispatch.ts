@@ -76,7 +76,14 @@ export function runOp(call: OpCall): Tensor[] {
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {
-    const storages = call.outputs.map((s) => backend.alloc(dtype, sizeOf(s)));
+    // Outputs one by one, so that a refused one (more than the device can hold) frees those made before it.
+    const storages: Storage[] = [];
+    try {
+      for (const s of call.outputs) storages.push(backend.alloc(dtype, sizeOf(s)));
+    } catch (e) {
+      for (const s of storages) backend.free(s);
+      throw new Error(`${op}: output ${storages.length} ${shapeStr(call.outputs[storages.length])}: ${(e as Error).message}`, { cause: e });
+    }
     backend.beginOp?.(op, traces.length > 0);
     try {
       kernelNote = call.kernel!(backend, storages, inputs.map((t) => t.handle)) ?? undefined;

@@ -184,7 +184,12 @@ function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage
   const backend = resolveBackend(opts.backend);
   const dtype = opts.dtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`${op}: dtype '${dtype as string}' is not supported (expected float32 or float64)`);
-  const s = backend.alloc(dtype, sizeOf(shape));
+  let s: Storage;
+  try {
+    s = backend.alloc(dtype, sizeOf(shape));
+  } catch (e) {
+    throw new Error(`${op}: shape ${shapeStr(shape)}: ${(e as Error).message}`, { cause: e });
+  }
   init(s, backend);
   const t = new Tensor(s, shape);
   t.requiresGrad = opts.requiresGrad ?? false;

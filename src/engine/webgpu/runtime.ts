@@ -117,6 +117,8 @@ interface ShaderLayout {
   pipelineLayout: GPUPipelineLayout;
   /** Storage buffers bound at 1..storage. */
   storage: number;
+  /** writes[i]: storage buffer i (binding i + 1) is bound read_write (the kernel may write it). */
+  writes: boolean[];
 }
 
 export interface GpuRuntimeOptions {
@@ -162,11 +164,18 @@ export class GpuRuntime {
   /** Submits whose work the GPU has not been seen to finish (counted down as onSubmittedWorkDone resolves). */
   private inFlight = 0;
   private querySet: GPUQuerySet | null = null;
-  private readonly errors: Promise<string | null>[] = [];
+  /** Errors the device will report, each with the first submit whose results it spoils (see spoil()). */
+  private readonly errors: { message: Promise<string | null>; submit: number }[] = [];
   private lost: string | null = null;
+  /** The submit (its index, counters.submits when it was recorded) that last wrote each storage buffer. */
+  private readonly lastWrite = new Map<GPUBuffer, number>();
+  /** Buffers whose contents were not computed (their command buffer failed) or came from such a buffer: the error. */
+  private readonly failed = new Map<GPUBuffer, string>();
 
   readonly counters = {
     liveBuffers: 0, liveBytes: 0, pooledBuffers: 0, pooledBytes: 0, submits: 0, dispatches: 0, pipelines: 0, bindGroups: 0,
+    /** Readback (MAP_READ) buffers kept for reuse. */
+    stagingBuffers: 0, stagingBytes: 0,
   };
 
   /** hasTimestamps: the device has 'timestamp-query'; software: the adapter is CPU-emulated (lavapipe), where kernels
@@ -178,7 +187,8 @@ export class GpuRuntime {
     this.arena = new DataView(new ArrayBuffer(slots * PARAMS_BYTES));
     device.addEventListener('uncapturederror', (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
-      this.errors.push(Promise.resolve(`webgpu: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'error'}: ${e.message}`));
+      // Not tied to a submit: every result computed so far is suspect.
+      this.errors.push({ message: Promise.resolve(`webgpu: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'error'}: ${e.message}`), submit: 0 });
     });
     void device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
@@ -195,10 +205,20 @@ export class GpuRuntime {
 
   // ---- memory ----
 
-  /** A storage buffer of at least `bytes` (pooled by power-of-two size class). */
+  /**
+   * A storage buffer of at least `bytes` (pooled by power-of-two size class, or of the exact size where the class
+   * would exceed the device's limits). More than the device can bind is refused here, at once, naming the size and
+   * the limit (WebGPU itself would report it later, as an invalid buffer that fails the whole command buffer).
+   */
   acquire(bytes: number): GPUBuffer {
     this.checkAlive('alloc');
-    const size = sizeClass(bytes);
+    const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
+    if (bytes > limit) {
+      throw new Error(`webgpu: ${this.currentOp !== null ? `${this.currentOp}: ` : ''}a buffer of ${bytes} bytes (${mib(bytes)}) is larger than this device can bind `
+        + `(maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize} bytes, maxBufferSize ${this.device.limits.maxBufferSize}); `
+        + 'use a smaller batch or image, or the cpu backend');
+    }
+    const size = sizeClass(bytes, limit);
     const free = this.freeStorage.get(size);
     let buf: GPUBuffer | undefined;
     if (free && free.length > 0) {
@@ -222,6 +242,9 @@ export class GpuRuntime {
 
   /** Returns a buffer to the pool (work recorded after this that reuses it runs after the work recorded before). */
   release(buf: GPUBuffer): void {
+    // Whatever it held is gone: its next owner writes it before reading it.
+    this.failed.delete(buf);
+    this.lastWrite.delete(buf);
     this.counters.liveBuffers--;
     this.counters.liveBytes -= buf.size;
     this.toPool(buf);
@@ -240,13 +263,25 @@ export class GpuRuntime {
     return this.bindGroups.size;
   }
 
-  /** Destroys every pooled (free) buffer (and forgets the cached bind groups, some of which hold them). */
+  /** Destroys every pooled (free) buffer, storage and readback (and forgets the cached bind groups, some of which
+   *  hold them). Recorded work is submitted first: it may still use a freed buffer (WebGPU keeps a destroyed buffer
+   *  alive for work already submitted, not for work still being recorded). */
   trim(): void {
+    this.flush();
     this.bindGroups.clear();
-    for (const list of this.freeStorage.values()) for (const b of list) b.destroy();
+    for (const list of this.freeStorage.values()) {
+      for (const b of list) {
+        this.lastWrite.delete(b);
+        b.destroy();
+      }
+    }
     this.freeStorage.clear();
     this.counters.pooledBuffers = 0;
     this.counters.pooledBytes = 0;
+    for (const list of this.freeStaging.values()) for (const b of list) b.destroy();
+    this.freeStaging.clear();
+    this.counters.stagingBuffers = 0;
+    this.counters.stagingBytes = 0;
   }
 
   /** Uploads data into buffer (after submitting recorded work, so the write lands after it). */
@@ -254,26 +289,55 @@ export class GpuRuntime {
     this.checkAlive('write');
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+    // New contents from the host: whatever failed before does not concern them.
+    this.failed.delete(buf);
+    this.lastWrite.delete(buf);
   }
 
-  /** Copies `bytes` bytes of buf back to the CPU. */
+  /**
+   * Copies `bytes` bytes of buf back to the CPU. Throws the device's errors so far, and (on a later read) for a buffer
+   * whose contents were not computed because a command buffer failed, or were computed from such a buffer.
+   */
   async read(buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     this.checkAlive('read');
-    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
-    const free = this.freeStaging.get(size);
-    const staging = free?.pop()
+    const copy = Math.min(Math.max(4, Math.ceil(bytes / 4) * 4), buf.size);
+    const size = sizeClass(copy, this.device.limits.maxBufferSize);
+    const staging = this.freeStaging.get(size)?.pop();
+    if (staging) {
+      this.counters.stagingBuffers--;
+      this.counters.stagingBytes -= size;
+    }
+    const target = staging
       ?? this.guarded('createBuffer (readback)', () => this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }));
     this.endPass();
     const enc = this.takeEncoder();
-    enc.copyBufferToBuffer(buf, 0, staging, 0, Math.min(size, buf.size));
+    enc.copyBufferToBuffer(buf, 0, target, 0, copy);
     this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = staging.getMappedRange(0, size).slice(0, bytes);
-    staging.unmap();
+    let out: ArrayBuffer;
+    try {
+      await target.mapAsync(GPUMapMode.READ, 0, copy);
+      out = target.getMappedRange(0, copy).slice(0, bytes);
+      target.unmap();
+    } catch (e) {
+      target.destroy();
+      await this.throwPendingErrors();
+      throw e;
+    }
+    // Kept for the next read of this size class: a few per class, so reading many sizes holds no more than that.
     const list = this.freeStaging.get(size) ?? [];
-    list.push(staging);
-    this.freeStaging.set(size, list);
+    if (list.length < STAGING_PER_CLASS) {
+      list.push(target);
+      this.freeStaging.set(size, list);
+      this.counters.stagingBuffers++;
+      this.counters.stagingBytes += size;
+    } else {
+      target.destroy();
+    }
     await this.throwPendingErrors();
+    const failed = this.failed.get(buf);
+    if (failed !== undefined) {
+      throw new Error(`webgpu: these values were not computed: the work that makes them failed, or used results of work that failed (${failed})`);
+    }
     return out;
   }
 
@@ -333,8 +397,30 @@ export class GpuRuntime {
     const [x, y = 1, z = 1] = spec.workgroups;
     pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    this.noteWrites(spec.buffers, layout.writes);
     // Outside an op (internal work such as poisoning new buffers), each dispatch gets a pass of its own.
     if (this.currentOp === null) this.endPass();
+  }
+
+  /**
+   * Records which buffers a dispatch may write, in which submit (spoil() needs it), and passes on failure: what is
+   * computed from a buffer that holds no computed values holds none either.
+   */
+  private noteWrites(buffers: readonly GPUBuffer[], writes: readonly boolean[]): void {
+    let failed: string | undefined;
+    if (this.failed.size > 0) {
+      for (const b of buffers) {
+        failed = this.failed.get(b);
+        if (failed !== undefined) break;
+      }
+    }
+    const submit = this.counters.submits;
+    for (let i = 0; i < buffers.length; i++) {
+      // (The dummy stands in for absent inputs and outputs: what it holds is never used.)
+      if (!writes[i] || buffers[i] === this.dummyBuffer) continue;
+      this.lastWrite.set(buffers[i], submit);
+      if (failed !== undefined) this.failed.set(buffers[i], failed);
+    }
   }
 
   /** Ops a command buffer takes before it is submitted: few when the GPU is idle (opsPerFirstSubmit), else opsPerSubmit. */
@@ -367,7 +453,7 @@ export class GpuRuntime {
     // by the call that made them: catch them here and name the op from its debug group or its pass label. Such a
     // command buffer runs none of its ops.
     const names = ops.map((o) => o.name);
-    this.scoped(() => this.device.queue.submit([enc.finish()]), (e) => submitError(e.message, names));
+    this.scoped(() => this.device.queue.submit([enc.finish()]), (e) => submitError(e.message, names), this.counters.submits);
     this.counters.submits++;
     this.inFlight++;
     const done = (): void => {
@@ -404,22 +490,42 @@ export class GpuRuntime {
 
   private async throwPendingErrors(): Promise<void> {
     const pending = this.errors.splice(0);
-    const messages = (await Promise.all(pending)).filter((m): m is string => m !== null);
-    if (messages.length > 0) throw new Error(messages.length > 1 ? `${messages[0]} (and ${messages.length - 1} more)` : messages[0]);
+    const found = (await Promise.all(pending.map(async (e) => ({ message: await e.message, submit: e.submit }))))
+      .filter((e): e is { message: string; submit: number } => e.message !== null);
+    if (found.length > 0) {
+      this.spoil(Math.min(...found.map((e) => e.submit)), found[0].message);
+      const messages = [...new Set(found.map((e) => e.message))];
+      const shown = messages.slice(0, MAX_ERRORS_SHOWN).join('\n');
+      throw new Error(messages.length > MAX_ERRORS_SHOWN ? `${shown}\n(and ${messages.length - MAX_ERRORS_SHOWN} more)` : shown);
+    }
     if (this.lost) throw new Error(`webgpu: device lost (${this.lost})`);
   }
 
+  /**
+   * A command buffer from submit `first` on failed (none of its ops ran), or an object it used could not be made.
+   * Everything written from that submit on is marked failed: the failed ops' outputs hold old values, and ops
+   * submitted after them may have read those. A later read of such a buffer throws, naming `message`, until the
+   * buffer is written anew (by an upload, or after it was freed); ops recorded from now on pass the mark on.
+   */
+  private spoil(first: number, message: string): void {
+    for (const [buf, submit] of this.lastWrite) if (submit >= first && !this.failed.has(buf)) this.failed.set(buf, message);
+  }
+
   /** Runs fn inside validation and out-of-memory error scopes; an error it raised is thrown, worded by `message`,
-   *  at the next read or sync. */
-  private scoped<T>(fn: () => T, message: (e: GPUError) => string): T {
+   *  at the next read or sync. `submit`: the first submit whose results the error spoils (default: the one being
+   *  recorded, which uses what fn creates). */
+  private scoped<T>(fn: () => T, message: (e: GPUError) => string, submit = this.counters.submits): T {
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
     const out = fn();
     const scopes = [this.device.popErrorScope(), this.device.popErrorScope()];
-    this.errors.push(Promise.all(scopes).then(([v, o]) => {
-      const e = v ?? o;
-      return e ? message(e) : null;
-    }));
+    this.errors.push({
+      message: Promise.all(scopes).then(([v, o]) => {
+        const e = v ?? o;
+        return e ? message(e) : null;
+      }),
+      submit,
+    });
     return out;
   }
 
@@ -455,7 +561,7 @@ export class GpuRuntime {
         })),
       }));
       const pipelineLayout = this.guarded(`layout of ${shader}`, () => this.device.createPipelineLayout({ label: shader, bindGroupLayouts: [bindGroupLayout] }));
-      l = { bindGroupLayout, pipelineLayout, storage: kinds.length - 1 };
+      l = { bindGroupLayout, pipelineLayout, storage: kinds.length - 1, writes: kinds.slice(1).map((k) => k === 'storage') };
       this.layouts.set(shader, l);
     }
     return l;
@@ -565,8 +671,19 @@ export function submitError(message: string, ops: readonly string[]): string {
   return `webgpu: ${op}: validation error: ${message.trim()} (${none})`;
 }
 
-function sizeClass(bytes: number): number {
+/** Readback buffers kept per size class. */
+const STAGING_PER_CLASS = 2;
+/** Distinct device errors one read or sync lists before "(and N more)". */
+const MAX_ERRORS_SHOWN = 4;
+
+/** The pool's size for a buffer of `bytes`: the next power of two from 256 bytes, or `bytes` rounded up to a multiple
+ *  of 4 where that power of two would exceed `limit` (a device limit that need not be a power of two). */
+export function sizeClass(bytes: number, limit = Infinity): number {
   let s = 256;
   while (s < bytes) s *= 2;
-  return s;
+  return s <= limit ? s : Math.ceil(bytes / 4) * 4;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
