@@ -2,7 +2,7 @@
  * The WebGPU elementwise / copy / reduction kernels (src/engine/webgpu/kernels/elementwise.ts, shaders/fill,
  * copy, unary, binary, reduce_sum, mse_loss, value_stats, adam) against the CPU reference kernels
  * (src/engine/cpu/elementwise.ts, the CPU backend's valueStats / mseLoss formulas, a plain JS Adam),
- * on shapes drawn by fast-check: ranks 0-8, odd sizes, size-1 and broadcast (stride 0) axes, permuted
+ * on shapes drawn by fast-check: ranks 0-11 (the shaders walk 8 axes; more take extra passes), odd sizes, size-1 and broadcast (stride 0) axes, permuted
  * and sliced operands, padded destinations. Every output starts filled with NaN (poisoned()), so an
  * element a kernel forgets to write fails.
  *
@@ -118,14 +118,14 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     }), { numRuns: 12 });
   });
 
-  it('copy: permuted, sliced, broadcast sources into padded destinations, rank 0-8', async () => {
+  it('copy: permuted, sliced, broadcast sources into padded destinations, rank 0-11 (the shader walks 8)', async () => {
     const rt = await rtOrThrow();
     const arb = fc.record({
-      shape: shapeArb(0, 8, 4).filter((s) => sizeOf(s) <= 4000),
+      shape: fc.oneof(shapeArb(0, 8, 4), shapeArb(9, 11, 3)).filter((s) => sizeOf(s) <= 4000),
       seed: fc.nat(),
       slice: fc.boolean(),
       pad: fc.boolean(),
-      bcast: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+      bcast: fc.array(fc.boolean(), { minLength: 11, maxLength: 11 }),
     });
     await fc.assert(fc.asyncProperty(arb, async ({ shape, seed, slice, pad, bcast }) => {
       const r = rng(seed);
@@ -222,16 +222,16 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     }
   });
 
-  it('binary: every op with broadcasting and permuted operands, rank 0-8', async () => {
+  it('binary: every op with broadcasting and permuted operands, rank 0-11 (the shader walks 8)', async () => {
     const rt = await rtOrThrow();
     const ops: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'reluGrad', 'leakyReluGrad', 'sigmoidGrad', 'tanhGrad'];
     const arb = fc.record({
       op: fc.constantFrom(...ops),
-      shape: shapeArb(0, 8, 5).filter((s) => sizeOf(s) <= 5000),
+      shape: fc.oneof(shapeArb(0, 8, 5), shapeArb(9, 11, 3)).filter((s) => sizeOf(s) <= 5000),
       seed: fc.nat(),
       slice: fc.boolean(),
-      ba: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
-      bb: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+      ba: fc.array(fc.boolean(), { minLength: 11, maxLength: 11 }),
+      bb: fc.array(fc.boolean(), { minLength: 11, maxLength: 11 }),
       param: fc.constantFrom(0.01, 0.2, -1.5),
     });
     await fc.assert(fc.asyncProperty(arb, async ({ op: name, shape, seed, slice, ba, bb, param }) => {
@@ -254,6 +254,35 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       rt.release(ob);
       expectClose(got, ref, 1e-5 * Math.max(1, maxAbs(ref)), `binary ${name} shape [${shape}] a [${A.strides}] b [${B.strides}]`);
     }), { numRuns: 60 });
+  });
+
+  it('copy and binary beyond the 8 axes the shaders walk: extra dispatches, the same values as the CPU', async () => {
+    const rt = await rtOrThrow();
+    const shape = [2, 2, 2, 2, 2, 2, 2, 2, 3]; // 9 axes
+    const n = sizeOf(shape);
+    // copy: all axes reversed (no two can merge)
+    const xStrides = contiguousStrides([...shape].reverse()).reverse();
+    const x = randomArray(21, n);
+    const ref = new Float64Array(n);
+    copyKernel(x, xStrides, 0, ref, contiguousStrides(shape), 0, shape);
+    const xb = upload(rt, x);
+    const ob = poisoned(rt, n);
+    const d0 = rt.counters.dispatches;
+    op(rt, 'copy', () => copy(rt, xb, xStrides, 0, ob, contiguousStrides(shape), 0, shape));
+    expect(rt.counters.dispatches - d0).toBe(2); // the outermost axis, one dispatch per index
+    expectClose(await download(rt, ob, n), ref, 0, 'copy of 9 reversed axes');
+    // binary: a broadcast along the odd axes, b along the even ones (no two axes merge in every operand)
+    const aStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? 0 : st));
+    const bStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? st : 0));
+    const b = randomArray(22, n);
+    const sum = new Float64Array(n);
+    binaryKernel('sub', x, aStrides, b, bStrides, sum, shape, 0);
+    const bb = upload(rt, b);
+    const d1 = rt.counters.dispatches;
+    op(rt, 'sub', () => binary(rt, 'sub', xb, aStrides, bb, bStrides, ob, shape, 0));
+    expect(rt.counters.dispatches - d1).toBe(5); // a and b copied out (2 dispatches each), then one binary
+    expectClose(await download(rt, ob, n), sum.map(Math.fround), 0, 'sub over 9 alternately broadcast axes');
+    for (const buf of [xb, ob, bb]) rt.release(buf);
   });
 
   async function checkReduce(rt: GpuRuntime, shape: number[], axes: number[], scale: number, seed: number, lo = -1, hi = 1, relTol = 1e-5): Promise<void> {
@@ -301,6 +330,9 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     await checkReduce(rt, [50000, 5], [1], 1, 6);
     await checkReduce(rt, [5, 40000], [0], 1, 7);
     await checkReduce(rt, [3, 1000, 9], [0, 2], 2, 8);
+    // Kept and reduced axes alternating more often than the shader's 4 groups of each.
+    await checkReduce(rt, [2, 3, 2, 3, 2, 3, 2, 3, 2, 3], [1, 3, 5, 7, 9], 1, 12);
+    await checkReduce(rt, [3, 2, 3, 2, 3, 2, 3, 2, 3, 5], [0, 2, 4, 6, 8], 0.5, 13);
     // No axes (scaled copy), rank 0, a size-1 reduced axis.
     await checkReduce(rt, [7, 9], [], 3, 9);
     await checkReduce(rt, [], [], 2, 10);

@@ -5,7 +5,8 @@
  *
  * Strided index spaces (copy, binary, reduceSum) are canonicalised on the host before dispatch: size-1
  * axes are dropped and neighbouring axes that are contiguous in every operand are merged, so the shaders
- * usually walk rank 1-3 spaces whatever the logical rank.
+ * usually walk rank 1-3 spaces whatever the logical rank (beyond the shaders' 8 axes, or 4 kept and 4 reduced axis
+ * groups, see copy, binary and reduceSum).
  *
  * Buffers: an input and an output of one call must be different GPUBuffers (WebGPU rejects a buffer bound
  * both read-only and writable in one dispatch).
@@ -78,9 +79,6 @@ function vec4(values: readonly number[], pad: number): Param[] {
   return out;
 }
 
-function checkRank(what: string, rank: number): void {
-  if (rank > MAX_RANK) throw new Error(`webgpu: ${what}: rank ${rank} exceeds ${MAX_RANK} after merging contiguous axes`);
-}
 
 /** out[i] = value for i < n. */
 export function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number): void {
@@ -93,15 +91,36 @@ export function copy(rt: GpuRuntime, x: GPUBuffer, xStrides: readonly number[], 
   out: GPUBuffer, outStrides: readonly number[], outOffset: number, shape: readonly number[]): void {
   const c = collapseAxes(shape, [xStrides, outStrides]);
   if (!c) return;
-  checkRank('copy', c.shape.length);
-  const n = c.shape.reduce((a, b) => a * b, 1);
-  rt.dispatch({
-    shader: 'copy',
-    params: [...vec8('u32', c.shape), ...vec8('i32', c.strides[0]), ...vec8('i32', c.strides[1]),
-      ['u32', n], ['u32', c.shape.length], ['u32', xOffset], ['u32', outOffset]],
-    buffers: [x, out],
-    workgroups: grid1d(n, WG),
+  // The shader walks at most MAX_RANK axes: beyond that (rare: it takes that many axes that no operand can merge),
+  // one dispatch per index of the outer axes, each at its own offsets.
+  const outer = Math.max(0, c.shape.length - MAX_RANK);
+  const inner = c.shape.slice(outer);
+  const n = inner.reduce((a, b) => a * b, 1);
+  forEachIndex(c.shape.slice(0, outer), (idx) => {
+    let xo = xOffset, oo = outOffset;
+    idx.forEach((k, d) => {
+      xo += k * c.strides[0][d];
+      oo += k * c.strides[1][d];
+    });
+    rt.dispatch({
+      shader: 'copy',
+      params: [...vec8('u32', inner), ...vec8('i32', c.strides[0].slice(outer)), ...vec8('i32', c.strides[1].slice(outer)),
+        ['u32', n], ['u32', inner.length], ['u32', xo], ['u32', oo]],
+      buffers: [x, out],
+      workgroups: grid1d(n, WG),
+    });
   });
+}
+
+/** Calls fn with every index of `shape` (row-major order); once, with [], for rank 0. */
+function forEachIndex(shape: readonly number[], fn: (idx: readonly number[]) => void): void {
+  const idx = shape.map(() => 0);
+  for (;;) {
+    fn(idx);
+    let d = shape.length - 1;
+    while (d >= 0 && ++idx[d] === shape[d]) idx[d--] = 0;
+    if (d < 0) return;
+  }
 }
 
 /** out[i] = op(x[i], param) for i < n. */
@@ -122,8 +141,19 @@ export function binary(rt: GpuRuntime, op: BinaryOp, a: GPUBuffer, aStrides: rea
   if (code === undefined) throw new Error(`webgpu: unknown binary op '${op as string}'`);
   const c = collapseAxes(outShape, [aStrides, bStrides, rowMajorStrides(outShape)]);
   if (!c) return;
-  checkRank('binary', c.shape.length);
   const n = c.shape.reduce((p, q) => p * q, 1);
+  if (c.shape.length > MAX_RANK) {
+    // More axes than the shader walks (see copy): both operands are first copied out in out's row-major order.
+    const dense = rowMajorStrides(outShape);
+    const ta = rt.acquire(n * 4);
+    const tb = rt.acquire(n * 4);
+    copy(rt, a, aStrides, 0, ta, dense, 0, outShape);
+    copy(rt, b, bStrides, 0, tb, dense, 0, outShape);
+    binary(rt, op, ta, [1], tb, [1], out, [n], param);
+    rt.release(ta);
+    rt.release(tb);
+    return;
+  }
   rt.dispatch({
     shader: 'binary', constants: { OP: code },
     params: [...vec8('u32', c.shape), ...vec8('i32', c.strides[0]), ...vec8('i32', c.strides[1]),
@@ -210,7 +240,17 @@ export function reduceSum(rt: GpuRuntime, x: GPUBuffer, shape: readonly number[]
     g.strides.push(strides[i]);
   });
   if (kept.shape.length > 4 || red.shape.length > 4) {
-    throw new Error(`webgpu: reduceSum: shape [${shape.join(',')}] over axes [${axes.join(',')}] alternates kept and reduced axes more than 4 times`);
+    // The shader walks at most 4 groups of each kind: x is first copied out with the kept axes first and the reduced
+    // ones last (rare: kept and reduced axes alternating more than 4 times), then reduced as [O, R].
+    const keptStrides = rowMajorStrides(kept.shape).map((st) => st * R);
+    const redStrides = rowMajorStrides(red.shape);
+    let ki = 0, ri = 0;
+    const dst = kinds.map((r) => (r ? redStrides[ri++] : keptStrides[ki++]));
+    const t = rt.acquire(O * R * 4);
+    copy(rt, x, strides, 0, t, dst, 0, sizes);
+    reduceGroups(rt, t, out, { shape: [O], strides: [R] }, { shape: [R], strides: [1] }, true, 1, scale);
+    rt.release(t);
+    return;
   }
   const innerReduced = kinds.length > 0 && kinds[kinds.length - 1];
   const innerKept = kinds.length > 0 && !innerReduced ? sizes[sizes.length - 1] : 1;
