@@ -22,7 +22,7 @@ import { binaryKernel, copyKernel, reduceSumKernel, unaryKernel } from '../src/e
 import type { GpuRuntime } from '../src/engine/webgpu/runtime.js';
 import { contiguousStrides } from '../src/engine/ops/util.js';
 import { sizeOf } from '../src/engine/dtype.js';
-import { adam, binary, copy, fill, mseLoss, reduceSum, unary, valueStats } from '../src/engine/webgpu/kernels/elementwise.js';
+import { adam, binary, copy, fill, mseLoss, reduceSum, splitScale, unary, valueStats } from '../src/engine/webgpu/kernels/elementwise.js';
 import { download, haveGpu, inOp as op, poisoned, rtOrThrow, upload } from './webgpu/gpu.js';
 
 const GPU = await haveGpu();
@@ -188,6 +188,44 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
         expectClose(got, ref, 1e-5 * Math.max(1, maxAbs(ref)), `unary ${c.op}(p=${p}) n=${n}`);
       }
     }
+  });
+
+  it('unary: scales float32 cannot hold (below its normal range, above its largest) give what the CPU gives', async () => {
+    const rt = await rtOrThrow();
+    const cases: { op: UnaryOp; lo: number; hi: number; p: number }[] = [
+      { op: 'mulScalar', lo: 1e3, hi: 1e5, p: 1e-40 },
+      { op: 'mulScalar', lo: -1e5, hi: 1e5, p: -3e-41 },
+      { op: 'mulScalar', lo: 1e-10, hi: 1e-8, p: 1e39 },
+      { op: 'divScalar', lo: 1e30, hi: 3e38, p: 1e39 },
+      { op: 'divScalar', lo: -1e-28, hi: 1e-28, p: 1e-39 },
+      { op: 'divScalar', lo: 1e2, hi: 1e4, p: 3e38 },
+      { op: 'rdivScalar', lo: 1e30, hi: 1e32, p: -1e39 },
+    ];
+    for (const [k, c] of cases.entries()) {
+      const n = 257;
+      const x = randomArray(30 + k, n, c.lo, c.hi);
+      x[0] = c.op === 'rdivScalar' ? x[0] : 0; // 0 times a scale: 0 (it was 0 * Infinity = NaN)
+      const ref = new Float32Array(n); // the CPU backend: float64 arithmetic, stored as float32
+      unaryKernel(c.op, x, ref, c.p);
+      const xb = upload(rt, x);
+      const ob = poisoned(rt, n);
+      op(rt, 'unary', () => unary(rt, c.op, xb, ob, n, c.p));
+      const got = await download(rt, ob, n);
+      rt.release(xb);
+      rt.release(ob);
+      for (let i = 0; i < n; i++) {
+        if (!(Math.abs(got[i] - ref[i]) <= 3e-7 * Math.abs(ref[i]))) {
+          throw new Error(`unary ${c.op}(p=${c.p}) [${i}] x=${x[i]}: got ${got[i]}, want ${ref[i]}`);
+        }
+      }
+    }
+    expect(splitScale(0.5)).toBeNull();
+    expect(splitScale(0)).toBeNull();
+    expect(splitScale(Infinity)).toBeNull();
+    const [s1, s2] = splitScale(1e-55)!;
+    expect(Number.isInteger(Math.log2(s1))).toBe(true);
+    expect(s1 * s2).toBeCloseTo(1e-55, 70);
+    for (const f of [s1, s2]) expect(Math.abs(Math.fround(f))).toBeGreaterThanOrEqual(2 ** -126);
   });
 
   it('unary: powScalar follows Math.pow at infinities and signed zeros', async () => {

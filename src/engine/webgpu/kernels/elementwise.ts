@@ -18,6 +18,8 @@ const WG = 256;
 /** Terms each thread sums serially before the tree reduction (reduce_sum, mse_loss, value_stats). */
 const SERIAL = 32;
 const MAX_RANK = 8;
+/** The smallest normal float32 (GPUs may flush smaller magnitudes to 0). */
+const MIN_NORMAL_F32 = 2 ** -126;
 
 const UNARY_OPS: Record<UnaryOp, number> = {
   neg: 0, exp: 1, log: 2, sqrt: 3, square: 4, relu: 5, sigmoid: 6, tanh: 7,
@@ -128,10 +130,32 @@ export function unary(rt: GpuRuntime, op: UnaryOp, x: GPUBuffer, out: GPUBuffer,
   const code = UNARY_OPS[op];
   if (code === undefined) throw new Error(`webgpu: unknown unary op '${op as string}'`);
   if (n <= 0) return;
+  // A scale float32 cannot hold (it would round to 0, a subnormal the GPU may flush, or infinity, where x times it
+  // is finite on the CPU, which scales in float64): applied as two float32 factors, a power of two and the rest.
+  const factors = op === 'mulScalar' || op === 'divScalar' || op === 'rdivScalar' ? splitScale(op === 'divScalar' ? 1 / param : param) : null;
+  if (factors) {
+    const t = rt.acquire(n * 4);
+    unary(rt, op === 'rdivScalar' ? 'rdivScalar' : 'mulScalar', x, t, n, factors[1]);
+    unary(rt, 'mulScalar', t, out, n, factors[0]);
+    rt.release(t);
+    return;
+  }
   rt.dispatch({
     shader: 'unary', constants: { OP: code },
     params: [['u32', n], ['f32', param]], buffers: [x, out], workgroups: grid1d(n, WG),
   });
+}
+
+/**
+ * [2^e, s / 2^e], both normal float32 numbers (as far as the range allows), for a finite non-zero scale s that float32
+ * does not hold as a normal number; null for any other s (0, NaN, +-Infinity included: those float32 holds).
+ */
+export function splitScale(s: number): [number, number] | null {
+  if (!Number.isFinite(s) || s === 0) return null;
+  const f = Math.fround(s);
+  if (Number.isFinite(f) && Math.abs(f) >= MIN_NORMAL_F32) return null;
+  const e = Math.min(127, Math.max(-126, Math.round(Math.log2(Math.abs(s)) / 2)));
+  return [2 ** e, s / 2 ** e];
 }
 
 /** out[idx] = a[idx . aStrides] (op) b[idx . bStrides] for idx over outShape (row-major out). */
