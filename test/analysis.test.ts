@@ -5,7 +5,8 @@ import { bootstrapMean, channelMean, channelMeanAsync, cosine, cosineAnalysis, d
 import { overallTrend } from '../src/experiments/pipeline.js';
 import { quartiles } from '../src/experiments/metrics.js';
 import {
-  evaluateCategory, HEADLINE_NORM, imageScores, latentReference, NORMS, residualMap, type TestSample,
+  combinedMap, evaluateCategory, HEADLINE_NORM, imageScores, latentMap, latentReference, NORMS, residualMap, type LatentReference,
+  type TestSample,
 } from '../src/experiments/evaluate.js';
 
 function randomImages(n: number, size: number, seed: number): Float32Array[] {
@@ -99,6 +100,21 @@ describe('trend', () => {
     const wide = bootstrapMean(values.concat(values, values, values));
     expect(wide.ci[1] - wide.ci[0]).toBeLessThan(e.ci[1] - e.ci[0]);
     expect(bootstrapMean([3, 3, 3])).toEqual({ mean: 3, ci: [3, 3] });
+  });
+
+  it('bootstrapMean: a 95% interval (the normal one, mean +- 1.96 sd / sqrt(n), for many values), every value drawn', () => {
+    // 400 evenly spread values: the bootstrap distribution of the mean is close to normal, with sd = sd(values) / sqrt(n).
+    const values = Array.from({ length: 400 }, (_, i) => i / 399);
+    const mean = 0.5;
+    const sd = Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / values.length) / Math.sqrt(values.length);
+    const e = bootstrapMean(values);
+    for (const [got, want] of [[e.ci[0], mean - 1.96 * sd], [e.ci[1], mean + 1.96 * sd]]) {
+      expect(Math.abs(got - want) / (1.96 * sd)).toBeLessThan(0.08); // (a 90% interval would be 16% short)
+    }
+    // A value in the last place is drawn too: 19 zeros and a one give resamples with the one in them.
+    const last = bootstrapMean([...Array.from({ length: 19 }, () => 0), 1]);
+    expect(last.ci[0]).toBe(0);
+    expect(last.ci[1]).toBeGreaterThanOrEqual(0.1);
   });
 
   it('yes: the paper\'s claim in full, AESc\'s discrepancy grows with depth and AE\'s falls', () => {
@@ -223,6 +239,23 @@ describe('latentReference', () => {
     expect(flat.notes.length).toBe(2); // both scales degenerate -> 1
     expect(flat.latentScales.l2).toBe(1);
     expect(flat.residualScale).toBe(1);
+  });
+});
+
+describe('latent and combined maps', () => {
+  it('a latent map is |up(mu) - m| in residual units (times s_R / s_i); the combined map averages it with the residual', () => {
+    const ref: LatentReference = {
+      layers: ['l6'], size: 2, meanMaps: { l6: Float32Array.from([0, 1, 0, 1]) }, latentScales: { l6: 2 }, residualScale: 10,
+      count: 1, notes: [],
+    };
+    // A 2x2 map at the reference size: no resizing.
+    expect(Array.from(latentMap(Float32Array.from([1, -1, 0.5, 1]), 2, 2, ref, 'l6'))).toEqual([5, 10, 2.5, 0]);
+    // A 1x1 map is spread over the 2x2 grid first.
+    expect(Array.from(latentMap(Float32Array.from([0.5]), 1, 1, ref, 'l6'))).toEqual([2.5, 2.5, 2.5, 2.5]);
+    expect(() => latentMap(Float32Array.from([0]), 1, 1, ref, 'l7')).toThrow(/the reference has no layer 'l7' \(it has l6\)/);
+    // (R + L1 + L2) / 3
+    expect(Array.from(combinedMap(Float32Array.from([3, 0]), [Float32Array.from([1, 2]), Float32Array.from([2, 1])]))).toEqual([2, 1]);
+    expect(Array.from(combinedMap(Float32Array.from([3, 0]), []))).toEqual([3, 0]);
   });
 });
 

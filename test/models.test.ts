@@ -103,16 +103,27 @@ describe('autoencoder presets', () => {
     const m = buildAutoencoder('esann', { skips: true, inputSize: 64, depth: 3, baseChannels: 4 });
     for (const [name, t] of m.namedParameters()) {
       if (!name.endsWith('conv.weight') && name !== 'l1.weight' && name !== 'out.weight') continue;
-      const fanIn = name.startsWith('decoder') ? t.shape[1] * t.shape[2] * t.shape[3] : t.shape[1] * t.shape[2] * t.shape[3];
+      // PyTorch's fan-in is weight.size(1) x k x k for conv2d ([out, in, k, k]) and transposed conv ([in, out, k, k]) alike.
+      const fanIn = t.shape[1] * t.shape[2] * t.shape[3];
       const bound = 1 / Math.sqrt(fanIn);
       const v = Array.from(t.dataSync());
       expect(Math.max(...v.map(Math.abs))).toBeLessThanOrEqual(bound);
       expect(Math.max(...v.map(Math.abs))).toBeGreaterThan(bound * 0.5);
     }
+    // Every batch norm follows the mode: in eval() a forward pass leaves all running means as they are, in train() it
+    // moves each of them.
+    const means = (): Map<string, number[]> => new Map(m.namedBuffers().filter(([n]) => n.endsWith('running_mean')).map(([n, t]) => [n, Array.from(t.dataSync())]));
+    const forward = (): void => sg.noGrad(() => sg.scope(() => void m.forward(sg.uniform([2, 1, 64, 64], 0, 1, { rng: new sg.Rng(3) }))));
+    const before = means();
+    expect(before.size).toBe(4); // depth 3: two encoder and two decoder blocks with batch norm (l1 and out have none)
     m.eval();
     expect(m.training).toBe(false);
+    forward();
+    expect(means()).toEqual(before);
     m.train();
     expect(m.training).toBe(true);
+    forward();
+    for (const [name, after] of means()) expect(after, name).not.toEqual(before.get(name));
     m.dispose();
   });
 });

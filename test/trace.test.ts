@@ -31,6 +31,16 @@ function makeNet(): { x: sg.Tensor; params: sg.Tensor[]; target: sg.Tensor } {
 }
 
 describe('audit trace', () => {
+  it("an entry's stats: min, max and mean of the finite values, and the NaN and Inf counts (cpu)", () => {
+    const x = sg.fromArray([1, NaN, 3, Infinity, -Infinity, 5, -2], [7]);
+    const { result, trace } = sg.traced(() => sg.mul(x, 2), { stats: true });
+    expect(trace.entries[0].stats).toEqual([{ min: -4, max: 10, mean: 3.5, nan: 1, inf: 2 }]); // (2 + 6 + 10 - 4) / 4
+    const none = sg.traced(() => sg.mul(sg.fromArray([NaN, Infinity], [2]), 1), { stats: true }).trace.entries[0].stats![0];
+    expect(none).toEqual({ min: NaN, max: NaN, mean: NaN, nan: 1, inf: 1 });
+    result.dispose();
+    x.dispose();
+  });
+
   it('records one entry per op call of a training step, forward and backward, as valid Chrome trace JSON', () => {
     sg.scope(() => {
       const { x, params, target } = makeNet();

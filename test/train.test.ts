@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { readSafetensors, writeSafetensors } from '../src/engine/io/safetensors.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { batchRanges, loadCheckpoint, saveCheckpoint, trainAutoencoder } from '../src/experiments/train.js';
+import { batchRanges, loadCheckpoint, psnr, saveCheckpoint, trainAutoencoder } from '../src/experiments/train.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skipgrad-train-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -54,11 +54,37 @@ describe('optimisers and schedules', () => {
     }
   });
 
-  it('one-cycle warms up from lr/25 to lr and anneals', () => {
+  it('one-cycle warms up from lr/25 to lr and anneals: the rates of PyTorch OneCycleLR', () => {
     const oc = sg.oneCycleSchedule(0.01, 250);
     expect(oc.lr(0)).toBeCloseTo(4e-4, 10);
     expect(Math.max(...Array.from({ length: 250 }, (_, e) => oc.lr(e)))).toBeCloseTo(0.01, 6);
     expect(oc.lr(249)).toBeLessThan(1e-6);
+    // torch 1.13 OneCycleLR(SGD, max_lr=0.01, total_steps=250), the lr before each of these steps (printed by torch):
+    const torch: Array<[number, number]> = [[0, 0.0003999999999999993], [10, 0.0008261032461369475], [37, 0.0052], [74, 0.01],
+      [75, 0.009999194342867933], [100, 0.009465177382363455], [150, 0.006024936669278077], [200, 0.0018129127997363462],
+      [240, 6.515814103891564e-05], [249, 4e-08]];
+    for (const [epoch, lr] of torch) expect(Math.abs(oc.lr(epoch) - lr), `epoch ${epoch}`).toBeLessThan(1e-12);
+  });
+
+  it("reduce-on-plateau's state (rate, best, wait) carries over a resume: the resumed schedule continues the count", () => {
+    const values = [10, 11, 11, 12, 12, 12, 12, 12];
+    const whole = sg.reduceOnPlateauSchedule(1, 0.5, 3);
+    const lrs = values.map((v) => (whole.report!(v), whole.lr(0)));
+    const first = sg.reduceOnPlateauSchedule(1, 0.5, 3);
+    for (const v of values.slice(0, 5)) first.report!(v); // stopped after epoch 5: best 12, one epoch without improvement
+    const state = JSON.parse(JSON.stringify(first.state())) as Record<string, number>;
+    expect(state).toEqual({ current: 1, best: 12, wait: 1 });
+    const resumed = sg.reduceOnPlateauSchedule(1, 0.5, 3);
+    resumed.load(state);
+    expect(values.slice(5).map((v) => (resumed.report!(v), resumed.lr(0)))).toEqual(lrs.slice(5));
+    expect(lrs.slice(5)).toEqual([1, 0.5, 0.5]);
+  });
+
+  it('psnr of a mean squared error on [0, 1] images: 10 log10(1 / mse)', () => {
+    expect(psnr(0.01)).toBeCloseTo(20, 12);
+    expect(psnr(1)).toBe(0);
+    expect(psnr(1e-3)).toBeCloseTo(30, 12);
+    expect(psnr(0)).toBe(99);
   });
 
   it('reduce-on-plateau follows Keras: reduce when wait >= patience, improvements must exceed minDelta', () => {
@@ -126,6 +152,42 @@ describe('training loop', () => {
     const r = await trainAutoencoder({ model, train: data, validation: data.slice(0, 2), epochs: 60, batchSize: 4, lr: 0.01, seed: 1, progress: false });
     expect(r.stepLosses[r.stepLosses.length - 1]).toBeLessThan(r.stepLosses[0] / 10);
     expect(r.bestPsnr).toBeGreaterThan(15);
+    model.dispose();
+  });
+
+  it('each step feeds freshly stained images and scores the output against the clean ones', async () => {
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 2 });
+    const data = images(4, 32, 3);
+    const seen: Array<{ x: Float32Array; out: Float32Array }> = [];
+    const forward = model.forward.bind(model);
+    model.forward = (x) => {
+      const r = forward(x);
+      if (model.training) seen.push({ x: x.dataSync() as Float32Array, out: r.output.dataSync() as Float32Array });
+      return r;
+    };
+    const r = await trainAutoencoder({ model, train: data, validation: data.slice(0, 1), epochs: 2, batchSize: 2, lr: 1e-3, seed: 1, progress: false });
+    expect(seen).toHaveLength(4); // 2 epochs x 2 steps
+    const px = 32 * 32;
+    const sq = (a: ArrayLike<number>, b: ArrayLike<number>): number => Array.from(a).reduce((acc, v, i) => acc + (v - b[i]) ** 2, 0);
+    seen.forEach(({ x, out }, step) => {
+      let loss = 0;
+      for (let i = 0; i < 2; i++) {
+        const input = x.subarray(i * px, (i + 1) * px);
+        // The clean image it came from: the nearest; the stain changed some pixels, not all.
+        const k = data.map((d) => sq(input, d)).reduce((best, v, j, all) => (v < all[best] ? j : best), 0);
+        const changed = Array.from(input).filter((v, p) => v !== data[k][p]).length;
+        expect(changed, `step ${step} image ${i}`).toBeGreaterThan(0);
+        expect(changed).toBeLessThan(px);
+        loss += sq(out.subarray(i * px, (i + 1) * px), data[k]);
+      }
+      // The step's loss is the MSE against the clean images (not against the stained input).
+      expect(r.stepLosses[step]).toBeCloseTo(loss / (2 * px), 6);
+    });
+    // The same image gets a new stain each epoch.
+    const inputsOf = (epoch: number): Float32Array[] => seen.slice(2 * epoch, 2 * epoch + 2).flatMap(({ x }) => [x.slice(0, px), x.slice(px)]);
+    const [e0, e1] = [inputsOf(0), inputsOf(1)];
+    const nearest = (x: Float32Array): number => data.map((d) => sq(x, d)).reduce((best, v, j, all) => (v < all[best] ? j : best), 0);
+    for (const a of e0) for (const b of e1) if (nearest(a) === nearest(b)) expect(Array.from(a)).not.toEqual(Array.from(b));
     model.dispose();
   });
 
