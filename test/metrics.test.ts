@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { auroc, averageRanks, quantileSorted, quartiles, rocCurve } from '../src/experiments/metrics.js';
+import { auroc, quantileSorted, quartiles, rocCurve } from '../src/experiments/metrics.js';
 
 /** O(n^2) reference: fraction of (positive, negative) pairs ordered correctly, ties 1/2. */
 function bruteAuroc(scores: number[], labels: number[]): number {
@@ -149,12 +149,5 @@ describe('quartiles (numpy linear interpolation)', () => {
     expect(quantileSorted([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 0.9)).toBeCloseTo(8.1, 12);
     expect(quantileSorted([1, 2], 0)).toBe(1);
     expect(quantileSorted([1, 2], 1)).toBe(2);
-  });
-});
-
-describe('averageRanks', () => {
-  it('gives tied values the average of their ranks', () => {
-    expect(Array.from(averageRanks([10, 20, 20, 30]))).toEqual([1, 2.5, 2.5, 4]);
-    expect(Array.from(averageRanks([3, 1, 2]))).toEqual([3, 1, 2]);
   });
 });

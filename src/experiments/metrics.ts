@@ -170,24 +170,3 @@ export function quartiles(values: ArrayLike<number>): Quartiles {
     n: count,
   };
 }
-
-/** Ranks 1..n of values, ties given the average of the ranks they span (NaN not allowed). */
-export function averageRanks(values: ArrayLike<number>): Float64Array {
-  const n = values.length;
-  const idx = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    if (Number.isNaN(values[i])) throw new Error(`averageRanks: value ${i} is NaN`);
-    idx[i] = i;
-  }
-  idx.sort((a, b) => values[a] - values[b] || a - b);
-  const ranks = new Float64Array(n);
-  let i = 0;
-  while (i < n) {
-    let k = i;
-    while (k + 1 < n && values[idx[k + 1]] === values[idx[i]]) k++;
-    const r = (i + k) / 2 + 1; // average of ranks i+1 .. k+1
-    for (let t = i; t <= k; t++) ranks[idx[t]] = r;
-    i = k + 1;
-  }
-  return ranks;
-}
