@@ -728,9 +728,10 @@ describe('conv2d and matmul vs tfjs on the multi-threaded kernels', () => {
   // Kernels fan out to worker threads only when every array is SharedArrayBuffer-backed (>= 16384
   // elements) and the work is >= 4 MFLOP; these shapes qualify. Three threads even on a small machine.
   // The first case is a canary: if the workers cannot start (each attempt blocks for threads.ts's
-  // 30 s startup timeout), the other threaded cases are skipped instead of waiting 30 s each.
+  // 30 s startup timeout), the other threaded cases are skipped instead of waiting 30 s each (the canary has failed
+  // the run by then). Where a -t filter left the canary out (null), they run.
   let savedThreads = 1;
-  let threadsStarted = false;
+  let threadsStarted: boolean | null = null;
   beforeAll(() => {
     savedThreads = getThreadCount();
     setThreadCount(Math.max(3, savedThreads));
@@ -755,7 +756,7 @@ describe('conv2d and matmul vs tfjs on the multi-threaded kernels', () => {
   ];
   threadedConvs.forEach((c, caseIndex) => {
     it(`conv2d forward and gradients: ${convName(c)}`, (ctx) => {
-      if (!threadsStarted) ctx.skip('worker threads did not start (see the first threaded test)');
+      if (threadsStarted === false) ctx.skip('worker threads did not start (see the first threaded test)');
       const before = parallelRunCount();
       checkConv(c, 1501 + caseIndex);
       expect(parallelRunCount(), 'kernel calls that ran on worker threads').toBeGreaterThanOrEqual(before + 3);
@@ -769,7 +770,7 @@ describe('conv2d and matmul vs tfjs on the multi-threaded kernels', () => {
   ];
   threadedMatmuls.forEach((c, caseIndex) => {
     it(`matmul forward and gradients: ${matmulName(c)}`, (ctx) => {
-      if (!threadsStarted) ctx.skip('worker threads did not start (see the first threaded test)');
+      if (threadsStarted === false) ctx.skip('worker threads did not start (see the first threaded test)');
       const before = parallelRunCount();
       checkMatmul(c, 6500 + caseIndex);
       expect(parallelRunCount(), 'kernel calls that ran on worker threads').toBeGreaterThanOrEqual(before + 1);
