@@ -3,6 +3,9 @@
  * under test, against the CPU backend in float64 on the same inputs. Outputs are poisoned (filled with NaN)
  * when allocated, so an element a kernel forgets to write shows up. The WebGPU instance requires an adapter
  * under CI=true (it fails, never skips); elsewhere it skips with a message when there is none.
+ * On the cpu backend the two sides run the same TypeScript kernels, so this checks the float32 paths (rounding,
+ * unwritten elements), not the kernels' logic: that is checked against independent references in
+ * cpu-kernels.test.ts (naive loops), oracle-tfjs.test.ts (TensorFlow.js) and gradcheck.test.ts (finite differences).
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
