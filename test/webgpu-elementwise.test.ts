@@ -200,6 +200,9 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       { op: 'divScalar', lo: -1e-28, hi: 1e-28, p: 1e-39 },
       { op: 'divScalar', lo: 1e2, hi: 1e4, p: 3e38 },
       { op: 'rdivScalar', lo: 1e30, hi: 1e32, p: -1e39 },
+      // A divisor whose float64 reciprocal overflows: +-Infinity, and 0 / it is 0.
+      { op: 'divScalar', lo: -3, hi: 3, p: 1e-310 },
+      { op: 'divScalar', lo: -3, hi: 3, p: -5e-324 },
     ];
     for (const [k, c] of cases.entries()) {
       const n = 257;
@@ -214,7 +217,7 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
       rt.release(xb);
       rt.release(ob);
       for (let i = 0; i < n; i++) {
-        if (!(Math.abs(got[i] - ref[i]) <= 3e-7 * Math.abs(ref[i]))) {
+        if (!(Object.is(got[i], ref[i]) || Math.abs(got[i] - ref[i]) <= 3e-7 * Math.abs(ref[i]))) {
           throw new Error(`unary ${c.op}(p=${c.p}) [${i}] x=${x[i]}: got ${got[i]}, want ${ref[i]}`);
         }
       }
@@ -307,8 +310,23 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     const ob = poisoned(rt, n);
     const d0 = rt.counters.dispatches;
     op(rt, 'copy', () => copy(rt, xb, xStrides, 0, ob, contiguousStrides(shape), 0, shape));
-    expect(rt.counters.dispatches - d0).toBe(2); // the outermost axis, one dispatch per index
+    expect(rt.counters.dispatches - d0).toBe(2); // one axis of 2 walked on the host, one dispatch per index
     expectClose(await download(rt, ob, n), ref, 0, 'copy of 9 reversed axes');
+    // A large axis among them: the host walks a small one instead (2 dispatches, not 300).
+    const big = [300, 2, 2, 2, 2, 2, 2, 2, 2];
+    const nb = sizeOf(big);
+    const bigStrides = contiguousStrides([...big].reverse()).reverse();
+    const xbig = randomArray(23, nb);
+    const refBig = new Float64Array(nb);
+    copyKernel(xbig, bigStrides, 0, refBig, contiguousStrides(big), 0, big);
+    const xbb = upload(rt, xbig);
+    const obb = poisoned(rt, nb);
+    const d2 = rt.counters.dispatches;
+    op(rt, 'copy', () => copy(rt, xbb, bigStrides, 0, obb, contiguousStrides(big), 0, big));
+    expect(rt.counters.dispatches - d2).toBe(2);
+    expectClose(await download(rt, obb, nb), refBig, 0, 'copy of [300, 2 x 8] reversed');
+    rt.release(xbb);
+    rt.release(obb);
     // binary: a broadcast along the odd axes, b along the even ones (no two axes merge in every operand)
     const aStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? 0 : st));
     const bStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? st : 0));

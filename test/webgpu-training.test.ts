@@ -211,4 +211,17 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     a.dispose();
     small.dispose();
   });
+
+  it('after a failed command buffer, the NaN guard and trace stats of a spoiled tensor refuse it and leak nothing', async () => {
+    const be = gpu as WebGPUBackend;
+    const s = be.alloc('float32', 256);
+    be.rt.beginOp('badop');
+    be.rt.dispatch({ shader: 'fill', params: [['u32', 256], ['f32', 1]], buffers: [be.buf(s)], workgroups: [70000] });
+    void be.rt.endOp();
+    await expect(be.sync()).rejects.toThrow(/badop/);
+    const live = be.rt.counters.liveBuffers;
+    for (let i = 0; i < 3; i++) await expect(be.valueStats(s)).rejects.toThrow(/these values were not computed/);
+    expect(be.rt.counters.liveBuffers).toBe(live);
+    be.free(s);
+  });
 });

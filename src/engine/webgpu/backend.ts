@@ -78,9 +78,14 @@ export class WebGPUBackend implements Backend {
 
   async valueStats(s: Storage): Promise<ValueStats> {
     const out = this.rt.acquire(32);
-    ew.valueStats(this.rt, this.buf(s), s.size, out);
-    const [min, max, sum, nan, inf] = new Float32Array(await this.rt.read(out, 20));
-    this.rt.release(out);
+    let stats: Float32Array;
+    try {
+      ew.valueStats(this.rt, this.buf(s), s.size, out);
+      stats = new Float32Array(await this.rt.read(out, 20));
+    } finally {
+      this.rt.release(out);
+    }
+    const [min, max, sum, nan, inf] = stats;
     const finite = s.size - nan - inf;
     return { min: finite > 0 ? min : NaN, max: finite > 0 ? max : NaN, mean: finite > 0 ? sum / finite : NaN, nan, inf };
   }

@@ -171,11 +171,18 @@ export class GpuRuntime {
   private readonly lastWrite = new Map<GPUBuffer, number>();
   /** Buffers whose contents were not computed (their command buffer failed) or came from such a buffer: the error. */
   private readonly failed = new Map<GPUBuffer, string>();
+  /** Submits [0, verified) ran and reported no error (seen at a sync or read). */
+  private verified = 0;
+  /** The error check in progress: each check waits for the one before, so that a read never looks at the failure
+   *  marks while another read is still finding out which buffers to mark. */
+  private errorCheck: Promise<void> = Promise.resolve();
 
   readonly counters = {
     liveBuffers: 0, liveBytes: 0, pooledBuffers: 0, pooledBytes: 0, submits: 0, dispatches: 0, pipelines: 0, bindGroups: 0,
     /** Readback (MAP_READ) buffers kept for reuse. */
     stagingBuffers: 0, stagingBytes: 0,
+    /** The high-water of liveBytes (tensors, kernel scratch, size classes' rounding); set it to liveBytes to restart. */
+    peakLiveBytes: 0,
   };
 
   /** hasTimestamps: the device has 'timestamp-query'; software: the adapter is CPU-emulated (lavapipe), where kernels
@@ -187,8 +194,8 @@ export class GpuRuntime {
     this.arena = new DataView(new ArrayBuffer(slots * PARAMS_BYTES));
     device.addEventListener('uncapturederror', (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
-      // Not tied to a submit: every result computed so far is suspect.
-      this.errors.push({ message: Promise.resolve(`webgpu: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'error'}: ${e.message}`), submit: 0 });
+      // Not tied to a submit: every result computed since the last clean sync or read is suspect.
+      this.errors.push({ message: Promise.resolve(`webgpu: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'error'}: ${e.message}`), submit: this.verified });
     });
     void device.lost.then((info) => {
       this.lost = `${info.reason}: ${info.message}`;
@@ -237,6 +244,7 @@ export class GpuRuntime {
     }
     this.counters.liveBuffers++;
     this.counters.liveBytes += size;
+    if (this.counters.liveBytes > this.counters.peakLiveBytes) this.counters.peakLiveBytes = this.counters.liveBytes;
     return buf;
   }
 
@@ -313,6 +321,7 @@ export class GpuRuntime {
     const enc = this.takeEncoder();
     enc.copyBufferToBuffer(buf, 0, target, 0, copy);
     this.flush();
+    const submitted = this.counters.submits;
     let out: ArrayBuffer;
     try {
       await target.mapAsync(GPUMapMode.READ, 0, copy);
@@ -333,7 +342,7 @@ export class GpuRuntime {
     } else {
       target.destroy();
     }
-    await this.throwPendingErrors();
+    await this.throwPendingErrors(submitted);
     const failed = this.failed.get(buf);
     if (failed !== undefined) {
       throw new Error(`webgpu: these values were not computed: the work that makes them failed, or used results of work that failed (${failed})`);
@@ -484,21 +493,34 @@ export class GpuRuntime {
   /** Waits for the GPU to finish everything submitted, then throws the first error an op caused, if any. */
   async sync(): Promise<void> {
     this.flush();
+    const submitted = this.counters.submits;
     await this.device.queue.onSubmittedWorkDone();
-    await this.throwPendingErrors();
+    await this.throwPendingErrors(submitted);
   }
 
-  private async throwPendingErrors(): Promise<void> {
+  /**
+   * Throws the errors the device has reported (marking what they spoiled, see spoil()), and device loss. `ran`: the
+   * submits before it are known to have finished, so without an error they are verified.
+   */
+  private throwPendingErrors(ran = 0): Promise<void> {
+    const check = this.errorCheck.catch(() => undefined).then(() => this.checkErrors(ran));
+    this.errorCheck = check;
+    return check;
+  }
+
+  private async checkErrors(ran: number): Promise<void> {
     const pending = this.errors.splice(0);
     const found = (await Promise.all(pending.map(async (e) => ({ message: await e.message, submit: e.submit }))))
       .filter((e): e is { message: string; submit: number } => e.message !== null);
     if (found.length > 0) {
-      this.spoil(Math.min(...found.map((e) => e.submit)), found[0].message);
+      const first = found.reduce((a, b) => (b.submit < a.submit ? b : a));
+      this.spoil(first.submit, first.message);
       const messages = [...new Set(found.map((e) => e.message))];
       const shown = messages.slice(0, MAX_ERRORS_SHOWN).join('\n');
       throw new Error(messages.length > MAX_ERRORS_SHOWN ? `${shown}\n(and ${messages.length - MAX_ERRORS_SHOWN} more)` : shown);
     }
     if (this.lost) throw new Error(`webgpu: device lost (${this.lost})`);
+    if (this.errors.length === 0) this.verified = Math.max(this.verified, ran);
   }
 
   /**

@@ -94,19 +94,23 @@ export function copy(rt: GpuRuntime, x: GPUBuffer, xStrides: readonly number[], 
   const c = collapseAxes(shape, [xStrides, outStrides]);
   if (!c) return;
   // The shader walks at most MAX_RANK axes: beyond that (rare: it takes that many axes that no operand can merge),
-  // one dispatch per index of the outer axes, each at its own offsets.
-  const outer = Math.max(0, c.shape.length - MAX_RANK);
-  const inner = c.shape.slice(outer);
+  // one dispatch per index of the smallest other axes (as few dispatches as can be), each at its own offsets.
+  const rank = c.shape.length;
+  const byExtent = c.shape.map((_, d) => d).sort((a, b) => c.shape[a] - c.shape[b] || a - b);
+  const looped = new Set(byExtent.slice(0, Math.max(0, rank - MAX_RANK)));
+  const walked = c.shape.map((_, d) => d).filter((d) => !looped.has(d));
+  const loopAxes = [...looped].sort((a, b) => a - b);
+  const inner = walked.map((d) => c.shape[d]);
   const n = inner.reduce((a, b) => a * b, 1);
-  forEachIndex(c.shape.slice(0, outer), (idx) => {
+  forEachIndex(loopAxes.map((d) => c.shape[d]), (idx) => {
     let xo = xOffset, oo = outOffset;
-    idx.forEach((k, d) => {
-      xo += k * c.strides[0][d];
-      oo += k * c.strides[1][d];
+    idx.forEach((k, i) => {
+      xo += k * c.strides[0][loopAxes[i]];
+      oo += k * c.strides[1][loopAxes[i]];
     });
     rt.dispatch({
       shader: 'copy',
-      params: [...vec8('u32', inner), ...vec8('i32', c.strides[0].slice(outer)), ...vec8('i32', c.strides[1].slice(outer)),
+      params: [...vec8('u32', inner), ...vec8('i32', walked.map((d) => c.strides[0][d])), ...vec8('i32', walked.map((d) => c.strides[1][d])),
         ['u32', n], ['u32', inner.length], ['u32', xo], ['u32', oo]],
       buffers: [x, out],
       workgroups: grid1d(n, WG),
@@ -132,7 +136,9 @@ export function unary(rt: GpuRuntime, op: UnaryOp, x: GPUBuffer, out: GPUBuffer,
   if (n <= 0) return;
   // A scale float32 cannot hold (it would round to 0, a subnormal the GPU may flush, or infinity, where x times it
   // is finite on the CPU, which scales in float64): applied as two float32 factors, a power of two and the rest.
-  const factors = op === 'mulScalar' || op === 'divScalar' || op === 'rdivScalar' ? splitScale(op === 'divScalar' ? 1 / param : param) : null;
+  let factors = op === 'mulScalar' || op === 'divScalar' || op === 'rdivScalar' ? splitScale(op === 'divScalar' ? 1 / param : param) : null;
+  // A divisor so small that even its float64 reciprocal overflows: x / p is +-Infinity for every x but 0 (and NaN).
+  if (op === 'divScalar' && param !== 0 && Number.isFinite(param) && !Number.isFinite(1 / param)) factors = [2 ** 127, Math.sign(param) * 2 ** 127];
   if (factors) {
     const t = rt.acquire(n * 4);
     unary(rt, op === 'rdivScalar' ? 'rdivScalar' : 'mulScalar', x, t, n, factors[1]);
