@@ -306,3 +306,14 @@ export function createTfjsTrainer(tf: Tf, ae: TfjsAutoencoder, o: AdamWOptions):
     },
   };
 }
+
+/**
+ * Waits until the device has computed `outs`: reads back one element of each (skipgrad's side waits with a sync,
+ * which reads nothing back; reading whole outputs would charge tfjs for the transfer). Async: tfjs-webgpu's dataSync
+ * needs OffscreenCanvas, which Node lacks.
+ */
+export async function waitFor(tf: Tf, outs: Array<ReturnType<Tf['tensor']>>): Promise<void> {
+  const firsts = tf.tidy(() => outs.map((t) => tf.slice(tf.reshape(t, [-1]), 0, Math.min(1, t.size))));
+  await Promise.all(firsts.map((t) => t.data()));
+  tf.dispose(firsts);
+}

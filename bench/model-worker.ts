@@ -15,7 +15,7 @@
  * { event: 'error', phase, message } (a phase that cannot run, e.g. a kernel tfjs-wasm lacks), { event: 'done' }.
  */
 import type { NamedArray, Tf } from './model-tfjs.js';
-import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTensor } from './model-tfjs.js';
+import { buildTfjsAutoencoder, createTfjsTrainer, loadSkipgradWeights, nhwcTensor, waitFor } from './model-tfjs.js';
 import type { ExtraOpJob } from './ops-extra.js';
 import { hwioWeight, nhwcInput, type TfjsJob } from './ops-shapes.js';
 import { repeatPhase } from './tfjs-run.js';
@@ -136,17 +136,20 @@ async function runConv(tf: Tf, j: ConvJob, setupMs: number): Promise<void> {
   const pad = s.pad === 'same' ? 'same' : 'valid';
   const conv = (a: ReturnType<Tf['tensor']>, b: ReturnType<Tf['tensor']>): ReturnType<Tf['tensor']> =>
     tf.conv2d(a as ReturnType<Tf['tensor4d']>, b as ReturnType<Tf['tensor4d']>, s.stride, pad);
+  // dy made once, before the timed runs (as skipgrad's side does): tf.grad runs the forward itself, so a pass is one
+  // forward and the gradients on both sides.
+  const dy = j.pass === 'forward' ? null : tf.tidy(() => tf.onesLike(conv(x, w)));
   const compute = (): Array<ReturnType<Tf['tensor']>> => {
     if (j.pass === 'forward') return [conv(x, w)];
-    const y = conv(x, w);
-    if (j.pass === 'gradInput') return [tf.grad((a) => conv(a, w))(x, tf.onesLike(y))];
-    return tf.grads((a, b) => conv(a, b))([x, w], tf.onesLike(y));
+    if (j.pass === 'gradInput') return [tf.grad((a) => conv(a, w))(x, dy!)];
+    return tf.grads((a, b) => conv(a, b))([x, w], dy!);
   };
   const ok = await repeatPhase(post, j.pass, j.warmup, j.reps, async () => {
     const outs = tf.tidy(compute);
-    await Promise.all(outs.map((t) => t.data()));
+    await waitFor(tf, outs);
     tf.dispose(outs);
   });
+  dy?.dispose();
   if (ok && j.pass === 'forward') {
     try {
       const sum = tf.tidy(() => tf.sum(conv(x, w)));

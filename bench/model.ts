@@ -36,7 +36,7 @@ import { benchMain, esannSizeArg, type BenchOptions, intArg, listArg, parseBench
 import type { NamedArray } from './model-tfjs.js';
 import { median, skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
-import { fmtRatio, fmtTime, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
+import { fmtRatio, fmtTime, marked, runTfjsWorker, type PhaseTiming } from './tfjs-run.js';
 
 export type ModelName = 'AESc' | 'AE';
 
@@ -69,6 +69,9 @@ export interface ModelRow {
   forwardBasis: PhaseTiming['basis'];
   imagesPerSecond: number | null;
   peakBytes: number | null;
+  /** skipgrad webgpu: the high-water of allocated GPU buffers over the first step (tensors, kernel scratch such as
+   *  split-K partials, and the pool's power-of-two size classes), which peakBytes (tensor bytes) leaves out. */
+  peakBufferBytes?: number;
   /** The loss of the first step (from the shared initial weights; the same on every implementation). */
   firstLoss: number | null;
   /** peer / skipgrad on the same backend kind (null for skipgrad's own rows). */
@@ -163,7 +166,10 @@ async function benchSkipgrad(be: sg.Backend, model: ModelName, o: ModelBenchOpti
     return times;
   };
   const t0 = performance.now();
+  const rt = be.name === 'webgpu' ? (be as unknown as { rt: { counters: { liveBytes: number; peakLiveBytes: number } } }).rt : null;
+  if (rt) rt.counters.peakLiveBytes = rt.counters.liveBytes;
   const { result: firstLoss, peak } = await withPeak(be, step);
+  const peakBufferBytes = rt ? rt.counters.peakLiveBytes : undefined;
   o.log?.(` step (warm-up) ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   const stepTimes = await timed(step, 'step');
   await forward();
@@ -177,6 +183,7 @@ async function benchSkipgrad(be: sg.Backend, model: ModelName, o: ModelBenchOpti
     row: {
       model, impl: `skipgrad-${be.name}`, stepMs, stepBasis: 'median', stepTimes, forwardMs: median(fwdTimes), forwardBasis: 'median',
       imagesPerSecond: o.batch / (stepMs / 1000), peakBytes: peak, firstLoss,
+      ...(peakBufferBytes !== undefined ? { peakBufferBytes } : {}),
     },
   };
 }
@@ -213,12 +220,16 @@ export const MODEL_HEAD = ['model', 'implementation', 'train step', 'images/s', 
 export function modelRowCells(r: ModelRow): string[] {
   const own = r.impl.startsWith('skipgrad');
   const stepCell = r.stepMs === null ? `n/a${r.error ? ` (${shortError(r.error).slice(0, 50)})` : ''}` : fmtTime(r.stepMs, r.stepBasis);
+  // images/s carries the step time's mark (* from the warm-up step alone, ~ from fewer timed steps than asked).
+  const ips = r.imagesPerSecond === null ? '' : marked(r.imagesPerSecond.toFixed(2), r.stepBasis);
+  const mem = r.peakBufferBytes !== undefined ? `${fmtBytes(r.peakBytes)} (${fmtBytes(r.peakBufferBytes)} in GPU buffers)` : fmtBytes(r.peakBytes);
+  const loss = r.firstLoss === null ? '' : `${r.firstLoss.toFixed(6)}${r.firstLossRelDiff != null && r.firstLossRelDiff > FIRST_LOSS_TOLERANCE ? ' (differs!)' : ''}`;
   return [
-    r.model, r.impl, stepCell, r.imagesPerSecond === null ? '' : r.imagesPerSecond.toFixed(2),
+    r.model, r.impl, stepCell, ips,
     own ? '1x' : fmtRatio(r.stepRatio, r.stepBasis),
-    fmtBytes(r.peakBytes), own ? '1x' : fmtRatio(r.memoryRatio),
+    mem, own ? '1x' : fmtRatio(r.memoryRatio),
     fmtTime(r.forwardMs, r.forwardBasis), own ? '1x' : fmtRatio(r.forwardRatio, r.forwardBasis),
-    r.firstLoss === null ? '' : r.firstLoss.toFixed(6),
+    loss,
   ];
 }
 
@@ -233,7 +244,12 @@ export function markdownTable(head: string[], rows: string[][]): string {
   return [`| ${head.map(esc).join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
 }
 
-const NOTE = 'train step = forward + MSE + all gradients + AdamW, median after 1 warm-up; peer/skipgrad = peer / skipgrad (time: >1 means skipgrad is faster; memory: >1 means skipgrad uses less); > = lower bound (the peer was stopped at the cap); * = the warm-up run only; peak memory = live tensor bytes high-water over the first step; forward = training-mode forward alone, output read back; first loss: from the shared initial weights, equal across implementations up to rounding';
+/** The first losses of skipgrad and a peer (same weights, same batch) differ by more than this, relatively: the table
+ *  says so, and the run warns (the parity tests hold them to far less; this catches a bench that compares different
+ *  work). */
+const FIRST_LOSS_TOLERANCE = 1e-4;
+
+const NOTE = 'train step = forward + MSE + all gradients + AdamW, median after 1 warm-up; peer/skipgrad = peer / skipgrad (time: >1 means skipgrad is faster; memory: >1 means skipgrad uses less); > = lower bound (the peer was stopped at the cap); * = the warm-up run only; ~ = the median of fewer timed steps than asked (stopped at the cap); peak memory = live tensor bytes high-water over the first step on both sides (neither counts allocator pools; skipgrad webgpu also shows its allocated GPU buffers, kernel scratch and size rounding included); forward = training-mode forward alone, output read back; first loss: from the shared initial weights, equal across implementations up to rounding (marked "differs!" beyond 1e-4 relative)';
 
 export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]> {
   const reports: ModelReport[] = [];
@@ -280,6 +296,9 @@ export async function runModelBench(o: ModelBenchOptions): Promise<ModelReport[]
         r.forwardRatio = r.forwardMs !== null && row.forwardMs !== null ? r.forwardMs / row.forwardMs : null;
         r.memoryRatio = r.peakBytes !== null && row.peakBytes !== null ? r.peakBytes / row.peakBytes : null;
         r.firstLossRelDiff = r.firstLoss !== null && row.firstLoss !== null ? Math.abs(r.firstLoss - row.firstLoss) / Math.abs(row.firstLoss) : null;
+        if (!o.hostOnly && r.firstLossRelDiff != null && r.firstLossRelDiff > FIRST_LOSS_TOLERANCE) {
+          o.log?.(`\n  warning: ${r.impl}'s first loss ${r.firstLoss} differs from skipgrad's ${row.firstLoss} by ${r.firstLossRelDiff.toExponential(1)} (relative): the two sides did not compute the same step\n`);
+        }
         rows.push(noLoss(r));
       }
       o.log?.('\n');

@@ -17,7 +17,7 @@ import type * as tfNs from '@tensorflow/tfjs';
 import * as sg from '../src/engine/index.js';
 import { sizeOf } from '../src/engine/dtype.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import type { Tf } from './model-tfjs.js';
+import { waitFor, type Tf } from './model-tfjs.js';
 import type { TfjsBackendName, WorkerMessage } from './model-worker.js';
 import { repeatPhase, runTfjsWorker, timeIt, type PhaseTiming } from './tfjs-run.js';
 
@@ -80,12 +80,14 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
     const w = tf.tensor4d(values(job.seed + 1, sizeOf(ws), -0.1, 0.1), [ws[2], ws[3], ws[1], ws[0]]);
     const outShape = nhwc(SHAPES.convTranspose2d.out(n));
     const f = (a: tfNs.Tensor, b: tfNs.Tensor): tfNs.Tensor => tf.conv2dTranspose(a as tfNs.Tensor4D, b as tfNs.Tensor4D, outShape, 2, 'valid');
-    compute = (pass) => pass === 'forward' ? [f(x, w)] : tf.grads(f)([x, w], tf.onesLike(f(x, w)));
+    const dy = tf.tidy(() => tf.onesLike(f(x, w)));
+    compute = (pass) => pass === 'forward' ? [f(x, w)] : tf.grads(f)([x, w], dy);
   } else if (job.op === 'upsampleNearest2d') {
     const xs = SHAPES.upsampleNearest2d.x(n);
     const x = tf.tensor4d(values(job.seed, sizeOf(xs)), nhwc(xs));
     const f = (a: tfNs.Tensor): tfNs.Tensor => tf.image.resizeNearestNeighbor(a as tfNs.Tensor4D, [xs[2] * 2, xs[3] * 2], false, false);
-    compute = (pass) => pass === 'forward' ? [f(x)] : [tf.grad(f)(x, tf.onesLike(f(x)))];
+    const dy = tf.tidy(() => tf.onesLike(f(x)));
+    compute = (pass) => pass === 'forward' ? [f(x)] : [tf.grad(f)(x, dy)];
   } else if (job.op === 'batchNorm2d') {
     const xs = SHAPES.batchNorm2d.x(n);
     const x = tf.tensor4d(values(job.seed, sizeOf(xs)), nhwc(xs));
@@ -94,7 +96,8 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
       const { mean, variance } = tf.moments(a, [0, 1, 2]);
       return tf.batchNorm(a, mean, variance, b as tfNs.Tensor1D, g as tfNs.Tensor1D, 1e-5);
     };
-    compute = (pass) => pass === 'forward' ? [f(x, gamma, beta)] : tf.grads(f)([x, gamma, beta], tf.onesLike(f(x, gamma, beta)));
+    const dy = tf.tidy(() => tf.onesLike(f(x, gamma, beta)));
+    compute = (pass) => pass === 'forward' ? [f(x, gamma, beta)] : tf.grads(f)([x, gamma, beta], dy);
   } else {
     const shapes = job.paramShapes ?? [];
     const vars = shapes.map((s, i) => tf.variable(tf.tensor(values(job.seed + i, sizeOf(s), -0.05, 0.05), s), true, `p${i}`));
@@ -107,10 +110,11 @@ export async function runTfjsExtraOp(tf: Tf, job: ExtraOpJob, post: (m: WorkerMe
       return [tf.clone(vars[vars.length - 1])];
     };
   }
-  // Reads are async: tfjs-webgpu's dataSync needs OffscreenCanvas, which Node lacks.
+  // dy (ones of the output's shape) is made once, before the timed runs, on both sides; tf.grad(s) runs the forward
+  // itself. Each run waits for its outputs by reading one element of each (waitFor).
   const run = async (pass: ExtraPass): Promise<void> => {
     const outs = tf.tidy(() => compute(pass));
-    await Promise.all(outs.map((t) => t.data()));
+    await waitFor(tf, outs);
     tf.dispose(outs);
   };
   for (const pass of job.passes) await repeatPhase(post, pass, job.warmup, job.reps, () => run(pass));
@@ -175,12 +179,12 @@ async function benchSkipgradExtra(be: sg.Backend, spec: ExtraOpSpec, batch: numb
         await done();
       }, 1, reps));
     } else {
+      const y0 = sg.noGrad(() => f());
+      const dy = keep(sg.ones(y0.shape, o));
+      y0.dispose();
       out.set(pass, await timeIt(async () => {
         for (const t of grads) t.requiresGrad = true;
-        sg.scope(() => {
-          const y = f();
-          y.backward(sg.ones(y.shape, o));
-        });
+        sg.scope(() => f().backward(dy));
         await done();
         sg.zeroGrad(grads);
       }, 1, reps));

@@ -59,9 +59,10 @@ export interface PhaseTiming {
 export type Basis = PhaseTiming['basis'];
 
 /** A value marked with how it was measured: '>' before a lower bound (stopped at the cap in its first run),
- *  '*' after the time of the warm-up run alone (stopped at the cap before a timed repetition). */
-function marked(v: string, basis: Basis): string {
-  return basis === 'lower-bound' ? `>${v}` : basis === 'warm-up' ? `${v}*` : v;
+ *  '*' after the time of the warm-up run alone (stopped at the cap before a timed repetition), '~' before the
+ *  median of fewer timed runs than asked for (stopped at the cap after some). */
+export function marked(v: string, basis: Basis): string {
+  return basis === 'lower-bound' ? `>${v}` : basis === 'warm-up' ? `${v}*` : basis === 'partial-median' ? `~${v}` : v;
 }
 
 /** A time in ms or s, marked by its basis; 'n/a' when there is none. */

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { fmtRatio, fmtTime } from '../bench/tfjs-run.js';
 
 describe('bench formatting', () => {
-  it('marks lower bounds with > and warm-up-only times with *, on times and on ratios alike', () => {
+  it('marks lower bounds with >, warm-up-only times with * and short medians with ~, on times and on ratios alike', () => {
     expect(fmtTime(12.345, 'median')).toBe('12 ms');
-    expect(fmtTime(12.345, 'partial-median', 1)).toBe('12.3 ms');
+    expect(fmtTime(12.345, 'partial-median', 1)).toBe('~12.3 ms');
+    expect(fmtRatio(2.5, 'partial-median', 1)).toBe('~2.5x');
     expect(fmtTime(4000, 'lower-bound')).toBe('>4.00 s');
     expect(fmtTime(2830, 'warm-up')).toBe('2.83 s*');
     expect(fmtTime(null, 'failed')).toBe('n/a');

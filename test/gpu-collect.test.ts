@@ -69,6 +69,10 @@ describe('bench/gpu/collect.py', () => {
     expect(stdout).toMatch(/>3\.0x tfjs-webgpu: undecided/);
     const high = await collect(results(256, 'lower-bound', 6));
     expect(high.json.aims.AESc).toMatchObject({ vsTfjsLowerBound: true, vsTfjsMet: true });
+    // tfjs's warm-up step alone (it compiles its shaders and runs under tf.profile): no verdict, however large.
+    const warm = await collect(results(256, 'warm-up', 9));
+    expect(warm.json.aims.AESc).toMatchObject({ vsTfjs: 9, vsTfjsMet: null });
+    expect(warm.json.aims.AESc.notes.join(' ')).toMatch(/only its warm-up step finished/);
   });
 
   it("sums up the tiles part: the picks' time, the fastest shapes', and the pick beaten the most (by a K split too)", async () => {
