@@ -299,34 +299,29 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
 
   it('copy and binary beyond the 8 axes the shaders walk: extra dispatches, the same values as the CPU', async () => {
     const rt = await rtOrThrow();
+    /** A copy of all of `shape`'s axes reversed (no two can merge): `dispatches` launches, the CPU's values. */
+    const reversedCopy = async (shape: number[], seed: number, dispatches: number): Promise<{ x: Float64Array; xb: GPUBuffer; ob: GPUBuffer }> => {
+      const n = sizeOf(shape);
+      const xStrides = contiguousStrides([...shape].reverse()).reverse();
+      const x = randomArray(seed, n);
+      const ref = new Float64Array(n);
+      copyKernel(x, xStrides, 0, ref, contiguousStrides(shape), 0, shape);
+      const xb = upload(rt, x);
+      const ob = poisoned(rt, n);
+      const d0 = rt.counters.dispatches;
+      op(rt, 'copy', () => copy(rt, xb, xStrides, 0, ob, contiguousStrides(shape), 0, shape));
+      expect(rt.counters.dispatches - d0, `copy of [${shape}]`).toBe(dispatches);
+      expectClose(await download(rt, ob, n), ref, 0, `copy of [${shape}] reversed`);
+      return { x, xb, ob };
+    };
     const shape = [2, 2, 2, 2, 2, 2, 2, 2, 3]; // 9 axes
     const n = sizeOf(shape);
-    // copy: all axes reversed (no two can merge)
-    const xStrides = contiguousStrides([...shape].reverse()).reverse();
-    const x = randomArray(21, n);
-    const ref = new Float64Array(n);
-    copyKernel(x, xStrides, 0, ref, contiguousStrides(shape), 0, shape);
-    const xb = upload(rt, x);
-    const ob = poisoned(rt, n);
-    const d0 = rt.counters.dispatches;
-    op(rt, 'copy', () => copy(rt, xb, xStrides, 0, ob, contiguousStrides(shape), 0, shape));
-    expect(rt.counters.dispatches - d0).toBe(2); // one axis of 2 walked on the host, one dispatch per index
-    expectClose(await download(rt, ob, n), ref, 0, 'copy of 9 reversed axes');
+    // One axis of 2 walked on the host, one dispatch per index.
+    const { x, xb, ob } = await reversedCopy(shape, 21, 2);
     // A large axis among them: the host walks a small one instead (2 dispatches, not 300).
-    const big = [300, 2, 2, 2, 2, 2, 2, 2, 2];
-    const nb = sizeOf(big);
-    const bigStrides = contiguousStrides([...big].reverse()).reverse();
-    const xbig = randomArray(23, nb);
-    const refBig = new Float64Array(nb);
-    copyKernel(xbig, bigStrides, 0, refBig, contiguousStrides(big), 0, big);
-    const xbb = upload(rt, xbig);
-    const obb = poisoned(rt, nb);
-    const d2 = rt.counters.dispatches;
-    op(rt, 'copy', () => copy(rt, xbb, bigStrides, 0, obb, contiguousStrides(big), 0, big));
-    expect(rt.counters.dispatches - d2).toBe(2);
-    expectClose(await download(rt, obb, nb), refBig, 0, 'copy of [300, 2 x 8] reversed');
-    rt.release(xbb);
-    rt.release(obb);
+    const big = await reversedCopy([300, 2, 2, 2, 2, 2, 2, 2, 2], 23, 2);
+    rt.release(big.xb);
+    rt.release(big.ob);
     // binary: a broadcast along the odd axes, b along the even ones (no two axes merge in every operand)
     const aStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? 0 : st));
     const bStrides = contiguousStrides(shape).map((st, i) => (i % 2 ? st : 0));
