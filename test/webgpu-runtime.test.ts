@@ -195,6 +195,19 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     expect(await download(rt, z, n)).toHaveLength(n);
   });
 
+  it('counts the high-water of live buffer bytes, which can be restarted', async () => {
+    const rt = await freshRuntime();
+    const a = rt.acquire(1000); // 1024-byte class
+    const b = rt.acquire(3000); // 4096
+    expect(rt.counters.peakLiveBytes).toBe(5120);
+    rt.release(b);
+    expect(rt.counters.peakLiveBytes).toBe(5120);
+    rt.counters.peakLiveBytes = rt.counters.liveBytes;
+    rt.acquire(200);
+    expect(rt.counters.peakLiveBytes).toBe(1024 + 256);
+    rt.release(a);
+  });
+
   it('trim() submits recorded work before destroying the pooled buffers it reads', async () => {
     const rt = await freshRuntime();
     const n = 1000;
@@ -331,6 +344,36 @@ describe.skipIf(!GPU)('webgpu runtime: errors name the op', () => {
     buf.destroy();
     rt.write(buf, new Float32Array(4));
     await expect(rt.sync()).rejects.toThrow(/^webgpu: error: .*destroyed/i);
+  });
+
+  it('two failed command buffers: what both spoiled is refused naming the earlier one', async () => {
+    const rt = await freshRuntime();
+    const n = 4;
+    const [x, y, b1, b2] = [0, 1, 2, 3].map(() => rt.acquire(n * 4));
+    op(rt, 'x = 1', () => fill(rt, x, n, 1));
+    op(rt, 'first bad op', () => fill(rt, b1, n, 1, 70000));
+    rt.flush();
+    op(rt, 'y = 2', () => fill(rt, y, n, 2));
+    op(rt, 'second bad op', () => fill(rt, b2, n, 1, 70000));
+    await expect(rt.sync()).rejects.toThrow(/first bad op[\s\S]*second bad op/);
+    await expect(download(rt, y, n)).rejects.toThrow(/not computed.*\(webgpu: first bad op: /s);
+  });
+
+  it('work submitted while a read waits is not counted as seen clean by that read', async () => {
+    const rt = await freshRuntime();
+    const n = 4;
+    const w = rt.acquire(n * 4), v = rt.acquire(n * 4);
+    op(rt, 'w = 7', () => fill(rt, w, n, 7));
+    const reading = download(rt, w, n); // submitted; the read waits for the GPU
+    op(rt, 'v = 3', () => fill(rt, v, n, 3));
+    rt.flush(); // a later submit, made while the read waits
+    expect(Array.from(await reading)).toEqual([7, 7, 7, 7]);
+    const dead = rt.acquire(1024);
+    dead.destroy();
+    rt.write(dead, new Float32Array(4)); // an error tied to no submit: v's submit was not seen clean
+    await expect(rt.sync()).rejects.toThrow(/destroyed/i);
+    await expect(download(rt, v, n)).rejects.toThrow(/these values were not computed/);
+    expect(Array.from(await download(rt, w, n))).toEqual([7, 7, 7, 7]);
   });
 
   it('an error tied to no submit spoils what was written since the last clean sync or read, not before', async () => {

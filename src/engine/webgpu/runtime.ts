@@ -171,7 +171,8 @@ export class GpuRuntime {
   private readonly lastWrite = new Map<GPUBuffer, number>();
   /** Buffers whose contents were not computed (their command buffer failed) or came from such a buffer: the error. */
   private readonly failed = new Map<GPUBuffer, string>();
-  /** Submits [0, verified) ran and reported no error (seen at a sync or read). */
+  /** Submits [0, verified) need no mark for an error tied to no submit: a sync or read saw them finish, and any error
+   *  they reported was found then and marked what it spoiled. */
   private verified = 0;
   /** The error check in progress: each check waits for the one before, so that a read never looks at the failure
    *  marks while another read is still finding out which buffers to mark. */

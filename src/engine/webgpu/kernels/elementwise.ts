@@ -136,14 +136,21 @@ export function unary(rt: GpuRuntime, op: UnaryOp, x: GPUBuffer, out: GPUBuffer,
   if (n <= 0) return;
   // A scale float32 cannot hold (it would round to 0, a subnormal the GPU may flush, or infinity, where x times it
   // is finite on the CPU, which scales in float64): applied as two float32 factors, a power of two and the rest.
-  let factors = op === 'mulScalar' || op === 'divScalar' || op === 'rdivScalar' ? splitScale(op === 'divScalar' ? 1 / param : param) : null;
-  // A divisor so small that even its float64 reciprocal overflows: x / p is +-Infinity for every x but 0 (and NaN).
-  if (op === 'divScalar' && param !== 0 && Number.isFinite(param) && !Number.isFinite(1 / param)) factors = [2 ** 127, Math.sign(param) * 2 ** 127];
+  let factors: number[] | null = op === 'mulScalar' || op === 'divScalar' || op === 'rdivScalar' ? splitScale(op === 'divScalar' ? 1 / param : param) : null;
+  // A divisor so small that even its float64 reciprocal overflows: x / p is +-Infinity for every x but 0 (and NaN),
+  // the smallest subnormal x (2^-149) included: three factors of 2^127 take it past 2^128.
+  if (op === 'divScalar' && param !== 0 && Number.isFinite(param) && !Number.isFinite(1 / param)) factors = [2 ** 127, 2 ** 127, Math.sign(param) * 2 ** 127];
   if (factors) {
-    const t = rt.acquire(n * 4);
-    unary(rt, op === 'rdivScalar' ? 'rdivScalar' : 'mulScalar', x, t, n, factors[1]);
-    unary(rt, 'mulScalar', t, out, n, factors[0]);
-    rt.release(t);
+    // x (op) f[last], then times each factor before it.
+    const temps: GPUBuffer[] = [];
+    let src = x;
+    for (let i = factors.length - 1; i >= 0; i--) {
+      const dst = i === 0 ? out : rt.acquire(n * 4);
+      if (i > 0) temps.push(dst);
+      unary(rt, i === factors.length - 1 && op === 'rdivScalar' ? 'rdivScalar' : 'mulScalar', src, dst, n, factors[i]);
+      src = dst;
+    }
+    for (const t of temps) rt.release(t);
     return;
   }
   rt.dispatch({
