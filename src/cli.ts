@@ -71,7 +71,6 @@ The paper's configuration on a GPU (the authors' PyTorch code): skipgrad reprodu
 Their Keras code (icpr): --preset icpr --optimizer adam --lr 0.001 --schedule plateau --batch 16 --epochs 250
 `;
 
-
 function fail(message: string): never {
   process.stderr.write(`skipgrad: ${message}\nRun 'skipgrad help' for usage.\n`);
   process.exit(2);

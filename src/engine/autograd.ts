@@ -45,12 +45,10 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }
 
   const grads = new Map<Tensor, Tensor>([[root, seed]]);
-  // Leaves' gradients are held here and given to .grad only when the whole pass has succeeded: a backward() that
-  // fails partway (the NaN guard, an op's error) leaves every .grad as it was and the graph in place.
-  const leafGrads = new Map<Tensor, Tensor>();
   let inputGrads: Array<Tensor | null> = [];
   let current: Tensor | null = null; // the gradient being passed on (out of `grads`, not yet disposed)
-  // The leaves' new .grad values (sums with what they held), made before any is set.
+  // The leaves' new .grad values (sums with what they held), given to .grad only when the whole pass has succeeded:
+  // a backward() that fails partway (the NaN guard, an op's error) leaves every .grad as it was and the graph in place.
   const newLeafGrads: Array<[Tensor, Tensor]> = [];
   try {
     for (let i = order.length - 1; i >= 0; i--) {
@@ -61,7 +59,8 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       current = g;
       const node = t.node;
       if (!node) {
-        leafGrads.set(t, g);
+        newLeafGrads.push([t, newLeafGrad(t, g)]);
+        current = null;
         continue;
       }
       inputGrads = [];
@@ -108,22 +107,9 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       inputGrads = [];
       current = null;
     }
-    for (const [leaf, g] of leafGrads) {
-      if (leaf.grad && !leaf.grad.disposed) {
-        const old = leaf.grad;
-        if (old.shape.length !== leaf.shape.length || old.shape.some((d, k) => d !== leaf.shape[k]) || old.dtype !== leaf.dtype || old.backend !== leaf.backend) {
-          throw new Error(`backward: tensor #${leaf.id} ${shapeStr(leaf.shape)}${leaf.name ? ` '${leaf.name}'` : ''} holds a .grad of ${shapeStr(old.shape)} ${old.dtype} on '${old.backend.name}', not its own shape, dtype and backend; set .grad to null (zeroGrad) first`);
-        }
-        const sum = withPhase('backward', () => noGrad(() => add(leaf.grad!, g)));
-        newLeafGrads.push([leaf, sum]);
-        g.dispose(); // (leafGrads still lists it: disposing twice is harmless)
-      } else {
-        newLeafGrads.push([leaf, g]);
-      }
-    }
   } catch (e) {
     // Nothing was given to a leaf: free every gradient made, and keep the graph.
-    for (const g of [...grads.values(), ...leafGrads.values(), ...inputGrads, current, ...newLeafGrads.map(([, s]) => s)]) g?.dispose();
+    for (const g of [...grads.values(), ...inputGrads, current, ...newLeafGrads.map(([, s]) => s)]) g?.dispose();
     throw e;
   }
   for (const g of grads.values()) g.dispose();
@@ -133,6 +119,21 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     leaf.grad = g.keep();
   }
   releaseGraph(order);
+}
+
+/**
+ * A leaf's new .grad from its gradient g of this pass: g itself, or its sum with the .grad the leaf holds (then g is
+ * freed). Throws, leaving g to the caller, when that .grad is not of the leaf's own shape, dtype and backend.
+ */
+function newLeafGrad(leaf: Tensor, g: Tensor): Tensor {
+  const old = leaf.grad;
+  if (!old || old.disposed) return g;
+  if (old.shape.length !== leaf.shape.length || old.shape.some((d, k) => d !== leaf.shape[k]) || old.dtype !== leaf.dtype || old.backend !== leaf.backend) {
+    throw new Error(`backward: tensor #${leaf.id} ${shapeStr(leaf.shape)}${leaf.name ? ` '${leaf.name}'` : ''} holds a .grad of ${shapeStr(old.shape)} ${old.dtype} on '${old.backend.name}', not its own shape, dtype and backend; set .grad to null (zeroGrad) first`);
+  }
+  const sum = withPhase('backward', () => noGrad(() => add(old, g)));
+  g.dispose();
+  return sum;
 }
 
 /** Throws, naming the tensor and the op, if the graph was released by an earlier backward() or an input changed in place. */
@@ -150,7 +151,6 @@ function checkGraph(order: readonly Tensor[]): void {
     });
   }
 }
-
 
 /** Tensors reachable from root through nodes whose inputs require grad, inputs before outputs. Iterative (deep nets would overflow a recursive DFS). */
 function topologicalOrder(root: Tensor): Tensor[] {

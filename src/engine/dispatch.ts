@@ -182,5 +182,4 @@ export function runOp1(call: OpCall): Tensor {
   return runOp(call)[0];
 }
 
-
 installSettleAudits(settleAudits);

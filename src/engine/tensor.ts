@@ -166,7 +166,6 @@ function resolveBackend(b: string | Backend | undefined): Backend {
   return typeof b === 'object' ? b : getBackend(b);
 }
 
-
 /** Throws unless data is an array or typed array of numbers (a string such as '1' would otherwise become 1, and 'x' NaN). */
 function checkValues(op: string, data: ArrayLike<number>): void {
   if (ArrayBuffer.isView(data)) return;

@@ -103,7 +103,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     let startEpoch = 0;
     const last = o.checkpointDir ? path.join(o.checkpointDir, 'last.safetensors') : null;
     const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
-    /** Without a checkpoint folder: the values of the best epoch's weights and buffers, kept in memory. */
+    /** The values of this run's best epoch's weights and buffers, kept in memory (with or without a checkpoint
+     *  folder): the end of training restores them without depending on best.safetensors. */
     let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
     if (o.resume && last && fs.existsSync(last)) {
       // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
@@ -173,8 +174,6 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         if (improved) {
           result.bestPsnr = valPsnr;
           result.bestEpoch = epoch + 1;
-        }
-        if (improved) {
           bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
         }
         if (last && best) {

@@ -252,8 +252,7 @@ export class GpuRuntime {
   /** Returns a buffer to the pool (work recorded after this that reuses it runs after the work recorded before). */
   release(buf: GPUBuffer): void {
     // Whatever it held is gone: its next owner writes it before reading it.
-    this.failed.delete(buf);
-    this.lastWrite.delete(buf);
+    this.forget(buf);
     this.counters.liveBuffers--;
     this.counters.liveBytes -= buf.size;
     this.toPool(buf);
@@ -280,7 +279,7 @@ export class GpuRuntime {
     this.bindGroups.clear();
     for (const list of this.freeStorage.values()) {
       for (const b of list) {
-        this.lastWrite.delete(b);
+        this.forget(b);
         b.destroy();
       }
     }
@@ -299,6 +298,11 @@ export class GpuRuntime {
     if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
     // New contents from the host: whatever failed before does not concern them.
+    this.forget(buf);
+  }
+
+  /** Drops what the failure tracking knows of buf (its last writing submit, its mark): it holds other contents now. */
+  private forget(buf: GPUBuffer): void {
     this.failed.delete(buf);
     this.lastWrite.delete(buf);
   }

@@ -81,7 +81,6 @@ function vec4(values: readonly number[], pad: number): Param[] {
   return out;
 }
 
-
 /** out[i] = value for i < n. */
 export function fill(rt: GpuRuntime, out: GPUBuffer, n: number, value: number): void {
   if (n <= 0) return;
@@ -340,7 +339,6 @@ export function valueStats(rt: GpuRuntime, x: GPUBuffer, n: number, out: GPUBuff
     rt.release(partials);
   }
 }
-
 
 /** One fused Adam / AdamW step on n parameters, updating p, m and v in place. */
 export function adam(rt: GpuRuntime, p: GPUBuffer, g: GPUBuffer, m: GPUBuffer, v: GPUBuffer, n: number, o: AdamStep): void {
