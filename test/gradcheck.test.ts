@@ -12,6 +12,7 @@ import * as sg from '../src/engine/index.js';
 import { sizeOf } from '../src/engine/dtype.js';
 import { gradcheck, type GradcheckOptions } from '../src/engine/audit/gradcheck.js';
 import { OP_CASES, caseInputs } from '../src/engine/audit/op-cases.js';
+import { buildAutoencoder } from '../src/models/autoencoder.js';
 
 const F64 = { dtype: 'float64' as const };
 const RUNS = 30;
@@ -434,5 +435,17 @@ describe('gradcheck: layers', () => {
     conv.dispose();
     bn.dispose();
     x.dispose();
+  });
+
+  it('whole autoencoders in float64 (buildAutoencoder\'s dtype option): esann AESc and icpr AE, batch norm training', () => {
+    for (const [preset, o] of [['esann', { skips: true, depth: 3, inputSize: 15 }], ['icpr', { skips: false, depth: 2, inputSize: 8 }]] as const) {
+      const net = buildAutoencoder(preset, { ...o, baseChannels: 2, seed: 5, dtype: 'float64' }).train();
+      expect(new Set([...net.stateDict().values()].map((t) => t.dtype))).toEqual(new Set(['float64']));
+      const x = sg.uniform([3, 1, o.inputSize, o.inputSize], 0, 1, { dtype: 'float64', rng: new sg.Rng(6) });
+      const r = gradcheck(([t]) => net.forward(t).output, [x]);
+      expect(r.ok, `${preset}: ${r.worst}`).toBe(true);
+      net.dispose();
+      x.dispose();
+    }
   });
 });

@@ -55,7 +55,7 @@ describe('autoencoder presets', () => {
     expect(() => buildAutoencoder('esann', { skips: true, inputSize: 32 })).toThrow(/input size 32 is too small for depth 5/);
     expect(() => buildAutoencoder('icpr', { skips: true, inputSize: 96 })).toThrow(/input size 96 must be divisible by 2\^6/);
     // A misspelt option is an error, not the preset's value.
-    expect(() => buildAutoencoder('esann', { skips: true, inputsize: 64 } as never)).toThrow("Autoencoder: unknown option 'inputsize' (expected skips, depth, kernel, baseChannels, inputSize, inChannels, decoder, slope, seed, backend)");
+    expect(() => buildAutoencoder('esann', { skips: true, inputsize: 64 } as never)).toThrow("Autoencoder: unknown option 'inputsize' (expected skips, depth, kernel, baseChannels, inputSize, inChannels, decoder, slope, seed, backend, dtype)");
   });
 
   it('encoderSizes: the encoder sides without building the network (the benches check --size with it)', () => {

@@ -24,7 +24,7 @@ import { Module } from '../engine/nn/module.js';
 import { leakyRelu, sigmoid } from '../engine/ops/elementwise.js';
 import { Rng } from '../engine/random.js';
 import type { Tensor } from '../engine/tensor.js';
-import { shapeStr } from '../engine/dtype.js';
+import { shapeStr, type DType } from '../engine/dtype.js';
 
 export type Preset = 'esann' | 'icpr';
 
@@ -42,15 +42,17 @@ export interface AutoencoderOptions {
   slope: number;
   seed: number;
   backend?: string | Backend;
+  /** The parameters' and buffers' dtype (default float32; float64 on the CPU for a reference or a gradient check of the whole network). */
+  dtype?: DType;
 }
 
-export const PRESETS: Record<Preset, Omit<AutoencoderOptions, 'skips' | 'seed' | 'backend'>> = {
+export const PRESETS: Record<Preset, Omit<AutoencoderOptions, 'skips' | 'seed' | 'backend' | 'dtype'>> = {
   esann: { depth: 5, kernel: 5, baseChannels: 16, inputSize: 256, inChannels: 1, decoder: 'transposed', slope: 0.01 },
   icpr: { depth: 6, kernel: 5, baseChannels: 16, inputSize: 256, inChannels: 1, decoder: 'upsample', slope: 0.3 },
 };
 
 const AUTOENCODER_OPTIONS: Record<keyof AutoencoderOptions, true> = {
-  skips: true, depth: true, kernel: true, baseChannels: true, inputSize: true, inChannels: true, decoder: true, slope: true, seed: true, backend: true,
+  skips: true, depth: true, kernel: true, baseChannels: true, inputSize: true, inChannels: true, decoder: true, slope: true, seed: true, backend: true, dtype: true,
 };
 
 /** Options of a preset, with overrides (e.g. a smaller inputSize). */
@@ -65,10 +67,10 @@ class Block extends Module {
   readonly conv: Conv2d | ConvTranspose2d;
   readonly bn: BatchNorm2d;
 
-  constructor(conv: Conv2d | ConvTranspose2d, channels: number, readonly slope: number, backend?: string | Backend) {
+  constructor(conv: Conv2d | ConvTranspose2d, channels: number, readonly slope: number, o: { backend?: string | Backend; dtype?: DType }) {
     super();
     this.conv = this.child('conv', conv);
-    this.bn = this.child('bn', new BatchNorm2d(channels, { backend }));
+    this.bn = this.child('bn', new BatchNorm2d(channels, o));
   }
 
   forward(x: Tensor): Tensor {
@@ -96,12 +98,13 @@ export class Autoencoder extends Module {
     super();
     expectOptions('Autoencoder', options, AUTOENCODER_OPTIONS);
     this.options = options;
-    const { depth, kernel: k, baseChannels, inputSize, inChannels, decoder, slope, backend } = options;
+    const { depth, kernel: k, baseChannels, inputSize, inChannels, decoder, slope, backend, dtype } = options;
     for (const [name, v] of [['depth', depth], ['kernel', k], ['baseChannels', baseChannels], ['inputSize', inputSize], ['inChannels', inChannels]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`Autoencoder: ${name} must be a positive integer, got ${v}`);
     }
     const rng = new Rng(options.seed);
-    const init = { rng, backend };
+    const init = { rng, backend, dtype };
+    const norm = { backend, dtype };
     try {
       this.sizes = encoderSizes(options);
     } catch (e) {
@@ -114,7 +117,7 @@ export class Autoencoder extends Module {
       this.first = this.child('l1', new Conv2d(inChannels, baseChannels, k, { padding: 'same', ...init }));
       for (let i = 1; i < depth; i++) {
         this.channels.push(baseChannels * 2 ** i);
-        this.encoder.push(this.child(`encoder.${i - 1}`, new Block(new Conv2d(this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'valid', ...init }), this.channels[i], slope, backend)));
+        this.encoder.push(this.child(`encoder.${i - 1}`, new Block(new Conv2d(this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'valid', ...init }), this.channels[i], slope, norm)));
       }
       // Decoder: transposed convs back up; (n-1)*2 + k + outputPadding must equal the encoder twin's size.
       for (let i = depth - 1; i >= 1; i--) {
@@ -122,17 +125,17 @@ export class Autoencoder extends Module {
         const outputPadding = to - ((from - 1) * 2 + k);
         if (outputPadding < 0 || outputPadding > 1) throw new Error(`Autoencoder: cannot map ${from} back to ${to} with kernel ${k}, stride 2`);
         this.decoder.push(this.child(`decoder.${depth - 1 - i}`, new Block(
-          new ConvTranspose2d(this.channels[i], this.channels[i - 1], k, { stride: 2, padding: 0, outputPadding, ...init }), this.channels[i - 1], slope, backend)));
+          new ConvTranspose2d(this.channels[i], this.channels[i - 1], k, { stride: 2, padding: 0, outputPadding, ...init }), this.channels[i - 1], slope, norm)));
       }
     } else {
       // icpr: depth 'same' stride-2 blocks: n -> ceil(n/2); the input side must halve cleanly.
       this.first = null;
       for (let i = 0; i < depth; i++) {
         this.channels.push(baseChannels * 2 ** i);
-        this.encoder.push(this.child(`encoder.${i}`, new Block(new Conv2d(i === 0 ? inChannels : this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'same', ...init }), this.channels[i], slope, backend)));
+        this.encoder.push(this.child(`encoder.${i}`, new Block(new Conv2d(i === 0 ? inChannels : this.channels[i - 1], this.channels[i], k, { stride: 2, padding: 'same', ...init }), this.channels[i], slope, norm)));
       }
       for (let i = depth - 2; i >= 0; i--) {
-        this.decoder.push(this.child(`decoder.${depth - 2 - i}`, new Block(new Conv2d(this.channels[i + 1], this.channels[i], k, { padding: 'same', ...init }), this.channels[i], slope, backend)));
+        this.decoder.push(this.child(`decoder.${depth - 2 - i}`, new Block(new Conv2d(this.channels[i + 1], this.channels[i], k, { padding: 'same', ...init }), this.channels[i], slope, norm)));
       }
     }
     this.out = this.child('out', new Conv2d(baseChannels, inChannels, k, { padding: 'same', ...init }));
