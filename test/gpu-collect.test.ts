@@ -175,4 +175,21 @@ describe('bench/gpu/collect.py', () => {
     const { stdout } = await collect(res);
     expect(stdout).toMatch(/profile: traced step 30\.00 ms wall, 12\.00 ms GPU time summed over its 135 ops \(2\.50x\); untraced steps 14\.50 ms with the early first submit, 15\.25 ms without \(median of 5 each\)/);
   });
+  it('sums up the precision part: each side\'s worst error against float64, in the summary and on the page', async () => {
+    const res = results(256, 'median', 7.5);
+    write(path.join(res, 'precision', 'status.txt'), 'rc=0\nseconds=25\n');
+    write(path.join(res, 'precision', 'precision.json'), {
+      kind: 'precision', settings: { model: 'AESc', size: 256, batch: 8, channels: 16, configs: ['adapter'] },
+      sides: { 'cpu float32': { worst: { error: 0.0014, at: 'grad decoder.0.conv.weight' } }, 'webgpu adapter': { worst: { error: 0.021, at: 'grad encoder.2.conv.weight' } } },
+      markdown: '| tensor | cpu float32 | webgpu adapter |',
+    });
+    const { json, stdout } = await collect(res);
+    expect(Object.keys(json.parts)).toContain('precision');
+    expect(stdout).toMatch(/precision: esann AESc 256x256 batch 8, worst error of the loss, gradients and running statistics against float64 on the CPU: cpu float32 1\.40e-03 \(grad decoder\.0\.conv\.weight\); webgpu adapter 2\.10e-02 \(grad encoder\.2\.conv\.weight\)/);
+    const md = path.join(res, 'page.md');
+    await run('python3', ['bench/gpu/collect.py', '--markdown', path.join(res, 'gpu.json'), '--out', md]);
+    const page = fs.readFileSync(md, 'utf8');
+    expect(page).toContain('## The step\'s numbers against float64 (precision part)');
+    expect(page).toContain('| tensor | cpu float32 | webgpu adapter |');
+  });
 });

@@ -8,7 +8,7 @@ The second form, run where the results came back, writes one markdown page from 
 each part's table, the kernels beside PyTorch's, failures and warnings), for bench/results/ next to the JSON.
 
 RES (run.sh's scratch results folder) holds run.txt (key=value), nvidia-smi-q.txt, nvidia-smi-*.csv, and
-one folder per part (probe, dispatch, host, profile, ops, model, torch, tiles, probe-first) with status.txt (key=value), output.log and
+one folder per part (probe, dispatch, host, profile, ops, model, torch, precision, tiles, probe-first) with status.txt (key=value), output.log and
 the part's JSON files. The output: {kind, date, gpu: {name, ...}, aims, nvidiaSmi: {summary, before, after, q},
 vulkan, adapter, bundle, parts: {name: {status, results: {file: json}, outputTail}}}.
 aims: issue 6's bar per model (AESc, AE), from the model and torch parts: skipgrad webgpu's training step at
@@ -220,6 +220,20 @@ def tiles_line(parts):
     return line
 
 
+def precision_line(parts):
+    """The precision part in a line: each side's worst error against float64 on the CPU, and where."""
+    p = part_result(parts, 'precision', 'precision.json')
+    sides = (p or {}).get('sides')
+    if not isinstance(sides, dict) or not sides:
+        return None
+    o = p.get('settings') or {}
+    worst = '; '.join(f"{name} {(v.get('worst') or {}).get('error', float('nan')):.2e} ({(v.get('worst') or {}).get('at')})"
+                      for name, v in sides.items() if isinstance(v, dict))
+    return (f"precision: esann {o.get('model')} {o.get('size')}x{o.get('size')} batch {o.get('batch')}, worst error of the loss, "
+            f"gradients and running statistics against float64 on the CPU: {worst} (on lavapipe at 256x256 batch 8: "
+            f"CPU float32 1.4e-3, webgpu 2.2e-2, PyTorch float32 2.5e-2; bench/results/README.md)")
+
+
 def profile_line(parts):
     """What the profile part found: the traced step's wall time against its GPU time summed over ops, and the
     untraced steps with and without the runtime's early first submit."""
@@ -358,6 +372,9 @@ def markdown(report):
     profile = part_result(parts, 'profile', 'profile-webgpu.json')
     if isinstance(profile, dict) and profile.get('markdown'):
         lines += ['', '## Where the step\'s time goes (profile part)', '', profile_line(parts) or '', '', profile['markdown']]
+    precision = part_result(parts, 'precision', 'precision.json')
+    if isinstance(precision, dict) and precision.get('markdown'):
+        lines += ['', '## The step\'s numbers against float64 (precision part)', '', precision_line(parts) or '', '', precision['markdown']]
     tiles = part_result(parts, 'tiles', 'tiles-webgpu.json')
     if isinstance(tiles, dict) and tiles.get('table'):
         lines += ['', '## Convolution launches and tile shapes (tiles part)', '', tiles_line(parts) or '', '', '```', tiles['table'], '```']
@@ -407,7 +424,7 @@ def main():
             bundle = json.load(fh)
 
     parts = {}
-    for name in ('probe-first', 'probe', 'dispatch', 'host', 'profile', 'ops', 'model', 'torch', 'tiles'):
+    for name in ('probe-first', 'probe', 'dispatch', 'host', 'profile', 'ops', 'model', 'torch', 'precision', 'tiles'):
         p = part(res, name)
         if p is not None:
             parts[name] = p
@@ -484,7 +501,7 @@ def main():
             print(f"  {n:11s} {flag} in {st.get('seconds')} s; files: {', '.join(p['results']) or '-'}")
     for line in aim_lines(report['aims']):
         print(f'  {line}')
-    for line in (profile_line(parts), tiles_line(parts)):
+    for line in (profile_line(parts), precision_line(parts), tiles_line(parts)):
         if line:
             print(f'  {line}')
     for line in kernel_lines(report['kernelsVsTorch']):

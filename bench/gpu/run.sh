@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # skipgrad GPU bench runner: executed ON the GPU host, from inside the bundle that bench/gpu/pack.sh makes.
 #
-#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,dispatch,host,profile,torch,model,tiles,ops]
+#   bash .gpu-bundle/run.sh [--quick] [--out DIR] [--parts probe,dispatch,host,profile,torch,model,precision,tiles,ops]
 #
 # Unpacks node and the app (built code, shaders, node_modules with Dawn's dawn.node), sets up a Vulkan
 # loader (the system's, else the bundled libvulkan1 .deb unpacked locally, else -- as root, as the device
@@ -13,6 +13,8 @@
 #   profile node dist/bench/profile.js               (one AESc step, 256x256 batch 8, GPU time per op)
 #   torch   python3 torch_ref.py                       (when python3 can import torch)
 #   model   node dist/bench/model.js ...               (when the bundle has it)
+#   precision node dist/bench/precision.js             (the step's loss, gradients and running statistics on the GPU
+#                                                       against float64 on the CPU: are the GPU's numbers right?)
 #   tiles   node dist/bench/tiles.js                   (each conv launch of the step: chooseTiles' pick vs other tiles)
 #   ops     node dist/bench/ops.js --backends webgpu   (skipgrad webgpu vs tfjs webgpu, conv2d)
 # and collects everything into DIR ($OUT if set, else ./gpu-results): gpu-<date>.json (all results, the
@@ -25,12 +27,13 @@
 #   SKIPGRAD_VK_LIBRARY_PATH    directories to put first on LD_LIBRARY_PATH (a loader or driver of your own)
 #   SKIPGRAD_VK_NO_SYSTEM_INSTALL=1   never unpack the .deb into / (the README's fallback)
 #   SKIPGRAD_GPU_BUDGET_S       seconds for the whole run, parts included (default 470; --quick 300)
-#   SKIPGRAD_GPU_T_DISPATCH, _T_HOST, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_TILES, _T_PROBE   per-part timeouts in seconds
+#   SKIPGRAD_GPU_T_DISPATCH, _T_HOST, _T_PROFILE, _T_OPS, _T_MODEL, _T_TORCH, _T_PRECISION, _T_TILES, _T_PROBE   per-part timeouts in seconds
 #   SKIPGRAD_GPU_PROFILE_ARGS   default: --backend webgpu --size 256 --batch 8
 #   SKIPGRAD_GPU_OPS_ARGS       default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick --cap 30)
 #   SKIPGRAD_GPU_TILES_ARGS     default: --size 256 --batch 8 --reps 5 --max-seconds 75 (--quick: --reps 3 --max-seconds 15)
 #   SKIPGRAD_GPU_MODEL_ARGS     default: --backends webgpu --cap 60 --reps 20 --tfjs-reps 5 (--quick: --backends webgpu --quick)
 #   SKIPGRAD_GPU_TORCH_ARGS     extra arguments for torch_ref.py
+#   SKIPGRAD_GPU_PRECISION_ARGS default: --size 256 --batch 8 (--quick: --size 64 --batch 4)
 #   SKIPGRAD_GPU_WORK           scratch folder: node, the app, raw results (default: ${TMPDIR:-/tmp}/skipgrad-gpu-run)
 #   SKIPGRAD_DAWN_OPTIONS       Dawn toggles for skipgrad's webgpu backend, e.g. backend=vulkan
 #   PYTHON                      the python with torch (default python3)
@@ -40,7 +43,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 START=$(date +%s)
 QUICK=0
 OUT_DIR=${OUT:-}
-PARTS=probe,dispatch,host,profile,torch,model,tiles,ops
+PARTS=probe,dispatch,host,profile,torch,model,precision,tiles,ops
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -75,6 +78,7 @@ T_OPS=${SKIPGRAD_GPU_T_OPS:-200}
 T_TILES=${SKIPGRAD_GPU_T_TILES:-120}
 T_MODEL=${SKIPGRAD_GPU_T_MODEL:-150}
 T_TORCH=${SKIPGRAD_GPU_T_TORCH:-90}
+T_PRECISION=${SKIPGRAD_GPU_T_PRECISION:-90}
 if [ "$QUICK" = 1 ]; then
   OPS_ARGS=${SKIPGRAD_GPU_OPS_ARGS:---backends webgpu --quick --cap 30}
   MODEL_ARGS=${SKIPGRAD_GPU_MODEL_ARGS:---backends webgpu --quick}
@@ -87,6 +91,8 @@ else
   TILES_ARGS=${SKIPGRAD_GPU_TILES_ARGS:---size 256 --batch 8 --reps 5 --max-seconds 75}
 fi
 TORCH_ARGS=${SKIPGRAD_GPU_TORCH_ARGS:-}
+if [ "$QUICK" = 1 ]; then PRECISION_ARGS=${SKIPGRAD_GPU_PRECISION_ARGS:---size 64 --batch 4}
+else PRECISION_ARGS=${SKIPGRAD_GPU_PRECISION_ARGS:---size 256 --batch 8}; fi
 if [ "$QUICK" = 1 ]; then PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8 --warmup 1}
 else PROFILE_ARGS=${SKIPGRAD_GPU_PROFILE_ARGS:---backend webgpu --size 256 --batch 8}; fi
 
@@ -281,6 +287,8 @@ fi
 # shellcheck disable=SC2086
 want model && run_node_part model "$T_MODEL" dist/bench/model.js $MODEL_ARGS
 # shellcheck disable=SC2086
+want precision && run_node_part precision "$T_PRECISION" dist/bench/precision.js $PRECISION_ARGS
+# shellcheck disable=SC2086
 want tiles && run_node_part tiles "$T_TILES" dist/bench/tiles.js $TILES_ARGS
 # shellcheck disable=SC2086
 want ops && run_node_part ops "$T_OPS" dist/bench/ops.js $OPS_ARGS
@@ -312,7 +320,7 @@ fi
 [ -f "$RES/nvidia-smi-q.txt" ] && cp "$RES/nvidia-smi-q.txt" "$OUT_DIR/"
 # The parts' own JSON, as long as the output stays within 8 files (the device tool brings back no more).
 n=$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)
-for f in "$RES"/profile/*.json "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json "$RES"/tiles/*.json; do
+for f in "$RES"/profile/*.json "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json "$RES"/precision/*.json "$RES"/tiles/*.json; do
   [ -f "$f" ] || continue
   if [ "$n" -ge 8 ]; then echo "not copied (8-file limit; it is inside $(basename "$SUMMARY")): $f"; continue; fi
   cp "$f" "$OUT_DIR/" && n=$((n + 1))
