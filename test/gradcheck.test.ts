@@ -10,7 +10,7 @@ import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import * as sg from '../src/engine/index.js';
 import { sizeOf } from '../src/engine/dtype.js';
-import { gradcheck, type GradcheckOptions } from '../src/engine/audit/gradcheck.js';
+import { gradcheck, gradcheckTensors, type GradcheckOptions } from '../src/engine/audit/gradcheck.js';
 import { OP_CASES, caseInputs } from '../src/engine/audit/op-cases.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 
@@ -437,15 +437,50 @@ describe('gradcheck: layers', () => {
     x.dispose();
   });
 
-  it('whole autoencoders in float64 (buildAutoencoder\'s dtype option): esann AESc and icpr AE, batch norm training', () => {
+  it('whole autoencoders in float64 (buildAutoencoder\'s dtype option): esann AESc and icpr AE, batch norm training, every parameter and the input', () => {
     for (const [preset, o] of [['esann', { skips: true, depth: 3, inputSize: 15 }], ['icpr', { skips: false, depth: 2, inputSize: 8 }]] as const) {
       const net = buildAutoencoder(preset, { ...o, baseChannels: 2, seed: 5, dtype: 'float64' }).train();
       expect(new Set([...net.stateDict().values()].map((t) => t.dtype))).toEqual(new Set(['float64']));
       const x = sg.uniform([3, 1, o.inputSize, o.inputSize], 0, 1, { dtype: 'float64', rng: new sg.Rng(6) });
       const r = gradcheck(([t]) => net.forward(t).output, [x]);
-      expect(r.ok, `${preset}: ${r.worst}`).toBe(true);
+      expect(r.ok, `${preset}, input: ${r.worst}`).toBe(true);
+      const params = net.parameters();
+      sg.zeroGrad(params); // gradcheck's backward through the input also reached the parameters
+      const before = params.map((p) => Array.from(p.dataSync()));
+      const p = gradcheckTensors(() => net.forward(x).output, params);
+      expect(p.checked).toBe(net.parameterCount());
+      expect(p.ok, `${preset}, parameters: ${p.worst}`).toBe(true);
+      // The parameters end as they began: the same values, no .grad.
+      expect(params.map((t) => Array.from(t.dataSync()))).toEqual(before);
+      expect(params.every((t) => t.grad === null)).toBe(true);
       net.dispose();
       x.dispose();
     }
+  });
+
+  it('gradcheckTensors finds a wrong gradient of a tensor the closure reads, and refuses what it cannot check', () => {
+    const w = sg.uniform([3], -1, 1, { dtype: 'float64', rng: new sg.Rng(8), requiresGrad: true });
+    w.name = 'w';
+    const ok = gradcheckTensors(() => sg.mul(w, w), [w]);
+    expect(ok).toMatchObject({ ok: true, checked: 3 });
+    // An identity op whose backward doubles the gradient.
+    const wrong = (): sg.Tensor => sg.runOp({
+      op: 'identityTwiceTheGradient', inputs: [w], outputs: [w.shape], flops: 0,
+      kernel: (be, [o], [ws]) => be.copy(ws, [1], 0, o, [1], 0, w.shape),
+      backward: (gy) => [sg.add(gy, gy)],
+    })[0];
+    const bad = gradcheckTensors(wrong, [w]);
+    expect(bad.ok).toBe(false);
+    expect(bad.worst).toMatch(/^input 0 'w' \[3\] element \d: analytic/);
+    w.grad = sg.zeros([3], { dtype: 'float64' });
+    expect(() => gradcheckTensors(() => sg.mul(w, w), [w])).toThrow("gradcheckTensors: tensor 0 'w' already has a .grad (the check would add to it): clear it first (zeroGrad)");
+    w.grad.dispose();
+    w.grad = null;
+    const f32 = sg.ones([2], { requiresGrad: true });
+    expect(() => gradcheckTensors(() => f32, [f32])).toThrow('gradcheckTensors: tensor 0 must be float64 on the cpu backend (got float32 on cpu)');
+    const still = sg.ones([2], { dtype: 'float64' });
+    expect(() => gradcheckTensors(() => still, [still])).toThrow('gradcheckTensors: tensor 0 does not require gradients');
+    expect(() => gradcheckTensors(() => sg.mul(w, w), [w], { eps: 0 })).toThrow('gradcheckTensors: eps must be a finite number > 0');
+    for (const t of [w, f32, still]) t.dispose();
   });
 });
