@@ -4,7 +4,7 @@
  * --help generated from the same option table, and the checks of the values.
  */
 import { parseArgs } from 'node:util';
-import { inputSizeProblem, PRESETS } from '../src/models/autoencoder.js';
+import { encoderSizes, inputSizeProblem, PRESETS } from '../src/models/autoencoder.js';
 
 /** One command-line option of a bench: its parseArgs type and its line in --help. */
 export interface BenchOption { type: 'string' | 'boolean'; help: string }
@@ -115,17 +115,29 @@ export const ESANN_STEP_OPTIONS: BenchOptions = {
 
 /** The values of ESANN_STEP_OPTIONS. */
 export function esannStepArgs(a: BenchArgs): { model: 'AESc' | 'AE'; size: number; batch: number; channels: number } {
+  const size = esannSizeArg(a.str('size'), 256);
   return {
-    model: choiceArg('model', a.str('model'), 'AESc', ['AESc', 'AE'] as const), size: esannSizeArg(a.str('size'), 256),
-    batch: intArg('batch', a.str('batch'), 8), channels: intArg('channels', a.str('channels'), 16),
+    model: choiceArg('model', a.str('model'), 'AESc', ['AESc', 'AE'] as const), size,
+    batch: esannBatchArg(a.str('batch'), 8, size), channels: intArg('channels', a.str('channels'), 16),
   };
+}
+
+/** The batch given for --batch (dflt when absent); a UsageError where the esann network at `size` cannot train on it. */
+export function esannBatchArg(v: string | undefined, dflt: number, size: number): number {
+  const batch = intArg('batch', v, dflt);
+  const deepest = encoderSizes({ ...PRESETS.esann, inputSize: size }).at(-1)!;
+  if (batch * deepest * deepest < 2) {
+    throw new UsageError(`--batch ${batch}: at --size ${size} the esann network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more`);
+  }
+  return batch;
 }
 
 /** A comma-separated list given for --name (dflt when absent), each item one of `allowed`. */
 export function listArg<T extends string>(name: string, v: string | undefined, dflt: string, allowed: readonly T[]): T[] {
   const items = (v ?? dflt).split(',');
-  for (const item of items) {
+  for (const [i, item] of items.entries()) {
     if (!(allowed as readonly string[]).includes(item)) throw new UsageError(`--${name}: unknown value '${item}' (expected ${allowed.join(' and/or ')}, comma-separated)`);
+    if (items.indexOf(item) !== i) throw new UsageError(`--${name}: '${item}' is listed twice`);
   }
   return items as T[];
 }

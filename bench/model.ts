@@ -32,7 +32,7 @@ import * as sg from '../src/engine/index.js';
 import { formatTable } from '../src/engine/audit/trace.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { benchMain, esannSizeArg, type BenchOptions, intArg, listArg, parseBenchArgs, secondsArg, UsageError } from './args.js';
+import { benchMain, esannBatchArg, esannSizeArg, type BenchOptions, intArg, listArg, parseBenchArgs, secondsArg, UsageError } from './args.js';
 import type { NamedArray } from './model-tfjs.js';
 import { median, skipgradStepper } from './model-step.js';
 import type { TfjsBackendName } from './model-worker.js';
@@ -345,7 +345,7 @@ export function modelOptionsFromArgs(argv: string[], { inheritReps = true, also 
   const backends = listArg('backends', str('backends'), hostOnly ? 'webgpu' : 'cpu,webgpu', ['cpu', 'webgpu'] as const);
   if (hostOnly && backends.join() !== 'webgpu') throw new UsageError(`--host-only measures webgpu alone, got --backends ${backends.join(',')}`);
   const size = esannSizeArg(str('size'), hostOnly ? 64 : quick ? 128 : 256);
-  const batch = intArg('batch', str('batch'), hostOnly ? 4 : 8);
+  const batch = esannBatchArg(str('batch'), hostOnly ? 4 : 8, size);
   if (hostOnly) {
     // Read when Dawn is first created (src/engine/webgpu/device.ts), here and in the tfjs child, which inherits it.
     process.env.SKIPGRAD_DAWN_OPTIONS = `${process.env.SKIPGRAD_DAWN_OPTIONS ?? ''} backend=null`.trim();

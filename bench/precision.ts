@@ -7,15 +7,16 @@
  *   adapter   the webgpu backend as it runs on this adapter;
  *   gpu       as on a hardware GPU, whatever the adapter (tile loops unrolled, K split for launches with few
  *             workgroups): on a software adapter, a rehearsal of the code a GPU runs;
- *   software  as on a software adapter (tile loops rolled, the forward and input-gradient kernels never split).
+ *   software  as on a software adapter (tile loops rolled, the forward and input-gradient kernels never split);
+ *   none      no webgpu: the CPU's float32 step alone.
  * For the loss, each parameter's gradient and each batch norm running statistic it prints the error: the largest
  * |value - reference| over the tensor's largest |reference| (for a gradient, over 1e-3 of the model's largest
  * gradient where that is larger: a conv bias in front of a training-mode batch norm has gradient 0 exactly, and
  * both sides hold rounding noise there). The CPU's float32 kernels accumulate in float64 (JavaScript's numbers),
  * webgpu's in float32, as GPU kernels do.
  *
- * --dump DIR writes the weights, the batch and every side's gradients as raw float64 files for
- * bench/precision_torch.py, which runs the same step in PyTorch (float32 and float64) and prints its errors beside
+ * --dump DIR writes the step's settings, the weights, the batch and every side's gradients as raw float64 files
+ * (after removing an earlier dump's) for bench/precision_torch.py, which runs the same step in PyTorch (float32 and float64) and prints its errors beside
  * these. test/webgpu-step-precision.test.ts runs the same comparison at 64x64 and bounds the errors.
  *
  * Options: PRECISION_OPTIONS below (`--help` prints them). Writes bench/results/precision.json (--out).
@@ -29,7 +30,7 @@ import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, listArg, parseBenchArgs } from './args.js';
+import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, listArg, parseBenchArgs, UsageError } from './args.js';
 import { machineInfo, markdownTable, type MachineInfo } from './model.js';
 
 /** Weights and buffers by name, as loadStateDict takes them. */
@@ -120,26 +121,49 @@ export function worstError(errors: Map<string, number>): { error: number; at: st
 const CONFIGS = ['adapter', 'gpu', 'software'] as const;
 type Config = (typeof CONFIGS)[number];
 
+export interface PrecisionOptions extends StepShape {
+  /** The webgpu configurations to run; none: the CPU's float32 step alone. */
+  configs: Config[];
+  dump: string | null;
+  out: string | null;
+}
+
 export interface PrecisionReport {
   kind: 'precision';
   date: string;
   machine: MachineInfo;
   settings: StepShape & { configs: Config[] };
-  /** Per side ('cpu float32', 'webgpu <config>'): the worst error and each tensor's. */
+  /** Seconds of the float64 step on the CPU (the reference). */
+  referenceSeconds: number;
+  /** Per side ('cpu float32', 'webgpu <config>'): the worst error and each tensor's (non-finite ones as strings in the JSON). */
   sides: Record<string, { worst: { error: number; at: string }; errors: Record<string, number>; seconds: number }>;
   markdown: string;
 }
 
 export const PRECISION_OPTIONS: BenchOptions = {
   ...ESANN_STEP_OPTIONS,
-  configs: { type: 'string', help: 'webgpu configurations, comma-separated: adapter (as this adapter runs), gpu (as a hardware GPU runs), software (default adapter)' },
+  configs: { type: 'string', help: 'webgpu configurations, comma-separated: adapter (as this adapter runs), gpu (as a hardware GPU runs), software; or none (the CPU alone). Default adapter' },
   dump: { type: 'string', help: 'a folder for the weights, batch and gradients as raw float64 (for bench/precision_torch.py)' },
   out: { type: 'string', help: 'default bench/results/precision.json' },
 };
 
+/** The options from the command line. */
+export function precisionOptionsFromArgs(argv: string[]): PrecisionOptions {
+  const a = parseBenchArgs(argv, PRECISION_OPTIONS);
+  const given = a.str('configs') ?? 'adapter';
+  const configs = given === 'none' ? [] : listArg('configs', given, 'adapter', CONFIGS);
+  return { ...esannStepArgs(a), configs, dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json') };
+}
+
+/** Makes DIR empty of an earlier dump's files (its *.f64 and *.json), and writes the step's settings there. */
+function startDump(dir: string, o: StepShape): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(dir)) if (/\.(f64|json)$/.test(f)) fs.rmSync(path.join(dir, f));
+  fs.writeFileSync(path.join(dir, 'settings.json'), JSON.stringify({ model: o.model, size: o.size, batch: o.batch, channels: o.channels }));
+}
+
 /** Raw float64 files DIR/<side>.<name>.f64 and DIR/<side>.json (the names and shapes). */
 function dump(dir: string, side: string, s: PrecisionStep, shape: number[]): void {
-  fs.mkdirSync(dir, { recursive: true });
   const manifest: Record<string, number[]> = {};
   const put = (name: string, dims: number[], data: ArrayLike<number>): void => {
     manifest[name] = dims;
@@ -152,8 +176,20 @@ function dump(dir: string, side: string, s: PrecisionStep, shape: number[]): voi
   fs.writeFileSync(path.join(dir, `${side}.json`), JSON.stringify(manifest));
 }
 
-export async function runPrecision(o: StepShape & { configs: Config[]; dump: string | null; out: string | null }): Promise<PrecisionReport> {
+/** The report as JSON, which has no Infinity or NaN (JSON.stringify would write null): non-finite numbers as strings. */
+export function reportJson(report: unknown): string {
+  return JSON.stringify(report, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n';
+}
+
+export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport> {
   const cpu = sg.getBackend('cpu');
+  if (o.configs.length > 0) {
+    // Before the CPU steps (a minute at 256x256): is there an adapter at all?
+    await loadShaders();
+    const probe = await requestGpuDevice();
+    if (!probe) throw new UsageError('no WebGPU adapter (in Node, a Vulkan driver is needed: scripts/provision-vulkan.sh); --configs none compares the CPU alone');
+    probe.device.destroy();
+  }
   const sides: PrecisionReport['sides'] = {};
   const timed = async (f: () => Promise<PrecisionStep>): Promise<{ step: PrecisionStep; seconds: number }> => {
     const t0 = performance.now();
@@ -162,8 +198,10 @@ export async function runPrecision(o: StepShape & { configs: Config[]; dump: str
   };
   const f32 = await timed(() => precisionStep(cpu, 'float32', o));
   const ref = await timed(() => precisionStep(cpu, 'float64', o, f32.step.state));
+  process.stdout.write(`cpu float64 (the reference): ${ref.seconds.toFixed(1)} s\n`);
   const shape = [o.batch, 1, o.size, o.size];
   if (o.dump) {
+    startDump(o.dump, o);
     dump(o.dump, 'cpu-float64', ref.step, shape);
     dump(o.dump, 'cpu-float32', f32.step, shape);
   }
@@ -177,11 +215,10 @@ export async function runPrecision(o: StepShape & { configs: Config[]; dump: str
   for (const config of o.configs) {
     // Each configuration on a device of its own, so one's pools and pipelines do not serve another.
     const gpu = await requestGpuDevice();
-    if (!gpu) throw new Error('precision: no WebGPU adapter (--configs asks for webgpu)');
-    await loadShaders();
+    if (!gpu) throw new Error('precision: the WebGPU adapter went away');
     try {
+      device = new WebGPUBackend(gpu).describe(); // the adapter as it is, whatever the configuration
       const be = new WebGPUBackend(config === 'adapter' ? gpu : { ...gpu, software: config === 'software' });
-      device = be.describe();
       const r = await timed(() => precisionStep(be, 'float32', o));
       if (o.dump) dump(o.dump, `webgpu-${config}`, r.step, shape);
       add(`webgpu ${config}`, r);
@@ -194,16 +231,16 @@ export async function runPrecision(o: StepShape & { configs: Config[]; dump: str
   const markdown = markdownTable(['tensor', ...sideNames], names.map((n) => [n, ...sideNames.map((s) => sides[s].errors[n].toExponential(1))]))
     + `\n| **worst** | ${sideNames.map((s) => `**${sides[s].worst.error.toExponential(2)}**`).join(' | ')} |`;
   const report: PrecisionReport = {
-    kind: 'precision', date: new Date().toISOString(), machine: machineInfo(device), settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, configs: o.configs }, sides, markdown,
+    kind: 'precision', date: new Date().toISOString(), machine: machineInfo(device),
+    settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, configs: o.configs }, referenceSeconds: ref.seconds, sides, markdown,
   };
-  if (o.out !== null) writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
+  if (o.out !== null) writeFileAtomic(o.out, reportJson(report));
   return report;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await benchMain('dist/bench/precision.js', 'one esann training step in float32 (cpu, webgpu) against float64 on the cpu: the error of the loss, every gradient and the running statistics.', PRECISION_OPTIONS, async (argv) => {
-    const a = parseBenchArgs(argv, PRECISION_OPTIONS);
-    const o = { ...esannStepArgs(a), configs: listArg('configs', a.str('configs'), 'adapter', CONFIGS), dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json') };
+    const o = precisionOptionsFromArgs(argv);
     const r = await runPrecision(o);
     process.stdout.write(`\n${r.machine.device}\nesann ${o.model} ${o.size}x${o.size}, batch ${o.batch}, base width ${o.channels}\n${r.markdown}\nwrote ${o.out}\n`);
   });

@@ -4,9 +4,9 @@
     node dist/bench/precision.js --size 256 --batch 8 --dump DIR      (skipgrad: float64 and float32 sides)
     python3 bench/precision_torch.py DIR [--device cpu|cuda]
 
-Reads DIR (the weights, the batch and skipgrad's gradients, raw float64), runs the step (forward with batch norm in
-training mode, MSE, backward) in PyTorch in float64 and float32 (TF32 off on CUDA), and prints each side's error
-against skipgrad's float64 step, measured as bench/precision.ts measures it: the largest |value - reference| over
+Reads DIR (the step's settings, the weights, the batch and skipgrad's gradients, raw float64), runs the step
+(forward with batch norm in training mode, MSE, backward) in PyTorch in float64 and float32 (TF32 off on CUDA),
+and prints each side's error against skipgrad's float64 step, measured as bench/precision.ts measures it: the largest |value - reference| over
 the tensor's largest |reference|, for a gradient over 1e-3 of the model's largest gradient where that is larger.
 torch float64 against skipgrad float64 checks the reference itself (it should be near 1e-12); torch float32 is
 the bar for the float32 sides. The network is bench/gpu/torch_ref.py's EsannAutoencoder (the same parameter
@@ -67,20 +67,21 @@ def errors(ref, got):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('dump', help="the folder node dist/bench/precision.js --dump wrote")
-    ap.add_argument('--model', default='AESc', choices=['AESc', 'AE'], help='the model the dump is of (default AESc)')
     ap.add_argument('--device', default='cpu', help='cpu (default) or cuda')
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    with open(os.path.join(a.dump, 'settings.json')) as f:
+        settings = json.load(f)  # model, size, batch, channels
+    model, size = settings['model'], settings['size']
     ref = load(a.dump, 'cpu-float64')
-    size = ref['x'].shape[-1]
-    sides = {'torch float64': torch_step(ref, a.model, size, torch.float64, a.device),
-             'torch float32': torch_step(ref, a.model, size, torch.float32, a.device)}
-    for side in sorted(f[:-len('.json')] for f in os.listdir(a.dump) if f.endswith('.json') and f != 'cpu-float64.json'):
+    sides = {'torch float64': torch_step(ref, model, size, torch.float64, a.device),
+             'torch float32': torch_step(ref, model, size, torch.float32, a.device)}
+    for side in sorted(f[:-len('.json')] for f in os.listdir(a.dump) if f.endswith('.json') and f not in ('cpu-float64.json', 'settings.json')):
         sides[f"skipgrad {side.replace('-', ' ')}"] = load(a.dump, side)
     table = {name: errors(ref, got) for name, got in sides.items()}
     names = list(next(iter(table.values())).keys())
-    print(f'esann {a.model} {size}x{size}, batch {ref["x"].shape[0]}, base width {ref["state l1.weight"].shape[0]}; '
+    print(f'esann {model} {size}x{size}, batch {ref["x"].shape[0]}, base width {ref["state l1.weight"].shape[0]}; '
           f'error against skipgrad float64 on the CPU (torch {torch.__version__} on {a.device})')
     print('| tensor | ' + ' | '.join(table) + ' |')
     print('|---|' + '---|' * len(table))

@@ -11,6 +11,7 @@ import { MODEL_OPTIONS, modelOptionsFromArgs } from '../bench/model.js';
 import { OPS_OPTIONS, opsOptionsFromArgs } from '../bench/ops.js';
 import { PROFILE_OPTIONS, profileOptionsFromArgs } from '../bench/profile.js';
 import { TILES_OPTIONS, tilesOptionsFromArgs } from '../bench/tiles.js';
+import { PRECISION_OPTIONS, precisionOptionsFromArgs } from '../bench/precision.js';
 
 const run = promisify(execFile);
 const OPTIONS: BenchOptions = { size: { type: 'string', help: 'side' }, quick: { type: 'boolean', help: 'short' } };
@@ -59,6 +60,7 @@ describe("each bench's options", () => {
     ['model', MODEL_OPTIONS, (argv) => modelOptionsFromArgs(argv)],
     ['profile', PROFILE_OPTIONS, profileOptionsFromArgs],
     ['tiles', TILES_OPTIONS, tilesOptionsFromArgs],
+    ['precision', PRECISION_OPTIONS, precisionOptionsFromArgs],
   ];
   for (const [name, options, parse] of parsers) {
     it(`${name}: an unknown option or a bad value is a UsageError naming it`, () => {
@@ -76,9 +78,12 @@ describe("each bench's options", () => {
   });
 
   it('--size is checked against the esann network, before it is built', () => {
-    for (const parse of [(argv: string[]) => modelOptionsFromArgs(argv), profileOptionsFromArgs, tilesOptionsFromArgs]) {
+    for (const parse of [(argv: string[]) => modelOptionsFromArgs(argv), profileOptionsFromArgs, tilesOptionsFromArgs, precisionOptionsFromArgs]) {
       expect(() => parse(['--size', '60'])).toThrow(/^--size 60 does not fit the esann network: input size 60 is too small .*; the least size that fits is 61$/);
       expect(parse(['--size', '61'])).toMatchObject({ size: 61 });
+      // Batch norm in training needs two values per channel: batch 1 at a 1x1 bottleneck (64x64) cannot train.
+      expect(() => parse(['--size', '64', '--batch', '1'])).toThrow("--batch 1: at --size 64 the esann network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more");
+      expect(parse(['--size', '77', '--batch', '1'])).toMatchObject({ size: 77, batch: 1 }); // 77 -> 37 -> 17 -> 7 -> 2: a 2x2 bottleneck
     }
   });
 
@@ -88,6 +93,10 @@ describe("each bench's options", () => {
     expect(() => opsOptionsFromArgs(['--cap', '0'])).toThrow("--cap expects seconds > 0, got '0'");
     expect(() => modelOptionsFromArgs(['--model-cap', 'soon'])).toThrow("--cap expects seconds > 0, got 'soon'");
     expect(opsOptionsFromArgs(['--backends', 'webgpu', '--cap', '2.5'])).toMatchObject({ backends: ['webgpu'], capSeconds: 2.5 });
+    expect(() => precisionOptionsFromArgs(['--configs', 'gpu,gpu'])).toThrow("--configs: 'gpu' is listed twice");
+    expect(() => precisionOptionsFromArgs(['--configs', 'none,gpu'])).toThrow("--configs: unknown value 'none'");
+    expect(precisionOptionsFromArgs(['--configs', 'none'])).toMatchObject({ configs: [] });
+    expect(precisionOptionsFromArgs([])).toMatchObject({ configs: ['adapter'], size: 256, batch: 8, dump: null });
   });
 
   it('npm run bench passes each part the options of the other (model options to the op bench and back)', () => {

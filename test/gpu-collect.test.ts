@@ -192,4 +192,20 @@ describe('bench/gpu/collect.py', () => {
     expect(page).toContain('## The step\'s numbers against float64 (precision part)');
     expect(page).toContain('| tensor | cpu float32 | webgpu adapter |');
   });
+  it('a precision side that is not finite (written as a string) or far over float32 rounding is a warning, not a crash', async () => {
+    const res = results(256, 'median', 7.5);
+    write(path.join(res, 'precision', 'status.txt'), 'rc=0\nseconds=25\n');
+    write(path.join(res, 'precision', 'precision.json'), {
+      kind: 'precision', settings: { model: 'AESc', size: 256, batch: 8 },
+      sides: { 'cpu float32': { worst: { error: 0.0014, at: 'grad a' } }, 'webgpu adapter': { worst: { error: 'Infinity', at: 'grad l1.bias' } },
+        'webgpu gpu': { worst: { error: 2.65, at: 'grad b' } } },
+    });
+    const { json, stdout } = await collect(res);
+    const warnings = (json as unknown as { warnings: string[] }).warnings;
+    expect(warnings.filter((w) => w.startsWith('precision'))).toEqual([
+      'precision: webgpu adapter: worst error inf at grad l1.bias against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding)',
+      'precision: webgpu gpu: worst error 2.65e+00 at grad b against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding)',
+    ]);
+    expect(stdout).toMatch(/precision: .*cpu float32 1\.40e-03 \(grad a\); webgpu adapter inf \(grad l1\.bias\); webgpu gpu 2\.65e\+00 \(grad b\)/);
+  });
 });

@@ -354,7 +354,18 @@ describe('training loop', () => {
     const c = buildAutoencoder('esann', { skips: true, ...small, baseChannels: 8, seed: 7 });
     await expect(trainAutoencoder({ model: c, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
       .rejects.toThrow(/cannot resume: the checkpoint's model has baseChannels 4, this run's has baseChannels 8/);
-    c.dispose();
+    // An option the checkpoint does not record (one written before the option existed) differs too.
+    const last = path.join(dir, 'last.safetensors');
+    const stored = readSafetensors(last);
+    const { slope: _slope, ...withoutSlope } = JSON.parse(stored.metadata.options) as Record<string, unknown>;
+    writeSafetensors(last, stored.tensors, { ...stored.metadata, options: JSON.stringify(withoutSlope) });
+    const d = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    await expect(trainAutoencoder({ model: d, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
+      .rejects.toThrow(/cannot resume: the checkpoint's model has slope undefined, this run's has slope 0.01/);
+    // Training runs in float32: a float64 model is refused up front, not at its first convolution.
+    const e = buildAutoencoder('esann', { skips: true, ...small, seed: 7, dtype: 'float64' });
+    await expect(trainAutoencoder({ model: e, epochs: 1, ...opts })).rejects.toThrow('train: the model is float64; training runs in float32 (build the model without dtype)');
+    for (const m of [c, d, e]) m.dispose();
     a.dispose();
     b.dispose();
   });

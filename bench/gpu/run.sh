@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
     --out=*) OUT_DIR=${1#--out=} ;;
     --parts) PARTS=$2; shift ;;
     --parts=*) PARTS=${1#--parts=} ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -320,7 +320,7 @@ fi
 [ -f "$RES/nvidia-smi-q.txt" ] && cp "$RES/nvidia-smi-q.txt" "$OUT_DIR/"
 # The parts' own JSON, as long as the output stays within 8 files (the device tool brings back no more).
 n=$(find "$OUT_DIR" -maxdepth 1 -type f | wc -l)
-for f in "$RES"/profile/*.json "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json "$RES"/precision/*.json "$RES"/tiles/*.json; do
+for f in "$RES"/profile/*.json "$RES"/ops/*.json "$RES"/model/*.json "$RES"/torch/*.json "$RES"/tiles/*.json "$RES"/precision/*.json; do
   [ -f "$f" ] || continue
   if [ "$n" -ge 8 ]; then echo "not copied (8-file limit; it is inside $(basename "$SUMMARY")): $f"; continue; fi
   cp "$f" "$OUT_DIR/" && n=$((n + 1))

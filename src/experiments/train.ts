@@ -88,6 +88,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   }
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`train: batch size must be a positive integer, got ${batchSize}`);
   const params = model.parameters();
+  if (params[0].dtype !== 'float32') throw new Error(`train: the model is ${params[0].dtype}; training runs in float32 (build the model without dtype)`);
   const backend = params[0].backend;
   const opt = new Adam(params, { lr: o.lr, decoupled: (o.optimizer ?? 'adamw') === 'adamw', weightDecay: o.weightDecay ?? ((o.optimizer ?? 'adamw') === 'adamw' ? 1e-2 : 0) });
   // Adam's moments are freed however the run ends (an error included).
@@ -111,7 +112,8 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       const stored = readSafetensors(last);
       const saved = JSON.parse(stored.metadata.options ?? '{}') as Record<string, unknown>;
       const now = savedOptions(model) as Record<string, unknown>;
-      const differ = Object.keys(saved).filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
+      const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
+      const differ = keys.filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
       if (differ.length > 0) {
         throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
       }
