@@ -45,6 +45,14 @@ function results(modelSize: number, tfjsBasis: string, tfjsRatio: number): strin
   return res;
 }
 
+/** results(256, 'median', 7.5) with one more part, which passed and wrote `file`. */
+function withPart(name: string, file: string, json: unknown): string {
+  const res = results(256, 'median', 7.5);
+  write(path.join(res, name, 'status.txt'), 'rc=0\nseconds=20\n');
+  write(path.join(res, name, file), json);
+  return res;
+}
+
 async function collect(res: string): Promise<{ json: { ok: boolean; aims: Record<string, Aim>; parts: Record<string, unknown> }; stdout: string }> {
   const out = path.join(res, 'gpu.json');
   const { stdout } = await run('python3', ['bench/gpu/collect.py', '--results', res, '--out', out]);
@@ -167,18 +175,14 @@ describe('bench/gpu/collect.py', () => {
     expect(page).toContain('a tiles table');
   });
   it('sums up the profile part: wall vs GPU time of the traced step, and the untraced steps with and without the early submit', async () => {
-    const res = results(256, 'median', 7.5);
-    write(path.join(res, 'profile', 'status.txt'), 'rc=0\nseconds=20\n');
-    write(path.join(res, 'profile', 'profile-webgpu.json'), {
+    const res = withPart('profile', 'profile-webgpu.json', {
       kind: 'profile', summary: { wallMs: 30, gpuMs: 12, ops: 135 }, untimed: { steps: 5, earlyFirstSubmitMs: 14.5, noEarlySubmitMs: 15.25 },
     });
     const { stdout } = await collect(res);
     expect(stdout).toMatch(/profile: traced step 30\.00 ms wall, 12\.00 ms GPU time summed over its 135 ops \(2\.50x\); untraced steps 14\.50 ms with the early first submit, 15\.25 ms without \(median of 5 each\)/);
   });
   it('sums up the precision part: each side\'s worst error against float64, in the summary and on the page', async () => {
-    const res = results(256, 'median', 7.5);
-    write(path.join(res, 'precision', 'status.txt'), 'rc=0\nseconds=25\n');
-    write(path.join(res, 'precision', 'precision.json'), {
+    const res = withPart('precision', 'precision.json', {
       kind: 'precision', settings: { model: 'AESc', size: 256, batch: 8, channels: 16, configs: ['adapter'] },
       sides: { 'cpu float32': { worst: { error: 0.0014, at: 'grad decoder.0.conv.weight' } }, 'webgpu adapter': { worst: { error: 0.021, at: 'grad encoder.2.conv.weight' } } },
       markdown: '| tensor | cpu float32 | webgpu adapter |',
@@ -193,9 +197,7 @@ describe('bench/gpu/collect.py', () => {
     expect(page).toContain('| tensor | cpu float32 | webgpu adapter |');
   });
   it('a precision side that is not finite (written as a string) or far over float32 rounding is a warning, not a crash', async () => {
-    const res = results(256, 'median', 7.5);
-    write(path.join(res, 'precision', 'status.txt'), 'rc=0\nseconds=25\n');
-    write(path.join(res, 'precision', 'precision.json'), {
+    const res = withPart('precision', 'precision.json', {
       kind: 'precision', settings: { model: 'AESc', size: 256, batch: 8 },
       sides: { 'cpu float32': { worst: { error: 0.0014, at: 'grad a' } }, 'webgpu adapter': { worst: { error: 'Infinity', at: 'grad l1.bias' } },
         'webgpu gpu': { worst: { error: 2.65, at: 'grad b' } } },
