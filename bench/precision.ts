@@ -151,14 +151,18 @@ export const PRECISION_OPTIONS: BenchOptions = {
 export function precisionOptionsFromArgs(argv: string[]): PrecisionOptions {
   const a = parseBenchArgs(argv, PRECISION_OPTIONS);
   const given = a.str('configs') ?? 'adapter';
+  if (given !== 'none' && given.split(',').includes('none')) throw new UsageError(`--configs: none (the CPU alone) cannot be listed with others, got '${given}'`);
   const configs = given === 'none' ? [] : listArg('configs', given, 'adapter', CONFIGS);
   return { ...esannStepArgs(a), configs, dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json') };
 }
 
-/** Makes DIR empty of an earlier dump's files (its *.f64 and *.json), and writes the step's settings there. */
+/** A file an earlier dump wrote: settings.json, <side>.json, <side>.<name>.f64. */
+const DUMP_FILE = /^(settings\.json|(cpu-float(32|64)|webgpu-(adapter|gpu|software))(\.json|\..+\.f64))$/;
+
+/** Removes an earlier dump's files from DIR (and nothing else), and writes the step's settings there. */
 function startDump(dir: string, o: StepShape): void {
   fs.mkdirSync(dir, { recursive: true });
-  for (const f of fs.readdirSync(dir)) if (/\.(f64|json)$/.test(f)) fs.rmSync(path.join(dir, f));
+  for (const f of fs.readdirSync(dir)) if (DUMP_FILE.test(f)) fs.rmSync(path.join(dir, f));
   fs.writeFileSync(path.join(dir, 'settings.json'), JSON.stringify({ model: o.model, size: o.size, batch: o.batch, channels: o.channels }));
 }
 

@@ -71,6 +71,9 @@ def main():
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    if not os.path.isfile(os.path.join(a.dump, 'settings.json')):
+        raise SystemExit(f'precision_torch: {a.dump} has no settings.json: not a dump of node dist/bench/precision.js --dump '
+                         f'(or one made before it wrote its settings: dump again)')
     with open(os.path.join(a.dump, 'settings.json')) as f:
         settings = json.load(f)  # model, size, batch, channels
     model, size = settings['model'], settings['size']

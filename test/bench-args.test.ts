@@ -94,7 +94,7 @@ describe("each bench's options", () => {
     expect(() => modelOptionsFromArgs(['--model-cap', 'soon'])).toThrow("--cap expects seconds > 0, got 'soon'");
     expect(opsOptionsFromArgs(['--backends', 'webgpu', '--cap', '2.5'])).toMatchObject({ backends: ['webgpu'], capSeconds: 2.5 });
     expect(() => precisionOptionsFromArgs(['--configs', 'gpu,gpu'])).toThrow("--configs: 'gpu' is listed twice");
-    expect(() => precisionOptionsFromArgs(['--configs', 'none,gpu'])).toThrow("--configs: unknown value 'none'");
+    expect(() => precisionOptionsFromArgs(['--configs', 'none,gpu'])).toThrow("--configs: none (the CPU alone) cannot be listed with others, got 'none,gpu'");
     expect(precisionOptionsFromArgs(['--configs', 'none'])).toMatchObject({ configs: [] });
     expect(precisionOptionsFromArgs([])).toMatchObject({ configs: ['adapter'], size: 256, batch: 8, dump: null });
   });

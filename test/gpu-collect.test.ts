@@ -210,4 +210,17 @@ describe('bench/gpu/collect.py', () => {
     ]);
     expect(stdout).toMatch(/precision: .*cpu float32 1\.40e-03 \(grad a\); webgpu adapter inf \(grad l1\.bias\); webgpu gpu 2\.65e\+00 \(grad b\)/);
   });
+  it('a precision part that failed inside its JSON, or wrote none that parses, is still a warning', async () => {
+    for (const [json, expected] of [
+      [{ kind: 'precision', error: 'adapter lost' }, ['precision/precision.json: : adapter lost', 'precision: the part wrote no result to judge (no precision.json with sides)']],
+      ['{ not json', [expect.stringMatching(/^precision\/precision\.json: : Expecting property name/), 'precision: the part wrote no result to judge (no precision.json with sides)']],
+    ] as const) {
+      const res = results(256, 'median', 7.5);
+      write(path.join(res, 'precision', 'status.txt'), 'rc=0\nseconds=20\n');
+      if (typeof json === 'string') fs.writeFileSync(path.join(res, 'precision', 'precision.json'), json);
+      else write(path.join(res, 'precision', 'precision.json'), json);
+      const { json: report } = await collect(res);
+      expect((report as unknown as { warnings: string[] }).warnings.filter((w) => w.startsWith('precision'))).toEqual(expected);
+    }
+  });
 });

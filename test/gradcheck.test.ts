@@ -471,7 +471,16 @@ describe('gradcheck: layers', () => {
     })[0];
     const bad = gradcheckTensors(wrong, [w]);
     expect(bad.ok).toBe(false);
-    expect(bad.worst).toMatch(/^input 0 'w' \[3\] element \d: analytic/);
+    expect(bad.worst).toMatch(/^tensor 0 'w' \[3\] element \d: analytic/);
+    // f throwing half-way leaves w as it was, with no .grad.
+    let calls = 0;
+    const w0 = Array.from(w.dataSync());
+    expect(() => gradcheckTensors(() => { if (++calls === 3) throw new Error('boom'); return sg.mul(w, w); }, [w])).toThrow('boom');
+    expect(Array.from(w.dataSync())).toEqual(w0);
+    expect(w.grad).toBeNull();
+    const notLeaf = sg.mul(w, 2);
+    expect(() => gradcheckTensors(() => notLeaf, [notLeaf])).toThrow("gradcheckTensors: tensor 0 is the output of an op, not a leaf: perturbing its values would not reach f's result");
+    notLeaf.dispose();
     w.grad = sg.zeros([3], { dtype: 'float64' });
     expect(() => gradcheckTensors(() => sg.mul(w, w), [w])).toThrow("gradcheckTensors: tensor 0 'w' already has a .grad (the check would add to it): clear it first (zeroGrad)");
     w.grad.dispose();

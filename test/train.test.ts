@@ -354,6 +354,10 @@ describe('training loop', () => {
     const c = buildAutoencoder('esann', { skips: true, ...small, baseChannels: 8, seed: 7 });
     await expect(trainAutoencoder({ model: c, epochs: 2, ...opts, checkpointDir: dir, resume: true }))
       .rejects.toThrow(/cannot resume: the checkpoint's model has baseChannels 4, this run's has baseChannels 8/);
+    // dtype absent (the checkpoint) and 'float32' (this model) are the same model: it resumes.
+    const f32 = buildAutoencoder('esann', { skips: true, ...small, seed: 7, dtype: 'float32' });
+    expect((await trainAutoencoder({ model: f32, epochs: 2, ...opts, checkpointDir: dir, resume: true })).history.map((h) => h.epoch)).toEqual([1, 2]);
+    f32.dispose();
     // An option the checkpoint does not record (one written before the option existed) differs too.
     const last = path.join(dir, 'last.safetensors');
     const stored = readSafetensors(last);

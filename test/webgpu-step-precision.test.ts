@@ -17,11 +17,14 @@
  * weight gradients in front of batch norm cancel heavily there. PyTorch float64 matched the float64 reference to
  * 4e-12 at both sizes (bench/results/README.md, "Precision of one training step").
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
-import { precisionErrors, precisionStep, reportJson, worstError } from '../bench/precision.js';
+import { precisionErrors, precisionStep, reportJson, runPrecision, worstError } from '../bench/precision.js';
 import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
 const gpu = await webgpuBackendOrSkip('webgpu step precision tests');
@@ -69,5 +72,20 @@ describe('the precision measure', () => {
     expect(worstError(precisionErrors(ref, got))).toEqual({ error: Infinity, at: 'm' });
     expect(JSON.parse(reportJson({ error: Infinity, nan: NaN, ok: 1 }))).toEqual({ error: 'Infinity', nan: 'NaN', ok: 1 });
     expect(() => precisionErrors(ref, new Map([['grad a', Float64Array.of(1)]]))).toThrow("precision: 'grad a' has 1 values, the reference 2");
+  });
+
+  it('--dump removes an earlier dump\'s files and nothing else, and records the step\'s settings', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'precision-dump-'));
+    const foreign = ['package.json', 'results.json', 'notes.txt', 'webgpu-gpu.notes.txt'];
+    for (const f of [...foreign, 'webgpu-gpu.json', 'webgpu-gpu.grad.l1.weight.f64', 'settings.json']) fs.writeFileSync(path.join(dir, f), '{}');
+    const r = await runPrecision({ model: 'AE', size: 61, batch: 2, channels: 2, configs: [], dump: dir, out: null });
+    expect(Object.keys(r.sides)).toEqual(['cpu float32']);
+    const files = fs.readdirSync(dir);
+    for (const f of foreign) expect(files).toContain(f);
+    expect(files.filter((f) => f.startsWith('webgpu-'))).toEqual(['webgpu-gpu.notes.txt']); // the earlier dump's side is gone
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'settings.json'), 'utf8'))).toEqual({ model: 'AE', size: 61, batch: 2, channels: 2 });
+    expect(files).toContain('cpu-float64.grad.l1.weight.f64');
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'cpu-float32.json'), 'utf8'))['grad l1.weight']).toEqual([50]); // 2 x 1 x 5 x 5
+    fs.rmSync(dir, { recursive: true });
   });
 });

@@ -243,7 +243,9 @@ def precision_sides(parts):
 
 
 def precision_warnings(parts):
-    """A warning per side whose worst error is not finite or over PRECISION_WARN."""
+    """A warning per side whose worst error is not finite or over PRECISION_WARN; one when the part ran but has no sides."""
+    if 'precision' in parts and 'skipped' not in (parts['precision'].get('status') or {}) and not precision_sides(parts):
+        return ['precision: the part wrote no result to judge (no precision.json with sides)']
     return [f"precision: {name}: worst error {e:.2e} at {at} against float64 (over {PRECISION_WARN}, or not finite: "
             f"wrong numbers, not float32 rounding)" for name, e, at in precision_sides(parts) if not e <= PRECISION_WARN]
 
@@ -487,9 +489,10 @@ def main():
                 scan(v, where)
 
     for n, p in parts.items():
-        if n == 'precision':
-            continue  # its 'error' fields are measurements, judged by precision_warnings
         for f, j in p['results'].items():
+            if n == 'precision' and isinstance(j, dict):
+                # Its sides' 'error' fields are measurements, judged by precision_warnings; the rest is scanned as usual.
+                j = {k: v for k, v in j.items() if k != 'sides'}
             scan(j, f'{n}/{f}')
     warnings += precision_warnings(parts)
     report = {

@@ -110,8 +110,10 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     if (o.resume && last && fs.existsSync(last)) {
       // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
       const stored = readSafetensors(last);
-      const saved = JSON.parse(stored.metadata.options ?? '{}') as Record<string, unknown>;
-      const now = savedOptions(model) as Record<string, unknown>;
+      // dtype: absent (older checkpoints, and models built without it) is float32.
+      const withDtype = (o: Record<string, unknown>): Record<string, unknown> => ({ ...o, dtype: o.dtype ?? 'float32' });
+      const saved = withDtype(JSON.parse(stored.metadata.options ?? '{}') as Record<string, unknown>);
+      const now = withDtype(savedOptions(model) as Record<string, unknown>);
       const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
       const differ = keys.filter((k) => k !== 'seed' && k !== 'backend' && JSON.stringify(saved[k]) !== JSON.stringify(now[k]));
       if (differ.length > 0) {

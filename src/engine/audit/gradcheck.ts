@@ -51,7 +51,8 @@ function checkedOptions(op: string, opts: GradcheckOptions, allowed: Record<stri
  * differences of loss() = sum(f(...) * r), perturbing the leaves' values in place, element by element. The error's
  * floor is 1e-3 of the largest |numeric| of each leaf (scale 'each'), or of all the leaves together ('all').
  */
-function compareGradients(leaves: Tensor[], loss: () => number, o: { eps: number; tolerance: number; check?: boolean[]; scale: 'each' | 'all' }): GradcheckResult {
+function compareGradients(leaves: Tensor[], loss: () => number,
+  o: { eps: number; tolerance: number; check?: boolean[]; scale: 'each' | 'all'; label: 'input' | 'tensor' }): GradcheckResult {
   const cpu = cpuBackend();
   const pairs = leaves.map((leaf, i) => {
     if (o.check && !o.check[i]) return null;
@@ -60,12 +61,15 @@ function compareGradients(leaves: Tensor[], loss: () => number, o: { eps: number
     const numeric = new Float64Array(leaf.size);
     for (let j = 0; j < leaf.size; j++) {
       const x0 = values[j];
-      values[j] = x0 + o.eps;
-      const lp = loss();
-      values[j] = x0 - o.eps;
-      const lm = loss();
-      values[j] = x0;
-      numeric[j] = (lp - lm) / (2 * o.eps);
+      try {
+        values[j] = x0 + o.eps;
+        const lp = loss();
+        values[j] = x0 - o.eps;
+        const lm = loss();
+        numeric[j] = (lp - lm) / (2 * o.eps);
+      } finally {
+        values[j] = x0; // restored whatever loss() does (gradcheckTensors perturbs the caller's own tensors)
+      }
     }
     let scale = 0;
     for (const v of numeric) scale = Math.max(scale, Math.abs(v));
@@ -85,7 +89,7 @@ function compareGradients(leaves: Tensor[], loss: () => number, o: { eps: number
       if (rel > maxRel || Number.isNaN(rel)) {
         maxRel = Number.isNaN(rel) ? Infinity : rel;
         const leaf = leaves[i];
-        worst = `input ${i}${leaf.name ? ` '${leaf.name}'` : ''} ${shapeStr(leaf.shape)} element ${j}: analytic ${analytic[j]}, numeric ${numeric[j]}`;
+        worst = `${o.label} ${i}${leaf.name ? ` '${leaf.name}'` : ''} ${shapeStr(leaf.shape)} element ${j}: analytic ${analytic[j]}, numeric ${numeric[j]}`;
       }
     }
   });
@@ -126,7 +130,7 @@ export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[]
     if (!(y instanceof Tensor)) throw new Error(`gradcheck: f must return a Tensor, got ${describeValue(y)}`);
     const { values, r } = projection(y, opts.seed ?? 1234);
     if (y.requiresGrad) y.backward(r);
-    const result = compareGradients(leaves, () => noGrad(() => scope(() => projected(f(leaves), values))), { eps, tolerance, check: opts.check, scale: 'each' });
+    const result = compareGradients(leaves, () => noGrad(() => scope(() => projected(f(leaves), values))), { eps, tolerance, check: opts.check, scale: 'each', label: 'input' });
     for (const leaf of leaves) {
       leaf.grad?.dispose();
       leaf.grad = null;
@@ -155,6 +159,7 @@ export function gradcheckTensors(f: () => Tensor, tensors: Tensor[], opts: Omit<
     const what = `gradcheckTensors: tensor ${i}${t.name ? ` '${t.name}'` : ''}`;
     if (t.dtype !== 'float64' || t.backend !== cpu) throw new Error(`${what} must be float64 on the cpu backend (got ${t.dtype} on ${t.backend.name})`);
     if (!t.requiresGrad) throw new Error(`${what} does not require gradients`);
+    if (t.node) throw new Error(`${what} is the output of an op, not a leaf: perturbing its values would not reach f's result`);
     if (t.grad) throw new Error(`${what} already has a .grad (the check would add to it): clear it first (zeroGrad)`);
   });
   return scope(() => {
@@ -163,7 +168,7 @@ export function gradcheckTensors(f: () => Tensor, tensors: Tensor[], opts: Omit<
       if (!(y instanceof Tensor)) throw new Error(`gradcheckTensors: f must return a Tensor, got ${describeValue(y)}`);
       const { values, r } = projection(y, opts.seed ?? 1234);
       if (y.requiresGrad) y.backward(r);
-      return compareGradients(tensors, () => noGrad(() => scope(() => projected(f(), values))), { eps, tolerance, scale: 'all' });
+      return compareGradients(tensors, () => noGrad(() => scope(() => projected(f(), values))), { eps, tolerance, scale: 'all', label: 'tensor' });
     } finally {
       for (const t of tensors) {
         t.grad?.dispose();
