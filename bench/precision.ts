@@ -156,14 +156,14 @@ export function precisionOptionsFromArgs(argv: string[]): PrecisionOptions {
   return { ...esannStepArgs(a), configs, dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json') };
 }
 
-/** A file an earlier dump wrote: settings.json, <side>.json, <side>.<name>.f64. */
-const DUMP_FILE = /^(settings\.json|(cpu-float(32|64)|webgpu-(adapter|gpu|software))(\.json|\..+\.f64))$/;
+/** A file an earlier dump wrote: precision-settings.json, <side>.json, <side>.<name>.f64 (bench/precision_torch.py reads the same). */
+const DUMP_FILE = /^(precision-settings\.json|(cpu-float(32|64)|webgpu-(adapter|gpu|software))(\.json|\..+\.f64))$/;
 
 /** Removes an earlier dump's files from DIR (and nothing else), and writes the step's settings there. */
 function startDump(dir: string, o: StepShape): void {
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(dir)) if (DUMP_FILE.test(f)) fs.rmSync(path.join(dir, f));
-  fs.writeFileSync(path.join(dir, 'settings.json'), JSON.stringify({ model: o.model, size: o.size, batch: o.batch, channels: o.channels }));
+  fs.writeFileSync(path.join(dir, 'precision-settings.json'), JSON.stringify({ model: o.model, size: o.size, batch: o.batch, channels: o.channels }));
 }
 
 /** Raw float64 files DIR/<side>.<name>.f64 and DIR/<side>.json (the names and shapes). */

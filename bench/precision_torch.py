@@ -15,6 +15,7 @@ names as skipgrad's).
 import argparse
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -71,16 +72,18 @@ def main():
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    if not os.path.isfile(os.path.join(a.dump, 'settings.json')):
-        raise SystemExit(f'precision_torch: {a.dump} has no settings.json: not a dump of node dist/bench/precision.js --dump '
-                         f'(or one made before it wrote its settings: dump again)')
-    with open(os.path.join(a.dump, 'settings.json')) as f:
+    if not os.path.isfile(os.path.join(a.dump, 'precision-settings.json')):
+        raise SystemExit(f'precision_torch: {a.dump} has no precision-settings.json: not a dump of node dist/bench/precision.js '
+                         f'--dump (or one made before it wrote its settings: dump again)')
+    with open(os.path.join(a.dump, 'precision-settings.json')) as f:
         settings = json.load(f)  # model, size, batch, channels
     model, size = settings['model'], settings['size']
     ref = load(a.dump, 'cpu-float64')
     sides = {'torch float64': torch_step(ref, model, size, torch.float64, a.device),
              'torch float32': torch_step(ref, model, size, torch.float32, a.device)}
-    for side in sorted(f[:-len('.json')] for f in os.listdir(a.dump) if f.endswith('.json') and f not in ('cpu-float64.json', 'settings.json')):
+    # The float32 sides precision.ts writes (its DUMP_FILE names); other files in the folder are not ours.
+    sides_written = [f[:-len('.json')] for f in os.listdir(a.dump) if re.fullmatch(r'(cpu-float32|webgpu-(adapter|gpu|software))\.json', f)]
+    for side in sorted(sides_written):
         sides[f"skipgrad {side.replace('-', ' ')}"] = load(a.dump, side)
     table = {name: errors(ref, got) for name, got in sides.items()}
     names = list(next(iter(table.values())).keys())

@@ -76,14 +76,15 @@ describe('the precision measure', () => {
 
   it('--dump removes an earlier dump\'s files and nothing else, and records the step\'s settings', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'precision-dump-'));
-    const foreign = ['package.json', 'results.json', 'notes.txt', 'webgpu-gpu.notes.txt'];
-    for (const f of [...foreign, 'webgpu-gpu.json', 'webgpu-gpu.grad.l1.weight.f64', 'settings.json']) fs.writeFileSync(path.join(dir, f), '{}');
+    const foreign = ['package.json', 'results.json', 'settings.json', 'notes.txt', 'webgpu-gpu.notes.txt'];
+    for (const f of [...foreign, 'webgpu-gpu.json', 'webgpu-gpu.grad.l1.weight.f64', 'precision-settings.json']) fs.writeFileSync(path.join(dir, f), '{}');
     const r = await runPrecision({ model: 'AE', size: 61, batch: 2, channels: 2, configs: [], dump: dir, out: null });
     expect(Object.keys(r.sides)).toEqual(['cpu float32']);
     const files = fs.readdirSync(dir);
     for (const f of foreign) expect(files).toContain(f);
     expect(files.filter((f) => f.startsWith('webgpu-'))).toEqual(['webgpu-gpu.notes.txt']); // the earlier dump's side is gone
-    expect(JSON.parse(fs.readFileSync(path.join(dir, 'settings.json'), 'utf8'))).toEqual({ model: 'AE', size: 61, batch: 2, channels: 2 });
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'precision-settings.json'), 'utf8'))).toEqual({ model: 'AE', size: 61, batch: 2, channels: 2 });
+    expect(fs.readFileSync(path.join(dir, 'settings.json'), 'utf8')).toBe('{}'); // a user's own file of that common name
     expect(files).toContain('cpu-float64.grad.l1.weight.f64');
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'cpu-float32.json'), 'utf8'))['grad l1.weight']).toEqual([50]); // 2 x 1 x 5 x 5
     fs.rmSync(dir, { recursive: true });
