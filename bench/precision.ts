@@ -27,14 +27,12 @@ import { pathToFileURL } from 'node:url';
 import * as sg from '../src/engine/index.js';
 import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
-import { WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import { describeGpu, WebGPUBackend } from '../src/engine/webgpu/backend.js';
+import type { StateValues } from '../src/engine/nn/module.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, listArg, parseBenchArgs, UsageError } from './args.js';
 import { machineInfo, markdownTable, type MachineInfo } from './model.js';
-
-/** Weights and buffers by name, as loadStateDict takes them. */
-export type StateValues = Map<string, { shape: number[]; data: ArrayLike<number> }>;
 
 export interface PrecisionStep {
   /** 'loss', 'grad <parameter>' and the batch norm buffers' names, as float64. */
@@ -58,8 +56,7 @@ export async function precisionStep(be: sg.Backend, dtype: 'float32' | 'float64'
   const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be, dtype }).train();
   try {
     if (state) await net.loadStateDict(state);
-    const initial: StateValues = new Map();
-    for (const [n, t] of net.stateDict()) initial.set(n, { shape: [...t.shape], data: await t.data() });
+    const initial = await net.stateValues();
     const shape = [o.batch, 1, o.size, o.size];
     const draw = (seed: number): Float32Array | Float64Array => {
       const t = sg.uniform(shape, 0, 1, { rng: new sg.Rng(seed), backend: 'cpu' });
@@ -160,17 +157,17 @@ export function precisionOptionsFromArgs(argv: string[]): PrecisionOptions {
 const DUMP_FILE = /^(precision-settings\.json|(cpu-float(32|64)|webgpu-(adapter|gpu|software))(\.json|\..+\.f64))$/;
 
 /** Removes an earlier dump's files from DIR (and nothing else), and writes the step's settings there. */
-function startDump(dir: string, o: StepShape): void {
+function startDump(dir: string, step: StepShape): void {
   fs.mkdirSync(dir, { recursive: true });
   for (const f of fs.readdirSync(dir)) if (DUMP_FILE.test(f)) fs.rmSync(path.join(dir, f));
-  fs.writeFileSync(path.join(dir, 'precision-settings.json'), JSON.stringify({ model: o.model, size: o.size, batch: o.batch, channels: o.channels }));
+  fs.writeFileSync(path.join(dir, 'precision-settings.json'), JSON.stringify(step));
 }
 
 /** Raw float64 files DIR/<side>.<name>.f64 and DIR/<side>.json (the names and shapes). */
 function dump(dir: string, side: string, s: PrecisionStep, shape: number[]): void {
   const manifest: Record<string, number[]> = {};
-  const put = (name: string, dims: number[], data: ArrayLike<number>): void => {
-    manifest[name] = dims;
+  const put = (name: string, dims: readonly number[], data: ArrayLike<number>): void => {
+    manifest[name] = [...dims];
     fs.writeFileSync(path.join(dir, `${side}.${name.replace(/ /g, '.')}.f64`), Float64Array.from(data));
   };
   for (const [n, v] of s.state) put(`state ${n}`, v.shape, v.data);
@@ -187,6 +184,7 @@ export function reportJson(report: unknown): string {
 
 export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport> {
   const cpu = sg.getBackend('cpu');
+  const step: StepShape = { model: o.model, size: o.size, batch: o.batch, channels: o.channels };
   if (o.configs.length > 0) {
     // Before the CPU steps (a minute at 256x256): is there an adapter at all?
     await loadShaders();
@@ -205,7 +203,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
   process.stdout.write(`cpu float64 (the reference): ${ref.seconds.toFixed(1)} s\n`);
   const shape = [o.batch, 1, o.size, o.size];
   if (o.dump) {
-    startDump(o.dump, o);
+    startDump(o.dump, step);
     dump(o.dump, 'cpu-float64', ref.step, shape);
     dump(o.dump, 'cpu-float32', f32.step, shape);
   }
@@ -221,7 +219,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     const gpu = await requestGpuDevice();
     if (!gpu) throw new Error('precision: the WebGPU adapter went away');
     try {
-      device = new WebGPUBackend(gpu).describe(); // the adapter as it is, whatever the configuration
+      device = describeGpu(gpu); // the adapter as it is, whatever the configuration
       const be = new WebGPUBackend(config === 'adapter' ? gpu : { ...gpu, software: config === 'software' });
       const r = await timed(() => precisionStep(be, 'float32', o));
       if (o.dump) dump(o.dump, `webgpu-${config}`, r.step, shape);
@@ -236,7 +234,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     + `\n| **worst** | ${sideNames.map((s) => `**${sides[s].worst.error.toExponential(2)}**`).join(' | ')} |`;
   const report: PrecisionReport = {
     kind: 'precision', date: new Date().toISOString(), machine: machineInfo(device),
-    settings: { model: o.model, size: o.size, batch: o.batch, channels: o.channels, configs: o.configs }, referenceSeconds: ref.seconds, sides, markdown,
+    settings: { ...step, configs: o.configs }, referenceSeconds: ref.seconds, sides, markdown,
   };
   if (o.out !== null) writeFileAtomic(o.out, reportJson(report));
   return report;

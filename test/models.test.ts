@@ -44,6 +44,20 @@ describe('autoencoder presets', () => {
     m.dispose();
   });
 
+  it('stateValues copies every parameter and buffer by name, and loadStateDict restores them', async () => {
+    const m = buildAutoencoder('esann', { skips: true, inputSize: 61, baseChannels: 2 });
+    const saved = await m.stateValues();
+    expect([...saved.keys()]).toEqual([...m.stateDict().keys()]);
+    const w = m.stateDict().get('l1.weight')!;
+    expect(saved.get('l1.weight')!.shape).toEqual(w.shape);
+    const before = Array.from(w.dataSync());
+    await m.loadStateDict(new Map([...saved].map(([k, v]) => [k, { shape: v.shape, data: new Float32Array(v.data.length).fill(3) }])));
+    expect(Array.from(saved.get('l1.weight')!.data)).toEqual(before); // a copy, not the tensor's storage
+    await m.loadStateDict(saved);
+    expect(Array.from(w.dataSync())).toEqual(before);
+    m.dispose();
+  });
+
   it('other input sizes: the builder computes output paddings; too small a size is a clear error', () => {
     for (const size of [64, 128, 97]) {
       const m = new Autoencoder(presetOptions('esann', { skips: true, inputSize: size, depth: 4, baseChannels: 4 }));

@@ -17,6 +17,7 @@ import { Adam } from '../engine/optim/adam.js';
 import { makeSchedule, type ScheduleName } from '../engine/optim/schedules.js';
 import { Rng } from '../engine/random.js';
 import { fromArray, scope, type Tensor } from '../engine/tensor.js';
+import type { StateValues } from '../engine/nn/module.js';
 import type { Autoencoder } from '../models/autoencoder.js';
 import { addStain } from './stain.js';
 
@@ -106,12 +107,12 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     const best = o.checkpointDir ? path.join(o.checkpointDir, 'best.safetensors') : null;
     /** The values of this run's best epoch's weights and buffers, kept in memory (with or without a checkpoint
      *  folder): the end of training restores them without depending on best.safetensors. */
-    let bestState: Map<string, { shape: readonly number[]; data: ArrayLike<number> }> | null = null;
+    let bestState: StateValues | null = null;
     if (o.resume && last && fs.existsSync(last)) {
       // The model options first: another --channels or preset would otherwise fail in loadStateDict on a shape.
       const stored = readSafetensors(last);
       // dtype: absent (older checkpoints, and models built without it) is float32.
-      const withDtype = (o: Record<string, unknown>): Record<string, unknown> => ({ ...o, dtype: o.dtype ?? 'float32' });
+      const withDtype = (options: Record<string, unknown>): Record<string, unknown> => ({ ...options, dtype: options.dtype ?? 'float32' });
       const saved = withDtype(JSON.parse(stored.metadata.options ?? '{}') as Record<string, unknown>);
       const now = withDtype(savedOptions(model) as Record<string, unknown>);
       const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
@@ -178,7 +179,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         if (improved) {
           result.bestPsnr = valPsnr;
           result.bestEpoch = epoch + 1;
-          bestState = new Map(await Promise.all([...model.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
+          bestState = await model.stateValues();
         }
         if (last && best) {
           const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });

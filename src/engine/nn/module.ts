@@ -7,6 +7,9 @@
 import { shapeStr } from '../dtype.js';
 import type { Tensor } from '../tensor.js';
 
+/** Values of a module's parameters and buffers by dotted name: what stateValues() gives and loadStateDict() takes. */
+export type StateValues = Map<string, { shape: readonly number[]; data: ArrayLike<number> }>;
+
 export abstract class Module {
   training = true;
   private readonly params = new Map<string, Tensor>();
@@ -92,11 +95,16 @@ export abstract class Module {
     return new Map([...this.namedParameters(), ...this.namedBuffers()]);
   }
 
+  /** Copies of the parameters' and buffers' values by dotted name, as loadStateDict takes them (to restore later). */
+  async stateValues(): Promise<StateValues> {
+    return new Map(await Promise.all([...this.stateDict()].map(async ([k, t]) => [k, { shape: t.shape, data: await t.data() }] as const)));
+  }
+
   /**
    * Copies values into this module's tensors (in place: a graph that read them can no longer be backpropagated);
    * every key must exist with the same shape, and none may be missing. Nothing is written unless all of them fit.
    */
-  async loadStateDict(values: Map<string, { shape: readonly number[]; data: ArrayLike<number> }>): Promise<void> {
+  async loadStateDict(values: StateValues): Promise<void> {
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !values.has(k));
     const unexpected = [...values.keys()].filter((k) => !own.has(k));

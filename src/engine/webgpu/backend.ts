@@ -12,6 +12,12 @@ import * as conv from './kernels/conv.js';
 import * as ew from './kernels/elementwise.js';
 import * as norm from './kernels/norm.js';
 
+/** An adapter in words, for logs and reports: 'webgpu: <description> (vendor v, architecture[, software])'. */
+export function describeGpu(gpu: GpuDevice): string {
+  const i = gpu.info;
+  return `webgpu: ${i.description || i.device || 'adapter'} (vendor ${i.vendor || '?'}, ${i.architecture || '?'}${gpu.software ? ', software' : ''})`;
+}
+
 export class GpuStorage implements Storage {
   refs = 1;
   version = 0;
@@ -30,8 +36,7 @@ export class WebGPUBackend implements Backend {
   }
 
   describe(): string {
-    const i = this.gpu.info;
-    return `webgpu: ${i.description || i.device || 'adapter'} (vendor ${i.vendor || '?'}, ${i.architecture || '?'}${this.gpu.software ? ', software' : ''})`;
+    return describeGpu(this.gpu);
   }
 
   /** The GPU buffer behind a storage (throws if it was freed). */
