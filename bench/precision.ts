@@ -15,6 +15,9 @@
  * both sides hold rounding noise there). The CPU's float32 kernels accumulate in float64 (JavaScript's numbers),
  * webgpu's in float32, as GPU kernels do.
  *
+ * --shadow also runs each op of the float32 steps again on the CPU in float64 from that op's own inputs (the trace's
+ * shadow audit, src/engine/audit/shadow.ts) and lists the op results furthest from it: where the step's error comes in.
+ *
  * --dump DIR writes the step's settings, the weights, the batch and every side's gradients as raw float64 files
  * (after removing an earlier dump's) for bench/precision_torch.py, which runs the same step in PyTorch (float32 and float64) and prints its errors beside
  * these. test/webgpu-step-precision.test.ts runs the same comparison at 64x64 and bounds the errors.
@@ -29,6 +32,7 @@ import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { describeGpu, WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import type { StateValues } from '../src/engine/nn/module.js';
+import type { ShadowRow } from '../src/engine/audit/trace.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, listArg, parseBenchArgs, UsageError } from './args.js';
@@ -44,6 +48,8 @@ export interface PrecisionStep {
   target: Float32Array | Float64Array;
   /** The kernel notes of the convolutions ('conv2d/forward: conv2d.wgsl, 64x64 tiles ...'). */
   kernels: string[];
+  /** The step's trace, settled (with each op's distance from float64 when run with { shadow: true }). */
+  trace: sg.Trace;
 }
 
 export interface StepShape { model: 'AESc' | 'AE'; size: number; batch: number; channels: number }
@@ -52,7 +58,8 @@ export interface StepShape { model: 'AESc' | 'AE'; size: number; batch: number; 
  * One step of the esann autoencoder on `be` in `dtype` (weights seed 0, or `state`; input and target uniform in
  * [0, 1), seeds 1 and 2, drawn in float32 on the CPU so every side sees the same values), without the update.
  */
-export async function precisionStep(be: sg.Backend, dtype: 'float32' | 'float64', o: StepShape, state?: StateValues): Promise<PrecisionStep> {
+export async function precisionStep(be: sg.Backend, dtype: 'float32' | 'float64', o: StepShape, state?: StateValues,
+  opts: { shadow?: boolean } = {}): Promise<PrecisionStep> {
   const net = buildAutoencoder('esann', { skips: o.model === 'AESc', inputSize: o.size, baseChannels: o.channels, seed: 0, backend: be, dtype }).train();
   try {
     if (state) await net.loadStateDict(state);
@@ -72,15 +79,16 @@ export async function precisionStep(be: sg.Backend, dtype: 'float32' | 'float64'
         const l = sg.mseLoss(net.forward(x).output, target);
         l.backward();
         return l;
-      });
+      }, { shadow: opts.shadow === true });
       return { loss: l, x, target, trace };
     });
     try {
       const values = new Map<string, Float64Array>([['loss', Float64Array.of(await loss.item())]]);
       for (const [n, t] of net.namedParameters()) values.set(`grad ${n}`, Float64Array.from(await t.grad!.data()));
       for (const [n, t] of net.namedBuffers()) values.set(n, Float64Array.from(await t.data()));
+      await trace.settle();
       const kernels = trace.entries.filter((e) => e.kernel && e.op.startsWith('conv')).map((e) => `${e.op}/${e.phase}: ${e.kernel}`);
-      return { values, state: initial, x: xData, target: targetData, kernels };
+      return { values, state: initial, x: xData, target: targetData, kernels, trace };
     } finally {
       for (const t of [loss, x, target]) t.dispose();
     }
@@ -123,6 +131,8 @@ export interface PrecisionOptions extends StepShape {
   configs: Config[];
   dump: string | null;
   out: string | null;
+  /** Also trace each float32 step with the shadow audit: each op against float64 from its own inputs. */
+  shadow: boolean;
 }
 
 export interface PrecisionReport {
@@ -132,8 +142,11 @@ export interface PrecisionReport {
   settings: StepShape & { configs: Config[] };
   /** Seconds of the float64 step on the CPU (the reference). */
   referenceSeconds: number;
-  /** Per side ('cpu float32', 'webgpu <config>'): the worst error and each tensor's (non-finite ones as strings in the JSON). */
-  sides: Record<string, { worst: { error: number; at: string }; errors: Record<string, number>; seconds: number }>;
+  /**
+   * Per side ('cpu float32', 'webgpu <config>'): the worst error and each tensor's (non-finite ones as strings in the
+   * JSON); with --shadow, the op results furthest from float64 on their own inputs (Trace.shadowRows), worst first.
+   */
+  sides: Record<string, { worst: { error: number; at: string }; errors: Record<string, number>; seconds: number; shadow?: ShadowRow[] }>;
   markdown: string;
 }
 
@@ -142,6 +155,7 @@ export const PRECISION_OPTIONS: BenchOptions = {
   configs: { type: 'string', help: 'webgpu configurations, comma-separated: adapter (as this adapter runs), gpu (as a hardware GPU runs), software; or none (the CPU alone). Default adapter' },
   dump: { type: 'string', help: 'a folder for the weights, batch and gradients as raw float64 (for bench/precision_torch.py)' },
   out: { type: 'string', help: 'default bench/results/precision.json' },
+  shadow: { type: 'boolean', help: 'also run each op of the float32 steps again in float64 from its own inputs, and list the ops furthest from it (slower: every tensor is read back)' },
 };
 
 /** The options from the command line. */
@@ -150,7 +164,7 @@ export function precisionOptionsFromArgs(argv: string[]): PrecisionOptions {
   const given = a.str('configs') ?? 'adapter';
   if (given !== 'none' && given.split(',').includes('none')) throw new UsageError(`--configs: none (the CPU alone) cannot be listed with others, got '${given}'`);
   const configs = given === 'none' ? [] : listArg('configs', given, 'adapter', CONFIGS);
-  return { ...esannStepArgs(a), configs, dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json') };
+  return { ...esannStepArgs(a), configs, dump: a.str('dump') ?? null, out: a.str('out') ?? path.join('bench', 'results', 'precision.json'), shadow: a.flag('shadow') };
 }
 
 /** A file an earlier dump wrote: precision-settings.json, <side>.json, <side>.<name>.f64 (bench/precision_torch.py reads the same). */
@@ -177,6 +191,13 @@ function dump(dir: string, side: string, s: PrecisionStep, shape: number[]): voi
   fs.writeFileSync(path.join(dir, `${side}.json`), JSON.stringify(manifest));
 }
 
+/** Op results per side in the report and on the page with --shadow. */
+const SHADOW_ROWS = 8;
+
+function indent(text: string): string {
+  return text.replace(/^/gm, '  ');
+}
+
 /** The report as JSON, which has no Infinity or NaN (JSON.stringify would write null): non-finite numbers as strings. */
 export function reportJson(report: unknown): string {
   return JSON.stringify(report, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n';
@@ -198,7 +219,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     const step = await f();
     return { step, seconds: (performance.now() - t0) / 1000 };
   };
-  const f32 = await timed(() => precisionStep(cpu, 'float32', o));
+  const f32 = await timed(() => precisionStep(cpu, 'float32', o, undefined, { shadow: o.shadow }));
   const ref = await timed(() => precisionStep(cpu, 'float64', o, f32.step.state));
   process.stdout.write(`cpu float64 (the reference): ${ref.seconds.toFixed(1)} s\n`);
   const shape = [o.batch, 1, o.size, o.size];
@@ -211,6 +232,10 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     const errors = precisionErrors(ref.step.values, r.step.values);
     sides[side] = { worst: worstError(errors), errors: Object.fromEntries(errors), seconds: r.seconds };
     process.stdout.write(`${side}: worst error ${sides[side].worst.error.toExponential(2)} (${sides[side].worst.at}), ${r.seconds.toFixed(1)} s\n`);
+    if (o.shadow) {
+      sides[side].shadow = r.step.trace.shadowRows().slice(0, SHADOW_ROWS);
+      process.stdout.write(`  the op results furthest from float64 on their own inputs, in units of float32 rounding:\n${indent(r.step.trace.shadowTable(SHADOW_ROWS))}\n`);
+    }
   };
   add('cpu float32', f32);
   let device = 'cpu only';
@@ -221,7 +246,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     try {
       device = describeGpu(gpu); // the adapter as it is, whatever the configuration
       const be = new WebGPUBackend(config === 'adapter' ? gpu : { ...gpu, software: config === 'software' });
-      const r = await timed(() => precisionStep(be, 'float32', o));
+      const r = await timed(() => precisionStep(be, 'float32', o, undefined, { shadow: o.shadow }));
       if (o.dump) dump(o.dump, `webgpu-${config}`, r.step, shape);
       add(`webgpu ${config}`, r);
     } finally {

@@ -60,6 +60,8 @@ Common options:
   --test-limit N              images per test folder, 0 = all (default 6)
   --analysis-images N         clean/stained pairs for the analysis (default 16)
   --no-progress               no progress bars
+  --shadow                    for trace: also run each op on the CPU in float64 from the same inputs and show how
+                              far each result is from it (error, and in units of float32 rounding)
 
 gradcheck options: --op NAME (cases whose name contains NAME), --seed N, --tolerance T (> 0), --json
 
@@ -138,7 +140,7 @@ const RUN_OPTIONS = {
   preset: { type: 'string' }, size: { type: 'string' }, channels: { type: 'string' }, epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
   seed: { type: 'string' }, out: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
   'analysis-images': { type: 'string' }, 'no-progress': { type: 'boolean' }, resume: { type: 'boolean' },
-  schedule: { type: 'string' }, optimizer: { type: 'string' },
+  schedule: { type: 'string' }, optimizer: { type: 'string' }, shadow: { type: 'boolean' },
 } as const;
 
 const MAX_SEED = 2 ** 32 - 1;
@@ -149,6 +151,7 @@ const ONLY_FOR: Partial<Record<keyof typeof RUN_OPTIONS, readonly string[]>> = {
   resume: ['train', 'reproduce'],
   schedule: ['train', 'reproduce'],
   optimizer: ['train', 'reproduce'],
+  shadow: ['trace'],
 };
 
 /** A category is a folder name under the data root and under --out: no separators, no '.' or '..'. */
@@ -165,7 +168,7 @@ function oneOf<T extends string>(name: string, v: string | undefined, allowed: r
 }
 
 /** Parses the common options into a RunConfig (clear errors for bad values). */
-function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: ModelName } {
+function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: ModelName; shadow: boolean } {
   let values;
   try {
     ({ values } = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }));
@@ -220,11 +223,11 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
     }
   }
   const model = oneOf<ModelName>('model', values.model, ['aesc', 'ae'], 'aesc');
-  return { cfg, model };
+  return { cfg, model, shadow: values.shadow === true };
 }
 
 async function runTrace(argv: string[]): Promise<number> {
-  const { cfg, model } = runConfig('trace', argv);
+  const { cfg, model, shadow } = runConfig('trace', argv);
   checkWritable(cfg.out);
   const backend = await useBackend(cfg.backend);
   const m = new Autoencoder(presetOptions(cfg.preset, { skips: model === 'aesc', inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
@@ -236,12 +239,13 @@ async function runTrace(argv: string[]): Promise<number> {
     opt.step();
     zeroGrad(m.parameters());
     return loss;
-  }, { stats: true });
+  }, { stats: true, shadow });
   await backend.sync?.();
   await trace.settle();
   const file = path.join(cfg.out, 'trace.json');
   writeFileAtomic(file, trace.toJSON());
-  process.stdout.write(`${trace.table()}\n\n${trace.entries.length} op calls, ${(trace.totalFlops / 1e9).toFixed(2)} GFLOP on ${backend.describe()}\nwrote ${file} (open it in https://ui.perfetto.dev or chrome://tracing)\n`);
+  const worst = shadow ? `\n\nThe results furthest from float64 (the same kernel on the CPU in float64 from the same inputs), in units of float32 rounding:\n${trace.shadowTable(10)}` : '';
+  process.stdout.write(`${trace.table()}${worst}\n\n${trace.entries.length} op calls, ${(trace.totalFlops / 1e9).toFixed(2)} GFLOP on ${backend.describe()}\nwrote ${file} (open it in https://ui.perfetto.dev or chrome://tracing)\n`);
   return 0;
 }
 

@@ -83,6 +83,21 @@ describe('skipgrad CLI', () => {
     expect(adam.length).toBeGreaterThan(0);
     expect(adam.every((e) => e.cat === 'update' && e.tid === 3)).toBe(true);
     expect(r.stdout).toMatch(/op calls, [\d.]+ GFLOP/);
+    expect(r.stdout).not.toContain('furthest from float64');
+  });
+
+  it('trace --shadow compares each op with float64 from its own inputs, and lists the results furthest from it', async () => {
+    const out = path.join(tmp, 'trace-shadow');
+    const r = await cli(['trace', '--shadow', '--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--batch', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('vs float64 (error, rounding)');
+    const worst = r.stdout.split('furthest from float64')[1].split('\n');
+    expect(worst[1]).toMatch(/^#\s+op\s+phase\s+result\s+rounding\s+error\s+kernel$/);
+    expect(worst.slice(3, 13).every((l) => /^\d+\s+\w+\s+(forward|backward|update)\s+(output|input) \d/.test(l))).toBe(true);
+    const t = JSON.parse(fs.readFileSync(path.join(out, 'trace.json'), 'utf8')) as { traceEvents: Array<{ ph: string; args?: { shadow?: Array<{ rounding: number }> } }> };
+    const shadows = t.traceEvents.filter((e) => e.ph === 'X' && e.args?.shadow).flatMap((e) => e.args!.shadow!.map((x) => x.rounding));
+    expect(shadows.length).toBeGreaterThan(100);
+    expect(Math.max(...shadows)).toBeLessThan(10); // the CPU's float32 kernels accumulate in float64
   });
 
   it('bad arguments get clear errors and a non-zero exit', async () => {
@@ -98,6 +113,7 @@ describe('skipgrad CLI', () => {
       [['train', '--category', ''], /--category: no category given/],
       [['analyze', '--model', 'ae'], /analyze: --model applies to train and trace only/],
       [['evaluate', '--resume'], /evaluate: --resume applies to train and reproduce only/],
+      [['train', '--shadow'], /train: --shadow applies to trace only/],
       [['train', '--schedule', 'cosine'], /--schedule must be one of constant, onecycle, onecycle-steps, plateau, got 'cosine'/],
       [['analyze', '--optimizer', 'adam'], /analyze: --optimizer applies to train and reproduce only/],
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],

@@ -527,8 +527,8 @@ describe('options objects', () => {
     ['Conv2d', () => new sg.Conv2d(1, 2, 3, { strides: 2 } as never), "Conv2d: unknown option 'strides' (expected stride, padding, bias, rng, backend, dtype)"],
     ['ConvTranspose2d', () => new sg.ConvTranspose2d(1, 2, 3, { output_padding: 1 } as never), "ConvTranspose2d: unknown option 'output_padding'"],
     ['BatchNorm2d', () => new sg.BatchNorm2d(2, { affine: false } as never), "BatchNorm2d: unknown option 'affine' (expected momentum, eps, backend, dtype)"],
-    ['traced', () => sg.traced(() => 0, { values: true } as never), "trace: unknown option 'values' (expected stats)"],
-    ['startTrace', () => sg.startTrace({ stat: true } as never), "trace: unknown option 'stat' (expected stats)"],
+    ['traced', () => sg.traced(() => 0, { values: true } as never), "trace: unknown option 'values' (expected stats, shadow)"],
+    ['startTrace', () => sg.startTrace({ stat: true } as never), "trace: unknown option 'stat' (expected stats, shadow)"],
   ];
   for (const [name, call, message] of cases) {
     it(`${name} rejects an unknown option, naming it and the options expected`, () => {

@@ -78,8 +78,16 @@ describe('the precision measure', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'precision-dump-'));
     const foreign = ['package.json', 'results.json', 'settings.json', 'notes.txt', 'webgpu-gpu.notes.txt'];
     for (const f of [...foreign, 'webgpu-gpu.json', 'webgpu-gpu.grad.l1.weight.f64', 'precision-settings.json']) fs.writeFileSync(path.join(dir, f), '{}');
-    const r = await runPrecision({ model: 'AE', size: 61, batch: 2, channels: 2, configs: [], dump: dir, out: null });
+    const r = await runPrecision({ model: 'AE', size: 61, batch: 2, channels: 2, configs: [], dump: dir, out: null, shadow: true });
     expect(Object.keys(r.sides)).toEqual(['cpu float32']);
+    // --shadow: the op results furthest from float64 on their own inputs, worst first (the CPU's float32 kernels
+    // accumulate in float64: each within a few float32 roundings).
+    const rows = r.sides['cpu float32'].shadow!;
+    expect(rows.length).toBe(8);
+    expect(rows.map((x) => x.rounding)).toEqual(rows.map((x) => x.rounding).sort((a, b) => b - a));
+    expect(rows[0].rounding).toBeGreaterThan(0);
+    expect(rows[0].rounding).toBeLessThan(10);
+    expect(rows[0].result).toMatch(/^output \d \[/);
     const files = fs.readdirSync(dir);
     for (const f of foreign) expect(files).toContain(f);
     expect(files.filter((f) => f.startsWith('webgpu-'))).toEqual(['webgpu-gpu.notes.txt']); // the earlier dump's side is gone

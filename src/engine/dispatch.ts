@@ -3,7 +3,8 @@
  * inputs live on one backend with one dtype, allocates the outputs, runs the backend kernel, and
  * then does the three things no op can skip:
  *   - the audit trace entry, in every trace recording (op, phase, shapes, dtype, backend, wall time, FLOPs,
- *     optional value stats),
+ *     optional value stats, and with { shadow: true } the op's distance from its own kernel run in float64 on the
+ *     CPU from the same input values: audit/shadow.ts),
  *   - the NaN/Inf guard (throws at the first non-finite output, or input the op wrote in place, naming the op
  *     and its phase),
  *   - the autograd record (a Node on the output, with its inputs' storage versions) when grad is enabled and an
@@ -13,6 +14,7 @@ import type { Backend, KernelNote, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { activeTraces, type Trace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
+import { compareWithReference, snapshot, type ShadowResult } from './audit/shadow.js';
 import { currentPhase, isGradEnabled } from './mode.js';
 import { describeValue } from './ops/util.js';
 import { installSettleAudits, Tensor } from './tensor.js';
@@ -66,6 +68,9 @@ export function runOp(call: OpCall): Tensor[] {
   }
 
   const traces = activeTraces();
+  // The shadow audit (a trace with { shadow: true }): the inputs' values before the kernel can overwrite any of them.
+  const before = !call.view && traces.some((t) => t.options.shadow) ? snapshot(backend, inputs.map((t) => t.handle)) : null;
+  before?.catch(() => undefined);  // a failed op throws its own error; its snapshot's failure is not news
   const start = performance.now();
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
@@ -96,6 +101,14 @@ export function runOp(call: OpCall): Tensor[] {
     for (const i of call.writes ?? []) inputs[i].handle.version++;
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
+  let shadow: Promise<ShadowResult[]> | undefined;
+  if (before) {
+    // The results' values now, in order with the work recorded so far; compared once both snapshots are in.
+    const writes = call.writes ?? [];
+    const after = snapshot(backend, [...outs.map((t) => t.handle), ...writes.map((i) => inputs[i].handle)]);
+    const kernel = call.kernel!, sizes = call.outputs.map(sizeOf);
+    shadow = Promise.all([before, after]).then(([b, a]) => compareWithReference(kernel, b, a, sizes, writes));
+  }
   const wallMs = performance.now() - start;
   const phase = currentPhase();
   const describeInputs = (): string => inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ');
@@ -106,12 +119,19 @@ export function runOp(call: OpCall): Tensor[] {
     inputs: inputs.map((t) => t.shape.slice()), outputs: outs.map((t) => t.shape.slice()),
     startMs: start - trace.t0, wallMs, flops: call.flops,
     ...(call.attrs ? { attrs: call.attrs } : {}),
+    ...(call.writes?.length ? { written: call.writes.slice() } : {}),
     ...(kernelNote !== undefined ? { kernel: kernelNote } : {}),
   }]);
   for (const [trace, entry] of entries) {
     trace.entries.push(entry);
     if (device) {
       trace.pending.push(device.then((d) => { if (d.gpuMs !== undefined) entry.gpuMs = d.gpuMs; }));
+      trace.backends.add(backend);
+    }
+    if (shadow && trace.options.shadow) {
+      const filled = shadow.then((r) => { entry.shadow = r; });
+      filled.catch(() => undefined);  // thrown by trace.settle(), not as an unhandled rejection before it
+      trace.pending.push(filled);
       trace.backends.add(backend);
     }
   }

@@ -7,7 +7,8 @@ export { Tensor, full, zeros, ones, scalar, fromArray, uniform, normal, scope, m
 export { backward, zeroGrad } from './autograd.js';
 export { noGrad, isGradEnabled } from './mode.js';
 export { runOp } from './dispatch.js';
-export { startTrace, stopTrace, traced, Trace, type TraceEntry } from './audit/trace.js';
+export { startTrace, stopTrace, traced, Trace, type TraceEntry, type TraceOptions, type ShadowRow } from './audit/trace.js';
+export type { ShadowResult } from './audit/shadow.js';
 export { setNanGuard, withNanGuard, NonFiniteError } from './audit/guard.js';
 export * from './ops/elementwise.js';
 export * from './ops/reduce.js';

@@ -7,6 +7,7 @@ import type { DType } from '../dtype.js';
 import type { Phase } from '../mode.js';
 import { refusePromise } from '../mode.js';
 import { expectOptions } from '../ops/util.js';
+import { formatRatio, formatShadow, type ShadowResult } from './shadow.js';
 
 export interface TraceEntry {
   /** Position in the trace, from 0. */
@@ -23,6 +24,8 @@ export interface TraceEntry {
   wallMs: number;
   flops: number;
   attrs?: Record<string, unknown>;
+  /** The inputs (by index) the op overwrote in place (Adam's parameter and moments, batch norm's running statistics). */
+  written?: number[];
   /** Which code computed it, where the backend chose (KernelNote, backend.ts): e.g. 'direct, sliding 5-wide rows, 2 threads'. */
   kernel?: string;
   /**
@@ -32,11 +35,35 @@ export interface TraceEntry {
   stats?: ValueStats[];
   /** Device time in ms from timestamp queries (GPU backends that have them; filled in later: await trace.settle()). */
   gpuMs?: number;
+  /**
+   * Per output, then per input the op wrote in place, its difference from the same kernel run on the CPU in float64
+   * from the same input values, when the trace was started with { shadow: true } (filled in later: await
+   * trace.settle()); see audit/shadow.ts. Absent for views, which run no kernel.
+   */
+  shadow?: ShadowResult[];
+}
+
+/** One result of one op call against the float64 reference (Trace.shadowRows). */
+export interface ShadowRow {
+  /** The entry's index. */
+  index: number;
+  op: string;
+  phase: Phase;
+  /** 'output k [shape]', or 'input i [shape] (in place)'. */
+  result: string;
+  rounding: number;
+  error: number;
+  kernel: string;
 }
 
 export interface TraceOptions {
   /** Also record min / max / mean / NaN / Inf of every output (costs a pass over each output). */
   stats?: boolean;
+  /**
+   * Also run every op again on the CPU in float64 from the same input values and record how far each result is
+   * from it (TraceEntry.shadow; audit/shadow.ts). Reads every input and result back: for audits, not training.
+   */
+  shadow?: boolean;
 }
 
 export class Trace {
@@ -48,7 +75,7 @@ export class Trace {
   readonly backends = new Set<Backend>();
   readonly options: TraceOptions;
   constructor(options: TraceOptions | null = {}) {
-    expectOptions('trace', options, { stats: true });
+    expectOptions('trace', options, { stats: true, shadow: true });
     this.options = options ?? {};
   }
 
@@ -86,7 +113,7 @@ export class Trace {
           ...(e.gpuMs !== undefined ? { gpuMs: e.gpuMs } : {}),
           index: e.index, inputs: e.inputs.map(fmt), outputs: e.outputs.map(fmt), dtype: e.dtype, backend: e.backend,
           flops: e.flops, ...(e.attrs ? { attrs: e.attrs } : {}), ...(e.kernel !== undefined ? { kernel: e.kernel } : {}),
-          ...(e.stats ? { stats: e.stats } : {}),
+          ...(e.stats ? { stats: e.stats } : {}), ...(e.shadow ? { shadow: e.shadow } : {}),
         },
       });
     }
@@ -103,9 +130,36 @@ export class Trace {
       String(e.index), e.op, e.phase, e.inputs.map(fmt).join(' '), e.outputs.map(fmt).join(' '), e.dtype, e.backend,
       e.wallMs.toFixed(3), e.gpuMs !== undefined ? e.gpuMs.toFixed(3) : '', gflops(e.flops), e.kernel ?? '',
       e.stats ? e.stats.map((s) => `${num(s.min)}..${num(s.max)} mean ${num(s.mean)}${s.nan || s.inf ? ` NaN ${s.nan} Inf ${s.inf}` : ''}`).join('; ') : '',
+      e.shadow ? formatShadow(e.shadow) : '',
     ]);
-    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'host ms', 'gpu ms', 'GFLOP', 'kernel', this.options.stats ? 'values' : ''];
+    const head = ['#', 'op', 'phase', 'inputs', 'outputs', 'dtype', 'backend', 'host ms', 'gpu ms', 'GFLOP', 'kernel',
+      this.options.stats ? 'values' : '', this.options.shadow ? 'vs float64 (error, rounding)' : ''];
     return formatTable(head, rows);
+  }
+
+  /**
+   * Every result of every op call, worst first by its distance from the float64 reference in units of float32
+   * rounding (a trace started with { shadow: true }, settled): where a step lets error in.
+   */
+  shadowRows(): ShadowRow[] {
+    if (!this.options.shadow) throw new Error('shadow: this trace was not started with { shadow: true }');
+    const rows: ShadowRow[] = [];
+    for (const e of this.entries) {
+      e.shadow?.forEach((r, k) => {
+        const w = k - e.outputs.length;
+        const result = w < 0 ? `output ${k} ${fmt(e.outputs[k])}` : `input ${e.written![w]} ${fmt(e.inputs[e.written![w]])} (in place)`;
+        rows.push({ index: e.index, op: e.op, phase: e.phase, result, rounding: r.rounding, error: r.error, kernel: e.kernel ?? '' });
+      });
+    }
+    // NaN first: a result that is not a number against a reference that is.
+    return rows.sort((a, b) => (Number.isNaN(b.rounding) ? 1 : Number.isNaN(a.rounding) ? -1 : b.rounding - a.rounding));
+  }
+
+  /** The first `count` of shadowRows() as a table. */
+  shadowTable(count = 10): string {
+    return formatTable(['#', 'op', 'phase', 'result', 'rounding', 'error', 'kernel'], this.shadowRows().slice(0, count).map((r) => [
+      String(r.index), r.op, r.phase, r.result, formatRatio(r.rounding), r.error.toExponential(1), r.kernel,
+    ]));
   }
 }
 
