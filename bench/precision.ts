@@ -139,12 +139,13 @@ export interface PrecisionReport {
   kind: 'precision';
   date: string;
   machine: MachineInfo;
-  settings: StepShape & { configs: Config[] };
+  settings: StepShape & { configs: Config[]; shadow: boolean };
   /** Seconds of the float64 step on the CPU (the reference). */
   referenceSeconds: number;
   /**
    * Per side ('cpu float32', 'webgpu <config>'): the worst error and each tensor's (non-finite ones as strings in the
-   * JSON); with --shadow, the op results furthest from float64 on their own inputs (Trace.shadowRows), worst first.
+   * JSON), the seconds of its step (with --shadow, the shadow's included); with --shadow, the op results furthest
+   * from float64 on their own inputs (Trace.shadowRows), worst first.
    */
   sides: Record<string, { worst: { error: number; at: string }; errors: Record<string, number>; seconds: number; shadow?: ShadowRow[] }>;
   markdown: string;
@@ -259,7 +260,7 @@ export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport
     + `\n| **worst** | ${sideNames.map((s) => `**${sides[s].worst.error.toExponential(2)}**`).join(' | ')} |`;
   const report: PrecisionReport = {
     kind: 'precision', date: new Date().toISOString(), machine: machineInfo(device),
-    settings: { ...step, configs: o.configs }, referenceSeconds: ref.seconds, sides, markdown,
+    settings: { ...step, configs: o.configs, shadow: o.shadow }, referenceSeconds: ref.seconds, sides, markdown,
   };
   if (o.out !== null) writeFileAtomic(o.out, reportJson(report));
   return report;

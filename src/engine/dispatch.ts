@@ -14,7 +14,7 @@ import type { Backend, KernelNote, Storage, ValueStats } from './backend.js';
 import { type DType, type Shape, shapeStr, sizeOf } from './dtype.js';
 import { activeTraces, type Trace, type TraceEntry } from './audit/trace.js';
 import { NonFiniteError, nanGuardEnabled } from './audit/guard.js';
-import { compareWithReference, snapshot, type ShadowResult } from './audit/shadow.js';
+import { shadowOp, snapshot, type ShadowResult } from './audit/shadow.js';
 import { currentPhase, isGradEnabled } from './mode.js';
 import { describeValue } from './ops/util.js';
 import { installSettleAudits, Tensor } from './tensor.js';
@@ -70,7 +70,7 @@ export function runOp(call: OpCall): Tensor[] {
   const traces = activeTraces();
   // The shadow audit (a trace with { shadow: true }): the inputs' values before the kernel can overwrite any of them.
   const before = !call.view && traces.some((t) => t.options.shadow) ? snapshot(backend, inputs.map((t) => t.handle)) : null;
-  before?.catch(() => undefined);  // a failed op throws its own error; its snapshot's failure is not news
+  if (before instanceof Promise) before.catch(() => undefined);  // a failed op throws its own error; its snapshot's failure is not news
   const start = performance.now();
   let outs: Tensor[];
   let device: Promise<{ gpuMs?: number }> | undefined;
@@ -101,15 +101,14 @@ export function runOp(call: OpCall): Tensor[] {
     for (const i of call.writes ?? []) inputs[i].handle.version++;
     outs = storages.map((s, i) => new Tensor(s, call.outputs[i]));
   }
-  let shadow: Promise<ShadowResult[]> | undefined;
+  const wallMs = performance.now() - start;
+  let shadow: ShadowResult[] | Promise<ShadowResult[]> | undefined;
   if (before) {
     // The results' values now, in order with the work recorded so far; compared once both snapshots are in.
     const writes = call.writes ?? [];
     const after = snapshot(backend, [...outs.map((t) => t.handle), ...writes.map((i) => inputs[i].handle)]);
-    const kernel = call.kernel!, sizes = call.outputs.map(sizeOf);
-    shadow = Promise.all([before, after]).then(([b, a]) => compareWithReference(kernel, b, a, sizes, writes));
+    shadow = shadowOp(call.kernel!, before, after, call.outputs.map(sizeOf), writes);
   }
-  const wallMs = performance.now() - start;
   const phase = currentPhase();
   const describeInputs = (): string => inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ');
 
@@ -129,10 +128,15 @@ export function runOp(call: OpCall): Tensor[] {
       trace.backends.add(backend);
     }
     if (shadow && trace.options.shadow) {
-      const filled = shadow.then((r) => { entry.shadow = r; });
-      filled.catch(() => undefined);  // thrown by trace.settle(), not as an unhandled rejection before it
-      trace.pending.push(filled);
-      trace.backends.add(backend);
+      if (shadow instanceof Promise) {
+        trace.shadowsPending++;
+        const filled = shadow.then((r) => { entry.shadow = r; }).finally(() => { trace.shadowsPending--; });
+        filled.catch(() => undefined);  // thrown by trace.settle(), not as an unhandled rejection before it
+        trace.pending.push(filled);
+        trace.backends.add(backend);
+      } else {
+        entry.shadow = shadow;
+      }
     }
   }
 

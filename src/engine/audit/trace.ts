@@ -73,6 +73,8 @@ export class Trace {
   readonly pending: Promise<unknown>[] = [];
   /** The backends those results come from: settle() makes them submit what they still hold. */
   readonly backends = new Set<Backend>();
+  /** Shadow results (TraceEntry.shadow) still on their way (webgpu's readbacks): shadowRows() waits for none. */
+  shadowsPending = 0;
   readonly options: TraceOptions;
   constructor(options: TraceOptions | null = {}) {
     expectOptions('trace', options, { stats: true, shadow: true });
@@ -120,8 +122,9 @@ export class Trace {
     return { traceEvents, displayTimeUnit: 'ms', otherData: { generator: 'skipgrad', ops: this.entries.length, totalFlops: this.totalFlops } };
   }
 
+  /** toChromeTrace() as JSON, with non-finite numbers (a NaN's statistics, an infinitely wrong shadow) as strings, not null. */
   toJSON(): string {
-    return JSON.stringify(this.toChromeTrace());
+    return JSON.stringify(this.toChromeTrace(), (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
   }
 
   /** A fixed-width table, one row per op call. */
@@ -143,6 +146,7 @@ export class Trace {
    */
   shadowRows(): ShadowRow[] {
     if (!this.options.shadow) throw new Error('shadow: this trace was not started with { shadow: true }');
+    if (this.shadowsPending > 0) throw new Error(`shadow: ${this.shadowsPending} op calls' results are still being read back; await trace.settle() first`);
     const rows: ShadowRow[] = [];
     for (const e of this.entries) {
       e.shadow?.forEach((r, k) => {
