@@ -205,8 +205,8 @@ describe('bench/gpu/collect.py', () => {
     const { json, stdout } = await collect(res);
     const warnings = (json as unknown as { warnings: string[] }).warnings;
     expect(warnings.filter((w) => w.startsWith('precision'))).toEqual([
-      'precision: webgpu adapter: worst error inf at grad l1.bias against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding)',
-      'precision: webgpu gpu: worst error 2.65e+00 at grad b against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding)',
+      'precision: webgpu adapter: worst error inf at grad l1.bias against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding; precision.js --shadow names the op)',
+      'precision: webgpu gpu: worst error 2.65e+00 at grad b against float64 (over 0.1, or not finite: wrong numbers, not float32 rounding; precision.js --shadow names the op)',
     ]);
     expect(stdout).toMatch(/precision: .*cpu float32 1\.40e-03 \(grad a\); webgpu adapter inf \(grad l1\.bias\); webgpu gpu 2\.65e\+00 \(grad b\)/);
   });

@@ -247,7 +247,8 @@ def precision_warnings(parts):
     if 'precision' in parts and 'skipped' not in (parts['precision'].get('status') or {}) and not precision_sides(parts):
         return ['precision: the part wrote no result to judge (no precision.json with sides)']
     return [f"precision: {name}: worst error {e:.2e} at {at} against float64 (over {PRECISION_WARN}, or not finite: "
-            f"wrong numbers, not float32 rounding)" for name, e, at in precision_sides(parts) if not e <= PRECISION_WARN]
+            f"wrong numbers, not float32 rounding; precision.js --shadow names the op)" for name, e, at in precision_sides(parts)
+            if not e <= PRECISION_WARN]
 
 
 def precision_line(parts):
