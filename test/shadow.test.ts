@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
-import { compareWithReference, maxDiff, roundingMove, shadowResult } from '../src/engine/audit/shadow.js';
+import { compareWithReference, drainPool, maxDiff, roundingMove, shadowResult } from '../src/engine/audit/shadow.js';
 
 const f64 = (...v: number[]): Float64Array => Float64Array.from(v);
 
@@ -20,7 +20,7 @@ function step(seed: number): { trace: sg.Trace; dispose: () => void } {
   const x = sg.uniform([3, 2, 10, 10], 0, 1, { rng }).keep();
   const target = sg.uniform([3, 1, 10, 10], 0, 1, { rng }).keep();
   const opt = new sg.Adam(params, { lr: 0.01, decoupled: true, weightDecay: 0.01 });
-  const { trace } = sg.traced(() => sg.scope(() => {
+  const { result, trace } = sg.traced(() => sg.scope(() => {
     const [w1, b1, g, b, w2] = params;
     let h = sg.conv2d(x, w1, { stride: 2, padding: 'same', bias: b1 });
     h = sg.leakyRelu(sg.batchNorm2d(h, g, b, stats[0], stats[1], { training: true }), 0.01);
@@ -32,7 +32,7 @@ function step(seed: number): { trace: sg.Trace; dispose: () => void } {
     sg.zeroGrad(params);
     return loss;
   }), { shadow: true });
-  return { trace, dispose: () => { for (const t of [...params, ...stats, x, target]) t.dispose(); opt.dispose(); } };
+  return { trace, dispose: () => { for (const t of [...params, ...stats, x, target, result]) t.dispose(); opt.dispose(); } };
 }
 
 describe('the shadow audit', () => {
@@ -55,6 +55,8 @@ describe('the shadow audit', () => {
     expect(shadowResult(f64(0, 1e-3), f64(0, 0), f64(0, 0))).toEqual({ error: 1e-3, rounding: Infinity });
     // NaN or a wrong infinity is infinitely far; matching NaNs and infinities are not a difference.
     expect(shadowResult(f64(NaN, 1), f64(0, 1), f64(0, 1)).rounding).toBe(Infinity);
+    // A move that overflows (the reference near the largest double) is left out of the unit, not made its whole.
+    expect(shadowResult(f64(1 + 1e-7, 1), f64(1, 1), f64(1, Infinity)).rounding).toBeCloseTo(1e-7 / 2 ** -24, 6);
     expect(maxDiff(f64(NaN, Infinity, 1), f64(NaN, Infinity, 1))).toBe(0);
     expect(maxDiff(f64(-Infinity), f64(Infinity))).toBe(Infinity);
     expect(() => maxDiff(f64(1), f64(1, 2))).toThrow('shadow: 1 values against a reference of 2');
@@ -100,8 +102,13 @@ describe('the shadow audit', () => {
 
   it('in a training step, every kernel result has a shadow: each op within a few float32 roundings on the CPU', () => {
     // On the CPU each op is compared at once (nothing held for the step's end; no settle() needed).
+    drainPool(); // what the tests before left pooled (freed at the next task anyway)
+    const storages = sg.memory('cpu').storages;
     const { trace, dispose } = step(3);
     expect(trace.shadowsPending).toBe(0);
+    // The reference's storages, reused from op to op, are freed when the trace stops: none is left behind.
+    dispose();
+    expect(sg.memory('cpu').storages).toBe(storages);
     const views = trace.entries.filter((e) => e.op === 'reshape');
     expect(views.length).toBeGreaterThan(0);
     for (const e of views) expect(e.shadow).toBeUndefined();
@@ -128,7 +135,6 @@ describe('the shadow audit', () => {
     expect(trace.table().split('\n')[0]).toContain('vs float64 (error, rounding)');
     const events = (JSON.parse(trace.toJSON()) as { traceEvents: Array<{ ph: string; args?: { shadow?: unknown } }> }).traceEvents.filter((e) => e.ph === 'X');
     expect(events.filter((e) => e.args?.shadow !== undefined)).toHaveLength(ran.length);
-    dispose();
   });
 
   it("an op that makes infinities is judged on its values, and trace.json writes an infinitely wrong result as 'Infinity'", () => {
@@ -174,9 +180,35 @@ describe('the shadow audit', () => {
         be.unary('neg', xs, o, 0);
       },
     })[0], { shadow: true });
+    // Recorded at the op (on the CPU the reference runs there), so the rows are refused at once, naming the op.
+    expect(trace.shadowsPending).toBe(0);
+    expect(() => trace.shadowRows()).toThrow('shadow: #0 float32Only was not compared with float64: float32Only: no float64 kernel');
     await new Promise((r) => setTimeout(r, 10)); // an unhandled rejection would be reported by now
     await expect(trace.settle()).rejects.toThrow('float32Only: no float64 kernel');
+    // And it stays refused: the trace's rows would leave that op out.
+    await trace.settle();
+    expect(() => trace.shadowTable()).toThrow('#0 float32Only was not compared with float64');
     result.dispose();
+    x.dispose();
+  });
+
+  it("the trace's host time is the op's, not the shadow's reads", () => {
+    const cpu = sg.getBackend('cpu');
+    const readSync = cpu.readSync.bind(cpu);
+    const x = sg.uniform([4], 0, 1);
+    cpu.readSync = (s) => {
+      const until = performance.now() + 30;
+      while (performance.now() < until);
+      return readSync(s);
+    };
+    try {
+      const { result, trace } = sg.traced(() => sg.neg(x), { shadow: true });
+      expect(trace.entries[0].shadow).toEqual([{ error: 0, rounding: 0 }]);
+      expect(trace.entries[0].wallMs).toBeLessThan(20); // the two 30 ms reads are outside it
+      result.dispose();
+    } finally {
+      cpu.readSync = readSync;
+    }
     x.dispose();
   });
 

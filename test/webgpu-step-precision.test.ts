@@ -80,6 +80,7 @@ describe('the precision measure', () => {
     for (const f of [...foreign, 'webgpu-gpu.json', 'webgpu-gpu.grad.l1.weight.f64', 'precision-settings.json']) fs.writeFileSync(path.join(dir, f), '{}');
     const r = await runPrecision({ model: 'AE', size: 61, batch: 2, channels: 2, configs: [], dump: dir, out: null, shadow: true });
     expect(Object.keys(r.sides)).toEqual(['cpu float32']);
+    expect(r.settings.shadow).toBe(true);
     // --shadow: the op results furthest from float64 on their own inputs, worst first (the CPU's float32 kernels
     // accumulate in float64: each within a few float32 roundings).
     const rows = r.sides['cpu float32'].shadow!;

@@ -154,6 +154,24 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     net.opt.dispose();
   });
 
+  it('a shadow reference that fails on webgpu comes out of trace.settle(), and the rows are refused after it', async () => {
+    const x = sg.uniform([4], 0, 1, { backend: 'webgpu' });
+    const { result, trace } = sg.traced(() => sg.runOp({
+      op: 'float32Only', inputs: [x], outputs: [x.shape], flops: 0,
+      kernel: (be, [o], [xs]) => {
+        if (o.dtype === 'float64') throw new Error('float32Only: no float64 kernel');
+        be.unary('neg', xs, o, 0);
+      },
+    })[0], { shadow: true });
+    expect(trace.shadowsPending).toBe(1);
+    await expect(trace.settle()).rejects.toThrow('float32Only: no float64 kernel');
+    expect(trace.shadowsPending).toBe(0);
+    expect(() => trace.shadowRows()).toThrow('shadow: #0 float32Only was not compared with float64: float32Only: no float64 kernel');
+    expect(await result.data()).toEqual(Float32Array.from(await x.data(), (v) => -v)); // the op itself is fine
+    result.dispose();
+    x.dispose();
+  });
+
   it('trace.settle() submits what the GPU still holds (no readback needed), and an op that dispatches nothing gets no GPU time', async () => {
     const be = gpu as WebGPUBackend;
     const { result, trace } = sg.traced(() => {

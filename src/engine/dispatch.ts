@@ -103,11 +103,16 @@ export function runOp(call: OpCall): Tensor[] {
   }
   const wallMs = performance.now() - start;
   let shadow: ShadowResult[] | Promise<ShadowResult[]> | undefined;
+  let shadowError: unknown = null;
   if (before) {
     // The results' values now, in order with the work recorded so far; compared once both snapshots are in.
     const writes = call.writes ?? [];
     const after = snapshot(backend, [...outs.map((t) => t.handle), ...writes.map((i) => inputs[i].handle)]);
-    shadow = shadowOp(call.kernel!, before, after, call.outputs.map(sizeOf), writes);
+    try {
+      shadow = shadowOp(call.kernel!, before, after, call.outputs.map(sizeOf), writes);
+    } catch (e) {
+      shadowError = e;  // the reference failed (at once, on the CPU): recorded on the trace, not thrown by the op
+    }
   }
   const phase = currentPhase();
   const describeInputs = (): string => inputs.map((t) => `${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}`).join(', ');
@@ -127,15 +132,24 @@ export function runOp(call: OpCall): Tensor[] {
       trace.pending.push(device.then((d) => { if (d.gpuMs !== undefined) entry.gpuMs = d.gpuMs; }));
       trace.backends.add(backend);
     }
-    if (shadow && trace.options.shadow) {
+    if (before && trace.options.shadow) {
+      const failed = (error: unknown): never => {
+        trace.shadowFailures.push({ index: entry.index, op, error });
+        throw error;
+      };
       if (shadow instanceof Promise) {
         trace.shadowsPending++;
-        const filled = shadow.then((r) => { entry.shadow = r; }).finally(() => { trace.shadowsPending--; });
+        const filled = shadow.then((r) => { entry.shadow = r; }, failed).finally(() => { trace.shadowsPending--; });
         filled.catch(() => undefined);  // thrown by trace.settle(), not as an unhandled rejection before it
         trace.pending.push(filled);
         trace.backends.add(backend);
-      } else {
+      } else if (shadow) {
         entry.shadow = shadow;
+      } else {
+        trace.shadowFailures.push({ index: entry.index, op, error: shadowError });
+        const thrown = Promise.reject(shadowError);  // settle() throws it too
+        thrown.catch(() => undefined);
+        trace.pending.push(thrown);
       }
     }
   }

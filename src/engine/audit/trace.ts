@@ -7,7 +7,7 @@ import type { DType } from '../dtype.js';
 import type { Phase } from '../mode.js';
 import { refusePromise } from '../mode.js';
 import { expectOptions } from '../ops/util.js';
-import { formatRatio, formatShadow, type ShadowResult } from './shadow.js';
+import { drainPool, formatRatio, formatShadow, type ShadowResult } from './shadow.js';
 
 export interface TraceEntry {
   /** Position in the trace, from 0. */
@@ -37,8 +37,9 @@ export interface TraceEntry {
   gpuMs?: number;
   /**
    * Per output, then per input the op wrote in place, its difference from the same kernel run on the CPU in float64
-   * from the same input values, when the trace was started with { shadow: true } (filled in later: await
-   * trace.settle()); see audit/shadow.ts. Absent for views, which run no kernel.
+   * from the same input values, when the trace was started with { shadow: true }; see audit/shadow.ts. On the CPU it
+   * is filled in at the op, on webgpu once the readbacks are in (await trace.settle()). Absent for views, which run
+   * no kernel, and where the reference failed (Trace.shadowFailures).
    */
   shadow?: ShadowResult[];
 }
@@ -61,7 +62,8 @@ export interface TraceOptions {
   stats?: boolean;
   /**
    * Also run every op again on the CPU in float64 from the same input values and record how far each result is
-   * from it (TraceEntry.shadow; audit/shadow.ts). Reads every input and result back: for audits, not training.
+   * from it (TraceEntry.shadow; audit/shadow.ts). Reads every input and result back: for audits, not training. On
+   * webgpu those reads are readbacks like any other: a device error comes out of trace.settle().
    */
   shadow?: boolean;
 }
@@ -73,8 +75,10 @@ export class Trace {
   readonly pending: Promise<unknown>[] = [];
   /** The backends those results come from: settle() makes them submit what they still hold. */
   readonly backends = new Set<Backend>();
-  /** Shadow results (TraceEntry.shadow) still on their way (webgpu's readbacks): shadowRows() waits for none. */
+  /** Shadow results (TraceEntry.shadow) still on their way (webgpu's readbacks; kept by runOp): shadowRows() waits for none. */
   shadowsPending = 0;
+  /** Op calls the shadow could not compare (the reference or a readback failed; kept by runOp): shadowRows() throws the first, settle() too. */
+  readonly shadowFailures: Array<{ index: number; op: string; error: unknown }> = [];
   readonly options: TraceOptions;
   constructor(options: TraceOptions | null = {}) {
     expectOptions('trace', options, { stats: true, shadow: true });
@@ -147,6 +151,10 @@ export class Trace {
   shadowRows(): ShadowRow[] {
     if (!this.options.shadow) throw new Error('shadow: this trace was not started with { shadow: true }');
     if (this.shadowsPending > 0) throw new Error(`shadow: ${this.shadowsPending} op calls' results are still being read back; await trace.settle() first`);
+    if (this.shadowFailures.length > 0) {
+      const f = this.shadowFailures[0];
+      throw new Error(`shadow: #${f.index} ${f.op} was not compared with float64: ${f.error instanceof Error ? f.error.message : String(f.error)}`, { cause: f.error });
+    }
     const rows: ShadowRow[] = [];
     for (const e of this.entries) {
       e.shadow?.forEach((r, k) => {
@@ -193,6 +201,7 @@ let started: Trace | null = null;
 function remove(t: Trace): void {
   const i = recording.indexOf(t);
   if (i >= 0) recording.splice(i, 1);
+  if (t.options.shadow) drainPool(); // the CPU's comparisons are done: their storages go now, not at the next task
 }
 
 /** Starts recording every op call into a new Trace (replacing the one an earlier startTrace() started, if any). */
