@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
+import { float32OnlyNeg } from './helpers/shadow-ops.js';
 import { compareWithReference, drainPool, maxDiff, roundingMove, shadowResult } from '../src/engine/audit/shadow.js';
 
 const f64 = (...v: number[]): Float64Array => Float64Array.from(v);
@@ -173,13 +174,7 @@ describe('the shadow audit', () => {
 
   it('a reference that fails is thrown by trace.settle(), with no unhandled rejection before it', async () => {
     const x = sg.uniform([4], 0, 1);
-    const { result, trace } = sg.traced(() => sg.runOp({
-      op: 'float32Only', inputs: [x], outputs: [x.shape], flops: 0,
-      kernel: (be, [o], [xs]) => {
-        if (o.dtype === 'float64') throw new Error('float32Only: no float64 kernel');
-        be.unary('neg', xs, o, 0);
-      },
-    })[0], { shadow: true });
+    const { result, trace } = sg.traced(() => float32OnlyNeg(x), { shadow: true });
     // Recorded at the op (on the CPU the reference runs there), so the rows are refused at once, naming the op.
     expect(trace.shadowsPending).toBe(0);
     expect(() => trace.shadowRows()).toThrow('shadow: #0 float32Only was not compared with float64: float32Only: no float64 kernel');

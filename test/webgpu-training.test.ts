@@ -13,6 +13,7 @@ import * as sg from '../src/engine/index.js';
 import type { WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { trainAutoencoder } from '../src/experiments/train.js';
+import { float32OnlyNeg } from './helpers/shadow-ops.js';
 import { webgpuBackendOrSkip } from './webgpu/gpu.js';
 
 const gpu = await webgpuBackendOrSkip('webgpu training tests');
@@ -156,13 +157,7 @@ describe.skipIf(!gpu)('training on webgpu', () => {
 
   it('a shadow reference that fails on webgpu comes out of trace.settle(), and the rows are refused after it', async () => {
     const x = sg.uniform([4], 0, 1, { backend: 'webgpu' });
-    const { result, trace } = sg.traced(() => sg.runOp({
-      op: 'float32Only', inputs: [x], outputs: [x.shape], flops: 0,
-      kernel: (be, [o], [xs]) => {
-        if (o.dtype === 'float64') throw new Error('float32Only: no float64 kernel');
-        be.unary('neg', xs, o, 0);
-      },
-    })[0], { shadow: true });
+    const { result, trace } = sg.traced(() => float32OnlyNeg(x), { shadow: true });
     expect(trace.shadowsPending).toBe(1);
     await expect(trace.settle()).rejects.toThrow('float32Only: no float64 kernel');
     expect(trace.shadowsPending).toBe(0);
