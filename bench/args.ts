@@ -4,7 +4,7 @@
  * --help generated from the same option table, and the checks of the values.
  */
 import { parseArgs } from 'node:util';
-import { encoderSizes, inputSizeProblem, PRESETS } from '../src/models/autoencoder.js';
+import { inputSizeProblem, PRESETS, trainingBatchProblem } from '../src/models/autoencoder.js';
 
 /** One command-line option of a bench: its parseArgs type and its line in --help. */
 export interface BenchOption { type: 'string' | 'boolean'; help: string }
@@ -125,10 +125,8 @@ export function esannStepArgs(a: BenchArgs): { model: 'AESc' | 'AE'; size: numbe
 /** The batch given for --batch (dflt when absent); a UsageError where the esann network at `size` cannot train on it. */
 export function esannBatchArg(v: string | undefined, dflt: number, size: number): number {
   const batch = intArg('batch', v, dflt);
-  const deepest = encoderSizes({ ...PRESETS.esann, inputSize: size }).at(-1)!;
-  if (batch * deepest * deepest < 2) {
-    throw new UsageError(`--batch ${batch}: at --size ${size} the esann network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more`);
-  }
+  const why = trainingBatchProblem({ ...PRESETS.esann, inputSize: size }, batch);
+  if (why !== null) throw new UsageError(`--batch ${batch}: at --size ${size} the esann network's ${why}; use --batch 2 or more`);
   return batch;
 }
 

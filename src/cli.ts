@@ -9,7 +9,7 @@ import { checkWritable, makeDirs, writeFileAtomic } from './engine/io/atomic.js'
 import { mseLoss } from './engine/ops/loss.js';
 import { Adam } from './engine/optim/adam.js';
 import { uniform } from './engine/tensor.js';
-import { Autoencoder, encoderSizes, inputSizeProblem, presetOptions, type Preset } from './models/autoencoder.js';
+import { Autoencoder, inputSizeProblem, presetOptions, trainingBatchProblem, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
@@ -216,10 +216,10 @@ function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: Mo
     const options = presetOptions(cfg.preset, { skips: true, inputSize: cfg.size });
     const why = inputSizeProblem(options);
     if (why !== null) fail(`--size ${cfg.size} does not fit the ${cfg.preset} network: ${why}`);
-    const deepest = encoderSizes(options).at(-1)!;
+    const batchWhy = trainingBatchProblem(options, cfg.batch);
     // Batch norm trains in train, reproduce and trace; analyze, visualize and evaluate run in eval mode.
-    if (cfg.batch === 1 && deepest === 1 && ['train', 'reproduce', 'trace'].includes(command)) {
-      fail(`--batch 1: at --size ${cfg.size} the ${cfg.preset} network's deepest layer is 1x1, and batch norm in training needs more than one value per channel; use --batch 2 or more`);
+    if (batchWhy !== null && ['train', 'reproduce', 'trace'].includes(command)) {
+      fail(`--batch ${cfg.batch}: at --size ${cfg.size} the ${cfg.preset} network's ${batchWhy}; use --batch 2 or more`);
     }
   }
   const model = oneOf<ModelName>('model', values.model, ['aesc', 'ae'], 'aesc');

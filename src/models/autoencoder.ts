@@ -230,6 +230,15 @@ export function inputSizeProblem(o: Pick<AutoencoderOptions, 'inputSize' | 'dept
   }
 }
 
+/**
+ * Why batch norm in training mode cannot run this network on `batch` images ("deepest layer is 1x1, and ..."), or
+ * null: at a 1x1 deepest map, one image gives each channel a single value, whose variance is 0.
+ */
+export function trainingBatchProblem(o: Pick<AutoencoderOptions, 'inputSize' | 'depth' | 'kernel' | 'decoder'>, batch: number): string | null {
+  const deepest = encoderSizes(o).at(-1)!;
+  return batch * deepest * deepest < 2 ? 'deepest layer is 1x1, and batch norm in training needs more than one value per channel' : null;
+}
+
 /** AESc (skips: true) or AE (skips: false) from a preset. */
 export function buildAutoencoder(preset: Preset, overrides: Partial<AutoencoderOptions> & { skips: boolean }): Autoencoder {
   return new Autoencoder(presetOptions(preset, overrides));
