@@ -76,6 +76,47 @@ describe('autograd', () => {
     });
   });
 
+  it('backward({ inputs }) gives gradients only to the leaves named, leaves every other .grad as it was, and frees the rest', () => {
+    const before = sg.memory();
+    const a = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+    const b = sg.fromArray([3, -1], [2], { ...f64, requiresGrad: true });
+    const c = sg.fromArray([5, 6], [2], { ...f64, requiresGrad: true });
+    const held = sg.fromArray([10, 20], [2], f64);
+    b.grad = held;
+    sg.scope(() => sg.sum(sg.add(sg.mul(a, b), sg.mul(c, c))).backward(undefined, { inputs: [a, c] }));
+    expect(Array.from(a.grad!.dataSync())).toEqual([3, -1]);
+    expect(Array.from(c.grad!.dataSync())).toEqual([10, 12]);
+    expect(b.grad).toBe(held);
+    expect(Array.from(held.dataSync())).toEqual([10, 20]);
+    // Summed into what the named leaves hold, as without the option.
+    sg.scope(() => sg.sum(sg.mul(a, b)).backward(undefined, { inputs: [a] }));
+    expect(Array.from(a.grad!.dataSync())).toEqual([6, -2]);
+    // b's gradient of this pass was made and freed: only the tensors above (and their .grad) are live.
+    sg.zeroGrad([a, b, c]);
+    for (const t of [a, b, c]) t.dispose();
+    expect(sg.memory()).toEqual(before);
+  });
+
+  it('backward refuses inputs it cannot give a .grad, before computing anything', () => {
+    sg.scope(() => {
+      const a = sg.ones([2], { requiresGrad: true });
+      a.name = 'a';
+      const y = sg.mul(a, 2);
+      const loss = sg.sum(y);
+      const frozen = sg.ones([2]);
+      expect(() => loss.backward(undefined, { inputs: [y] })).toThrow(/^backward: inputs\[0\] \(tensor #\d+ \[2\]\) is the output of an op, not a leaf: only leaves receive .grad$/);
+      expect(() => loss.backward(undefined, { inputs: [frozen] })).toThrow(/^backward: inputs\[0\] \(tensor #\d+ \[2\]\) does not require gradients$/);
+      expect(() => loss.backward(undefined, { inputs: [a, 3 as never] })).toThrow('backward: inputs[1] is not a Tensor (got number)');
+      expect(() => loss.backward(undefined, { inputs: a as never })).toThrow('backward: inputs must be an array of leaf tensors that require gradients');
+      expect(() => loss.backward(undefined, { input: [a] } as never)).toThrow("backward: unknown option 'input' (expected inputs)");
+      expect(a.grad).toBeNull();
+      expect(y.node).not.toBeNull(); // the graph is still there
+      loss.backward(undefined, { inputs: [a] });
+      expect(Array.from(a.grad!.dataSync())).toEqual([2, 2]);
+      a.grad!.dispose();
+    });
+  });
+
   it('a deep chain does not overflow the stack', () => {
     sg.scope(() => {
       const x = sg.fromArray([1], [1], { ...f64, requiresGrad: true });

@@ -445,7 +445,8 @@ describe('gradcheck: layers', () => {
       const r = gradcheck(([t]) => net.forward(t).output, [x]);
       expect(r.ok, `${preset}, input: ${r.worst}`).toBe(true);
       const params = net.parameters();
-      sg.zeroGrad(params); // gradcheck's backward through the input also reached the parameters
+      // gradcheck's backward through the input gave the parameters no .grad (backward's inputs: the input only).
+      expect(params.every((t) => t.grad === null)).toBe(true);
       const before = params.map((p) => Array.from(p.dataSync()));
       const p = gradcheckTensors(() => net.forward(x).output, params);
       expect(p.checked).toBe(net.parameterCount());
@@ -481,9 +482,15 @@ describe('gradcheck: layers', () => {
     const notLeaf = sg.mul(w, 2);
     expect(() => gradcheckTensors(() => notLeaf, [notLeaf])).toThrow("gradcheckTensors: tensor 0 is the output of an op, not a leaf: perturbing its values would not reach f's result");
     notLeaf.dispose();
-    w.grad = sg.zeros([3], { dtype: 'float64' });
-    expect(() => gradcheckTensors(() => sg.mul(w, w), [w])).toThrow("gradcheckTensors: tensor 0 'w' already has a .grad (the check would add to it): clear it first (zeroGrad)");
-    w.grad.dispose();
+    // A .grad the tensor already holds is neither added to nor read as the analytic gradient: it is put back as it was.
+    const held = sg.fromArray([7, 8, 9], [3], { dtype: 'float64' });
+    w.grad = held;
+    expect(gradcheckTensors(() => sg.mul(w, w), [w])).toMatchObject({ ok: true, checked: 3 });
+    expect(w.grad).toBe(held);
+    expect(Array.from(held.dataSync())).toEqual([7, 8, 9]);
+    expect(() => gradcheckTensors(wrong, [w, w])).toThrow('gradcheckTensors: a tensor is listed twice');
+    expect(w.grad).toBe(held);
+    held.dispose();
     w.grad = null;
     const f32 = sg.ones([2], { requiresGrad: true });
     expect(() => gradcheckTensors(() => f32, [f32])).toThrow('gradcheckTensors: tensor 0 must be float64 on the cpu backend (got float32 on cpu)');

@@ -21,12 +21,13 @@
 import { shapeStr } from './dtype.js';
 import { noGrad, withPhase } from './mode.js';
 import { add } from './ops/elementwise.js';
-import { installBackward, ones, scope, Tensor } from './tensor.js';
+import { installBackward, ones, scope, Tensor, type BackwardOptions } from './tensor.js';
 
-export function backward(root: Tensor, gradient?: Tensor): void {
+export function backward(root: Tensor, gradient?: Tensor, options: BackwardOptions = {}): void {
   if (!root.requiresGrad) {
     throw new Error(`backward: tensor ${shapeStr(root.shape)} does not require grad (none of the tensors it was computed from has requiresGrad, or it was made under noGrad)`);
   }
+  const only = onlyLeaves(options);
   const order = topologicalOrder(root);
   checkGraph(order);
   let seed: Tensor;
@@ -59,7 +60,8 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       current = g;
       const node = t.node;
       if (!node) {
-        newLeafGrads.push([t, newLeafGrad(t, g)]);
+        if (only === null || only.has(t)) newLeafGrads.push([t, newLeafGrad(t, g)]);
+        else g.dispose(); // a leaf the caller did not ask for keeps its .grad as it was
         current = null;
         continue;
       }
@@ -119,6 +121,22 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     leaf.grad = g.keep();
   }
   releaseGraph(order);
+}
+
+/** options.inputs as a set (null: every leaf), checked: an array of leaves that require gradients. */
+function onlyLeaves(options: BackwardOptions): Set<Tensor> | null {
+  if (typeof options !== 'object' || options === null) throw new Error(`backward: options must be an object such as { inputs: [w, b] }, got ${String(options)}`);
+  const unknown = Object.keys(options).filter((k) => k !== 'inputs');
+  if (unknown.length > 0) throw new Error(`backward: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (expected inputs)`);
+  if (options.inputs === undefined) return null;
+  if (!Array.isArray(options.inputs)) throw new Error(`backward: inputs must be an array of leaf tensors that require gradients, got ${String(options.inputs)}`);
+  options.inputs.forEach((t: unknown, i) => {
+    if (!(t instanceof Tensor)) throw new Error(`backward: inputs[${i}] is not a Tensor (got ${t === null ? 'null' : typeof t})`);
+    const what = `backward: inputs[${i}] (tensor #${t.id} ${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''})`;
+    if (!t.requiresGrad) throw new Error(`${what} does not require gradients`);
+    if (t.node || t.releasedOp !== null) throw new Error(`${what} is the output of an op, not a leaf: only leaves receive .grad`);
+  });
+  return new Set(options.inputs);
 }
 
 /**

@@ -4,6 +4,7 @@ export type { DType, FloatArray, Shape } from './dtype.js';
 export { Rng, defaultRng, seed } from './random.js';
 export { getBackend, setBackend, registerBackend } from './registry.js';
 export { Tensor, full, zeros, ones, scalar, fromArray, uniform, normal, scope, memory } from './tensor.js';
+export type { BackwardOptions, CreateOptions } from './tensor.js';
 export { backward, zeroGrad } from './autograd.js';
 export { noGrad, isGradEnabled } from './mode.js';
 export { runOp } from './dispatch.js';

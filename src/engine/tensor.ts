@@ -132,9 +132,12 @@ export class Tensor {
     return this.keptFromScope;
   }
 
-  /** Computes gradients of this tensor with respect to every leaf that requires them (see autograd.ts). */
-  backward(gradient?: Tensor): void {
-    backwardImpl(this, gradient);
+  /**
+   * Computes gradients of this tensor with respect to every leaf that requires them, summed into their .grad (see
+   * autograd.ts); with `options.inputs`, only into those leaves' .grad, every other leaf's .grad left as it was.
+   */
+  backward(gradient?: Tensor, options?: BackwardOptions): void {
+    backwardImpl(this, gradient, options);
   }
 
   toString(): string {
@@ -148,11 +151,17 @@ export function installSettleAudits(fn: () => Promise<void>): void {
   settleAuditsImpl = fn;
 }
 
+export interface BackwardOptions {
+  /** The leaves whose .grad receives this pass's gradients (default: every leaf that requires gradients). */
+  inputs?: Tensor[];
+}
+
 // autograd.ts installs the backward pass here (it imports this module, so this avoids an import cycle).
-let backwardImpl: (t: Tensor, gradient?: Tensor) => void = () => {
+type BackwardImpl = (t: Tensor, gradient?: Tensor, options?: BackwardOptions) => void;
+let backwardImpl: BackwardImpl = () => {
   throw new Error('autograd not loaded');
 };
-export function installBackward(fn: (t: Tensor, gradient?: Tensor) => void): void {
+export function installBackward(fn: BackwardImpl): void {
   backwardImpl = fn;
 }
 

@@ -6,8 +6,9 @@
  * Numeric:  dL/dx_j ~ (L(x + eps e_j) - L(x - eps e_j)) / (2 eps), for every element j of every input.
  * Error per element: |analytic - numeric| / max(|analytic|, |numeric|, 1e-3 * (largest |numeric| of that input), 1e-12).
  * gradcheck checks f's inputs (copies of them); gradcheckTensors checks tensors a closure reads itself (a module's
- * parameters), in place. The backward pass also reaches any other tensor f reads that requires gradients (a
- * module's parameters when gradcheck checks the input): its .grad is summed into, as by any backward().
+ * parameters), in place. Either leaves every tensor as it was: values, and .grad. Its backward pass gives gradients
+ * only to the tensors checked (backward's `inputs`), so any other tensor f reads that requires gradients (a module's
+ * parameters when gradcheck checks the input) keeps its .grad.
  */
 import { cpuBackend } from '../registry.js';
 import { noGrad } from '../mode.js';
@@ -129,7 +130,7 @@ export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[]
     const y = f(leaves);
     if (!(y instanceof Tensor)) throw new Error(`gradcheck: f must return a Tensor, got ${describeValue(y)}`);
     const { values, r } = projection(y, opts.seed ?? 1234);
-    if (y.requiresGrad) y.backward(r);
+    if (y.requiresGrad) y.backward(r, { inputs: leaves });
     const result = compareGradients(leaves, () => noGrad(() => scope(() => projected(f(leaves), values))), { eps, tolerance, check: opts.check, scale: 'each', label: 'input' });
     for (const leaf of leaves) {
       leaf.grad?.dispose();
@@ -142,8 +143,8 @@ export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[]
 /**
  * gradcheck for a closure over tensors it reads itself, such as a module's parameters: f() is called with no
  * arguments, and the gradients of sum(f() * r) with respect to `tensors` (float64 leaves on the cpu that require
- * gradients, with no .grad yet) are compared with central differences, each element perturbed in place and
- * restored. The tensors end as they began (values, and no .grad). The error's floor is 1e-3 of the largest |numeric|
+ * gradients) are compared with central differences, each element perturbed in place and restored. The tensors
+ * end as they began: their values, and the .grad they held before (none is added to). The error's floor is 1e-3 of the largest |numeric|
  * gradient over all the tensors, not each one's own: a parameter whose gradient is 0 exactly (a conv bias in front of
  * a training-mode batch norm) holds only rounding noise. E.g. a whole network's parameter gradients:
  *   gradcheckTensors(() => net.forward(x).output, net.parameters())
@@ -160,20 +161,23 @@ export function gradcheckTensors(f: () => Tensor, tensors: Tensor[], opts: Omit<
     if (t.dtype !== 'float64' || t.backend !== cpu) throw new Error(`${what} must be float64 on the cpu backend (got ${t.dtype} on ${t.backend.name})`);
     if (!t.requiresGrad) throw new Error(`${what} does not require gradients`);
     if (t.node) throw new Error(`${what} is the output of an op, not a leaf: perturbing its values would not reach f's result`);
-    if (t.grad) throw new Error(`${what} already has a .grad (the check would add to it): clear it first (zeroGrad)`);
   });
+  if (new Set(tensors).size !== tensors.length) throw new Error('gradcheckTensors: a tensor is listed twice');
+  // The .grad each tensor holds is set aside for the check (which reads the analytic gradient from .grad) and put back.
+  const held = tensors.map((t) => t.grad);
+  for (const t of tensors) t.grad = null;
   return scope(() => {
     try {
       const y = f();
       if (!(y instanceof Tensor)) throw new Error(`gradcheckTensors: f must return a Tensor, got ${describeValue(y)}`);
       const { values, r } = projection(y, opts.seed ?? 1234);
-      if (y.requiresGrad) y.backward(r);
+      if (y.requiresGrad) y.backward(r, { inputs: tensors });
       return compareGradients(tensors, () => noGrad(() => scope(() => projected(f(), values))), { eps, tolerance, scale: 'all', label: 'tensor' });
     } finally {
-      for (const t of tensors) {
+      tensors.forEach((t, i) => {
         t.grad?.dispose();
-        t.grad = null;
-      }
+        t.grad = held[i];
+      });
     }
   });
 }
