@@ -50,9 +50,11 @@ Common options:
   --batch N                   up to ${MAX.batch} (default 8)
   --lr X                      learning rate: the peak of the one-cycle schedules (default 0.005)
   --schedule NAME             for train and reproduce: onecycle (a full cycle over the epochs; default),
-                              onecycle-steps (the authors' PyTorch code: the cycle made for every optimizer
-                              step but stepped once per epoch, in effect a slow warm-up from lr/25),
-                              plateau (the authors' Keras code: halve on a validation-PSNR plateau), constant
+                              onecycle-steps (the authors' PyTorch code: a linear cycle made for int(N / 32)
+                              steps per epoch, N = train/good images, but stepped once per epoch: in effect a
+                              slow warm-up from lr/25, with Adam's beta1 cycled from 0.95),
+                              plateau (the authors' Keras code: halve after 30 epochs without a 1 dB gain in
+                              validation PSNR), constant
   --optimizer adamw|adam      for train and reproduce (default adamw, weight decay 0.01; adam: none)
   --seed N                    0 to 4294967295 (default 0)
   --out DIR                   where everything is written (default runs/latest)

@@ -30,25 +30,30 @@ function images(n: number, size: number, seed: number): Float32Array[] {
 const small = { inputSize: 32, depth: 3, baseChannels: 4 };
 
 describe('optimisers and schedules', () => {
-  it('Adam and AdamW match the reference formulas', () => {
-    for (const decoupled of [false, true]) {
+  it('Adam and AdamW match the reference formulas, also with beta1 changed between steps (as one-cycle schedules do)', () => {
+    for (const [decoupled, beta1s] of [[false, [0.9, 0.9, 0.9]], [true, [0.9, 0.9, 0.9]], [true, [0.95, 0.9, 0.85]]] as const) {
       const p = sg.fromArray([0.5, -1, 2], [3], { dtype: 'float64', requiresGrad: true });
       const opt = new sg.Adam([p], { lr: 0.1, weightDecay: 0.1, decoupled });
       const ref = [0.5, -1, 2], m = [0, 0, 0], v = [0, 0, 0];
       for (let t = 1; t <= 3; t++) {
+        const b1 = beta1s[t - 1];
+        opt.beta1 = b1;
         sg.scope(() => sg.sum(sg.square(p)).backward());
         const g = Array.from(p.grad!.dataSync());
         opt.step();
         sg.zeroGrad([p]);
+        // PyTorch's Adam(W) with the group's current beta1, in the moment and in the bias correction.
         for (let i = 0; i < 3; i++) {
           const gi = decoupled ? g[i] : g[i] + 0.1 * ref[i];
           if (decoupled) ref[i] *= 1 - 0.1 * 0.1;
-          m[i] = 0.9 * m[i] + 0.1 * gi;
+          m[i] = b1 * m[i] + (1 - b1) * gi;
           v[i] = 0.999 * v[i] + 0.001 * gi * gi;
-          ref[i] -= (0.1 * (m[i] / (1 - 0.9 ** t))) / (Math.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8);
+          ref[i] -= (0.1 * (m[i] / (1 - b1 ** t))) / (Math.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8);
         }
         Array.from(p.dataSync()).forEach((x, i) => expect(x).toBeCloseTo(ref[i], 12));
       }
+      for (const bad of [1, -0.1, NaN]) expect(() => { opt.beta1 = bad; }).toThrow(`Adam: beta1 must be a number in [0, 1), got ${bad}`);
+      expect(opt.beta1).toBe(beta1s[2]);
       opt.dispose();
       p.dispose();
     }
@@ -87,35 +92,59 @@ describe('optimisers and schedules', () => {
     expect(psnr(0)).toBe(99);
   });
 
-  it('reduce-on-plateau follows Keras: reduce when wait >= patience, improvements must exceed minDelta', () => {
+  it("reduce-on-plateau follows Keras as the authors call it: reduce when wait >= patience, improvements must exceed minDelta (1 dB)", () => {
     const lrs = (values: number[], patience: number, minDelta?: number): number[] => {
       const pl = sg.reduceOnPlateauSchedule(1, 0.5, patience, 0, minDelta);
       return values.map((v) => (pl.report!(v), pl.lr(0)));
     };
     // Two epochs without improvement after the best (11) halve the lr at once; the count then starts again.
-    expect(lrs([10, 11, 11, 11, 11, 11], 2)).toEqual([1, 1, 1, 0.5, 0.5, 0.25]);
+    expect(lrs([10, 11, 11, 11, 11, 11], 2, 1e-4)).toEqual([1, 1, 1, 0.5, 0.5, 0.25]);
     // An improvement resets the count.
-    expect(lrs([10, 11, 11, 12, 12, 12], 2)).toEqual([1, 1, 1, 1, 1, 0.5]);
-    // Below minDelta (default 1e-4) is no improvement.
-    expect(lrs([10, 10.00005, 10.00009], 2)).toEqual([1, 1, 0.5]);
-    expect(lrs([10, 10.00005, 10.00009], 2, 0)).toEqual([1, 1, 1]);
+    expect(lrs([10, 11, 11, 12, 12, 12], 2, 1e-4)).toEqual([1, 1, 1, 1, 1, 0.5]);
+    // Below minDelta (default 1 dB, the authors' min_delta=1) is no improvement.
+    expect(lrs([10, 10.5, 10.99, 11.01], 2)).toEqual([1, 1, 0.5, 0.5]);
+    expect(lrs([10, 10.5, 10.99, 11.01], 2, 1e-4)).toEqual([1, 1, 1, 1]);
+    expect(lrs([10, 10.00005, 10.00009], 2, 1e-4)).toEqual([1, 1, 0.5]);
     // patience 1: every epoch without improvement halves it.
     expect(lrs([5, 4, 3], 1)).toEqual([1, 0.5, 0.25]);
   });
 
-  it("onecycle-steps: the cycle made for every step but stepped per epoch (the authors' code) is a slow warm-up from lr/25", () => {
-    const s = sg.makeSchedule('onecycle-steps', 0.01, 250, 25);
-    const cycle = sg.oneCycleSchedule(0.01, 250 * 25);
-    expect(s.lr(0)).toBeCloseTo(4e-4, 12);
-    for (const e of [1, 100, 249]) expect(s.lr(e)).toBe(cycle.lr(e));
-    // Warm-up over 30% of 6250 steps: after 249 of them the rate has only reached ~8.1e-4.
-    const up = 0.3 * 6250 - 1;
-    expect(s.lr(249)).toBeCloseTo(0.01 + ((4e-4 - 0.01) / 2) * (Math.cos((Math.PI * 249) / up) + 1), 12);
-    expect(s.lr(249)).toBeGreaterThan(8e-4);
-    expect(s.lr(249)).toBeLessThan(8.5e-4);
+  it("onecycle-steps is the authors' OneCycleLR: linear, beta1 cycled, made for int(N / 32) steps per epoch but stepped per epoch", () => {
+    // The authors' call for carpet (280 train/good images): OneCycleLR(AdamW, max_lr=0.01, epochs=250,
+    // steps_per_epoch=int(280 / 32), anneal_strategy='linear'), stepped once per epoch. torch 1.13, lr and betas[0]
+    // before each of these epochs (printed by torch):
+    expect(sg.authorsStepsPerEpoch(280)).toBe(8);
+    const s = sg.makeSchedule('onecycle-steps', 0.01, 250, sg.authorsStepsPerEpoch(280));
+    const torch: Array<[number, number, number]> = [[0, 0.0004, 0.95], [1, 0.0004160267111853089, 0.9498330550918197],
+      [10, 0.0005602671118530886, 0.948330550918197], [100, 0.002002671118530885, 0.9333055091819699],
+      [200, 0.00360534223706177, 0.9166110183639399], [249, 0.004390651085141904, 0.9084307178631051]];
+    for (const [epoch, lr, beta1] of torch) {
+      expect(Math.abs(s.lr(epoch) - lr), `lr, epoch ${epoch}`).toBeLessThan(1e-12);
+      expect(Math.abs(s.beta1!(epoch) - beta1), `beta1, epoch ${epoch}`).toBeLessThan(1e-12);
+    }
     for (let e = 1; e < 250; e++) expect(s.lr(e)).toBeGreaterThan(s.lr(e - 1));
     expect(() => s.lr(250)).toThrow(/oneCycleSteps: epoch 250 is outside the schedule's 250 epochs/);
+    expect(() => s.beta1!(-1)).toThrow(/oneCycleSteps: epoch -1 is outside/);
     expect(() => sg.makeSchedule('onecycle-steps', 0.01, 10, 0)).toThrow(/stepsPerEpoch must be a positive integer, got 0/);
+    // int(N / 32) of the whole train/good folder; at least 1 (PyTorch refuses a cycle of 0 steps).
+    expect([31, 32, 63, 64, 391].map(sg.authorsStepsPerEpoch)).toEqual([1, 1, 1, 2, 12]);
+    // The plain one-cycle keeps beta1 where it is.
+    expect(sg.makeSchedule('onecycle', 0.01, 10).beta1).toBeUndefined();
+  });
+
+  it("one-cycle's linear annealing and momentum cycling over a whole cycle: PyTorch OneCycleLR's both phases", () => {
+    const oc = sg.oneCycleSchedule(0.01, 10, { anneal: 'linear', momentum: { base: 0.85, max: 0.95 } });
+    // torch 1.13 OneCycleLR(AdamW, max_lr=0.01, total_steps=10, anneal_strategy='linear'):
+    const torch: Array<[number, number]> = [[0.0004, 0.95], [0.005200000000000001, 0.8999999999999999], [0.01, 0.85],
+      [0.008571434285714287, 0.8642857142857142], [0.007142868571428571, 0.8785714285714286], [0.005714302857142858, 0.8928571428571428],
+      [0.004285737142857143, 0.9071428571428571], [0.0028571714285714287, 0.9214285714285714], [0.001428605714285715, 0.9357142857142857],
+      [3.999999999976245e-08, 0.95]];
+    torch.forEach(([lr, beta1], e) => {
+      expect(Math.abs(oc.lr(e) - lr), `lr, epoch ${e}`).toBeLessThan(1e-12);
+      expect(Math.abs(oc.beta1!(e) - beta1), `beta1, epoch ${e}`).toBeLessThan(1e-12);
+    });
+    expect(() => sg.oneCycleSchedule(0.01, 10, { anneal: 'cosine' as never })).toThrow("oneCycle: anneal must be 'cos' or 'linear', got \"cosine\"");
+    expect(() => sg.oneCycleSchedule(0.01, 10, { momentum: { base: 0.95, max: 0.85 } })).toThrow('oneCycle: momentum must have 0 <= base <= max < 1, got base 0.95, max 0.85');
   });
 
   it('one-cycle refuses epochs outside its schedule instead of rising again', () => {
@@ -152,6 +181,28 @@ describe('training loop', () => {
     const r = await trainAutoencoder({ model, train: data, validation: data.slice(0, 2), epochs: 60, batchSize: 4, lr: 0.01, seed: 1, progress: false });
     expect(r.stepLosses[r.stepLosses.length - 1]).toBeLessThan(r.stepLosses[0] / 10);
     expect(r.bestPsnr).toBeGreaterThan(15);
+    model.dispose();
+  });
+
+  it("onecycle-steps in training: each epoch's lr and beta1 are the authors' cycle for int((train + validation) / 32) steps, and Adam steps with them", async () => {
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 3 });
+    const data = images(64, 32, 5);
+    const betas: number[] = [];
+    const trace = sg.startTrace();
+    const r = await trainAutoencoder({
+      model, train: data.slice(0, 60), validation: data.slice(60), epochs: 3, batchSize: 20, lr: 0.01, seed: 1, progress: false, schedule: 'onecycle-steps',
+    }).finally(() => sg.stopTrace());
+    for (const e of trace.entries) if (e.op === 'adam') betas.push(e.attrs!.beta1 as number);
+    // 64 images: 2 steps per epoch in the authors' count (not this run's 3 batches of 20).
+    const authors = sg.makeSchedule('onecycle-steps', 0.01, 3, 2);
+    expect(r.history.map((h) => h.lr)).toEqual([0, 1, 2].map((e) => authors.lr(e)));
+    expect(r.history.map((h) => h.beta1)).toEqual([0, 1, 2].map((e) => authors.beta1!(e)));
+    expect(r.history[0].beta1).toBe(0.95);
+    expect(new Set(r.history.map((h) => h.beta1)).size).toBe(3);
+    // Each epoch's 3 steps x 12 parameter tensors ran with that epoch's beta1.
+    expect(betas).toHaveLength(3 * 3 * model.parameters().length);
+    const perStep = model.parameters().length;
+    betas.forEach((b, i) => expect(b, `adam call ${i}`).toBe(r.history[Math.floor(i / (3 * perStep))].beta1));
     model.dispose();
   });
 

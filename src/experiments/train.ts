@@ -14,7 +14,7 @@ import { readSafetensors, writeSafetensors, type StoredTensor } from '../engine/
 import { noGrad } from '../engine/mode.js';
 import { mseLoss } from '../engine/ops/loss.js';
 import { Adam } from '../engine/optim/adam.js';
-import { makeSchedule, type ScheduleName } from '../engine/optim/schedules.js';
+import { authorsStepsPerEpoch, makeSchedule, type ScheduleName } from '../engine/optim/schedules.js';
 import { Rng } from '../engine/random.js';
 import { fromArray, scope, type Tensor } from '../engine/tensor.js';
 import type { StateValues } from '../engine/nn/module.js';
@@ -50,6 +50,8 @@ export interface EpochRecord {
   trainLoss: number;
   valPsnr: number;
   lr: number;
+  /** Adam's beta1 in this epoch (0.9 unless the schedule cycles it: onecycle-steps). */
+  beta1: number;
   seconds: number;
 }
 
@@ -95,7 +97,9 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   // Adam's moments are freed however the run ends (an error included).
   try {
     const batches = batchRanges(o.train.length, batchSize);
-    const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, batches.length);
+    // onecycle-steps is the authors' cycle, made for their own count of steps per epoch (see authorsStepsPerEpoch):
+    // train + validation is the whole train/good set they count.
+    const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, authorsStepsPerEpoch(o.train.length + o.validation.length));
 
     // Fixed validation stains.
     const valRng = new Rng(seed ^ 0x9e3779b9);
@@ -139,6 +143,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       for (let epoch = startEpoch; epoch < epochs; epoch++) {
         const t0 = performance.now();
         opt.lr = schedule.lr(epoch);
+        if (schedule.beta1) opt.beta1 = schedule.beta1(epoch);
         model.train();
         const rng = epochRng(seed, epoch, 0);
         const order = o.train.map((_, i) => i);
@@ -172,7 +177,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
           throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
         }
         schedule.report?.(valPsnr);
-        const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, seconds: (performance.now() - t0) / 1000 };
+        const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, beta1: opt.beta1, seconds: (performance.now() - t0) / 1000 };
         result.history.push(record);
         bar?.update({ epoch: epoch + 1, psnr: valPsnr.toFixed(2) });
         const improved = valPsnr > result.bestPsnr;

@@ -27,7 +27,7 @@ const ADAM_OPTIONS: Record<keyof AdamOptions, true> = { lr: true, betas: true, e
 
 export class Adam {
   private learningRate = 0;
-  readonly beta1: number;
+  private firstBeta = 0.9;
   readonly beta2: number;
   readonly eps: number;
   readonly weightDecay: number;
@@ -45,14 +45,16 @@ export class Adam {
       if (!p.requiresGrad) throw new Error(`Adam: params[${i}] (tensor #${p.id}${p.name ? ` '${p.name}'` : ''}) does not require grad, so it would never be updated; make it with requiresGrad: true or leave it out`);
     });
     this.lr = opts.lr ?? 1e-3;
-    [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
+    const [beta1, beta2] = opts.betas ?? [0.9, 0.999];
+    this.beta2 = beta2;
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0;
     this.decoupled = opts.decoupled ?? false;
-    for (const [name, v] of [['lr', this.lr], ['beta1', this.beta1], ['beta2', this.beta2], ['eps', this.eps], ['weightDecay', this.weightDecay]] as const) {
+    for (const [name, v] of [['lr', this.lr], ['beta1', beta1], ['beta2', this.beta2], ['eps', this.eps], ['weightDecay', this.weightDecay]] as const) {
       if (!Number.isFinite(v) || v < 0) throw new Error(`Adam: ${name} must be a finite number >= 0, got ${v}`);
     }
-    if (this.beta1 >= 1 || this.beta2 >= 1) throw new Error(`Adam: betas must be < 1, got [${this.beta1}, ${this.beta2}]`);
+    if (beta1 >= 1 || this.beta2 >= 1) throw new Error(`Adam: betas must be < 1, got [${beta1}, ${this.beta2}]`);
+    this.beta1 = beta1;
     this.m = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
     this.v = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
   }
@@ -65,6 +67,19 @@ export class Adam {
   set lr(v: number) {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`Adam: lr must be a finite number >= 0, got ${typeof v === 'number' ? v : describeValue(v)}`);
     this.learningRate = v;
+  }
+
+  /**
+   * beta1 of the next step: one-cycle schedules cycle it each epoch, as PyTorch's OneCycleLR does. Each step uses the
+   * current value, in the moment and in its bias correction 1 - beta1^t (as PyTorch's Adam does). In [0, 1).
+   */
+  get beta1(): number {
+    return this.firstBeta;
+  }
+
+  set beta1(v: number) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v >= 1) throw new Error(`Adam: beta1 must be a number in [0, 1), got ${typeof v === 'number' ? v : describeValue(v)}`);
+    this.firstBeta = v;
   }
 
   /** Updates every parameter that has a gradient, in place. */
@@ -82,7 +97,7 @@ export class Adam {
         }
         runOp({
           op: 'adam', inputs: [p, g, this.m[i], this.v[i]], outputs: [], flops: 12 * p.size,
-          attrs: { lr: o.lr, step: o.step, decoupled: o.decoupled },
+          attrs: { lr: o.lr, beta1: o.beta1, step: o.step, decoupled: o.decoupled },
           writes: [0, 2, 3],
           kernel: (be, _outs, [ps, gs, ms, vs]) => {
             if (!be.adam) throw new Error(`adam: backend '${be.name}' has no fused Adam kernel`);

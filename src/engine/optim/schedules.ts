@@ -1,19 +1,24 @@
 /**
  * Learning-rate schedules, stepped once per epoch (as the authors' code does).
  *   constant:      lr
- *   oneCycle:      PyTorch's OneCycleLR (cosine annealing, pct_start 0.3, div_factor 25, final_div_factor 1e4):
- *                  warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal to maxLr/25/1e4
- *   oneCycleSteps: the same cycle made for epochs x steps-per-epoch optimizer steps but stepped once per epoch,
- *                  as the authors' PyTorch code does (docs/reference-facts.md §3): in effect a slow warm-up from
- *                  maxLr/25 that reaches a fraction of maxLr (250 epochs of 25 steps: 4e-4 -> 8.1e-4 for 0.01).
- *                  (OneCycleLR also cycles Adam's beta1 between 0.95 and 0.85; that is not reproduced.)
- *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR, higher is better)
- *                  has not improved by more than minDelta for `patience` epochs in a row (Keras ReduceLROnPlateau,
- *                  mode max, with its defaults min_delta 1e-4, cooldown 0: reduce when wait >= patience)
+ *   oneCycle:      PyTorch's OneCycleLR over the epochs (pct_start 0.3, div_factor 25, final_div_factor 1e4, cosine
+ *                  annealing by default): warm up from maxLr/25 to maxLr over the first 30% of the epochs, then anneal
+ *                  to maxLr/25/1e4. With `momentum`, Adam's beta1 cycles the other way (OneCycleLR's cycle_momentum).
+ *   oneCycleSteps: the authors' PyTorch code (docs/reference-facts.md §3): OneCycleLR made for epochs x
+ *                  stepsPerEpoch optimizer steps but stepped once per epoch, with linear annealing and beta1 cycled
+ *                  from 0.95 towards 0.85 (OneCycleLR's defaults). In effect a slow linear warm-up from maxLr/25 that
+ *                  reaches a fraction of maxLr: 250 epochs of 8 steps (280 images, see authorsStepsPerEpoch): lr
+ *                  4e-4 -> 4.39e-3 and beta1 0.95 -> 0.908 for maxLr 0.01.
+ *   reduceOnPlateau: halve (factor) the lr when the monitored value (validation PSNR in dB, higher is better) has not
+ *                  improved by more than minDelta for `patience` epochs in a row (Keras ReduceLROnPlateau, mode max,
+ *                  cooldown 0: reduce when wait >= patience). minDelta defaults to 1 dB, as the authors' Keras code
+ *                  calls it (min_delta=1), not Keras's own default of 1e-4.
  */
 export interface Schedule {
   /** The learning rate for epoch `epoch` (0-based), given the metric of the previous epochs. */
   lr(epoch: number): number;
+  /** Adam's beta1 for epoch `epoch`, where the schedule cycles it (one-cycle's momentum); else absent. */
+  beta1?(epoch: number): number;
   /** Reports the epoch's monitored value (used by reduceOnPlateau). */
   report?(value: number): void;
   /** State to save in a checkpoint, and restore. */
@@ -25,27 +30,58 @@ export function constantSchedule(lr: number): Schedule {
   return { lr: () => lr, state: () => ({}), load: () => {} };
 }
 
-export function oneCycleSchedule(maxLr: number, epochs: number, pctStart = 0.3, divFactor = 25, finalDivFactor = 1e4): Schedule {
+export interface OneCycleOptions {
+  /** Fraction of the steps spent warming up (default 0.3). */
+  pctStart?: number;
+  /** The first lr is maxLr / divFactor (default 25). */
+  divFactor?: number;
+  /** The last lr is maxLr / divFactor / finalDivFactor (default 1e4). */
+  finalDivFactor?: number;
+  /** How the lr (and beta1) move within each phase: 'cos' (default) or 'linear' (OneCycleLR's anneal_strategy). */
+  anneal?: 'cos' | 'linear';
+  /** Cycle Adam's beta1 from `max` down to `base` while the lr rises, then back (OneCycleLR's cycle_momentum). */
+  momentum?: { base: number; max: number };
+}
+
+export function oneCycleSchedule(maxLr: number, epochs: number, options: OneCycleOptions = {}): Schedule {
+  const { pctStart = 0.3, divFactor = 25, finalDivFactor = 1e4, anneal = 'cos', momentum } = options;
+  if (anneal !== 'cos' && anneal !== 'linear') throw new Error(`oneCycle: anneal must be 'cos' or 'linear', got ${JSON.stringify(anneal)}`);
+  if (momentum && !(momentum.base >= 0 && momentum.base <= momentum.max && momentum.max < 1)) {
+    throw new Error(`oneCycle: momentum must have 0 <= base <= max < 1, got base ${momentum.base}, max ${momentum.max}`);
+  }
   const initial = maxLr / divFactor;
   const min = initial / finalDivFactor;
   const total = Math.max(1, epochs);
   const up = pctStart * total - 1;
   const down = total - 1;
-  const cos = (start: number, end: number, pct: number): number => end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
+  const move = anneal === 'cos'
+    ? (start: number, end: number, pct: number): number => end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1)
+    : (start: number, end: number, pct: number): number => start + (end - start) * pct;
+  /** The phase of `epoch` and how far into it: PyTorch's OneCycleLR.get_lr(). */
+  const at = (epoch: number): { rising: boolean; pct: number } => {
+    if (!(epoch >= 0 && epoch <= total - 1)) {
+      throw new RangeError(`oneCycle: epoch ${epoch} is outside the schedule's ${total} epochs (0 to ${total - 1}); make the schedule for as many epochs as you train`);
+    }
+    if (epoch <= up) return { rising: true, pct: up <= 0 ? 1 : epoch / up };
+    return { rising: false, pct: down - up <= 0 ? 1 : (epoch - up) / (down - up) };
+  };
   return {
     lr(epoch: number): number {
-      if (!(epoch >= 0 && epoch <= total - 1)) {
-        throw new RangeError(`oneCycle: epoch ${epoch} is outside the schedule's ${total} epochs (0 to ${total - 1}); make the schedule for as many epochs as you train`);
-      }
-      if (epoch <= up) return cos(initial, maxLr, up <= 0 ? 1 : epoch / up);
-      return cos(maxLr, min, down - up <= 0 ? 1 : (epoch - up) / (down - up));
+      const { rising, pct } = at(epoch);
+      return rising ? move(initial, maxLr, pct) : move(maxLr, min, pct);
     },
+    ...(momentum ? {
+      beta1(epoch: number): number {
+        const { rising, pct } = at(epoch);
+        return rising ? move(momentum.max, momentum.base, pct) : move(momentum.base, momentum.max, pct);
+      },
+    } : {}),
     state: () => ({}),
     load: () => {},
   };
 }
 
-export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30, minLr = 0, minDelta = 1e-4): Schedule {
+export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30, minLr = 0, minDelta = 1): Schedule {
   let current = lr;
   let best = -Infinity;
   let wait = 0;
@@ -69,16 +105,37 @@ export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30,
   };
 }
 
-/** The one-cycle schedule of `epochs * stepsPerEpoch` steps, stepped once per epoch (lr(epoch) = step `epoch`). */
+/**
+ * The authors' PyTorch code (configs/train/DefaultTrain.yaml, models/SuperClass.py) makes its OneCycleLR for
+ * int(len(train/good) / 32) steps per epoch: 32 is its config's Batch_size, though its DataLoader draws batches of
+ * 8, and the count is of the whole train/good folder, before the 20% hold-out. (Under 32 images PyTorch would refuse
+ * a cycle of 0 steps; this gives 1.)
+ */
+export const AUTHORS_CONFIG_BATCH = 32;
+export function authorsStepsPerEpoch(trainGoodImages: number): number {
+  return Math.max(1, Math.floor(trainGoodImages / AUTHORS_CONFIG_BATCH));
+}
+
+/**
+ * The authors' schedule: OneCycleLR of `epochs * stepsPerEpoch` steps with linear annealing and beta1 cycled between
+ * 0.95 and 0.85, stepped once per epoch (lr(epoch) = step `epoch`).
+ */
 export function oneCycleStepsSchedule(maxLr: number, epochs: number, stepsPerEpoch: number): Schedule {
   if (!Number.isInteger(stepsPerEpoch) || stepsPerEpoch < 1) throw new Error(`oneCycleSteps: stepsPerEpoch must be a positive integer, got ${stepsPerEpoch}`);
-  const cycle = oneCycleSchedule(maxLr, Math.max(1, epochs) * stepsPerEpoch);
+  const cycle = oneCycleSchedule(maxLr, Math.max(1, epochs) * stepsPerEpoch, { anneal: 'linear', momentum: { base: 0.85, max: 0.95 } });
+  const check = (epoch: number): void => {
+    if (!(epoch >= 0 && epoch <= Math.max(1, epochs) - 1)) {
+      throw new RangeError(`oneCycleSteps: epoch ${epoch} is outside the schedule's ${Math.max(1, epochs)} epochs`);
+    }
+  };
   return {
     lr(epoch: number): number {
-      if (!(epoch >= 0 && epoch <= Math.max(1, epochs) - 1)) {
-        throw new RangeError(`oneCycleSteps: epoch ${epoch} is outside the schedule's ${Math.max(1, epochs)} epochs`);
-      }
+      check(epoch);
       return cycle.lr(epoch);
+    },
+    beta1(epoch: number): number {
+      check(epoch);
+      return cycle.beta1!(epoch);
     },
     state: () => ({}),
     load: () => {},
@@ -88,7 +145,7 @@ export function oneCycleStepsSchedule(maxLr: number, epochs: number, stepsPerEpo
 export type ScheduleName = 'constant' | 'onecycle' | 'onecycle-steps' | 'plateau';
 export const SCHEDULE_NAMES: readonly ScheduleName[] = ['constant', 'onecycle', 'onecycle-steps', 'plateau'];
 
-/** The schedule called `name`; onecycle-steps needs the steps per epoch (default 1, which makes it onecycle). */
+/** The schedule called `name`; onecycle-steps needs the steps per epoch of the authors' cycle (authorsStepsPerEpoch). */
 export function makeSchedule(name: ScheduleName, lr: number, epochs: number, stepsPerEpoch = 1): Schedule {
   if (name === 'constant') return constantSchedule(lr);
   if (name === 'onecycle') return oneCycleSchedule(lr, epochs);
