@@ -18,7 +18,6 @@ import {
   readGrayPng,
   readMask,
   resizeBilinear,
-  resizeNearest,
   writeGrayPng,
   writeRgbPng,
 } from '../src/experiments/data/png.js';
@@ -229,19 +228,31 @@ describe('PNG decoding to gray', () => {
     expect(encodeGrayPng(bytes, 5, 7).equals(encodeGrayPng(bytes, 5, 7))).toBe(true);
   });
 
-  it('readMask binarises (> 0 -> 1) and resizes nearest-neighbour', () => {
+  it('readMask binarises (> 0 -> 1), and resizes as the authors do: bilinear, then any level that rounds to 1 or more', () => {
     const dir = freshDir('mask');
     const f = path.join(dir, 'm_mask.png');
     // 2x4 mask: left half 0, right half 255, with one faint pixel (1) that must count as set.
     writeGrayPng(f, Uint8Array.from([0, 1, 255, 255, 0, 0, 255, 255]), 2, 4);
     expect(Array.from(readMask(f))).toEqual([0, 1, 1, 1, 0, 0, 1, 1]);
+    // Up to 4x8: column x samples (x + 0.5) / 2 - 0.5 = -0.25 (clamped to 0), 0.25, 0.75, 1.25, 1.75, ...; rows 0-1
+    // blend input row 0 with weights 1 and 0.75, rows 2-3 with 0.25 and 0. Levels of rows 0 and 2:
+    //   0, 0.25, 0.75, 64.5, 191.5, 255, 255, 255   and   0, 0.06, 0.19, 63.9, 191.3, 255, 255, 255
+    // so the faint pixel's blends count where they reach half a level, and column 3 (a quarter of 255) always does
+    // (nearest-neighbour gave 0 0 0 0 1 1 1 1 in rows 2-3).
     expect(Array.from(readMask(f, 4, 8))).toEqual([
       ...[0, 0, 1, 1, 1, 1, 1, 1],
       ...[0, 0, 1, 1, 1, 1, 1, 1],
-      ...[0, 0, 0, 0, 1, 1, 1, 1],
-      ...[0, 0, 0, 0, 1, 1, 1, 1],
+      ...[0, 0, 0, 1, 1, 1, 1, 1],
+      ...[0, 0, 0, 1, 1, 1, 1, 1],
     ]);
-    expect(Array.from(readMask(f, 1, 2))).toEqual([0, 1]); // samples row floor(0.5 * 2) = 1, columns 1 and 3
+    // A defect pixel in the corner of a 4x4 mask shrunk to 2x2: bilinear blends it into output (0, 0) (a quarter of
+    // 255), where nearest-neighbour (sampling input (1, 1)) would lose it.
+    const g = path.join(dir, 'corner_mask.png');
+    writeGrayPng(g, Uint8Array.from([255, ...new Array<number>(15).fill(0)]), 4, 4);
+    expect(Array.from(readMask(g, 2, 2))).toEqual([1, 0, 0, 0]);
+    // A faint level that blends below half a level is not set (the authors' 8-bit resize rounds it to 0).
+    writeGrayPng(g, Uint8Array.from([1, ...new Array<number>(15).fill(0)]), 4, 4);
+    expect(Array.from(readMask(g, 2, 2))).toEqual([0, 0, 0, 0]);
   });
 });
 
@@ -282,12 +293,6 @@ describe('resizing', () => {
       }),
       { numRuns: 60 },
     );
-  });
-
-  it('nearest uses half-pixel centres', () => {
-    expect(Array.from(resizeNearest(Uint8Array.from([0, 1]), 1, 2, 1, 4))).toEqual([0, 0, 1, 1]);
-    expect(Array.from(resizeNearest(Uint8Array.from([0, 1, 2, 3]), 1, 4, 1, 2))).toEqual([1, 3]);
-    expect(Array.from(resizeNearest(Uint8Array.from([0, 1, 2]), 1, 3, 1, 2))).toEqual([0, 2]);
   });
 
   it('rejects sizes that do not match the data', () => {
@@ -410,7 +415,7 @@ describe('synthetic data set through the MVTec AD loader', () => {
     expect(colorType(path.join(root, 'woven', 'test', 'scratch', '000.png'))).toBe(0);
   });
 
-  it('resizes images bilinearly and masks nearest on load, and honours the limits', () => {
+  it('resizes images and masks bilinearly on load (masks then binarised), and honours the limits', () => {
     const small = loadCategory(root, 'nut', 32, { limitTrain: 2, limitTest: 1 });
     expect(small.size).toBe(32);
     expect(small.train.length).toBe(2);
@@ -419,7 +424,9 @@ describe('synthetic data set through the MVTec AD loader', () => {
     expectClose(small.train[0].image, Array.from(resizeBilinear(full.train[0].image, S, S, 32, 32)), 1e-6);
     for (let k = 0; k < small.test.length; k++) {
       const m = full.test[k].mask;
-      expect(small.test[k].mask).toEqual(m === null ? null : resizeNearest(m, S, S, 32, 32));
+      // The full-size mask is 0/1; its bilinear blend reaches half a level (of 255) wherever it is not 0.
+      expect(small.test[k].mask).toEqual(m === null ? null : Uint8Array.from(resizeBilinear(m, S, S, 32, 32), (v) => (v > 0.5 / 255 ? 1 : 0)));
+      if (m !== null) expect(small.test[k].mask!.some((v) => v === 1)).toBe(true);
     }
   });
 

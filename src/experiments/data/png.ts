@@ -176,23 +176,6 @@ export function resizeBilinear(img: ArrayLike<number>, h: number, w: number, out
   return out;
 }
 
-/**
- * Nearest-neighbour resize with half-pixel centres: output pixel x takes input pixel
- * min(floor((x + 0.5) * w / outW), w - 1) (PIL's NEAREST and OpenCV's INTER_NEAREST_EXACT; OpenCV's older
- * INTER_NEAREST uses floor(x * w / outW) instead). Returns the same kind of array as it is given.
- */
-export function resizeNearest<T extends Float32Array | Uint8Array>(img: T, h: number, w: number, outH: number, outW: number): T {
-  checkDims('resizeNearest', img, h, w, outH, outW);
-  const out = (img instanceof Uint8Array ? new Uint8Array(outH * outW) : new Float32Array(outH * outW)) as T;
-  const xs = new Int32Array(outW);
-  for (let x = 0; x < outW; x++) xs[x] = Math.min(Math.floor(((x + 0.5) * w) / outW), w - 1);
-  for (let y = 0; y < outH; y++) {
-    const sy = Math.min(Math.floor(((y + 0.5) * h) / outH), h - 1);
-    for (let x = 0; x < outW; x++) out[y * outW + x] = img[sy * w + xs[x]];
-  }
-  return out;
-}
-
 function checkDims(what: string, img: ArrayLike<number>, h: number, w: number, outH: number, outW: number): void {
   for (const [name, v] of [['h', h], ['w', w], ['outH', outH], ['outW', outW]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: ${name} must be a positive integer, got ${v}`);
@@ -202,16 +185,21 @@ function checkDims(what: string, img: ArrayLike<number>, h: number, w: number, o
 
 /**
  * Read a mask PNG as 0/1 bytes: any pixel whose gray value is above 0 is 1. With outH and outW the mask is
- * first resized nearest-neighbour (see resizeNearest) to outH x outW; without them it keeps its own size
- * (length width*height of the file).
+ * first resized as the authors' code resizes it, like an image (bilinear, resizeBilinear), and a pixel is 1 when
+ * its interpolated 8-bit level rounds to 1 or more: the border of a defect, where the interpolation blends it with
+ * the background, counts as defect. Without them it keeps its own size (length width*height of the file).
  */
 export function readMask(file: string, outH?: number, outW?: number): Uint8Array {
   const img = readGrayPng(file);
-  const bin = new Uint8Array(img.data.length);
-  for (let i = 0; i < bin.length; i++) bin[i] = img.data[i] > 0 ? 1 : 0;
-  if (outH === undefined && outW === undefined) return bin;
-  if (outH === undefined || outW === undefined) throw new Error(`readMask(${file}): give both outH and outW, or neither`);
-  return resizeNearest(bin, img.height, img.width, outH, outW);
+  if (outH !== undefined || outW !== undefined) {
+    if (outH === undefined || outW === undefined) throw new Error(`readMask(${file}): give both outH and outW, or neither`);
+  }
+  // As the authors' code: the 8-bit mask resized like an image (bilinear), then > 0. Their resize gives 8-bit
+  // levels, rounded: a pixel is set when its interpolated level rounds to 1 or more.
+  const levels = outH === undefined || outW === undefined ? img.data : resizeBilinear(img.data, img.height, img.width, outH, outW);
+  const bin = new Uint8Array(levels.length);
+  for (let i = 0; i < bin.length; i++) bin[i] = levels[i] * 255 >= 0.5 ? 1 : 0;
+  return bin;
 }
 
 
