@@ -360,10 +360,12 @@ export async function reproduce(cfg: RunConfig): Promise<string> {
     machine: `${os.cpus()[0]?.model ?? 'cpu'} x ${os.cpus().length}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
     backend: backend.describe(),
     runTimeSeconds: seconds,
-    config: Object.entries(cfg).map(([k, v]): [string, string | number | boolean | null] => [k, Array.isArray(v) ? v.join(', ') : (v as string | number | boolean | null)]),
+    // channels: the count the run used (null in cfg means "the default for the size").
+    config: Object.entries({ ...cfg, channels: baseChannels(cfg) }).map(([k, v]): [string, string | number | boolean | null] => [k, Array.isArray(v) ? v.join(', ') : (v as string | number | boolean | null)]),
     notes: [
       'AESc = the autoencoder with skip connections, AE = the same network without them. Similarities compare the channel-mean map of each layer for a clean image and a stained version of it.',
       `Image scores: all four norms of the residual map are reported; ${HEADLINE_NORM} was declared in advance as the headline.`,
+      'Anomaly maps: "residual" is the paper\'s |x - x̂|. The rows named after decoder layers (l6 ... l9) and "combined" take the paper\'s perspective of decoder channel-mean maps as anomaly maps of their own; how they are built (the distance to the good training images\' mean map, scaled to the residual\'s units) is this reproduction\'s choice, not the paper\'s method (src/experiments/evaluate.ts).',
       ...(cfg.data ? [] : ['These results come from the built-in synthetic data set and a short training run: they exercise the method, they do not reproduce the paper\'s numbers.']),
     ],
     overall: overallTrend(cfg.categories, verdicts),
