@@ -2,7 +2,7 @@
 // outShape (rank 0..8, row-major linear index i < n = prod(outShape)); zero strides broadcast. The host
 // drops size-1 axes and merges axes contiguous in all operands first. OP (override) selects f:
 //   0 add: a+b   1 sub: a-b   2 mul: a*b   3 div: a/b
-//   4 reluGrad: b>0 ? a : 0          5 leakyReluGrad: b>0 ? a : p*a
+//   4 reluGrad: b<=0 ? 0 : a         5 leakyReluGrad: b>0 ? a : p*a
 //   6 sigmoidGrad: a*b*(1-b)         7 tanhGrad: a*(1-b*b)
 //
 // Bindings:
@@ -37,7 +37,7 @@ fn apply(u: f32, v: f32, p: f32) -> f32 {
     case 1u: { return u - v; }
     case 2u: { return u * v; }
     case 3u: { return u / v; }
-    case 4u: { return select(0.0, u, v > 0.0); }
+    case 4u: { return select(u, 0.0, v <= 0.0); }
     case 5u: { return select(p * u, u, v > 0.0); }
     case 6u: { return u * v * (1.0 - v); }
     case 7u: { return u * (1.0 - v * v); }

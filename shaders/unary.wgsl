@@ -1,6 +1,6 @@
 // unary: out[i] = f_OP(x[i], p) for i < n, with OP (an override constant) selecting f:
 //   0 neg: -x            1 exp: e^x            2 log: ln x           3 sqrt: sqrt x
-//   4 square: x*x        5 relu: x>0 ? x : 0   6 sigmoid: 1/(1+e^-x) 7 tanh: tanh x
+//   4 square: x*x        5 relu: x<=0 ? 0 : x  6 sigmoid: 1/(1+e^-x) 7 tanh: tanh x
 //   8 leakyRelu: x>0 ? x : p*x                 9 addScalar: x+p      10 mulScalar: x*p
 //   11 rsubScalar: p-x   12 rdivScalar: p/x    13 powScalar: x^p (Math.pow semantics: negative x with an
 //   integer p gives the signed real power, negative finite x with a non-integer p gives NaN, -Inf with
@@ -141,7 +141,7 @@ fn apply(v: f32, p: f32) -> f32 {
     case 2u: { return logJs(v); }
     case 3u: { return sqrtJs(v); }
     case 4u: { return v * v; }
-    case 5u: { return select(0.0, v, v > 0.0); }
+    case 5u: { return select(v, 0.0, v <= 0.0); }
     case 6u: { return sigmoidStable(v); }
     case 7u: { return tanhStable(v); }
     case 8u: { return select(p * v, v, v > 0.0); }

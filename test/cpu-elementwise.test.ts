@@ -113,14 +113,21 @@ describe('CPU elementwise kernels vs naive per-element loops', () => {
     }), { numRuns: 300 });
   });
 
-  it('unaryKernel: leakyRelu keeps the sign of zero and passes NaN and infinities as the formula does', () => {
+  it('unaryKernel: leakyRelu keeps the sign of zero; both pass NaN and infinities as PyTorch does', () => {
     const x = Float64Array.from([-2, -0, 0, 3, NaN, Infinity, -Infinity, 1e-300]);
     for (const op of ['leakyRelu', 'relu'] as UnaryOp[]) {
       const out = new Float64Array(x.length);
       unaryKernel(op, x, out, 0.01);
-      const p = op === 'relu' ? 0 : 0.01;
-      expect(Array.from(out)).toEqual(Array.from(x, (v) => (v > 0 ? v : op === 'relu' ? 0 : p * v)));
+      // relu: x <= 0 ? 0 : x (torch.relu(nan) is nan); leakyRelu: x > 0 ? x : p x (nan * p is nan).
+      expect(Array.from(out)).toEqual(Array.from(x, (v) => (op === 'relu' ? (v <= 0 ? 0 : v) : v > 0 ? v : 0.01 * v)));
     }
+    expect(Number.isNaN((() => { const o = new Float64Array(1); unaryKernel('relu', Float64Array.of(NaN), o, 0); return o[0]; })())).toBe(true);
+    // reluGrad(gy, x): x <= 0 ? 0 : gy, so a NaN x passes gy on (PyTorch's threshold_backward).
+    const gy = Float64Array.from([1, 2, 3, 4]);
+    const xs = Float64Array.from([-1, 0, NaN, 5]);
+    const g = new Float64Array(4);
+    binaryKernel('reluGrad', gy, [1], xs, [1], g, [4], 0);
+    expect(Array.from(g)).toEqual([0, 0, 3, 4]);
   });
 });
 

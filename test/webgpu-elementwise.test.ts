@@ -256,6 +256,20 @@ describe.skipIf(!GPU)('webgpu elementwise kernels', () => {
     }
   });
 
+  it('relu passes NaN on, and reluGrad passes gy where x is NaN, as the CPU kernels and PyTorch do', async () => {
+    const rt = await rtOrThrow();
+    const x = Float64Array.from([-2, -0, 0, 3, NaN, Infinity, -Infinity]);
+    const xb = upload(rt, x);
+    const ob = poisoned(rt, x.length);
+    op(rt, 'unary', () => unary(rt, 'relu', xb, ob, x.length, 0));
+    expect(Array.from(await download(rt, ob, x.length))).toEqual([0, 0, 0, 3, NaN, Infinity, 0]);
+    const gb = upload(rt, Float64Array.from([1, 2, 3, 4, 5, 6, 7]));
+    const db = poisoned(rt, x.length);
+    op(rt, 'binary', () => binary(rt, 'reluGrad', gb, [1], xb, [1], db, [x.length], 0));
+    expect(Array.from(await download(rt, db, x.length))).toEqual([0, 0, 0, 4, 5, 6, 0]);
+    for (const b of [xb, ob, gb, db]) rt.release(b);
+  });
+
   it('unary: sigmoid and tanh saturate without NaN at large |x|', async () => {
     const rt = await rtOrThrow();
     const x = Float64Array.from([-1e30, -200, -89, -20, 0, 20, 89, 200, 1e30]);

@@ -97,7 +97,7 @@ export function unaryKernel(op: UnaryOp, x: FloatArray, out: FloatArray, p: numb
     case 'log': for (let i = start; i < end; i++) out[i] = Math.log(x[i]); break;
     case 'sqrt': for (let i = start; i < end; i++) out[i] = Math.sqrt(x[i]); break;
     case 'square': for (let i = start; i < end; i++) out[i] = x[i] * x[i]; break;
-    case 'relu': for (let i = start; i < end; i++) out[i] = x[i] > 0 ? x[i] : 0; break;
+    case 'relu': for (let i = start; i < end; i++) out[i] = x[i] <= 0 ? 0 : x[i]; break; // NaN stays NaN (as in PyTorch)
     case 'leakyRelu': {
       const f = leakyFactors(p);
       for (let i = start; i < end; i++) out[i] = x[i] * f[+(x[i] > 0)];
@@ -123,7 +123,7 @@ function binaryRow(op: BinaryOp, a: FloatArray, ia: number, sa: number, b: Float
     case 'sub': for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = a[ia] - b[ib]; break;
     case 'mul': for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = a[ia] * b[ib]; break;
     case 'div': for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = a[ia] / b[ib]; break;
-    case 'reluGrad': for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = b[ib] > 0 ? a[ia] : 0; break;
+    case 'reluGrad': for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = b[ib] <= 0 ? 0 : a[ia]; break; // x NaN: passes gy (PyTorch's threshold_backward)
     case 'leakyReluGrad': {
       const f = leakyFactors(p);
       for (let i = 0; i < len; i++, ia += sa, ib += sb) out[o + i] = a[ia] * f[+(b[ib] > 0)];
