@@ -175,6 +175,52 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     });
   });
 
+  it("the output of an op whose backward reads it (exp, sqrt, sigmoid, tanh) overwritten in place is refused; another op's is not", () => {
+    sg.scope(() => {
+      const inp = sg.fromArray([1, 3, 5, 7, 9, 11, 13, 15], [4, 2, 1, 1], f64);
+      const ones = sg.ones([2], f64);
+      for (const [name, f] of [['exp', sg.exp], ['sqrt', sg.sqrt], ['sigmoid', sg.sigmoid], ['tanh', sg.tanh]] as const) {
+        const x = sg.fromArray([0.5, 1], [2], { ...f64, requiresGrad: true });
+        const y = f(x);
+        // batch norm writes its running mean in place: here a detach()ed view of y, which shares y's storage (before
+        // the check, backward read the batch means).
+        sg.noGrad(() => sg.batchNorm2d(inp, ones, sg.zeros([2], f64), y.detach(), sg.ones([2], f64), { training: true, momentum: 1 }));
+        expect(() => sg.sum(y).backward(), name).toThrow(new RegExp(`^backward: the output of '${name}' \\(tensor #${y.id} \\[2\\]\\) was overwritten in place`));
+        expect(x.grad).toBeNull();
+      }
+      // An op whose backward does not read its output (add) may have it overwritten: its gradient is still right.
+      const a = sg.fromArray([0.5, 1], [2], { ...f64, requiresGrad: true });
+      const y = sg.add(a, a);
+      sg.noGrad(() => sg.batchNorm2d(inp, ones, sg.zeros([2], f64), y.detach(), sg.ones([2], f64), { training: true, momentum: 1 }));
+      sg.sum(y).backward();
+      expect(Array.from(a.grad!.dataSync())).toEqual([2, 2]);
+    });
+  });
+
+  it('Adam refuses a parameter that is not a leaf, and batch norm running statistics that require gradients', () => {
+    sg.scope(() => {
+      const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+      const y = sg.mulScalar(x, 3);
+      expect(() => new sg.Adam([x, y])).toThrow(`Adam: params[1] (tensor #${y.id}) is the output of an op ('mulScalar'), not a leaf: it never receives a .grad`);
+      const rm = sg.zeros([2], { ...f64, requiresGrad: true });
+      const input = sg.uniform([2, 2, 2, 2], -1, 1, f64);
+      expect(() => sg.batchNorm2d(input, sg.ones([2], f64), sg.zeros([2], f64), rm, sg.ones([2], f64), { training: false }))
+        .toThrow('batchNorm2d: runningMean requires gradients, which batchNorm2d in eval mode does not give');
+    });
+  });
+
+  it("disposing a leaf frees its .grad too (backward keeps .grad out of scopes, so nothing else would)", () => {
+    const before = sg.memory();
+    for (let i = 0; i < 5; i++) {
+      sg.scope(() => {
+        const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
+        sg.sum(sg.mul(x, x)).backward();
+        expect(x.grad).not.toBeNull();
+      });
+    }
+    expect(sg.memory()).toEqual(before);
+  });
+
   it('loadStateDict counts as an in-place change; batch norm running statistics do not block backward', async () => {
     const bn = new sg.BatchNorm2d(2);
     const x = sg.uniform([2, 2, 3, 3], -1, 1, { requiresGrad: true });

@@ -242,6 +242,38 @@ describe('training loop', () => {
     model.dispose();
   });
 
+  it("Adam counts steps per parameter, as PyTorch does: one that first gets a gradient late starts at t = 1, and checkpoints keep the counts", async () => {
+    const a = sg.fromArray([1], [1], { dtype: 'float64', requiresGrad: true });
+    const b = sg.fromArray([1], [1], { dtype: 'float64', requiresGrad: true });
+    const opt = new sg.Adam([a, b], { lr: 0.1 });
+    for (let t = 1; t <= 3; t++) {
+      a.grad = sg.fromArray([0.5], [1], { dtype: 'float64' });
+      if (t === 3) b.grad = sg.fromArray([0.5], [1], { dtype: 'float64' });
+      opt.step();
+      sg.zeroGrad([a, b]);
+    }
+    // torch 1.13 Adam([a, b], lr=0.1), the same gradients: a 0.7000000060, b 0.9000000020 (its first step is lr
+    // g / (|g| + eps); with the optimizer's t = 3 in b's bias corrections it would be 0.936).
+    expect(a.dataSync()[0]).toBeCloseTo(0.700000006, 9);
+    expect(b.dataSync()[0]).toBeCloseTo(0.900000002, 9);
+    expect(opt.state()).toMatchObject({ step: 3, paramSteps: [3, 1] });
+    // Saved and restored with a checkpoint's moments (here through the model's own optimizer).
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 4 });
+    const mopt = new sg.Adam(model.parameters(), { lr: 0.1 });
+    mopt.loadSteps(7, model.parameters().map((_, i) => i % 3));
+    const file = path.join(tmp, 'steps.safetensors');
+    await saveCheckpoint(file, model, mopt);
+    const again = new sg.Adam(model.parameters(), { lr: 0.1 });
+    await loadCheckpoint(file, model, again);
+    expect(again.state().step).toBe(7);
+    expect(again.state().paramSteps).toEqual(model.parameters().map((_, i) => i % 3));
+    expect(() => again.loadSteps(1, [1])).toThrow(`Adam: paramSteps must list a whole number >= 0 for each of the ${model.parameters().length} parameters`);
+    for (const o of [opt, mopt, again]) o.dispose();
+    model.dispose();
+    a.dispose();
+    b.dispose();
+  });
+
   it('checkpoint round trip, and malformed files are rejected naming the problem', async () => {
     const a = buildAutoencoder('esann', { skips: true, ...small, seed: 4 });
     const b = buildAutoencoder('esann', { skips: true, ...small, seed: 5 });

@@ -12,7 +12,8 @@
  *   - no tensor on the way may come from a graph an earlier backward() released (a second backward through it
  *     would stop there and treat it as a leaf);
  *   - no op's input may have been overwritten in place since the op ran (Adam's step, loadStateDict: the storage's
- *     version went up), since its backward would read the new values.
+ *     version went up), since its backward would read the new values; nor the output of an op whose backward reads
+ *     it (exp, sqrt, sigmoid, tanh).
  * A backward() that throws later (an op's error, the NaN guard on the CPU) gives no leaf its gradient: the leaves'
  * new .grad values, sums included, are all made before the first is set, and the graph is kept. So a refused or
  * failed backward() changes nothing. (On webgpu the NaN guard reports at the next readback, after backward()
@@ -162,6 +163,9 @@ function checkGraph(order: readonly Tensor[]): void {
     }
     const node = t.node;
     if (!node) continue;
+    if (node.outputVersion >= 0 && !t.disposed && t.handle.version !== node.outputVersion) {
+      throw new Error(`backward: the output of '${node.op}' (tensor #${t.id} ${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''}) was overwritten in place (by an optimizer step, batch norm's running statistics or loadStateDict) after '${node.op}' made it (a detach()ed view shares its storage), and its gradient reads it; call backward() before changing it, or compute the forward pass again`);
+    }
     node.inputs.forEach((input, j) => {
       const saved = node.versions[j];
       if (saved < 0 || input.disposed || input.handle.version === saved) return;

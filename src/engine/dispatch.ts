@@ -39,6 +39,8 @@ export interface OpCall {
   writes?: readonly number[];
   /** Inputs (by index) whose values `backward` never reads (batch norm's running statistics): they may change before it runs. */
   unread?: readonly number[];
+  /** `backward` reads outputs[0]'s values (exp, sqrt, sigmoid, tanh): backward() refuses once they are overwritten in place. */
+  readsOutput?: boolean;
   /** Runs the backend kernel: reads `ins`, writes every storage of `outs` (and of the inputs in `writes`); may say what it ran (KernelNote). */
   kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => KernelNote | void;
   /**
@@ -198,7 +200,8 @@ export function runOp(call: OpCall): Tensor[] {
   if (call.backward && outs.length > 0 && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     outs[0].requiresGrad = true;
     const backward = call.backward;
-    outs[0].node = { op, inputs, versions, outputs: outs, backward: (gy) => backward(gy, outs) };
+    const outputVersion = call.readsOutput ? outs[0].handle.version : -1;
+    outs[0].node = { op, inputs, versions, outputVersion, outputs: outs, backward: (gy) => backward(gy, outs) };
   }
   return outs;
 }

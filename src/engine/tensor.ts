@@ -22,6 +22,8 @@ export interface Node {
   inputs: Tensor[];
   /** The version of each input's storage when the op ran (backward refuses inputs overwritten in place since; -1: not checked, backward never reads it). */
   versions: number[];
+  /** The version of outputs[0]'s storage when the op ran, where its backward reads it (exp, sigmoid...); else -1. */
+  outputVersion: number;
   /** All outputs of the op (outputs[0] is the differentiable one). */
   outputs: Tensor[];
   /** Gradients for each input from the gradient of outputs[0] (null where an input gets none). */
@@ -111,11 +113,14 @@ export class Tensor {
     return (await this.data())[0];
   }
 
-  /** Frees the storage (once the last view of it is disposed). Idempotent. */
+  /** Frees the storage (once the last view of it is disposed), and the .grad this tensor holds. Idempotent. */
   dispose(): void {
     const s = this.storage;
     if (s === null) return;
     this.storage = null;
+    // Its .grad is its own (backward keeps it out of scopes): nothing else would ever free it.
+    this.grad?.dispose();
+    this.grad = null;
     liveTensors.set(s.backend, (liveTensors.get(s.backend) ?? 1) - 1);
     if (--s.refs === 0) s.backend.free(s);
     for (const scope of scopes) scope.delete(this);

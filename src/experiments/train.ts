@@ -278,13 +278,13 @@ export async function saveCheckpoint(file: string, model: Autoencoder, opt: Adam
   };
   for (const [name, t] of model.stateDict()) await put(name, t);
   if (opt) {
-    const { m, v, step } = opt.state();
+    const { m, v, step, paramSteps } = opt.state();
     const names = model.namedParameters().map(([n]) => n);
     for (let i = 0; i < names.length; i++) {
       await put(`optimizer.m.${names[i]}`, m[i]);
       await put(`optimizer.v.${names[i]}`, v[i]);
     }
-    training = JSON.stringify({ ...JSON.parse(training), optimizerStep: step });
+    training = JSON.stringify({ ...JSON.parse(training), optimizerStep: step, optimizerParamSteps: paramSteps });
   }
   writeSafetensors(file, tensors, { format: 'skipgrad', options: JSON.stringify(savedOptions(model)), training });
 }
@@ -313,8 +313,14 @@ export async function loadCheckpoint(file: string, model: Autoencoder, opt: Adam
         list[i].handle.version++;
       }
     });
-    const training = JSON.parse(metadata.training ?? '{}') as { optimizerStep?: number };
-    opt.stepCount = training.optimizerStep ?? 0;
+    // optimizerParamSteps: absent in checkpoints written before Adam counted steps per parameter (every parameter
+    // had a gradient at every step then, so each one's count is the optimizer's).
+    const training = JSON.parse(metadata.training ?? '{}') as { optimizerStep?: number; optimizerParamSteps?: number[] };
+    try {
+      opt.loadSteps(training.optimizerStep ?? 0, training.optimizerParamSteps);
+    } catch (e) {
+      throw new Error(`${file}: ${(e as Error).message}`);
+    }
   }
   return { training: metadata.training ?? '{}', options: metadata.options ?? '{}' };
 }

@@ -21,7 +21,7 @@ export interface GradcheckOptions {
   eps?: number;
   /** Pass when the max relative error is below this. */
   tolerance?: number;
-  /** Which inputs to check (default: all). */
+  /** Which inputs to check (default: all). The others are passed to f as constants (they do not require gradients). */
   check?: boolean[];
   seed?: number;
 }
@@ -126,11 +126,13 @@ export function gradcheck(f: (inputs: Tensor[]) => Tensor, inputValues: Tensor[]
   }
   return scope(() => {
     // On the cpu backend whatever the default backend is (webgpu has no float64).
-    const leaves = inputValues.map((t) => fromArray(t.dataSync(), t.shape, { dtype: 'float64', requiresGrad: true, backend: cpu }));
+    // An input left out of the check (check[i] false) is a constant: it needs no gradient (batch norm's running
+    // statistics refuse to require one).
+    const leaves = inputValues.map((t, i) => fromArray(t.dataSync(), t.shape, { dtype: 'float64', requiresGrad: opts.check?.[i] ?? true, backend: cpu }));
     const y = f(leaves);
     if (!(y instanceof Tensor)) throw new Error(`gradcheck: f must return a Tensor, got ${describeValue(y)}`);
     const { values, r } = projection(y, opts.seed ?? 1234);
-    if (y.requiresGrad) y.backward(r, { inputs: leaves });
+    if (y.requiresGrad) y.backward(r, { inputs: leaves.filter((l) => l.requiresGrad) });
     const result = compareGradients(leaves, () => noGrad(() => scope(() => projected(f(leaves), values))), { eps, tolerance, check: opts.check, scale: 'each', label: 'input' });
     for (const leaf of leaves) {
       leaf.grad?.dispose();

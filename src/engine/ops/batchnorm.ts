@@ -33,6 +33,11 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
     if (t && (t.rank !== 1 || t.shape[0] !== c)) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected [${c}] for input ${shapeStr(x.shape)}`);
   }
   if (!!runningMean !== !!runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
+  for (const [name, t] of named.slice(2)) {
+    // backward gives them no gradient. In training mode that is right (the output does not depend on them); in eval
+    // mode it is not, so one that asks for a gradient is refused rather than silently given none.
+    if (!opts.training && t?.requiresGrad) throw new Error(`${op}: ${name} requires gradients, which batchNorm2d in eval mode does not give (running statistics are buffers, as in PyTorch); make it without requiresGrad, or detach() it`);
+  }
   if (!opts.training && !runningMean) throw new Error(`${op}: eval mode (training: false) needs runningMean and runningVar`);
   if (opts.training && n * h * w < 2) throw new Error(`${op}: training mode needs more than one value per channel, got input ${shapeStr(x.shape)}`);
   for (const [name, v, ok, want] of [['momentum', opts.momentum, (m: number) => m >= 0 && m <= 1, 'from 0 to 1'], ['eps', opts.eps, (e: number) => e > 0, '> 0']] as const) {

@@ -25,7 +25,8 @@ import { broadcastShapes, broadcastStrides, describeValue, expectTensor } from '
 
 type Backward = (gy: Tensor, y: Tensor) => Tensor;
 
-function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, flopsPerElement = 1): Tensor {
+/** readsOutput: the backward reads y (it must not change before backward() runs). */
+function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, flopsPerElement = 1, readsOutput = false): Tensor {
   expectTensor(op, 'input', x);
   if (typeof param !== 'number') throw new Error(`${op}: its number argument must be a number, got ${describeValue(param)}`);
   return runOp1({
@@ -33,6 +34,7 @@ function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Ba
     ...(kind.endsWith('Scalar') || kind === 'leakyRelu' ? { attrs: { param } } : {}),
     kernel: (be, [out], [xs]) => be.unary(kind, xs, out, param),
     backward: (gy, [y]) => [backward(gy, y)],
+    ...(readsOutput ? { readsOutput } : {}),
   });
 }
 
@@ -156,7 +158,7 @@ export function neg(x: Tensor): Tensor {
 }
 
 export function exp(x: Tensor): Tensor {
-  return unary('exp', 'exp', x, 0, (gy, y) => mul(gy, y), 10);
+  return unary('exp', 'exp', x, 0, (gy, y) => mul(gy, y), 10, true);
 }
 
 export function log(x: Tensor): Tensor {
@@ -169,7 +171,7 @@ export function sqrt(x: Tensor): Tensor {
     const r = mulScalar(g, 0.5);
     g.dispose();
     return r;
-  }, 4);
+  }, 4, true);
 }
 
 export function square(x: Tensor): Tensor {
@@ -191,11 +193,11 @@ export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
 }
 
 export function sigmoid(x: Tensor): Tensor {
-  return unary('sigmoid', 'sigmoid', x, 0, (gy, y) => gradOp('sigmoidGrad', gy, y, 0), 4);
+  return unary('sigmoid', 'sigmoid', x, 0, (gy, y) => gradOp('sigmoidGrad', gy, y, 0), 4, true);
 }
 
 export function tanh(x: Tensor): Tensor {
-  return unary('tanh', 'tanh', x, 0, (gy, y) => gradOp('tanhGrad', gy, y, 0), 4);
+  return unary('tanh', 'tanh', x, 0, (gy, y) => gradOp('tanhGrad', gy, y, 0), 4, true);
 }
 
 /** The fused activation-gradient kernels (same shapes, no broadcasting); backward helpers without a gradient of their own. */

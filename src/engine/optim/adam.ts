@@ -32,8 +32,14 @@ export class Adam {
   readonly eps: number;
   readonly weightDecay: number;
   readonly decoupled: boolean;
-  /** Steps taken (t in the bias corrections). */
+  /** Calls of step() so far. */
   stepCount = 0;
+  /**
+   * Updates each parameter has had (t in its bias corrections), as PyTorch keeps state['step'] per parameter: a
+   * parameter without a gradient in a step is not updated and does not count it, so one that first gets a
+   * gradient late starts with t = 1, not with the optimizer's count.
+   */
+  readonly paramSteps: number[];
   private readonly m: Tensor[];
   private readonly v: Tensor[];
 
@@ -43,6 +49,7 @@ export class Adam {
     params.forEach((p, i) => {
       expectTensor('Adam', `params[${i}]`, p);
       if (!p.requiresGrad) throw new Error(`Adam: params[${i}] (tensor #${p.id}${p.name ? ` '${p.name}'` : ''}) does not require grad, so it would never be updated; make it with requiresGrad: true or leave it out`);
+      if (p.node || p.releasedOp !== null) throw new Error(`Adam: params[${i}] (tensor #${p.id}${p.name ? ` '${p.name}'` : ''}) is the output of an op ('${p.node?.op ?? p.releasedOp}'), not a leaf: it never receives a .grad, so it would never be updated; optimize the leaves it was computed from`);
     });
     this.lr = opts.lr ?? 1e-3;
     const [beta1, beta2] = opts.betas ?? [0.9, 0.999];
@@ -55,6 +62,7 @@ export class Adam {
     }
     if (beta1 >= 1 || this.beta2 >= 1) throw new Error(`Adam: betas must be < 1, got [${beta1}, ${this.beta2}]`);
     this.beta1 = beta1;
+    this.paramSteps = params.map(() => 0);
     this.m = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
     this.v = params.map((p) => zeros(p.shape, { dtype: p.dtype, backend: p.backend }).keep());
   }
@@ -85,9 +93,6 @@ export class Adam {
   /** Updates every parameter that has a gradient, in place. */
   step(): void {
     this.stepCount++;
-    const o: AdamStep = {
-      lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: this.stepCount,
-    };
     withPhase('update', () => noGrad(() => {
       this.params.forEach((p, i) => {
         const g = p.grad;
@@ -95,6 +100,9 @@ export class Adam {
         if (g.shape.length !== p.shape.length || g.shape.some((d, k) => d !== p.shape[k])) {
           throw new Error(`adam: gradient ${shapeStr(g.shape)} does not match parameter ${shapeStr(p.shape)}${p.name ? ` '${p.name}'` : ''}`);
         }
+        const o: AdamStep = {
+          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: ++this.paramSteps[i],
+        };
         runOp({
           op: 'adam', inputs: [p, g, this.m[i], this.v[i]], outputs: [], flops: 12 * p.size,
           attrs: { lr: o.lr, beta1: o.beta1, step: o.step, decoupled: o.decoupled },
@@ -108,9 +116,20 @@ export class Adam {
     }));
   }
 
-  /** The moment tensors (for checkpoints). */
-  state(): { m: readonly Tensor[]; v: readonly Tensor[]; step: number } {
-    return { m: this.m, v: this.v, step: this.stepCount };
+  /** The moment tensors and the step counts (for checkpoints). */
+  state(): { m: readonly Tensor[]; v: readonly Tensor[]; step: number; paramSteps: readonly number[] } {
+    return { m: this.m, v: this.v, step: this.stepCount, paramSteps: this.paramSteps };
+  }
+
+  /** Restores the step counts of a checkpoint: the optimizer's, and each parameter's (default: all that count). */
+  loadSteps(step: number, paramSteps: readonly number[] = this.params.map(() => step)): void {
+    const whole = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+    if (!whole(step)) throw new Error(`Adam: the step count must be a whole number >= 0, got ${describeValue(step)}`);
+    if (!Array.isArray(paramSteps) || paramSteps.length !== this.params.length || !paramSteps.every(whole)) {
+      throw new Error(`Adam: paramSteps must list a whole number >= 0 for each of the ${this.params.length} parameters, got ${describeValue(paramSteps)}`);
+    }
+    this.stepCount = step;
+    paramSteps.forEach((t, i) => { this.paramSteps[i] = t; });
   }
 
   dispose(): void {
