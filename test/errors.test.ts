@@ -73,7 +73,7 @@ describe('matmul', () => {
   });
 
   it('rejects mixed dtypes', () => {
-    expect(() => sg.matmul(t([2, 3]), t([3, 4], 'float64'))).toThrow(msg('matmul', 'float32', 'float64'));
+    expect(() => sg.matmul(t([2, 3]), t([3, 4], 'float64'))).toThrow('matmul: b [3,4] is float64 but a [2,3] is float32 (all inputs must share one dtype)');
   });
 });
 
@@ -136,8 +136,11 @@ describe('conv2d', () => {
   });
 
   it('rejects mixed dtypes among input, weight and bias', () => {
-    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3], 'float64'))).toThrow(msg('conv2d', 'float32', 'float64'));
-    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3]), { bias: t([2], 'float64') })).toThrow(msg('conv2d', 'float32', 'float64'));
+    // Each operand named, with its shape.
+    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3], 'float64'))).toThrow('conv2d: weight [2,3,3,3] is float64 but input [1,3,8,8] is float32');
+    expect(() => sg.conv2d(t([1, 3, 8, 8]), t([2, 3, 3, 3]), { bias: t([2], 'float64') })).toThrow('conv2d: bias [2] is float64 but input [1,3,8,8] is float32');
+    expect(() => sg.mseLoss(t([2, 2]), t([2, 2], 'float64'))).toThrow('mseLoss: target [2,2] is float64 but prediction [2,2] is float32');
+    expect(() => sg.add(t([2]), t([2], 'float64'))).toThrow('add: input 1 [2] is float64 but input 0 [2] is float32');
   });
 });
 

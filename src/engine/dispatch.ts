@@ -24,6 +24,8 @@ export interface OpCall {
   op: string;
   /** Every tensor the kernel reads. */
   inputs: Tensor[];
+  /** What each input is (weight, bias...), for error messages; default "input i". */
+  inputNames?: readonly string[];
   /** Shapes of the outputs (all of the inputs' dtype). */
   outputs: Shape[];
   /** Floating-point operations of the kernel, for the trace. */
@@ -61,8 +63,9 @@ export function runOp(call: OpCall): Tensor[] {
   const backend = inputs[0].backend;
   const dtype: DType = inputs[0].dtype;
   for (let i = 1; i < inputs.length; i++) {
-    if (inputs[i].backend !== backend) throw new Error(`${op}: input ${i} is on backend '${inputs[i].backend.name}' but input 0 is on '${backend.name}'`);
-    if (inputs[i].dtype !== dtype) throw new Error(`${op}: input ${i} is ${inputs[i].dtype} but input 0 is ${dtype} (all inputs must share one dtype)`);
+    const name = (j: number): string => `${call.inputNames?.[j] ?? `input ${j}`} ${shapeStr(inputs[j].shape)}`;
+    if (inputs[i].backend !== backend) throw new Error(`${op}: ${name(i)} is on backend '${inputs[i].backend.name}' but ${name(0)} is on '${backend.name}'`);
+    if (inputs[i].dtype !== dtype) throw new Error(`${op}: ${name(i)} is ${inputs[i].dtype} but ${name(0)} is ${dtype} (all inputs must share one dtype)`);
   }
 
   if (!call.backward && isGradEnabled() && inputs.some((t) => t.requiresGrad)) {

@@ -8,7 +8,8 @@
  * gradcheck checks f's inputs (copies of them); gradcheckTensors checks tensors a closure reads itself (a module's
  * parameters), in place. Either leaves every tensor as it was: values, and .grad. Its backward pass gives gradients
  * only to the tensors checked (backward's `inputs`), so any other tensor f reads that requires gradients (a module's
- * parameters when gradcheck checks the input) keeps its .grad.
+ * parameters when gradcheck checks the input) keeps its .grad. What f itself changes stays changed: batch norm in
+ * training mode moves its running statistics at each of f's 2n + 1 calls (n elements checked).
  */
 import { cpuBackend } from '../registry.js';
 import { noGrad } from '../mode.js';

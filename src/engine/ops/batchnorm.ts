@@ -48,7 +48,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   };
   const stats = runningMean && runningVar ? [runningMean, runningVar] : [];
   const [y, saveMean, saveInvStd] = runOp({
-    op, inputs: [x, gamma, beta, ...stats], outputs: [x.shape, [c], [c]], flops: 8 * x.size,
+    op, inputs: [x, gamma, beta, ...stats], inputNames: ['input', 'gamma', 'beta', 'runningMean', 'runningVar'], outputs: [x.shape, [c], [c]], flops: 8 * x.size,
     attrs: { training: p.training, eps: p.eps, momentum: p.momentum },
     ...(stats.length > 0 ? { unread: [3, 4], ...(p.training ? { writes: [3, 4] } : {}) } : {}),
     kernel: (be, [ys, ms, is], [xs, gs, bs, rm, rv]) => be.batchNorm2d(xs, gs, bs, rm ?? null, rv ?? null, ys, ms, is, p),

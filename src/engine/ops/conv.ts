@@ -89,7 +89,7 @@ function checkShape(op: string, name: string, t: Tensor, expected: Shape): void 
 /** conv2d on a given geometry (x, w, bias already checked). */
 function conv2dOp(x: Tensor, w: Tensor, bias: Tensor | null, g: Conv2dGeometry, op = 'conv2d'): Tensor {
   return runOp1({
-    op, inputs: bias ? [x, w, bias] : [x, w], outputs: [outShape(g)], flops: convFlops(g), attrs: attrs(g),
+    op, inputs: bias ? [x, w, bias] : [x, w], inputNames: ['input', 'weight', 'bias'], outputs: [outShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [out], [xs, ws, bs]) => be.conv2d(xs, ws, bs ?? null, out, g),
     // Only the gradients some input needs are computed (the network's input image never needs one).
     backward: (gy) => [
@@ -103,7 +103,7 @@ function conv2dOp(x: Tensor, w: Tensor, bias: Tensor | null, g: Conv2dGeometry, 
 /** The transposed convolution of dy with w for geometry g: the gradient of conv2d with respect to its input. */
 function conv2dGradInputOp(dy: Tensor, w: Tensor, g: Conv2dGeometry, op = 'conv2dGradInput'): Tensor {
   return runOp1({
-    op, inputs: [dy, w], outputs: [inShape(g)], flops: convFlops(g), attrs: attrs(g),
+    op, inputs: [dy, w], inputNames: [op === 'conv2dGradInput' ? 'output gradient' : 'input', 'weight'], outputs: [inShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [dx], [dys, ws]) => be.conv2dGradInput(dys, ws, dx, g),
     backward: (gz) => [dy.requiresGrad ? conv2dOp(gz, w, null, g) : null, w.requiresGrad ? conv2dGradWeightOp(gz, dy, g) : null],
   });
@@ -112,7 +112,7 @@ function conv2dGradInputOp(dy: Tensor, w: Tensor, g: Conv2dGeometry, op = 'conv2
 /** The gradient of conv2d with respect to its weight. */
 function conv2dGradWeightOp(x: Tensor, dy: Tensor, g: Conv2dGeometry): Tensor {
   return runOp1({
-    op: 'conv2dGradWeight', inputs: [x, dy], outputs: [wShape(g)], flops: convFlops(g), attrs: attrs(g),
+    op: 'conv2dGradWeight', inputs: [x, dy], inputNames: ['input', 'output gradient'], outputs: [wShape(g)], flops: convFlops(g), attrs: attrs(g),
     kernel: (be, [dw], [xs, dys]) => be.conv2dGradWeight(xs, dys, dw, g),
     backward: (gw) => [x.requiresGrad ? conv2dGradInputOp(dy, gw, g) : null, dy.requiresGrad ? conv2dOp(x, gw, null, g) : null],
   });

@@ -16,7 +16,7 @@ export function mseLoss(pred: Tensor, target: Tensor): Tensor {
   }
   if (pred.size === 0) throw new Error('mseLoss: inputs are empty');
   return runOp1({
-    op: 'mseLoss', inputs: [pred, target], outputs: [[]], flops: 3 * pred.size,
+    op: 'mseLoss', inputs: [pred, target], inputNames: ['prediction', 'target'], outputs: [[]], flops: 3 * pred.size,
     kernel: (be, [o], [ps, ts]) => be.mseLoss(ps, ts, o, pred.size),
     backward: (gy) => {
       const d = sub(pred, target);

@@ -30,7 +30,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
   }
   const outShape = rank === 3 ? [batch, m, n] : [m, n];
   return runOp1({
-    op: 'matmul', inputs: [a, b], outputs: [outShape], flops: 2 * batch * m * n * k,
+    op: 'matmul', inputs: [a, b], inputNames: ['a', 'b'], outputs: [outShape], flops: 2 * batch * m * n * k,
     ...(transA || transB ? { attrs: { transA, transB } } : {}),
     kernel: (be, [o], [as, bs]) => be.matmul(as, bs, o, batch, m, k, n, transA, transB),
     backward: (gy) => {

@@ -104,7 +104,7 @@ export class Adam {
           lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: ++this.paramSteps[i],
         };
         runOp({
-          op: 'adam', inputs: [p, g, this.m[i], this.v[i]], outputs: [], flops: 12 * p.size,
+          op: 'adam', inputs: [p, g, this.m[i], this.v[i]], inputNames: [`parameter${p.name ? ` '${p.name}'` : ''}`, 'its .grad', 'first moment', 'second moment'], outputs: [], flops: 12 * p.size,
           attrs: { lr: o.lr, beta1: o.beta1, step: o.step, decoupled: o.decoupled },
           writes: [0, 2, 3],
           kernel: (be, _outs, [ps, gs, ms, vs]) => {
