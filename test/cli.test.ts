@@ -192,13 +192,26 @@ describe('skipgrad CLI', () => {
   it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {
     const out = path.join(tmp, 'resume');
     const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
-    const first = await cli(['train', ...common, '--epochs', '1']);
+    // A constant lr does not depend on the total of epochs: the run may be continued with more.
+    const first = await cli(['train', ...common, '--epochs', '1', '--schedule', 'constant']);
     expect(first.code, first.stderr).toBe(0);
-    const again = await cli(['train', ...common, '--epochs', '2', '--resume']);
+    const again = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
-    const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
+    const historyFile = path.join(out, 'woven', 'aesc', 'history.json');
+    const history = JSON.parse(fs.readFileSync(historyFile, 'utf8')) as { history: Array<{ epoch: number }> };
     expect(history.history.map((h) => h.epoch)).toEqual([1, 2]);
+    // Resuming a run that has its epochs says so, and trains (and writes) nothing.
+    const historyBefore = fs.readFileSync(historyFile, 'utf8');
+    const done = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toMatch(/woven\/aesc: already trained 2 of 2 epochs \(best validation PSNR [\d.]+ dB at epoch \d\); nothing to do\n/);
+    expect(done.stderr).not.toMatch(/ s\)\n/); // no "best validation PSNR ... (0.1 s)" as if it had trained
+    expect(fs.readFileSync(historyFile, 'utf8')).toBe(historyBefore);
+    // Other settings (here the lr and the schedule) would join two different runs: refused, each named.
+    const other = await cli(['train', ...common, '--epochs', '4', '--lr', '0.01', '--resume']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/last\.safetensors: cannot resume: this run's training settings are not the checkpoint's: lr 0\.01 \(the checkpoint's: 0\.005\), schedule "onecycle" \(the checkpoint's: "constant"\); resume with the checkpoint's settings, or start over/);
     const over = await cli(['train', ...common, '--epochs', '1']);
     expect(over.stderr).toMatch(/woven\/aesc: starting over \(--resume would continue the run there instead\); the previous run's files are set aside in \S+previous-run until this run finishes, and put back if it fails/);
     expect(fs.existsSync(path.join(out, 'woven', 'aesc', 'previous-run'))).toBe(false); // it finished: it replaced them

@@ -199,17 +199,23 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
     writeFileAtomic(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
   };
   // A run that starts over keeps the previous one's files aside until it finishes, and puts them back if it fails.
+  let epochsRun = 0;
   const result = await replacingRun(dir, RUN_FILES, !cfg.resume, async () => {
     const r = await trainAutoencoder({
       model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
       schedule: cfg.schedule, optimizer: cfg.optimizer, checkpointDir: dir, progress: cfg.progress, label, resume: cfg.resume,
-      onEpoch: writeHistory,
+      onEpoch: (r) => {
+        epochsRun++;
+        writeHistory(r);
+      },
+      log,
     });
-    writeHistory(r);
+    if (epochsRun > 0) writeHistory(r);
     return r;
   }, (message) => log(`${label}: starting over${resumable ? ' (--resume would continue the run there instead)' : ''}; ${message}`)).finally(() => m.dispose());
   const seconds = (performance.now() - t0) / 1000;
-  log(`${label}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
+  // A resumed run that had all its epochs already trained nothing: trainAutoencoder said so, and history.json stays.
+  if (epochsRun > 0) log(`${label}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
   return result;
 }
 
