@@ -210,7 +210,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         }
         const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
         if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
-          throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
+          throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate`);
         }
         schedule.report?.(valPsnr);
         const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, beta1: opt.beta1, seconds: (performance.now() - t0) / 1000 };
