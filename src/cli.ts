@@ -42,7 +42,8 @@ Common options:
   --category NAME[,NAME...]   categories (default woven,disc: one texture, one object)
   --model aesc|ae             for train and trace (default aesc)
   --resume                    for train and reproduce: continue each model from its last.safetensors (the
-                              epoch after the last one finished) instead of starting over
+                              epoch after the last one finished) instead of starting over, with the options
+                              it was trained with (--epochs may grow with --schedule constant or plateau)
   --preset esann|icpr         architecture (default esann)
   --size N                    image side, up to ${MAX.size} (default 64; the paper: 256)
   --channels N                base channel count, up to ${MAX.channels} (default: 16 as in the paper at sizes >= 128, 8 below)

@@ -2,7 +2,7 @@
  * The command line end to end: a tiny `skipgrad reproduce` writes the report, the JSON next to every figure,
  * and valid PNG and SVG files; bad arguments get clear errors; `trace` writes Perfetto JSON.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -165,18 +165,56 @@ describe('skipgrad CLI', () => {
     }
   });
 
+  it('train that starts over and is killed: the previous run stays set aside, the killed run resumes with --resume', async () => {
+    const out = path.join(tmp, 'killed');
+    const dir = path.join(out, 'woven', 'aesc');
+    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
+    expect((await cli(['train', ...common, '--epochs', '1'])).code).toBe(0);
+    const finished = fs.readFileSync(path.join(dir, 'best.safetensors'));
+    // Starting over: killed (no chance to clean up) once its first epoch is written.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'train', ...common, '--epochs', '20'], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu' }, stdio: 'ignore' });
+    let running = true;
+    const exited = new Promise((resolve) => child.on('exit', resolve)).finally(() => (running = false));
+    // curves.svg is the last of the finished run's files set aside; then history.json is the new run's epoch 1.
+    const epochWritten = (): boolean => fs.existsSync(path.join(dir, 'previous-run', 'curves.svg')) && fs.existsSync(path.join(dir, 'history.json'));
+    while (running && !epochWritten()) await new Promise((resolve) => setTimeout(resolve, 20));
+    child.kill('SIGKILL');
+    await exited;
+    expect(fs.readFileSync(path.join(dir, 'previous-run', 'best.safetensors')).equals(finished)).toBe(true);
+    const resumed = await cli(['train', ...common, '--epochs', '20', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
+    const history = JSON.parse(fs.readFileSync(path.join(dir, 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
+    expect(history.history.map((h) => h.epoch)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(fs.existsSync(path.join(dir, 'previous-run'))).toBe(false); // the resumed run finished the replacement
+  });
+
   it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {
     const out = path.join(tmp, 'resume');
     const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
-    const first = await cli(['train', ...common, '--epochs', '1']);
+    // A constant lr does not depend on the total of epochs: the run may be continued with more.
+    const first = await cli(['train', ...common, '--epochs', '1', '--schedule', 'constant']);
     expect(first.code, first.stderr).toBe(0);
-    const again = await cli(['train', ...common, '--epochs', '2', '--resume']);
+    const again = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
-    const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
+    const historyFile = path.join(out, 'woven', 'aesc', 'history.json');
+    const history = JSON.parse(fs.readFileSync(historyFile, 'utf8')) as { history: Array<{ epoch: number }> };
     expect(history.history.map((h) => h.epoch)).toEqual([1, 2]);
+    // Resuming a run that has its epochs says so, and trains (and writes) nothing.
+    const historyBefore = fs.readFileSync(historyFile, 'utf8');
+    const done = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toMatch(/woven\/aesc: already trained 2 of 2 epochs \(best validation PSNR [\d.]+ dB at epoch \d\); nothing to do\n/);
+    expect(done.stderr).not.toMatch(/ s\)\n/); // no "best validation PSNR ... (0.1 s)" as if it had trained
+    expect(fs.readFileSync(historyFile, 'utf8')).toBe(historyBefore);
+    // Other settings (here the lr and the schedule) would join two different runs: refused, each named.
+    const other = await cli(['train', ...common, '--epochs', '4', '--lr', '0.01', '--resume']);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/last\.safetensors: cannot resume: this run's training settings are not the checkpoint's: lr 0\.01 \(the checkpoint's: 0\.005\), schedule "onecycle" \(the checkpoint's: "constant"\); resume with the checkpoint's settings, or start over/);
     const over = await cli(['train', ...common, '--epochs', '1']);
-    expect(over.stderr).toMatch(/woven\/aesc: starting over; .*--resume would continue them/);
+    expect(over.stderr).toMatch(/woven\/aesc: starting over \(--resume would continue the run there instead\); the previous run's files are set aside in \S+previous-run until this run finishes, and put back if it fails/);
+    expect(fs.existsSync(path.join(out, 'woven', 'aesc', 'previous-run'))).toBe(false); // it finished: it replaced them
     // AESc weights where AE's belong, and a size the model was not trained at.
     fs.mkdirSync(path.join(out, 'woven', 'ae'), { recursive: true });
     fs.copyFileSync(path.join(out, 'woven', 'aesc', 'best.safetensors'), path.join(out, 'woven', 'ae', 'best.safetensors'));

@@ -366,8 +366,11 @@ describe('training loop', () => {
     const data = images(5, 32, 3);
     const dir = path.join(tmp, 'diverged');
     const model = buildAutoencoder('esann', { skips: true, ...small, seed: 1 });
-    await expect(trainAutoencoder({ model, train: data.slice(0, 4), validation: data.slice(4), epochs: 2, batchSize: 2, lr: 1e12, seed: 1, progress: false, checkpointDir: dir }))
-      .rejects.toThrow(/train: (the loss became|the validation PSNR became) .* at epoch 1/);
+    const error = await trainAutoencoder({ model, train: data.slice(0, 4), validation: data.slice(4), epochs: 2, batchSize: 2, lr: 1e12, seed: 1, progress: false, checkpointDir: dir })
+      .then(() => null, (e: unknown) => e as Error);
+    expect(error?.message).toMatch(/train: (the loss became|the validation PSNR became) .* at epoch 1/);
+    // No checkpoint is named as keeping a good epoch: this run wrote none (one there would be another run's).
+    expect(error?.message).not.toMatch(/safetensors/);
     expect(fs.existsSync(path.join(dir, 'best.safetensors'))).toBe(false);
     model.dispose();
     const fresh = buildAutoencoder('esann', { skips: true, ...small, seed: 1 });
@@ -455,6 +458,61 @@ describe('training loop', () => {
     for (const m of [c, d, e]) m.dispose();
     a.dispose();
     b.dispose();
+  });
+
+  it('resume refuses other training settings, naming each with both values; more epochs only where the schedule does not depend on the total', async () => {
+    const data = images(7, 32, 2);
+    const opts = { train: data.slice(0, 5), validation: data.slice(5), batchSize: 2, lr: 0.005, seed: 9, progress: false };
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    const dir = path.join(tmp, 'settings');
+    const last = path.join(dir, 'last.safetensors');
+    await trainAutoencoder({ model, ...opts, epochs: 3, schedule: 'onecycle', checkpointDir: dir, stopAfterEpoch: 1 });
+    const training = JSON.parse(readSafetensors(last).metadata.training) as { settings: unknown };
+    expect(training.settings).toEqual({ lr: 0.005, schedule: 'onecycle', optimizer: 'adamw', weightDecay: 0.01, batchSize: 2, seed: 9, trainImages: 5, validationImages: 2, epochs: 3 });
+    const resume = (o: Partial<Parameters<typeof trainAutoencoder>[0]>, log: (m: string) => void = () => {}): ReturnType<typeof trainAutoencoder> =>
+      trainAutoencoder({ model, ...opts, epochs: 3, schedule: 'onecycle', checkpointDir: dir, resume: true, log, ...o });
+    await expect(resume({ lr: 0.01, epochs: 4, optimizer: 'adam' })).rejects.toThrow(
+      `${last}: cannot resume: this run's training settings are not the checkpoint's: lr 0.01 (the checkpoint's: 0.005), optimizer "adam" (the checkpoint's: "adamw"), `
+      + `weightDecay 0 (the checkpoint's: 0.01), epochs 4 (the checkpoint's: 3; onecycle is made for its total of epochs: only constant and plateau runs take more); `
+      + "resume with the checkpoint's settings, or start over");
+    await expect(resume({ batchSize: 3, seed: 1, validation: data.slice(4) })).rejects.toThrow(
+      /settings are not the checkpoint's: batchSize 3 \(the checkpoint's: 2\), seed 1 \(the checkpoint's: 9\), validationImages 3 \(the checkpoint's: 2\);/);
+    await expect(resume({ schedule: 'constant', train: data.slice(1, 5) })).rejects.toThrow(
+      /settings are not the checkpoint's: schedule "constant" \(the checkpoint's: "onecycle"\), trainImages 4 \(the checkpoint's: 5\);/);
+    expect((await resume({})).history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+
+    // constant (and plateau) do not depend on the total: more epochs continue the run; fewer than trained are refused.
+    const constDir = path.join(tmp, 'settings-constant');
+    await trainAutoencoder({ model, ...opts, epochs: 2, schedule: 'constant', checkpointDir: constDir });
+    const more = await trainAutoencoder({ model, ...opts, epochs: 3, schedule: 'constant', checkpointDir: constDir, resume: true, log: () => {} });
+    expect(more.history.map((h) => h.epoch)).toEqual([1, 2, 3]);
+    await expect(trainAutoencoder({ model, ...opts, epochs: 2, schedule: 'constant', checkpointDir: constDir, resume: true }))
+      .rejects.toThrow(`${path.join(constDir, 'last.safetensors')}: cannot resume: the checkpoint has trained 3 epochs already, more than this run's 2`);
+    // All its epochs trained: it says so and trains nothing.
+    const lines: string[] = [];
+    let epochsRun = 0;
+    const again = await trainAutoencoder({ model, ...opts, epochs: 3, schedule: 'constant', checkpointDir: constDir, resume: true, label: 'woven/aesc', log: (l) => lines.push(l), onEpoch: () => epochsRun++ });
+    expect(lines).toEqual([`woven/aesc: already trained 3 of 3 epochs (best validation PSNR ${more.bestPsnr.toFixed(2)} dB at epoch ${more.bestEpoch}); nothing to do`]);
+    expect(epochsRun).toBe(0);
+    expect(again.stepLosses).toEqual(more.stepLosses);
+    model.dispose();
+  });
+
+  it('a checkpoint written before settings were recorded resumes as before, saying they could not be checked', async () => {
+    const data = images(6, 32, 2);
+    const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false, schedule: 'onecycle' as const };
+    const model = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    const dir = path.join(tmp, 'settings-old');
+    const last = path.join(dir, 'last.safetensors');
+    await trainAutoencoder({ model, ...opts, epochs: 2, checkpointDir: dir, stopAfterEpoch: 1 });
+    const stored = readSafetensors(last);
+    const { settings: _settings, ...training } = JSON.parse(stored.metadata.training) as Record<string, unknown>;
+    writeSafetensors(last, stored.tensors, { ...stored.metadata, training: JSON.stringify(training) });
+    const lines: string[] = [];
+    const r = await trainAutoencoder({ model, ...opts, epochs: 2, checkpointDir: dir, resume: true, log: (l) => lines.push(l) });
+    expect(r.history.map((h) => h.epoch)).toEqual([1, 2]);
+    expect(lines).toEqual([`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): resuming without checking that this run's lr, schedule, optimizer, weight decay, batch size, seed, image counts and epochs are the checkpoint's`]);
+    model.dispose();
   });
 
   it('resuming from the checkpoint gives the same next losses as not stopping (cpu)', async () => {

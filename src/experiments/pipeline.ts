@@ -4,6 +4,8 @@
  *
  *   <out>/data/                              the built-in synthetic data set (when --data is not given)
  *   <out>/<category>/<model>/                best.safetensors, last.safetensors, history.json, curves.svg
+ *   <out>/<category>/<model>/previous-run/   a finished run's files while a run that starts over replaces them
+ *   <out>/<category>/<model>/failed-run/     the files of a run that failed replacing a finished one (replace-run.ts)
  *   <out>/<category>/cosine.json, fig3.svg, fig3.png        the paper's Fig. 3 (cosine similarity per layer)
  *   <out>/<category>/fig2.json, fig2.png                    the paper's Fig. 2 (channel-mean maps)
  *   <out>/<category>/evaluation.json                        anomaly detection: image and pixel AUROCs
@@ -28,6 +30,7 @@ import { evaluateCategory, HEADLINE_NORM, type CategoryEvaluation } from './eval
 import { activationMapsPng, cosineFigure, lineChart, svgToPng } from './figures.js';
 import { renderReport, type CategoryReport, type ReportData } from './report.js';
 import { addStain } from './stain.js';
+import { replacingRun } from './replace-run.js';
 import { loadCheckpoint, trainAutoencoder, type TrainResult } from './train.js';
 
 export type ModelName = 'aesc' | 'ae';
@@ -185,8 +188,9 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   makeDirs(dir);
   const m = buildModel(cfg, model, backend);
   const last = path.join(dir, 'last.safetensors');
-  if (cfg.resume) log(fs.existsSync(last) ? `${category}/${model}: resuming from ${last}` : `${category}/${model}: no ${last} to resume from; starting at epoch 1`);
-  else if (fs.existsSync(last)) log(`${category}/${model}: starting over; this run replaces the checkpoints in ${dir} as it goes (--resume would continue them)`);
+  const label = `${category}/${model}`;
+  const resumable = fs.existsSync(last);
+  if (cfg.resume) log(resumable ? `${label}: resuming from ${last}` : `${label}: no ${last} to resume from; starting at epoch 1`);
   const t0 = performance.now();
   // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.
   const writeHistory = (result: TrainResult): void => {
@@ -194,17 +198,29 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
     writeJson(path.join(dir, 'history.json'), { category, model, preset: cfg.preset, size: cfg.size, trainImages: train.length, validationImages: validation.length, seconds, ...result });
     writeFileAtomic(path.join(dir, 'curves.svg'), curvesSvg({ [model]: result }, category));
   };
-  const result = await trainAutoencoder({
-    model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
-    schedule: cfg.schedule, optimizer: cfg.optimizer, checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
-    onEpoch: writeHistory,
-  });
+  // A run that starts over keeps the previous one's files aside until it finishes, and puts them back if it fails.
+  let epochsRun = 0;
+  const result = await replacingRun(dir, RUN_FILES, !cfg.resume, async () => {
+    const r = await trainAutoencoder({
+      model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
+      schedule: cfg.schedule, optimizer: cfg.optimizer, checkpointDir: dir, progress: cfg.progress, label, resume: cfg.resume,
+      onEpoch: (r) => {
+        epochsRun++;
+        writeHistory(r);
+      },
+      log,
+    });
+    if (epochsRun > 0) writeHistory(r);
+    return r;
+  }, (message) => log(`${label}: starting over${resumable ? ' (--resume would continue the run there instead)' : ''}; ${message}`)).finally(() => m.dispose());
   const seconds = (performance.now() - t0) / 1000;
-  writeHistory(result);
-  m.dispose();
-  log(`${category}/${model}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
+  // A resumed run that had all its epochs already trained nothing: trainAutoencoder said so, and history.json stays.
+  if (epochsRun > 0) log(`${label}: best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch} (${seconds.toFixed(1)} s)`);
   return result;
 }
+
+/** The files of a model's training run in its folder (replace-run.ts sets them aside as one). */
+const RUN_FILES = ['best.safetensors', 'last.safetensors', 'history.json', 'curves.svg'] as const;
 
 function curvesSvg(results: Partial<Record<ModelName, TrainResult>>, category: string): string {
   const colors: Record<ModelName, string> = { ae: '#1f77b4', aesc: '#ff7f0e' };

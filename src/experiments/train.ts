@@ -3,7 +3,8 @@
  * a fresh synthetic stain every time it is used; the network learns to output the clean image (MSE).
  * Validation: a fixed stained copy of each held-out image (same stains every epoch, so PSNR is comparable),
  * PSNR every epoch, the best weights kept. Seeded and repeatable; resumable from the checkpoint written at
- * the end of every epoch (safetensors with PyTorch-style names, written atomically).
+ * the end of every epoch (safetensors with PyTorch-style names, written atomically), which records the model's
+ * options and the run's training settings: a resume with others is refused (TrainingSettings).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -43,6 +44,26 @@ export interface TrainOptions {
   label?: string;
   /** Called after each epoch's checkpoint is written, with the result so far (e.g. to keep history.json in step with it). */
   onEpoch?: (result: TrainResult) => void;
+  /** Where notes on a resume go (default: a line on stderr). */
+  log?: (message: string) => void;
+}
+
+/**
+ * What a run was trained with besides its model, as its checkpoints record it: a resumed run must have the same, or
+ * it would join two different runs (another lr or schedule from the resumed epoch on, other batches, other stains).
+ * Only `epochs` may grow where the schedule does not depend on it (constant, plateau); a one-cycle schedule is made
+ * for its total.
+ */
+export interface TrainingSettings {
+  lr: number;
+  schedule: ScheduleName;
+  optimizer: 'adam' | 'adamw';
+  weightDecay: number;
+  batchSize: number;
+  seed: number;
+  trainImages: number;
+  validationImages: number;
+  epochs: number;
 }
 
 export interface EpochRecord {
@@ -93,13 +114,19 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const params = model.parameters();
   if (params[0].dtype !== 'float32') throw new Error(`train: the model is ${params[0].dtype}; training runs in float32 (build the model without dtype)`);
   const backend = params[0].backend;
-  const opt = new Adam(params, { lr: o.lr, decoupled: (o.optimizer ?? 'adamw') === 'adamw', weightDecay: o.weightDecay ?? ((o.optimizer ?? 'adamw') === 'adamw' ? 1e-2 : 0) });
+  const log = o.log ?? ((message: string): void => void process.stderr.write(`${message}\n`));
+  const optimizer = o.optimizer ?? 'adamw';
+  const settings: TrainingSettings = {
+    lr: o.lr, schedule: o.schedule ?? 'constant', optimizer, weightDecay: o.weightDecay ?? (optimizer === 'adamw' ? 1e-2 : 0),
+    batchSize, seed, trainImages: o.train.length, validationImages: o.validation.length, epochs,
+  };
+  const opt = new Adam(params, { lr: o.lr, decoupled: optimizer === 'adamw', weightDecay: settings.weightDecay });
   // Adam's moments are freed however the run ends (an error included).
   try {
     const batches = batchRanges(o.train.length, batchSize);
     // onecycle-steps is the authors' cycle, made for their own count of steps per epoch (see authorsStepsPerEpoch):
     // train + validation is the whole train/good set they count.
-    const schedule = makeSchedule(o.schedule ?? 'constant', o.lr, epochs, authorsStepsPerEpoch(o.train.length + o.validation.length));
+    const schedule = makeSchedule(settings.schedule, o.lr, epochs, authorsStepsPerEpoch(o.train.length + o.validation.length));
 
     // Fixed validation stains.
     const valRng = new Rng(seed ^ 0x9e3779b9);
@@ -124,16 +151,25 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       if (differ.length > 0) {
         throw new Error(`${last}: cannot resume: the checkpoint's model has ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this run's has ${differ.map((k) => `${k} ${JSON.stringify(now[k])}`).join(', ')}`);
       }
-      const state = await loadCheckpoint(last, model, opt, stored);
-      const meta = JSON.parse(state.training) as { epoch: number; result: TrainResult; schedule: Record<string, number> };
-      startEpoch = meta.epoch + 1;
+      const meta = JSON.parse(stored.metadata.training ?? '{}') as { epoch: number; result: TrainResult; schedule: Record<string, number>; settings?: TrainingSettings };
+      if (meta.settings) {
+        const why = settingsProblem(meta.settings, settings);
+        if (why) throw new Error(`${last}: cannot resume: ${why}; resume with the checkpoint's settings, or start over`);
+      } else {
+        log(`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): resuming without checking that this run's lr, schedule, optimizer, weight decay, batch size, seed, image counts and epochs are the checkpoint's`);
+      }
+      const done = meta.epoch + 1;
+      if (done > epochs) throw new Error(`${last}: cannot resume: the checkpoint has trained ${done} epochs already, more than this run's ${epochs}`);
+      await loadCheckpoint(last, model, opt, stored);
+      startEpoch = done;
       Object.assign(result, meta.result);
       schedule.load(meta.schedule);
+      if (done === epochs) log(`${o.label ?? 'train'}: already trained ${done} of ${epochs} epochs (best validation PSNR ${result.bestPsnr.toFixed(2)} dB at epoch ${result.bestEpoch}); nothing to do`);
     }
 
     const stepsPerEpoch = batches.length;
     const showBar = o.progress ?? Boolean(process.stderr.isTTY);
-    const bar = showBar ? new cliProgress.SingleBar({
+    const bar = showBar && startEpoch < epochs ? new cliProgress.SingleBar({
       format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
       stream: process.stderr, hideCursor: true, etaBuffer: 50,
     }, cliProgress.Presets.shades_classic) : null;
@@ -174,7 +210,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         }
         const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
         if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
-          throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate${last ? ` (${last} keeps the last good epoch)` : ''}`);
+          throw new Error(`train: the validation PSNR became ${valPsnr} at epoch ${epoch + 1}: the model diverged (its outputs are not finite), though the training loss was finite; try a lower learning rate`);
         }
         schedule.report?.(valPsnr);
         const record: EpochRecord = { epoch: epoch + 1, trainLoss: lossSum / stepsPerEpoch, valPsnr, lr: opt.lr, beta1: opt.beta1, seconds: (performance.now() - t0) / 1000 };
@@ -187,7 +223,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
           bestState = await model.stateValues();
         }
         if (last && best) {
-          const meta = JSON.stringify({ epoch, result, schedule: schedule.state() });
+          const meta = JSON.stringify({ epoch, result, schedule: schedule.state(), settings });
           // best before last: a run killed between the two resumes from the epoch before and runs this epoch again,
           // which writes best.safetensors again if it improves. Both are whole files or nothing (writeFileAtomic).
           if (improved) {
@@ -218,6 +254,19 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   } finally {
     opt.dispose();
   }
+}
+
+/**
+ * Why a run with `now` cannot continue a checkpoint trained with `saved`, each setting that differs named with both
+ * values; null when it can. More epochs are fine where the checkpoint's schedule does not depend on the total.
+ */
+function settingsProblem(saved: TrainingSettings, now: TrainingSettings): string | null {
+  const totalFree = saved.schedule === 'constant' || saved.schedule === 'plateau';
+  const keys = Object.keys(now) as Array<keyof TrainingSettings>;
+  const differ = keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k]) && !(k === 'epochs' && totalFree));
+  if (differ.length === 0) return null;
+  const note = (k: keyof TrainingSettings): string => (k === 'epochs' ? `; ${saved.schedule} is made for its total of epochs: only constant and plateau runs take more` : '');
+  return `this run's training settings are not the checkpoint's: ${differ.map((k) => `${k} ${JSON.stringify(now[k])} (the checkpoint's: ${JSON.stringify(saved[k])}${note(k)})`).join(', ')}`;
 }
 
 /** The epoch (1-based) a checkpoint of trainAutoencoder was written after, from its metadata; null if it says none. */
