@@ -12,6 +12,8 @@ import { uniform } from './engine/tensor.js';
 import { Autoencoder, inputSizeProblem, presetOptions, trainingBatchProblem, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
+import { nanGuardEnabled } from './engine/audit/guard.js';
+import { getThreadCount } from './engine/cpu/threads.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
 import { Rng } from './engine/random.js';
 import { SCHEDULE_NAMES, type ScheduleName } from './engine/optim/schedules.js';
@@ -78,6 +80,20 @@ Their Keras code (icpr): --preset icpr --optimizer adam --lr 0.001 --schedule pl
 function fail(message: string): never {
   process.stderr.write(`skipgrad: ${message}\nRun 'skipgrad help' for usage.\n`);
   process.exit(2);
+}
+
+/**
+ * Bad values of SKIPGRAD_THREADS and SKIPGRAD_NAN_GUARD are kept by the engine and thrown by the first op that
+ * reads them. A command checks them before it starts, so that a bad value stops it once, as a usage error,
+ * instead of failing every op it tries (gradcheck would report each case as a failure).
+ */
+function checkEnvironment(): void {
+  try {
+    getThreadCount();
+    nanGuardEnabled();
+  } catch (e) {
+    fail((e as Error).message);
+  }
 }
 
 function parseNumber(name: string, v: string | undefined, dflt: number): number {
@@ -279,12 +295,15 @@ async function runCommand(command: string, argv: string[]): Promise<number> {
   return 0;
 }
 
+const COMMANDS: readonly string[] = ['reproduce', 'generate-data', 'train', 'analyze', 'visualize', 'evaluate', 'trace', 'gradcheck'];
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(HELP);
     return 0;
   }
+  if (command !== undefined && COMMANDS.includes(command)) checkEnvironment();
   switch (command) {
     case 'gradcheck':
       return runGradcheck(rest);

@@ -159,9 +159,16 @@ describe('skipgrad CLI', () => {
     ];
     for (const [env, msg] of cases) {
       const r = await cli(['trace', '--out', out, '--channels', '2', '--batch', '2'], env);
-      expect(r.code, JSON.stringify(env)).not.toBe(0);
+      expect(r.code, JSON.stringify(env)).toBe(2); // a usage error, found before the command starts
       expect(r.stderr, JSON.stringify(env)).toMatch(msg);
       expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
+    }
+    // gradcheck stops once, naming the variable, rather than reporting every op as failed.
+    for (const [name, value] of [['SKIPGRAD_NAN_GUARD', 'yes'], ['SKIPGRAD_THREADS', 'abc']]) {
+      const r = await cli(['gradcheck'], { [name]: value });
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${name}='${value}' is not `));
+      expect(r.stdout).toBe('');
     }
   });
 
