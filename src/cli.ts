@@ -111,12 +111,36 @@ function parseInteger(name: string, v: string | undefined, dflt: number, min = 1
   return n;
 }
 
+/**
+ * parseArgs refuses a value that starts with '-' after an option ('--seed -1': "argument is ambiguous ... use
+ * --seed=-XYZ"). A negative number is what the user meant there, so it is joined to its option ('--seed=-1'),
+ * and the option's own check says what it takes.
+ */
+function joinNegativeValues(argv: readonly string[], options: Readonly<Record<string, { type: 'string' | 'boolean' }>>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return [...out, ...argv.slice(i)];
+    const name = a.startsWith('--') ? a.slice(2) : '';
+    const next = argv[i + 1];
+    if (Object.hasOwn(options, name) && options[name].type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+const GRADCHECK_OPTIONS = { op: { type: 'string' }, seed: { type: 'string' }, tolerance: { type: 'string' }, json: { type: 'boolean' } } as const;
+
 function runGradcheck(argv: string[]): number {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
-      options: { op: { type: 'string' }, seed: { type: 'string' }, tolerance: { type: 'string' }, json: { type: 'boolean' } },
+      args: joinNegativeValues(argv, GRADCHECK_OPTIONS),
+      options: GRADCHECK_OPTIONS,
       strict: true,
     }));
   } catch (e) {
@@ -189,7 +213,7 @@ function oneOf<T extends string>(name: string, v: string | undefined, allowed: r
 function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: ModelName; shadow: boolean } {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinNegativeValues(argv, RUN_OPTIONS), options: RUN_OPTIONS, strict: true, allowPositionals: false }));
   } catch (e) {
     fail(`${command}: ${(e as Error).message}`);
   }

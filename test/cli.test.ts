@@ -120,6 +120,12 @@ describe('skipgrad CLI', () => {
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
       [['gradcheck', '--tolerance', '0'], /--tolerance expects a number > 0, got '0'/],
       [['gradcheck', '--seed', '1.5'], /--seed expects a whole number from 0 to 4294967295, got '1.5'/],
+      // A negative number is a value like any other (parseArgs alone calls it an ambiguous argument).
+      [['train', '--seed', '-1'], /--seed expects a whole number from 0 to 4294967295, got '-1'/],
+      [['evaluate', '--test-limit', '-1'], /--test-limit expects a whole number from 0 to \d+, got '-1'/],
+      [['train', '--lr', '-.5'], /--lr expects a number > 0, got '-.5'/],
+      [['gradcheck', '--seed', '-1'], /--seed expects a whole number from 0 to 4294967295, got '-1'/],
+      [['gradcheck', '--tolerance', '-1e-3'], /--tolerance expects a number > 0, got '-1e-3'/],
       [['train', '--preset', 'vgg'], /--preset must be one of esann, icpr, got 'vgg'/],
       [['train', '--backend', 'tpu'], /--backend must be one of auto, cpu, webgpu, got 'tpu'/],
       [['train', '--whatever'], /Unknown option '--whatever'/],
