@@ -155,6 +155,42 @@ describe('skipgrad CLI', () => {
     }
   });
 
+  it('each command refuses every option it does not use, and takes every one it uses', async () => {
+    const value: Record<string, string[]> = {
+      backend: ['cpu'], data: [path.join(tmp, 'nowhere')], category: ['woven'], model: ['ae'], preset: ['esann'], size: ['64'],
+      channels: ['2'], epochs: ['1'], batch: ['2'], lr: ['0.01'], out: [path.join(tmp, 'unused')], 'train-limit': ['3'],
+      'test-limit': ['2'], 'analysis-images': ['8'], 'no-progress': [], resume: [], schedule: ['constant'], optimizer: ['adam'], shadow: [],
+    };
+    // Read from the code (pipeline.ts): the options each command does not use. --seed is everyone's.
+    const unused: Record<string, string[]> = {
+      reproduce: ['model', 'shadow'],
+      'generate-data': ['backend', 'model', 'preset', 'channels', 'epochs', 'batch', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      train: ['test-limit', 'analysis-images', 'shadow'],
+      analyze: ['model', 'epochs', 'lr', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      visualize: ['model', 'epochs', 'batch', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      evaluate: ['model', 'epochs', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      trace: ['data', 'category', 'epochs', 'train-limit', 'test-limit', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer'],
+    };
+    const args = (options: string[]): string[] => options.flatMap((o) => [`--${o}`, ...value[o]]);
+    for (const [command, refused] of Object.entries(unused)) {
+      const r = await cli([command, ...args(refused)]);
+      expect(r.code, command).toBe(2);
+      const named = [...r.stderr.matchAll(/--([\w-]+) applies to [\w, -]+ only/g)].map((m) => m[1]);
+      expect(named, `${command}: ${r.stderr}`).toEqual(refused);
+      expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${command}: --`));
+      // The options it uses pass, up to a bad --seed (checked after them), for generate-data with --data or --out.
+      const used = Object.keys(value).filter((o) => !refused.includes(o) && !(command === 'generate-data' && o === 'out'));
+      const ok = await cli([command, ...args(used), '--seed', '4294967296']);
+      expect(ok.stderr, command).toMatch(/^skipgrad: --seed expects a whole number from 0 to 4294967295/);
+    }
+    const trace = await cli(['trace', '--data', '/nonexistent', '--category', 'foo', '--epochs', '99', '--train-limit', '3']);
+    expect(trace.stderr).toMatch(/^skipgrad: trace: --data applies to reproduce, generate-data, train, analyze, visualize and evaluate only; --category applies to .* only; --epochs applies to train and reproduce only; --train-limit applies to/);
+    const both = await cli(['generate-data', '--data', path.join(tmp, 'gen'), '--out', path.join(tmp, 'unused')]);
+    expect(both.stderr).toMatch(/generate-data: --out is not used with --data/);
+    expect(fs.existsSync(path.join(tmp, 'unused'))).toBe(false);
+    expect(fs.existsSync(path.join(tmp, 'gen'))).toBe(false);
+  });
+
   it('environment variables: SKIPGRAD_BACKEND is the default of --backend; bad values are named, not ignored', async () => {
     const out = path.join(tmp, 'env');
     const cases: Array<[Record<string, string>, RegExp]> = [
@@ -180,15 +216,16 @@ describe('skipgrad CLI', () => {
 
   it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {
     const out = path.join(tmp, 'resume');
-    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
-    const first = await cli(['train', ...common, '--epochs', '1']);
+    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--category', 'woven'];
+    const training = [...common, '--no-progress'];
+    const first = await cli(['train', ...training, '--epochs', '1']);
     expect(first.code, first.stderr).toBe(0);
-    const again = await cli(['train', ...common, '--epochs', '2', '--resume']);
+    const again = await cli(['train', ...training, '--epochs', '2', '--resume']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
     const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
     expect(history.history.map((h) => h.epoch)).toEqual([1, 2]);
-    const over = await cli(['train', ...common, '--epochs', '1']);
+    const over = await cli(['train', ...training, '--epochs', '1']);
     expect(over.stderr).toMatch(/woven\/aesc: starting over; .*--resume would continue them/);
     // AESc weights where AE's belong, and a size the model was not trained at.
     fs.mkdirSync(path.join(out, 'woven', 'ae'), { recursive: true });
@@ -197,7 +234,7 @@ describe('skipgrad CLI', () => {
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/ae.best\.safetensors: this checkpoint is AESc \(with skips\), but it sits where the AE model belongs/);
     fs.rmSync(path.join(out, 'woven', 'ae'), { recursive: true });
-    const size = await cli(['train', '--model', 'ae', ...common, '--epochs', '1']);
+    const size = await cli(['train', '--model', 'ae', ...training, '--epochs', '1']);
     expect(size.code, size.stderr).toBe(0);
     const at128 = await cli(['analyze', ...common.map((a) => (a === '64' ? '128' : a))]);
     expect(at128.code).not.toBe(0);
