@@ -2,7 +2,7 @@
  * The command line end to end: a tiny `skipgrad reproduce` writes the report, the JSON next to every figure,
  * and valid PNG and SVG files; bad arguments get clear errors; `trace` writes Perfetto JSON.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -212,6 +212,30 @@ describe('skipgrad CLI', () => {
       expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${name}='${value}' is not `));
       expect(r.stdout).toBe('');
     }
+  });
+
+  it('Ctrl-C during train ends it by SIGINT (status 130 in a shell) and says where the checkpoints are and how to continue', async () => {
+    const out = path.join(tmp, 'interrupt');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'train', '--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2',
+      '--train-limit', '6', '--category', 'woven', '--epochs', '1000', '--no-progress'], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const last = path.join(out, 'woven', 'aesc', 'last.safetensors');
+    const poll = setInterval(() => {
+      if (fs.existsSync(last)) {
+        clearInterval(poll);
+        child.kill('SIGINT');
+      }
+    }, 20);
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000); // a run that ignores Ctrl-C would go on for minutes
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, sig) => resolve([c, sig])));
+    clearInterval(poll);
+    clearTimeout(guard);
+    expect([code, signal], stderr).toEqual([null, 'SIGINT']);
+    expect(stderr).toContain(`skipgrad: interrupted; the checkpoints of finished epochs are in ${path.join(out, 'woven', 'aesc')}: rerun the same command with --resume to continue`);
+    expect(stderr).not.toContain('\x1b[?25h'); // stderr is not a terminal here
+    const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: unknown[] };
+    expect(history.history.length).toBeLessThan(1000);
   });
 
   it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {

@@ -198,6 +198,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
     model: m, train, validation, epochs: cfg.epochs, batchSize: cfg.batch, lr: cfg.lr, seed: cfg.seed,
     schedule: cfg.schedule, optimizer: cfg.optimizer, checkpointDir: dir, progress: cfg.progress, label: `${category}/${model}`, resume: cfg.resume,
     onEpoch: writeHistory,
+    interruptMessage: `skipgrad: interrupted; the checkpoints of finished epochs are in ${dir}: rerun the same command with --resume to continue`,
   });
   const seconds = (performance.now() - t0) / 1000;
   writeHistory(result);
