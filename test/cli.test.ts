@@ -102,6 +102,10 @@ describe('skipgrad CLI', () => {
   });
 
   it('bad arguments get clear errors and a non-zero exit', async () => {
+    const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // A category folder given as --data; a category whose train/good is empty.
+    for (const d of ['train/good', 'test/good']) fs.mkdirSync(path.join(tmp, 'd1', 'woven', d), { recursive: true });
+    fs.mkdirSync(path.join(tmp, 'no images', 'woven', 'train', 'good'), { recursive: true });
     const cases: Array<[string[], RegExp]> = [
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['train', '--size', 'big'], /--size expects a whole number from 8 to 4096, got 'big'/],
@@ -131,6 +135,15 @@ describe('skipgrad CLI', () => {
       [['train', '--whatever'], /Unknown option '--whatever'/],
       [['analyze', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /best\.safetensors not found: train it first/],
       [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /aesc.best\.safetensors not found: train it first/],
+      // The hint to train names the options that decide which model fits (quoted for a shell where need be).
+      [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--data', path.join(tmp, 'my data'), '--preset', 'icpr', '--size', '128', '--channels', '4'],
+        new RegExp(`train it first \\(skipgrad train --category woven --model aesc --data '${esc(path.join(tmp, 'my data'))}' --preset icpr --size 128 --channels 4 --out ${esc(path.join(tmp, 'empty'))}\\)`)],
+      [['analyze', '--out', path.join(tmp, 'empty'), '--category', 'woven'], new RegExp(`train it first \\(skipgrad train --category woven --model ae --out ${esc(path.join(tmp, 'empty'))}\\)`)],
+      [['train', '--data', path.join(tmp, 'd1', 'woven'), '--category', 'woven', '--backend', 'cpu'],
+        new RegExp(`--data ${esc(path.join(tmp, 'd1', 'woven'))} is a category folder \\(it holds train/ and test/\\), not the data set's root: pass its parent, --data ${esc(path.join(tmp, 'd1'))} --category woven`)],
+      [['train', '--data', path.join(tmp, 'no images'), '--category', 'woven', '--backend', 'cpu'], new RegExp(`train: no training images: ${esc(path.join(tmp, 'no images', 'woven', 'train', 'good'))} holds no \\.png files`)],
+      [['train', '--train-limit', '1', '--category', 'woven', '--out', path.join(tmp, 'one'), '--backend', 'cpu', '--no-progress'],
+        new RegExp(`train: --train-limit 1 leaves one training image; at least 2 of ${esc(path.join(tmp, 'one', 'data', 'woven', 'train', 'good'))} are needed \\(20% of them, at least one, are held out for validation\\)`)],
       [['train', '--data', path.join(tmp, 'nowhere'), '--backend', 'cpu'], /--data .*nowhere: no such folder/],
       [['train', '--category', 'marble', '--out', path.join(tmp, 'm'), '--backend', 'cpu'], /no built-in synthetic category marble/],
       [['train', '--size', '32', '--out', path.join(tmp, 'small'), '--backend', 'cpu'], /--size 32 does not fit the esann network: .*the least size that fits is 61/],
