@@ -204,6 +204,26 @@ describe('skipgrad CLI', () => {
     expect(fs.existsSync(path.join(tmp, 'gen'))).toBe(false);
   });
 
+  it('the skipgrad command exists before a build (npx links it then), says to build when dist/ is missing, and runs the built CLI', async () => {
+    const pkg = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { bin: { skipgrad: string }; files: string[] };
+    const bin = pkg.bin.skipgrad;
+    expect(bin.startsWith('dist/'), 'a build output: a fresh clone has no such file').toBe(false);
+    expect(fs.existsSync(bin)).toBe(true);
+    expect(pkg.files).toContain(bin);
+    // A copy of the command without dist/ beside it, then with a stand-in for the built CLI.
+    const root = path.join(tmp, 'bin-copy');
+    fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+    fs.copyFileSync(bin, path.join(root, 'bin', path.basename(bin)));
+    const command = path.join(root, 'bin', path.basename(bin));
+    const unbuilt = await run(process.execPath, [command, 'help']).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in unbuilt ? unbuilt.code : 0).toBe(2);
+    expect(unbuilt.stderr).toContain(`skipgrad: the command line is not built (${path.join(root, 'dist', 'src', 'cli.js')} is missing): run 'npm run build' in ${root}${path.sep} first`);
+    fs.mkdirSync(path.join(root, 'dist', 'src'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'dist', 'src', 'cli.js'), 'process.stdout.write(JSON.stringify(process.argv.slice(2)));\n');
+    const built = await run(process.execPath, [command, 'train', '--seed', '1']);
+    expect(JSON.parse(built.stdout)).toEqual(['train', '--seed', '1']);
+  });
+
   it('environment variables: SKIPGRAD_BACKEND is the default of --backend; bad values are named, not ignored', async () => {
     const out = path.join(tmp, 'env');
     const cases: Array<[Record<string, string>, RegExp]> = [
