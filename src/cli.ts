@@ -12,6 +12,8 @@ import { uniform } from './engine/tensor.js';
 import { Autoencoder, inputSizeProblem, presetOptions, trainingBatchProblem, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
+import { nanGuardEnabled } from './engine/audit/guard.js';
+import { getThreadCount } from './engine/cpu/threads.js';
 import { caseInputs, OP_CASES } from './engine/audit/op-cases.js';
 import { Rng } from './engine/random.js';
 import { SCHEDULE_NAMES, type ScheduleName } from './engine/optim/schedules.js';
@@ -35,7 +37,7 @@ Commands:
   gradcheck       check every op's gradient by central finite differences (float64, CPU); exit 1 on failure
   help            this text
 
-Common options:
+Common options (a command refuses those it does not use, and says which commands take them):
   --backend auto|cpu|webgpu   auto = a hardware GPU adapter if there is one, else the CPU
                               (default: SKIPGRAD_BACKEND if set, else auto)
   --data DIR                  an MVTec AD root (default: the built-in synthetic set, generated under --out)
@@ -62,7 +64,7 @@ Common options:
   --train-limit N             images of train/good used, 0 = all (default 40)
   --test-limit N              images per test folder, 0 = all (default 6)
   --analysis-images N         clean/stained pairs for the analysis (default 16)
-  --no-progress               no progress bars
+  --no-progress               for train and reproduce: no progress bars
   --shadow                    for trace: also run each op on the CPU in float64 from the same inputs and show how
                               far each result is from it (error, and in units of float32 rounding)
 
@@ -81,6 +83,20 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+/**
+ * Bad values of SKIPGRAD_THREADS and SKIPGRAD_NAN_GUARD are kept by the engine and thrown by the first op that
+ * reads them. A command checks them before it starts, so that a bad value stops it once, as a usage error,
+ * instead of failing every op it tries (gradcheck would report each case as a failure).
+ */
+function checkEnvironment(): void {
+  try {
+    getThreadCount();
+    nanGuardEnabled();
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}
+
 function parseNumber(name: string, v: string | undefined, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
@@ -96,12 +112,36 @@ function parseInteger(name: string, v: string | undefined, dflt: number, min = 1
   return n;
 }
 
+/**
+ * parseArgs refuses a value that starts with '-' after an option ('--seed -1': "argument is ambiguous ... use
+ * --seed=-XYZ"). A negative number is what the user meant there, so it is joined to its option ('--seed=-1'),
+ * and the option's own check says what it takes.
+ */
+function joinNegativeValues(argv: readonly string[], options: Readonly<Record<string, { type: 'string' | 'boolean' }>>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return [...out, ...argv.slice(i)];
+    const name = a.startsWith('--') ? a.slice(2) : '';
+    const next = argv[i + 1];
+    if (Object.hasOwn(options, name) && options[name].type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+const GRADCHECK_OPTIONS = { op: { type: 'string' }, seed: { type: 'string' }, tolerance: { type: 'string' }, json: { type: 'boolean' } } as const;
+
 function runGradcheck(argv: string[]): number {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
-      options: { op: { type: 'string' }, seed: { type: 'string' }, tolerance: { type: 'string' }, json: { type: 'boolean' } },
+      args: joinNegativeValues(argv, GRADCHECK_OPTIONS),
+      options: GRADCHECK_OPTIONS,
       strict: true,
     }));
   } catch (e) {
@@ -148,14 +188,46 @@ const RUN_OPTIONS = {
 
 const MAX_SEED = 2 ** 32 - 1;
 
-/** Which commands use the options that only some of them read (the others refuse them rather than ignore them). */
-const ONLY_FOR: Partial<Record<keyof typeof RUN_OPTIONS, readonly string[]>> = {
+type RunCommand = 'reproduce' | 'generate-data' | 'train' | 'analyze' | 'visualize' | 'evaluate' | 'trace';
+
+const ALL: readonly RunCommand[] = ['reproduce', 'generate-data', 'train', 'analyze', 'visualize', 'evaluate', 'trace'];
+/** The commands that run a model (generate-data only writes images). */
+const MODEL_COMMANDS: readonly RunCommand[] = ['reproduce', 'train', 'analyze', 'visualize', 'evaluate', 'trace'];
+/** The commands that read (or, for generate-data, write) a data set; trace steps on random input. */
+const DATA_COMMANDS: readonly RunCommand[] = ['reproduce', 'generate-data', 'train', 'analyze', 'visualize', 'evaluate'];
+
+/**
+ * The commands that use each option: the others refuse it rather than ignore it, so that a run never silently
+ * differs from what its command line says. The limits and --seed also decide the synthetic data set a command
+ * makes or reads (with --data absent); train reads only train/good, so --test-limit is not its option.
+ */
+const USED_BY: Record<keyof typeof RUN_OPTIONS, readonly RunCommand[]> = {
+  backend: MODEL_COMMANDS,
+  data: DATA_COMMANDS,
+  category: DATA_COMMANDS,
   model: ['train', 'trace'],
+  preset: MODEL_COMMANDS, // analyze, visualize and evaluate check it against the checkpoints
+  size: ALL,
+  channels: MODEL_COMMANDS, // likewise
+  epochs: ['train', 'reproduce'],
+  batch: ['train', 'reproduce', 'analyze', 'evaluate', 'trace'], // visualize runs its one pair as one batch
+  lr: ['train', 'reproduce', 'trace'],
+  seed: ALL,
+  out: ALL,
+  'train-limit': DATA_COMMANDS,
+  'test-limit': ['reproduce', 'generate-data', 'analyze', 'visualize', 'evaluate'],
+  'analysis-images': ['reproduce', 'analyze'], // visualize draws the first pair only
+  'no-progress': ['train', 'reproduce'],
   resume: ['train', 'reproduce'],
   schedule: ['train', 'reproduce'],
   optimizer: ['train', 'reproduce'],
   shadow: ['trace'],
 };
+
+/** 'a', 'a and b', 'a, b and c'. */
+function listed(items: readonly string[]): string {
+  return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`;
+}
 
 /** A category is a folder name under the data root and under --out: no separators, no '.' or '..'. */
 function checkCategory(name: string): void {
@@ -171,17 +243,18 @@ function oneOf<T extends string>(name: string, v: string | undefined, allowed: r
 }
 
 /** Parses the common options into a RunConfig (clear errors for bad values). */
-function runConfig(command: string, argv: string[]): { cfg: RunConfig; model: ModelName; shadow: boolean } {
+function runConfig(command: RunCommand, argv: string[]): { cfg: RunConfig; model: ModelName; shadow: boolean } {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: RUN_OPTIONS, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinNegativeValues(argv, RUN_OPTIONS), options: RUN_OPTIONS, strict: true, allowPositionals: false }));
   } catch (e) {
     fail(`${command}: ${(e as Error).message}`);
   }
-  for (const [option, commands] of Object.entries(ONLY_FOR)) {
-    if (values[option as keyof typeof values] !== undefined && !commands.includes(command)) {
-      fail(`${command}: --${option} applies to ${commands.join(' and ')} only`);
-    }
+  // Every option given that this command does not use, in one message.
+  const unused = (Object.keys(USED_BY) as Array<keyof typeof USED_BY>).filter((o) => values[o] !== undefined && !USED_BY[o].includes(command));
+  if (unused.length > 0) fail(`${command}: ${unused.map((o) => `--${o} applies to ${listed(USED_BY[o])} only`).join('; ')}`);
+  if (command === 'generate-data' && values.data !== undefined && values.out !== undefined) {
+    fail('generate-data: --out is not used with --data (the data set is written to --data DIR, or without it to <--out>/data)');
   }
   for (const option of ['out', 'data'] as const) {
     if (values[option] !== undefined && values[option].trim() === '') fail(`--${option} expects a folder, got ''`);
@@ -252,7 +325,7 @@ async function runTrace(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function runCommand(command: string, argv: string[]): Promise<number> {
+async function runCommand(command: Exclude<RunCommand, 'trace'>, argv: string[]): Promise<number> {
   const { cfg, model } = runConfig(command, argv);
   if (command === 'generate-data') {
     const root = cfg.data ?? path.join(cfg.out, 'data');
@@ -280,12 +353,15 @@ async function runCommand(command: string, argv: string[]): Promise<number> {
   return 0;
 }
 
+const COMMANDS: readonly string[] = [...ALL, 'gradcheck'];
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
     process.stdout.write(HELP);
     return 0;
   }
+  if (command !== undefined && COMMANDS.includes(command)) checkEnvironment();
   switch (command) {
     case 'gradcheck':
       return runGradcheck(rest);

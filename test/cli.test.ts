@@ -102,6 +102,10 @@ describe('skipgrad CLI', () => {
   });
 
   it('bad arguments get clear errors and a non-zero exit', async () => {
+    const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // A category folder given as --data; a category whose train/good is empty.
+    for (const d of ['train/good', 'test/good']) fs.mkdirSync(path.join(tmp, 'd1', 'woven', d), { recursive: true });
+    fs.mkdirSync(path.join(tmp, 'no images', 'woven', 'train', 'good'), { recursive: true });
     const cases: Array<[string[], RegExp]> = [
       [['frobnicate'], /unknown command 'frobnicate'/],
       [['train', '--size', 'big'], /--size expects a whole number from 8 to 4096, got 'big'/],
@@ -120,11 +124,26 @@ describe('skipgrad CLI', () => {
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
       [['gradcheck', '--tolerance', '0'], /--tolerance expects a number > 0, got '0'/],
       [['gradcheck', '--seed', '1.5'], /--seed expects a whole number from 0 to 4294967295, got '1.5'/],
+      // A negative number is a value like any other (parseArgs alone calls it an ambiguous argument).
+      [['train', '--seed', '-1'], /--seed expects a whole number from 0 to 4294967295, got '-1'/],
+      [['evaluate', '--test-limit', '-1'], /--test-limit expects a whole number from 0 to \d+, got '-1'/],
+      [['train', '--lr', '-.5'], /--lr expects a number > 0, got '-.5'/],
+      [['gradcheck', '--seed', '-1'], /--seed expects a whole number from 0 to 4294967295, got '-1'/],
+      [['gradcheck', '--tolerance', '-1e-3'], /--tolerance expects a number > 0, got '-1e-3'/],
       [['train', '--preset', 'vgg'], /--preset must be one of esann, icpr, got 'vgg'/],
       [['train', '--backend', 'tpu'], /--backend must be one of auto, cpu, webgpu, got 'tpu'/],
       [['train', '--whatever'], /Unknown option '--whatever'/],
       [['analyze', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /best\.safetensors not found: train it first/],
       [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--backend', 'cpu'], /aesc.best\.safetensors not found: train it first/],
+      // The hint to train names the options that decide which model fits (quoted for a shell where need be).
+      [['evaluate', '--out', path.join(tmp, 'empty'), '--category', 'woven', '--data', path.join(tmp, 'my data'), '--preset', 'icpr', '--size', '128', '--channels', '4'],
+        new RegExp(`train it first \\(skipgrad train --category woven --model aesc --data '${esc(path.join(tmp, 'my data'))}' --preset icpr --size 128 --channels 4 --out ${esc(path.join(tmp, 'empty'))}\\)`)],
+      [['analyze', '--out', path.join(tmp, 'empty'), '--category', 'woven'], new RegExp(`train it first \\(skipgrad train --category woven --model ae --out ${esc(path.join(tmp, 'empty'))}\\)`)],
+      [['train', '--data', path.join(tmp, 'd1', 'woven'), '--category', 'woven', '--backend', 'cpu'],
+        new RegExp(`--data ${esc(path.join(tmp, 'd1', 'woven'))} is a category folder \\(it holds train/ and test/\\), not the data set's root: pass its parent, --data ${esc(path.join(tmp, 'd1'))} --category woven`)],
+      [['train', '--data', path.join(tmp, 'no images'), '--category', 'woven', '--backend', 'cpu'], new RegExp(`train: no training images: ${esc(path.join(tmp, 'no images', 'woven', 'train', 'good'))} holds no \\.png files`)],
+      [['train', '--train-limit', '1', '--category', 'woven', '--out', path.join(tmp, 'one'), '--backend', 'cpu', '--no-progress'],
+        new RegExp(`train: --train-limit 1 leaves one training image; at least 2 of ${esc(path.join(tmp, 'one', 'data', 'woven', 'train', 'good'))} are needed \\(20% of them, at least one, are held out for validation\\)`)],
       [['train', '--data', path.join(tmp, 'nowhere'), '--backend', 'cpu'], /--data .*nowhere: no such folder/],
       [['train', '--category', 'marble', '--out', path.join(tmp, 'm'), '--backend', 'cpu'], /no built-in synthetic category marble/],
       [['train', '--size', '32', '--out', path.join(tmp, 'small'), '--backend', 'cpu'], /--size 32 does not fit the esann network: .*the least size that fits is 61/],
@@ -149,6 +168,62 @@ describe('skipgrad CLI', () => {
     }
   });
 
+  it('each command refuses every option it does not use, and takes every one it uses', async () => {
+    const value: Record<string, string[]> = {
+      backend: ['cpu'], data: [path.join(tmp, 'nowhere')], category: ['woven'], model: ['ae'], preset: ['esann'], size: ['64'],
+      channels: ['2'], epochs: ['1'], batch: ['2'], lr: ['0.01'], out: [path.join(tmp, 'unused')], 'train-limit': ['3'],
+      'test-limit': ['2'], 'analysis-images': ['8'], 'no-progress': [], resume: [], schedule: ['constant'], optimizer: ['adam'], shadow: [],
+    };
+    // Read from the code (pipeline.ts): the options each command does not use. --seed is everyone's.
+    const unused: Record<string, string[]> = {
+      reproduce: ['model', 'shadow'],
+      'generate-data': ['backend', 'model', 'preset', 'channels', 'epochs', 'batch', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      train: ['test-limit', 'analysis-images', 'shadow'],
+      analyze: ['model', 'epochs', 'lr', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      visualize: ['model', 'epochs', 'batch', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      evaluate: ['model', 'epochs', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
+      trace: ['data', 'category', 'epochs', 'train-limit', 'test-limit', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer'],
+    };
+    const args = (options: string[]): string[] => options.flatMap((o) => [`--${o}`, ...value[o]]);
+    for (const [command, refused] of Object.entries(unused)) {
+      const r = await cli([command, ...args(refused)]);
+      expect(r.code, command).toBe(2);
+      const named = [...r.stderr.matchAll(/--([\w-]+) applies to [\w, -]+ only/g)].map((m) => m[1]);
+      expect(named, `${command}: ${r.stderr}`).toEqual(refused);
+      expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${command}: --`));
+      // The options it uses pass, up to a bad --seed (checked after them), for generate-data with --data or --out.
+      const used = Object.keys(value).filter((o) => !refused.includes(o) && !(command === 'generate-data' && o === 'out'));
+      const ok = await cli([command, ...args(used), '--seed', '4294967296']);
+      expect(ok.stderr, command).toMatch(/^skipgrad: --seed expects a whole number from 0 to 4294967295/);
+    }
+    const trace = await cli(['trace', '--data', '/nonexistent', '--category', 'foo', '--epochs', '99', '--train-limit', '3']);
+    expect(trace.stderr).toMatch(/^skipgrad: trace: --data applies to reproduce, generate-data, train, analyze, visualize and evaluate only; --category applies to .* only; --epochs applies to train and reproduce only; --train-limit applies to/);
+    const both = await cli(['generate-data', '--data', path.join(tmp, 'gen'), '--out', path.join(tmp, 'unused')]);
+    expect(both.stderr).toMatch(/generate-data: --out is not used with --data/);
+    expect(fs.existsSync(path.join(tmp, 'unused'))).toBe(false);
+    expect(fs.existsSync(path.join(tmp, 'gen'))).toBe(false);
+  });
+
+  it('the skipgrad command exists before a build (npx links it then), says to build when dist/ is missing, and runs the built CLI', async () => {
+    const pkg = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { bin: { skipgrad: string }; files: string[] };
+    const bin = pkg.bin.skipgrad;
+    expect(bin.startsWith('dist/'), 'a build output: a fresh clone has no such file').toBe(false);
+    expect(fs.existsSync(bin)).toBe(true);
+    expect(pkg.files).toContain(bin);
+    // A copy of the command without dist/ beside it, then with a stand-in for the built CLI.
+    const root = path.join(tmp, 'bin-copy');
+    fs.mkdirSync(path.join(root, 'bin'), { recursive: true });
+    fs.copyFileSync(bin, path.join(root, 'bin', path.basename(bin)));
+    const command = path.join(root, 'bin', path.basename(bin));
+    const unbuilt = await run(process.execPath, [command, 'help']).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in unbuilt ? unbuilt.code : 0).toBe(2);
+    expect(unbuilt.stderr).toContain(`skipgrad: the command line is not built (${path.join(root, 'dist', 'src', 'cli.js')} is missing): run 'npm run build' in ${root}${path.sep} first`);
+    fs.mkdirSync(path.join(root, 'dist', 'src'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'dist', 'src', 'cli.js'), 'process.stdout.write(JSON.stringify(process.argv.slice(2)));\n');
+    const built = await run(process.execPath, [command, 'train', '--seed', '1']);
+    expect(JSON.parse(built.stdout)).toEqual(['train', '--seed', '1']);
+  });
+
   it('environment variables: SKIPGRAD_BACKEND is the default of --backend; bad values are named, not ignored', async () => {
     const out = path.join(tmp, 'env');
     const cases: Array<[Record<string, string>, RegExp]> = [
@@ -159,10 +234,41 @@ describe('skipgrad CLI', () => {
     ];
     for (const [env, msg] of cases) {
       const r = await cli(['trace', '--out', out, '--channels', '2', '--batch', '2'], env);
-      expect(r.code, JSON.stringify(env)).not.toBe(0);
+      expect(r.code, JSON.stringify(env)).toBe(2); // a usage error, found before the command starts
       expect(r.stderr, JSON.stringify(env)).toMatch(msg);
       expect(r.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
     }
+    // gradcheck stops once, naming the variable, rather than reporting every op as failed.
+    for (const [name, value] of [['SKIPGRAD_NAN_GUARD', 'yes'], ['SKIPGRAD_THREADS', 'abc']]) {
+      const r = await cli(['gradcheck'], { [name]: value });
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${name}='${value}' is not `));
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('Ctrl-C during train ends it by SIGINT (status 130 in a shell) and says where the checkpoints are and how to continue', async () => {
+    const out = path.join(tmp, 'interrupt');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'train', '--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2',
+      '--train-limit', '6', '--category', 'woven', '--epochs', '1000', '--no-progress'], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const last = path.join(out, 'woven', 'aesc', 'last.safetensors');
+    const poll = setInterval(() => {
+      if (fs.existsSync(last)) {
+        clearInterval(poll);
+        child.kill('SIGINT');
+      }
+    }, 20);
+    const guard = setTimeout(() => child.kill('SIGKILL'), 60_000); // a run that ignores Ctrl-C would go on for minutes
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on('exit', (c, sig) => resolve([c, sig])));
+    clearInterval(poll);
+    clearTimeout(guard);
+    expect([code, signal], stderr).toEqual([null, 'SIGINT']);
+    expect(stderr).toContain(`skipgrad: interrupted; the checkpoints of finished epochs are in ${path.join(out, 'woven', 'aesc')}: rerun the same command with --resume to continue`);
+    expect(stderr).not.toContain('\x1b[?25h'); // stderr is not a terminal here
+    const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: unknown[] };
+    expect(history.history.length).toBeLessThan(1000);
   });
 
   it('train that starts over and is killed: the previous run stays set aside, the killed run resumes with --resume', async () => {
@@ -191,11 +297,12 @@ describe('skipgrad CLI', () => {
 
   it('train --resume continues from last.safetensors; checkpoints in the wrong slot or of another size are refused', async () => {
     const out = path.join(tmp, 'resume');
-    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
+    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--category', 'woven'];
+    const training = [...common, '--no-progress'];
     // A constant lr does not depend on the total of epochs: the run may be continued with more.
-    const first = await cli(['train', ...common, '--epochs', '1', '--schedule', 'constant']);
+    const first = await cli(['train', ...training, '--epochs', '1', '--schedule', 'constant']);
     expect(first.code, first.stderr).toBe(0);
-    const again = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
+    const again = await cli(['train', ...training, '--epochs', '2', '--schedule', 'constant', '--resume']);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
     const historyFile = path.join(out, 'woven', 'aesc', 'history.json');
@@ -203,16 +310,16 @@ describe('skipgrad CLI', () => {
     expect(history.history.map((h) => h.epoch)).toEqual([1, 2]);
     // Resuming a run that has its epochs says so, and trains (and writes) nothing.
     const historyBefore = fs.readFileSync(historyFile, 'utf8');
-    const done = await cli(['train', ...common, '--epochs', '2', '--schedule', 'constant', '--resume']);
+    const done = await cli(['train', ...training, '--epochs', '2', '--schedule', 'constant', '--resume']);
     expect(done.code, done.stderr).toBe(0);
     expect(done.stderr).toMatch(/woven\/aesc: already trained 2 of 2 epochs \(best validation PSNR [\d.]+ dB at epoch \d\); nothing to do\n/);
     expect(done.stderr).not.toMatch(/ s\)\n/); // no "best validation PSNR ... (0.1 s)" as if it had trained
     expect(fs.readFileSync(historyFile, 'utf8')).toBe(historyBefore);
     // Other settings (here the lr and the schedule) would join two different runs: refused, each named.
-    const other = await cli(['train', ...common, '--epochs', '4', '--lr', '0.01', '--resume']);
+    const other = await cli(['train', ...training, '--epochs', '4', '--lr', '0.01', '--resume']);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/last\.safetensors: cannot resume: this run's training settings are not the checkpoint's: lr 0\.01 \(the checkpoint's: 0\.005\), schedule "onecycle" \(the checkpoint's: "constant"\); resume with the checkpoint's settings, or start over/);
-    const over = await cli(['train', ...common, '--epochs', '1']);
+    const over = await cli(['train', ...training, '--epochs', '1']);
     expect(over.stderr).toMatch(/woven\/aesc: starting over \(--resume would continue the run there instead\); the previous run's files are set aside in \S+previous-run until this run finishes, and put back if it fails/);
     expect(fs.existsSync(path.join(out, 'woven', 'aesc', 'previous-run'))).toBe(false); // it finished: it replaced them
     // AESc weights where AE's belong, and a size the model was not trained at.
@@ -222,7 +329,7 @@ describe('skipgrad CLI', () => {
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/ae.best\.safetensors: this checkpoint is AESc \(with skips\), but it sits where the AE model belongs/);
     fs.rmSync(path.join(out, 'woven', 'ae'), { recursive: true });
-    const size = await cli(['train', '--model', 'ae', ...common, '--epochs', '1']);
+    const size = await cli(['train', '--model', 'ae', ...training, '--epochs', '1']);
     expect(size.code, size.stderr).toBe(0);
     const at128 = await cli(['analyze', ...common.map((a) => (a === '64' ? '128' : a))]);
     expect(at128.code).not.toBe(0);

@@ -593,6 +593,17 @@ describe('errors name the file or folder', () => {
     expect(() => readGrayPng(g)).toThrow(new RegExp(`^${esc(g)}: no such file`));
   });
 
+  it('a mask of another size than its image', () => {
+    const d = copy();
+    const mask = path.join(d, 'disc', 'ground_truth', 'hole', '000_mask.png');
+    writeGrayPng(mask, new Uint8Array(20 * 10).fill(255), 20, 10); // 10 wide, 20 high; the image is 16x16
+    const img = path.join(d, 'disc', 'test', 'hole', '000.png');
+    expect(() => loadCategory(d, 'disc', 16)).toThrow(new RegExp(`^${esc(mask)}: the mask is 10x20, but its image ${esc(img)} is 16x16; a mask must be the size of its image`));
+    // The same shape, and at any --size, loads.
+    writeGrayPng(mask, new Uint8Array(16 * 16), 16, 16);
+    expect(loadCategory(d, 'disc', 8).test.find((s) => s.file === img)?.mask).toHaveLength(64);
+  });
+
   it('a defective test image without its mask', () => {
     const d = copy();
     const mask = path.join(d, 'disc', 'ground_truth', 'hole', '000_mask.png');

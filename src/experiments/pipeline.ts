@@ -110,7 +110,13 @@ export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainL
 export function loadData(cfg: RunConfig, category: string, trainOnly = false): Category {
   const root = dataRoot(cfg);
   const available = listCategories(root);
-  if (!available.includes(category)) throw new Error(`category '${category}' is not in ${root} (found: ${available.join(', ') || 'none'})`);
+  if (!available.includes(category)) {
+    const isDir = (d: string): boolean => fs.statSync(path.join(root, d), { throwIfNoEntry: false })?.isDirectory() === true;
+    if (isDir('train') && isDir('test')) {
+      throw new Error(`--data ${root} is a category folder (it holds train/ and test/), not the data set's root: pass its parent, --data ${path.join(root, '..')} --category ${path.basename(path.resolve(root))}`);
+    }
+    throw new Error(`category '${category}' is not in ${root} (found: ${available.join(', ') || 'none'})`);
+  }
   return loadCategory(root, category, cfg.size, {
     ...(cfg.trainLimit > 0 ? { limitTrain: cfg.trainLimit } : {}), ...(cfg.testLimit > 0 ? { limitTest: cfg.testLimit } : {}), trainOnly,
   });
@@ -128,10 +134,25 @@ function buildModel(cfg: RunConfig, model: ModelName, backend: Backend): Autoenc
 /** How a model is named in figures and tables. */
 export const MODEL_LABEL: Record<ModelName, string> = { aesc: 'AESc', ae: 'AE' };
 
+/** A word as a POSIX shell reads it: as it is when it is plain, else in single quotes. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
 /** The checkpoint a trained model is loaded from; throws, saying how to make it, when it is not there. */
 function checkpointFile(cfg: RunConfig, category: string, model: ModelName): string {
   const file = path.join(modelDir(cfg, category, model), 'best.safetensors');
-  if (!fs.existsSync(file)) throw new Error(`${file} not found: train it first (skipgrad train --category ${category} --model ${model} --out ${cfg.out})`);
+  if (!fs.existsSync(file)) {
+    // The options that decide which model fits this run (checkpointOptions checks them), as the user gave them.
+    const given = [
+      ...(cfg.data !== null ? ['--data', cfg.data] : []),
+      ...(cfg.preset !== DEFAULTS.preset ? ['--preset', cfg.preset] : []),
+      ...(cfg.size !== DEFAULTS.size ? ['--size', String(cfg.size)] : []),
+      ...(cfg.channels !== null ? ['--channels', String(cfg.channels)] : []),
+    ];
+    const command = ['skipgrad', 'train', '--category', category, '--model', model, ...given, '--out', cfg.out].map(shellWord).join(' ');
+    throw new Error(`${file} not found: train it first (${command})`);
+  }
   return file;
 }
 
@@ -183,6 +204,14 @@ function writeJson(file: string, value: unknown): void {
 
 export async function trainStep(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<TrainResult> {
   const data = loadData(cfg, category, true);
+  if (data.train.length < 2) {
+    const folder = path.join(cfg.data ?? path.join(cfg.out, 'data'), category, 'train', 'good');
+    const why = '20% of them, at least one, are held out for validation';
+    if (data.train.length === 0) throw new Error(`train: no training images: ${folder} holds no .png files`);
+    throw new Error(cfg.trainLimit === 1
+      ? `train: --train-limit 1 leaves one training image; at least 2 of ${folder} are needed (${why})`
+      : `train: ${folder} holds one .png image; training needs at least 2 (${why})`);
+  }
   const { train, validation } = splitTrainValidation(data.train.map((s) => s.image), 0.2, new Rng(cfg.seed + 17));
   const dir = modelDir(cfg, category, model);
   makeDirs(dir);
@@ -209,6 +238,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
         writeHistory(r);
       },
       log,
+      interruptMessage: `skipgrad: interrupted; the checkpoints of finished epochs are in ${dir}: rerun the same command with --resume to continue`,
     });
     if (epochsRun > 0) writeHistory(r);
     return r;

@@ -46,6 +46,13 @@ export interface TrainOptions {
   onEpoch?: (result: TrainResult) => void;
   /** Where notes on a resume go (default: a line on stderr). */
   log?: (message: string) => void;
+  /**
+   * Ctrl-C (SIGINT) while training: show the terminal's cursor again (the progress bar hides it), write this line
+   * to stderr, and end the process by the signal as Node would without a listener (a shell reports status 130).
+   * Node runs a signal listener only when its event loop turns, which a CPU training step never does, so while
+   * this is set each step yields to the loop once. Unset: SIGINT is left alone.
+   */
+  interruptMessage?: string;
 }
 
 /**
@@ -64,6 +71,11 @@ export interface TrainingSettings {
   trainImages: number;
   validationImages: number;
   epochs: number;
+}
+
+/** One turn of the event loop (its poll phase runs pending signal listeners before setImmediate callbacks). */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export interface EpochRecord {
@@ -174,6 +186,13 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       stream: process.stderr, hideCursor: true, etaBuffer: 50,
     }, cliProgress.Presets.shades_classic) : null;
     bar?.start((epochs - startEpoch) * stepsPerEpoch, 0, { epoch: startEpoch + 1, epochs, loss: '-', psnr: '-' });
+    const message = o.interruptMessage;
+    const onInterrupt = message === undefined ? null : (): void => {
+      process.removeListener('SIGINT', onInterrupt!);
+      process.stderr.write(`${process.stderr.isTTY ? '\x1b[?25h\n' : ''}${message}\n`);
+      process.kill(process.pid, 'SIGINT'); // no listener now: the default action ends the process
+    };
+    if (onInterrupt) process.on('SIGINT', onInterrupt);
 
     try {
       for (let epoch = startEpoch; epoch < epochs; epoch++) {
@@ -207,6 +226,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
           result.stepLosses.push(loss);
           lossSum += loss;
           bar?.increment(1, { loss: loss.toFixed(5) });
+          if (onInterrupt) await yieldToEventLoop();
         }
         const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
         if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
@@ -238,6 +258,10 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       }
     } finally {
       bar?.stop();
+      if (onInterrupt) {
+        await yieldToEventLoop(); // a Ctrl-C since the last step's turn is handled, not dropped with the listener
+        process.removeListener('SIGINT', onInterrupt);
+      }
     }
     // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
     // best.safetensors, which must then hold that epoch.

@@ -8,7 +8,8 @@
  *
  * Preprocessing as in the authors' code (docs/reference-facts.md §3): read, convert to gray (BT.601 luminance),
  * resize to size x size bilinearly (OpenCV INTER_LINEAR convention, see png.ts), values in [0, 1]. Masks are
- * resized the same way and then binarised (> 0 -> 1), as the authors' code does (png.ts, readMask).
+ * resized the same way and then binarised (> 0 -> 1), as the authors' code does (png.ts, readMask); a mask must
+ * be the size of its image (an error otherwise, naming both files).
  *
  * Everything is deterministic: folders and files are taken in code-unit order of their names (not the
  * locale's), so the same tree always loads in the same order. Files not ending in .png are ignored (e.g.
@@ -19,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../engine/random.js';
-import { readGrayPng, readMask, resizeBilinear } from './png.js';
+import { readGrayPng, readMask, readPngSize, resizeBilinear } from './png.js';
 
 export interface Sample {
   /** The image file the sample was read from. */
@@ -138,6 +139,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
     if (opts.limitTest !== undefined) files = files.slice(0, opts.limitTest);
     for (const f of files) {
       const file = path.join(dir, f);
+      const img = readGrayPng(file);
       let mask: Uint8Array | null = null;
       if (label !== 'good') {
         const maskFile = path.join(gtDir, label, `${f.replace(/\.png$/i, '')}_mask.png`);
@@ -145,8 +147,13 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
           throw new Error(`${file}: defective test image ('${label}') has no mask; expected ${maskFile}`);
         }
         mask = readMask(maskFile, size, size);
+        // A mask of another size (MVTec AD's always match) would be stretched onto the image, marking the wrong pixels.
+        const m = readPngSize(maskFile);
+        if (m.width !== img.width || m.height !== img.height) {
+          throw new Error(`${maskFile}: the mask is ${m.width}x${m.height}, but its image ${file} is ${img.width}x${img.height}; a mask must be the size of its image`);
+        }
       }
-      test.push({ file, image: loadImage(file, size), label, mask });
+      test.push({ file, image: resizeBilinear(img.data, img.height, img.width, size, size), label, mask });
     }
   }
   return { name, size, train, test };

@@ -127,6 +127,15 @@ export function readGrayPng(file: string): GrayImage {
   return decodeGrayPng(readFileNamed(file), file);
 }
 
+/** The width and height a PNG file's header (IHDR) gives, without decoding the image. Errors name the file. */
+export function readPngSize(file: string): { width: number; height: number } {
+  const buf = readFileNamed(file);
+  if (!isPngSignature(buf) || buf.length < 24 || buf.toString('latin1', 12, 16) !== 'IHDR') {
+    throw new Error(`${file}: not a PNG file (no PNG signature and IHDR header)`);
+  }
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+}
+
 /**
  * Bilinear resize of a row-major h x w image to outH x outW, with the convention of OpenCV's
  * `cv2.resize(..., interpolation=cv2.INTER_LINEAR)`: pixel centres at half-integers, so output pixel x samples
