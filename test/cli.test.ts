@@ -74,9 +74,11 @@ describe('skipgrad CLI', () => {
     const out = path.join(tmp, 'trace');
     const r = await cli(['trace', '--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--batch', '2']);
     expect(r.code, r.stderr).toBe(0);
-    const t = JSON.parse(fs.readFileSync(path.join(out, 'trace.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; cat: string; tid: number }> };
+    const t = JSON.parse(fs.readFileSync(path.join(out, 'trace.json'), 'utf8')) as { traceEvents: Array<{ ph: string; name: string; cat: string; tid: number; args?: Record<string, unknown> }> };
     const ops = t.traceEvents.filter((e) => e.ph === 'X');
     expect(ops.some((e) => e.name === 'conv2d' && e.cat === 'forward')).toBe(true);
+    // The step train takes: AdamW with train's weight decay (0.01), beta1 0.9.
+    expect(ops.find((e) => e.name === 'adam')?.args?.attrs).toMatchObject({ lr: 0.005, beta1: 0.9, weightDecay: 0.01, decoupled: true });
     expect(ops.some((e) => e.name === 'conv2dGradWeight' && e.cat === 'backward')).toBe(true);
     // The optimizer update is its own phase, on its own row of the trace viewer.
     const adam = ops.filter((e) => e.name === 'adam');
@@ -120,7 +122,7 @@ describe('skipgrad CLI', () => {
       [['evaluate', '--resume'], /evaluate: --resume applies to train and reproduce only/],
       [['train', '--shadow'], /train: --shadow applies to trace only/],
       [['train', '--schedule', 'cosine'], /--schedule must be one of constant, onecycle, onecycle-steps, plateau, got 'cosine'/],
-      [['analyze', '--optimizer', 'adam'], /analyze: --optimizer applies to train and reproduce only/],
+      [['analyze', '--optimizer', 'adam'], /analyze: --optimizer applies to train, reproduce and trace only/],
       [['trace', '--batch', '1', '--out', path.join(tmp, 'small')], /--batch 1: at --size 64 the esann network's deepest layer is 1x1/],
       [['gradcheck', '--tolerance', '0'], /--tolerance expects a number > 0, got '0'/],
       [['gradcheck', '--seed', '1.5'], /--seed expects a whole number from 0 to 4294967295, got '1.5'/],
@@ -182,7 +184,7 @@ describe('skipgrad CLI', () => {
       analyze: ['model', 'epochs', 'lr', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
       visualize: ['model', 'epochs', 'batch', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
       evaluate: ['model', 'epochs', 'lr', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer', 'shadow'],
-      trace: ['data', 'category', 'epochs', 'train-limit', 'test-limit', 'analysis-images', 'no-progress', 'resume', 'schedule', 'optimizer'],
+      trace: ['data', 'category', 'epochs', 'train-limit', 'test-limit', 'analysis-images', 'no-progress', 'resume', 'schedule'],
     };
     const args = (options: string[]): string[] => options.flatMap((o) => [`--${o}`, ...value[o]]);
     for (const [command, refused] of Object.entries(unused)) {
@@ -274,7 +276,7 @@ describe('skipgrad CLI', () => {
   it('train that starts over and is killed: the previous run stays set aside, the killed run resumes with --resume', async () => {
     const out = path.join(tmp, 'killed');
     const dir = path.join(out, 'woven', 'aesc');
-    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--test-limit', '2', '--category', 'woven', '--no-progress'];
+    const common = ['--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2', '--train-limit', '6', '--category', 'woven', '--no-progress'];
     expect((await cli(['train', ...common, '--epochs', '1'])).code).toBe(0);
     const finished = fs.readFileSync(path.join(dir, 'best.safetensors'));
     // Starting over: killed (no chance to clean up) once its first epoch is written.
