@@ -7,7 +7,7 @@ import { useBackend } from './engine/backends.js';
 import { zeroGrad } from './engine/autograd.js';
 import { checkWritable, makeDirs, writeFileAtomic } from './engine/io/atomic.js';
 import { mseLoss } from './engine/ops/loss.js';
-import { Adam } from './engine/optim/adam.js';
+import { makeOptimizer } from './experiments/train.js';
 import { uniform } from './engine/tensor.js';
 import { Autoencoder, inputSizeProblem, presetOptions, trainingBatchProblem, type Preset } from './models/autoencoder.js';
 import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
@@ -58,7 +58,7 @@ Common options (a command refuses those it does not use, and says which commands
                               slow warm-up from lr/25, with Adam's beta1 cycled from 0.95),
                               plateau (the authors' Keras code: halve after 30 epochs without a 1 dB gain in
                               validation PSNR), constant
-  --optimizer adamw|adam      for train and reproduce (default adamw, weight decay 0.01; adam: none)
+  --optimizer adamw|adam      for train, reproduce and trace (default adamw, weight decay 0.01; adam: none)
   --seed N                    0 to 4294967295 (default 0)
   --out DIR                   where everything is written (default runs/latest)
   --train-limit N             images of train/good used, 0 = all (default 40)
@@ -220,7 +220,7 @@ const USED_BY: Record<keyof typeof RUN_OPTIONS, readonly RunCommand[]> = {
   'no-progress': ['train', 'reproduce'],
   resume: ['train', 'reproduce'],
   schedule: ['train', 'reproduce'],
-  optimizer: ['train', 'reproduce'],
+  optimizer: ['train', 'reproduce', 'trace'],
   shadow: ['trace'],
 };
 
@@ -307,7 +307,8 @@ async function runTrace(argv: string[]): Promise<number> {
   checkWritable(cfg.out);
   const backend = await useBackend(cfg.backend);
   const m = new Autoencoder(presetOptions(cfg.preset, { skips: model === 'aesc', inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
-  const opt = new Adam(m.parameters(), { lr: cfg.lr, decoupled: true });
+  // The optimizer a training run of these options uses (train.ts), so the trace shows the step train takes.
+  const opt = makeOptimizer(m.parameters(), cfg.lr, cfg.optimizer);
   const x = uniform([cfg.batch, 1, cfg.size, cfg.size], 0, 1, { backend });
   const { trace } = traced(() => {
     const loss = mseLoss(m.forward(x).output, x);

@@ -73,6 +73,16 @@ export interface TrainingSettings {
   epochs: number;
 }
 
+/** The weight decay a run uses unless told: AdamW's 0.01 (PyTorch's default, the authors' code); Adam: none. */
+export function defaultWeightDecay(optimizer: 'adam' | 'adamw'): number {
+  return optimizer === 'adamw' ? 1e-2 : 0;
+}
+
+/** The optimizer of a training run: AdamW (decoupled weight decay) or Adam, at lr. */
+export function makeOptimizer(params: Tensor[], lr: number, optimizer: 'adam' | 'adamw', weightDecay = defaultWeightDecay(optimizer)): Adam {
+  return new Adam(params, { lr, decoupled: optimizer === 'adamw', weightDecay });
+}
+
 /** One turn of the event loop (its poll phase runs pending signal listeners before setImmediate callbacks). */
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -129,10 +139,10 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
   const log = o.log ?? ((message: string): void => void process.stderr.write(`${message}\n`));
   const optimizer = o.optimizer ?? 'adamw';
   const settings: TrainingSettings = {
-    lr: o.lr, schedule: o.schedule ?? 'constant', optimizer, weightDecay: o.weightDecay ?? (optimizer === 'adamw' ? 1e-2 : 0),
+    lr: o.lr, schedule: o.schedule ?? 'constant', optimizer, weightDecay: o.weightDecay ?? defaultWeightDecay(optimizer),
     batchSize, seed, trainImages: o.train.length, validationImages: o.validation.length, epochs,
   };
-  const opt = new Adam(params, { lr: o.lr, decoupled: optimizer === 'adamw', weightDecay: settings.weightDecay });
+  const opt = makeOptimizer(params, o.lr, optimizer, settings.weightDecay);
   // Adam's moments are freed however the run ends (an error included).
   try {
     const batches = batchRanges(o.train.length, batchSize);

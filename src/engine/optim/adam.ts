@@ -105,7 +105,7 @@ export class Adam {
         };
         runOp({
           op: 'adam', inputs: [p, g, this.m[i], this.v[i]], inputNames: [`parameter${p.name ? ` '${p.name}'` : ''}`, 'its .grad', 'first moment', 'second moment'], outputs: [], flops: 12 * p.size,
-          attrs: { lr: o.lr, beta1: o.beta1, step: o.step, decoupled: o.decoupled },
+          attrs: { lr: o.lr, beta1: o.beta1, step: o.step, weightDecay: o.weightDecay, decoupled: o.decoupled },
           writes: [0, 2, 3],
           kernel: (be, _outs, [ps, gs, ms, vs]) => {
             if (!be.adam) throw new Error(`adam: backend '${be.name}' has no fused Adam kernel`);
