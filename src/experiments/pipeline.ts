@@ -220,6 +220,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   const label = `${category}/${model}`;
   const resumable = fs.existsSync(last);
   if (cfg.resume) log(resumable ? `${label}: resuming from ${last}` : `${label}: no ${last} to resume from; starting at epoch 1`);
+  log(`${label}: each finished epoch is checkpointed in ${dir}; if this run is interrupted, the same command with --resume continues it`);
   const t0 = performance.now();
   // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.
   const writeHistory = (result: TrainResult): void => {
@@ -238,7 +239,6 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
         writeHistory(r);
       },
       log,
-      interruptMessage: `skipgrad: interrupted; the checkpoints of finished epochs are in ${dir}: rerun the same command with --resume to continue`,
     });
     if (epochsRun > 0) writeHistory(r);
     return r;

@@ -46,13 +46,6 @@ export interface TrainOptions {
   onEpoch?: (result: TrainResult) => void;
   /** Where notes on a resume go (default: a line on stderr). */
   log?: (message: string) => void;
-  /**
-   * Ctrl-C (SIGINT) while training: show the terminal's cursor again (the progress bar hides it), write this line
-   * to stderr, and end the process by the signal as Node would without a listener (a shell reports status 130).
-   * Node runs a signal listener only when its event loop turns, which a CPU training step never does, so while
-   * this is set each step yields to the loop once. Unset: SIGINT is left alone.
-   */
-  interruptMessage?: string;
 }
 
 /**
@@ -81,11 +74,6 @@ export function defaultWeightDecay(optimizer: 'adam' | 'adamw'): number {
 /** The optimizer of a training run: AdamW (decoupled weight decay) or Adam, at lr. */
 export function makeOptimizer(params: Tensor[], lr: number, optimizer: 'adam' | 'adamw', weightDecay = defaultWeightDecay(optimizer)): Adam {
   return new Adam(params, { lr, decoupled: optimizer === 'adamw', weightDecay });
-}
-
-/** One turn of the event loop (its poll phase runs pending signal listeners before setImmediate callbacks). */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export interface EpochRecord {
@@ -193,16 +181,11 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     const showBar = o.progress ?? Boolean(process.stderr.isTTY);
     const bar = showBar && startEpoch < epochs ? new cliProgress.SingleBar({
       format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
-      stream: process.stderr, hideCursor: true, etaBuffer: 50,
+      // The cursor stays visible: Ctrl-C ends the process at once (no listener, which a CPU step would hold off until
+      // it ends, 20 s at 256x256), with no chance to show a hidden cursor again.
+      stream: process.stderr, hideCursor: false, etaBuffer: 50,
     }, cliProgress.Presets.shades_classic) : null;
     bar?.start((epochs - startEpoch) * stepsPerEpoch, 0, { epoch: startEpoch + 1, epochs, loss: '-', psnr: '-' });
-    const message = o.interruptMessage;
-    const onInterrupt = message === undefined ? null : (): void => {
-      process.removeListener('SIGINT', onInterrupt!);
-      process.stderr.write(`${process.stderr.isTTY ? '\x1b[?25h\n' : ''}${message}\n`);
-      process.kill(process.pid, 'SIGINT'); // no listener now: the default action ends the process
-    };
-    if (onInterrupt) process.on('SIGINT', onInterrupt);
 
     try {
       for (let epoch = startEpoch; epoch < epochs; epoch++) {
@@ -236,7 +219,6 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
           result.stepLosses.push(loss);
           lossSum += loss;
           bar?.increment(1, { loss: loss.toFixed(5) });
-          if (onInterrupt) await yieldToEventLoop();
         }
         const valPsnr = await validate(model, valInputs, o.validation, size, batchSize);
         if (Number.isNaN(valPsnr) || valPsnr === -Infinity) {
@@ -268,10 +250,6 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       }
     } finally {
       bar?.stop();
-      if (onInterrupt) {
-        await yieldToEventLoop(); // a Ctrl-C since the last step's turn is handled, not dropped with the listener
-        process.removeListener('SIGINT', onInterrupt);
-      }
     }
     // Keep the best weights: this run's best from the copy kept in memory, an earlier one (before a resume) from
     // best.safetensors, which must then hold that epoch.
