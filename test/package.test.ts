@@ -37,7 +37,7 @@ beforeAll(() => {
   // What prepack builds for Node (the browser bundle aside), into the stage rather than the repository's dist/.
   execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.build.json'), '--outDir', path.join(stage, 'dist')], { cwd: ROOT, stdio: 'pipe' });
   for (const f of ['package.json', 'README.md', 'LICENSE']) fs.copyFileSync(path.join(ROOT, f), path.join(stage, f));
-  fs.cpSync(path.join(ROOT, 'shaders'), path.join(stage, 'shaders'), { recursive: true });
+  for (const d of ['shaders', 'bin']) fs.cpSync(path.join(ROOT, d), path.join(stage, d), { recursive: true });
   const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', scratch], { cwd: stage, encoding: 'utf8' });
   const info = (JSON.parse(out) as { filename: string; files: { path: string }[] }[])[0];
   packed = info.files.map((f) => f.path);
