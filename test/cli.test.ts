@@ -267,7 +267,7 @@ describe('skipgrad CLI', () => {
     clearInterval(poll);
     clearTimeout(guard);
     expect([code, signal], stderr).toEqual([null, 'SIGINT']);
-    expect(stderr).toContain(`woven/aesc: each finished epoch is checkpointed in ${path.join(out, 'woven', 'aesc')}; if this run is interrupted, the same command with --resume continues it`);
+    expect(stderr).toContain(`woven/aesc: training; checkpoints after each epoch in ${path.join(out, 'woven', 'aesc')} (--resume continues an interrupted run)`);
     const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: unknown[] };
     expect(history.history.length).toBeLessThan(1000);
   });

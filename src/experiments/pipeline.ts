@@ -220,7 +220,7 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   const label = `${category}/${model}`;
   const resumable = fs.existsSync(last);
   if (cfg.resume) log(resumable ? `${label}: resuming from ${last}` : `${label}: no ${last} to resume from; starting at epoch 1`);
-  log(`${label}: each finished epoch is checkpointed in ${dir}; if this run is interrupted, the same command with --resume continues it`);
+  log(`${label}: training; checkpoints after each epoch in ${dir} (--resume continues an interrupted run)`);
   const t0 = performance.now();
   // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.
   const writeHistory = (result: TrainResult): void => {
