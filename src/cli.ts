@@ -199,7 +199,8 @@ const DATA_COMMANDS: readonly RunCommand[] = ['reproduce', 'generate-data', 'tra
 /**
  * The commands that use each option: the others refuse it rather than ignore it, so that a run never silently
  * differs from what its command line says. The limits and --seed also decide the synthetic data set a command
- * makes or reads (with --data absent); train reads only train/good, so --test-limit is not its option.
+ * makes or reads (with --data absent); train reads only train/good, so --test-limit is not its option (and a
+ * synthetic set made with any test counts serves it).
  */
 const USED_BY: Record<keyof typeof RUN_OPTIONS, readonly RunCommand[]> = {
   backend: MODEL_COMMANDS,

@@ -22,6 +22,7 @@ import {
   writeRgbPng,
 } from '../src/experiments/data/png.js';
 import { DEFECT_KINDS, SYNTHETIC_CATEGORIES, generateDataset, renderSample, syntheticCategoryServes } from '../src/experiments/data/synthetic.js';
+import { DEFAULTS, generateSynthetic, loadData } from '../src/experiments/pipeline.js';
 
 let tmp = '';
 beforeAll(() => {
@@ -328,6 +329,21 @@ describe('synthetic data set through the MVTec AD loader', () => {
     expect(files.length).toBe(6 + 3 + DEFECT_KINDS.length * 4);
   });
 
+  it("training takes the synthetic set as it is, whatever test counts it was made for; the other steps remake it for theirs", () => {
+    const out = freshDir('train-only');
+    const cfg = { ...DEFAULTS, out, categories: ['woven'], trainLimit: 4, testLimit: 10, progress: false };
+    const marker = path.join(out, 'data', 'woven', '.skipgrad-synthetic.json');
+    generateSynthetic(cfg, path.join(out, 'data'), ['woven']);
+    const made = fs.readFileSync(marker, 'utf8');
+    expect(JSON.parse(made)).toMatchObject({ testGoodCount: 10 });
+    // train (which refuses --test-limit, so runs with the default) loads train/good from it without remaking it.
+    expect(loadData({ ...cfg, testLimit: DEFAULTS.testLimit }, 'woven', true).train).toHaveLength(4);
+    expect(fs.readFileSync(marker, 'utf8')).toBe(made);
+    // evaluate with other test counts needs other test images: remade.
+    loadData({ ...cfg, testLimit: DEFAULTS.testLimit }, 'woven');
+    expect(JSON.parse(fs.readFileSync(marker, 'utf8'))).toMatchObject({ testGoodCount: Math.max(DEFAULTS.testLimit, 4) });
+  });
+
   it('says complete in its marker only once every image is written, and serves only the request it was made for', () => {
     const cat = path.join(root, 'disc');
     const want = { size: S, seed: 7, ...counts };
@@ -336,6 +352,11 @@ describe('synthetic data set through the MVTec AD loader', () => {
     expect(syntheticCategoryServes(cat, { ...want, trainCount: 7 })).toBe(false);
     expect(syntheticCategoryServes(cat, { ...want, seed: 8 })).toBe(false);
     expect(syntheticCategoryServes(cat, { ...want, size: 128 })).toBe(false);
+    expect(syntheticCategoryServes(cat, { ...want, testGoodCount: want.testGoodCount + 1 })).toBe(false);
+    // Training asks without test counts (it reads train/good alone): any serve it.
+    const { testGoodCount: _g, testDefectCount: _d, ...forTraining } = want;
+    expect(syntheticCategoryServes(cat, forTraining)).toBe(true);
+    expect(syntheticCategoryServes(cat, { ...forTraining, trainCount: 4 })).toBe(false);
     expect(syntheticCategoryServes(path.join(root, 'nope'), want)).toBe(false);
     // What a killed generator leaves: a hidden partial folder (not a category) with an incomplete marker.
     const partial = path.join(root, '.disc.partial');

@@ -78,15 +78,20 @@ export function modelDir(cfg: RunConfig, category: string, model: ModelName): st
   return path.join(cfg.out, category, model);
 }
 
-/** The data root: the given MVTec AD folder, or the synthetic set (generated on first use). */
-export function dataRoot(cfg: RunConfig): string {
+/**
+ * The data root: the given MVTec AD folder, or the synthetic set (generated on first use). trainOnly: the caller
+ * reads train/good alone, so a synthetic set made with other test counts serves it as it is.
+ */
+export function dataRoot(cfg: RunConfig, trainOnly = false): string {
   if (cfg.data) {
     if (!fs.existsSync(cfg.data)) throw new Error(`--data ${cfg.data}: no such folder (expected an MVTec AD root with <category>/train/good/*.png)`);
     return cfg.data;
   }
   const root = path.join(cfg.out, 'data');
   // Made again where it is missing, incomplete (an interrupted run), or made for another size, seed or image counts.
-  const stale = cfg.categories.filter((c) => !syntheticCategoryServes(path.join(root, c), syntheticOptions(cfg)));
+  const { testGoodCount, testDefectCount, ...forTraining } = syntheticOptions(cfg);
+  const want = trainOnly ? forTraining : { ...forTraining, testGoodCount, testDefectCount };
+  const stale = cfg.categories.filter((c) => !syntheticCategoryServes(path.join(root, c), want));
   if (stale.length > 0) generateSynthetic(cfg, root, stale);
   return root;
 }
@@ -108,7 +113,7 @@ export function generateSynthetic(cfg: Pick<RunConfig, 'size' | 'seed' | 'trainL
 }
 
 export function loadData(cfg: RunConfig, category: string, trainOnly = false): Category {
-  const root = dataRoot(cfg);
+  const root = dataRoot(cfg, trainOnly);
   const available = listCategories(root);
   if (!available.includes(category)) {
     const isDir = (d: string): boolean => fs.statSync(path.join(root, d), { throwIfNoEntry: false })?.isDirectory() === true;

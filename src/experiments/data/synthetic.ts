@@ -692,14 +692,15 @@ function pad(i: number, count: number): string {
  * "at least": the loader's limits apply per folder and 0 means all, so a larger set would give a run more images
  * than a fresh one, and its results would depend on what earlier runs left in --out.)
  */
-export function syntheticCategoryServes(catDir: string, want: Required<Pick<GenerateOptions, 'size' | 'seed' | 'trainCount' | 'testGoodCount' | 'testDefectCount'>>): boolean {
+export function syntheticCategoryServes(catDir: string, want: Required<Pick<GenerateOptions, 'size' | 'seed' | 'trainCount'>> & Pick<GenerateOptions, 'testGoodCount' | 'testDefectCount'>): boolean {
   let meta: Record<string, unknown>;
   try {
     meta = JSON.parse(fs.readFileSync(path.join(catDir, MARKER), 'utf8')) as Record<string, unknown>;
   } catch {
     return false;
   }
-  return meta.complete === true && (['size', 'seed', 'trainCount', 'testGoodCount', 'testDefectCount'] as const).every((k) => meta[k] === want[k]);
+  // A test count left out of `want` is not checked (training reads train/good alone, whose images do not depend on it).
+  return meta.complete === true && (['size', 'seed', 'trainCount', 'testGoodCount', 'testDefectCount'] as const).every((k) => want[k] === undefined || meta[k] === want[k]);
 }
 
 /**
