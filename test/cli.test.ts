@@ -288,9 +288,13 @@ describe('skipgrad CLI', () => {
     child.kill('SIGKILL');
     await exited;
     expect(fs.readFileSync(path.join(dir, 'previous-run', 'best.safetensors')).equals(finished)).toBe(true);
+    // A step that loads the model says whose weights it uses, and where the finished run is.
+    const evaluated = await cli(['evaluate', ...common.filter((a) => a !== '--no-progress'), '--test-limit', '2']);
+    expect(evaluated.stderr).toContain(`note: ${path.join(dir, 'best.safetensors')} is the unfinished run's; ${path.join(dir, 'previous-run')} holds the last finished run`);
     const resumed = await cli(['train', ...common, '--epochs', '20', '--resume']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/woven\/aesc: resuming from .*last\.safetensors/);
+    expect(resumed.stderr).toContain(`woven/aesc: ${path.join(dir, 'previous-run')} holds the last finished run, which the run resumed here started over to replace: it is removed when this run finishes`);
     const history = JSON.parse(fs.readFileSync(path.join(dir, 'history.json'), 'utf8')) as { history: Array<{ epoch: number }> };
     expect(history.history.map((h) => h.epoch)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(fs.existsSync(path.join(dir, 'previous-run'))).toBe(false); // the resumed run finished the replacement

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { readSafetensors, writeSafetensors } from '../src/engine/io/safetensors.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
-import { batchRanges, loadCheckpoint, psnr, saveCheckpoint, trainAutoencoder } from '../src/experiments/train.js';
+import { batchRanges, loadCheckpoint, psnr, saveCheckpoint, trainAutoencoder, type TrainResult } from '../src/experiments/train.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skipgrad-train-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -498,21 +498,31 @@ describe('training loop', () => {
     model.dispose();
   });
 
-  it('a checkpoint written before settings were recorded resumes as before, saying they could not be checked', async () => {
+  it("a checkpoint written before settings were recorded resumes when its learning rates are this run's schedule's, and continues the same run", async () => {
     const data = images(6, 32, 2);
     const opts = { train: data.slice(0, 4), validation: data.slice(4), batchSize: 2, lr: 0.005, seed: 9, progress: false, schedule: 'onecycle' as const };
+    const straight = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
+    const whole = await trainAutoencoder({ model: straight, ...opts, epochs: 2 });
     const model = buildAutoencoder('esann', { skips: true, ...small, seed: 7 });
     const dir = path.join(tmp, 'settings-old');
     const last = path.join(dir, 'last.safetensors');
     await trainAutoencoder({ model, ...opts, epochs: 2, checkpointDir: dir, stopAfterEpoch: 1 });
+    // As such a checkpoint was: no settings, no per-parameter step counts, no beta1 in the history.
     const stored = readSafetensors(last);
-    const { settings: _settings, ...training } = JSON.parse(stored.metadata.training) as Record<string, unknown>;
-    writeSafetensors(last, stored.tensors, { ...stored.metadata, training: JSON.stringify(training) });
+    const { settings: _settings, optimizerParamSteps: _steps, result, ...training } = JSON.parse(stored.metadata.training) as Record<string, unknown> & { result: TrainResult };
+    const old = { ...result, history: result.history.map(({ beta1: _b, ...h }) => h) };
+    writeSafetensors(last, stored.tensors, { ...stored.metadata, training: JSON.stringify({ ...training, result: old }) });
+    // A total of epochs its one-cycle was not made for: its epoch 1 ran at another lr, so it is refused.
+    await expect(trainAutoencoder({ model, ...opts, epochs: 3, checkpointDir: dir, resume: true, log: () => {} }))
+      .rejects.toThrow(new RegExp(`^${last.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot resume: the checkpoint was written before checkpoints recorded their training settings, and its epoch 1 ran at lr [\\d.e-]+ where this run's schedule \\(onecycle, --lr 0\\.005, 3 epochs\\) gives [\\d.e-]+`));
     const lines: string[] = [];
     const r = await trainAutoencoder({ model, ...opts, epochs: 2, checkpointDir: dir, resume: true, log: (l) => lines.push(l) });
     expect(r.history.map((h) => h.epoch)).toEqual([1, 2]);
-    expect(lines).toEqual([`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): resuming without checking that this run's lr, schedule, optimizer, weight decay, batch size, seed, image counts and epochs are the checkpoint's`]);
+    expect(lines).toEqual([`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`]);
+    // Every parameter's Adam step count is the optimizer's (as it was then): the same run as one not stopped.
+    expect(r.stepLosses).toEqual(whole.stepLosses);
     model.dispose();
+    straight.dispose();
   });
 
   it('resuming from the checkpoint gives the same next losses as not stopping (cpu)', async () => {

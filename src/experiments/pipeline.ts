@@ -30,7 +30,7 @@ import { evaluateCategory, HEADLINE_NORM, type CategoryEvaluation } from './eval
 import { activationMapsPng, cosineFigure, lineChart, svgToPng } from './figures.js';
 import { renderReport, type CategoryReport, type ReportData } from './report.js';
 import { addStain } from './stain.js';
-import { replacingRun } from './replace-run.js';
+import { PREVIOUS_RUN, replacingRun } from './replace-run.js';
 import { loadCheckpoint, trainAutoencoder, type TrainResult } from './train.js';
 
 export type ModelName = 'aesc' | 'ae';
@@ -145,9 +145,19 @@ function shellWord(word: string): string {
 }
 
 /** The checkpoint a trained model is loaded from; throws, saying how to make it, when it is not there. */
+/** Where a run that started over was killed, what to do about the last finished run it set aside (replace-run.ts); else null. */
+function unfinishedRun(cfg: RunConfig, category: string, model: ModelName): string | null {
+  const previous = path.join(modelDir(cfg, category, model), PREVIOUS_RUN);
+  return fs.existsSync(previous)
+    ? `${previous} holds the last finished run, which a run that started over (and was interrupted) is replacing: 'skipgrad train --resume' with that run's options finishes it, or move the files in ${previous} back to keep the finished one`
+    : null;
+}
+
 function checkpointFile(cfg: RunConfig, category: string, model: ModelName): string {
   const file = path.join(modelDir(cfg, category, model), 'best.safetensors');
   if (!fs.existsSync(file)) {
+    const unfinished = unfinishedRun(cfg, category, model);
+    if (unfinished) throw new Error(`${file} not found: ${unfinished}`);
     // The options that decide which model fits this run (checkpointOptions checks them), as the user gave them.
     const given = [
       ...(cfg.data !== null ? ['--data', cfg.data] : []),
@@ -163,7 +173,11 @@ function checkpointFile(cfg: RunConfig, category: string, model: ModelName): str
 
 /** Checks that the models' checkpoints exist and fit this run before a step loads (or generates) any data. */
 function requireCheckpoints(cfg: RunConfig, category: string, models: readonly ModelName[]): void {
-  for (const m of models) checkpointOptions(cfg, category, m);
+  for (const m of models) {
+    const { file } = checkpointOptions(cfg, category, m);
+    const unfinished = unfinishedRun(cfg, category, m);
+    if (unfinished) log(`note: ${file} is the unfinished run's; ${unfinished}`);
+  }
 }
 
 /** The options a model's checkpoint was made with; throws unless it is that model (AESc or AE) at this run's size. */
@@ -225,6 +239,9 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   const label = `${category}/${model}`;
   const resumable = fs.existsSync(last);
   if (cfg.resume) log(resumable ? `${label}: resuming from ${last}` : `${label}: no ${last} to resume from; starting at epoch 1`);
+  if (cfg.resume && fs.existsSync(path.join(dir, PREVIOUS_RUN))) {
+    log(`${label}: ${path.join(dir, PREVIOUS_RUN)} holds the last finished run, which the run resumed here started over to replace: it is removed when this run finishes (move its files back first to keep it instead)`);
+  }
   log(`${label}: training; checkpoints after each epoch in ${dir} (--resume continues an interrupted run)`);
   const t0 = performance.now();
   // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.

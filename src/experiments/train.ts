@@ -166,7 +166,15 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         const why = settingsProblem(meta.settings, settings);
         if (why) throw new Error(`${last}: cannot resume: ${why}; resume with the checkpoint's settings, or start over`);
       } else {
-        log(`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): resuming without checking that this run's lr, schedule, optimizer, weight decay, batch size, seed, image counts and epochs are the checkpoint's`);
+        // Its learning rates are recorded per epoch: a schedule that gives others (another lr, schedule or total of
+        // epochs, or onecycle-steps before it followed the authors' OneCycleLR) would join two different runs.
+        // (plateau's rates depend on the validation PSNRs, and are restored from the checkpoint.)
+        const other = settings.schedule === 'plateau' ? undefined
+          : meta.result.history.find((h) => Math.abs(h.lr - schedule.lr(h.epoch - 1)) > 1e-9 * Math.max(h.lr, 1e-12));
+        if (other) {
+          throw new Error(`${last}: cannot resume: the checkpoint was written before checkpoints recorded their training settings, and its epoch ${other.epoch} ran at lr ${other.lr} where this run's schedule (${settings.schedule}, --lr ${o.lr}, ${epochs} epochs) gives ${schedule.lr(other.epoch - 1)}: it was trained with another schedule, lr or number of epochs (onecycle-steps follows the authors' OneCycleLR since 2026-11-29); start over`);
+        }
+        log(`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`);
       }
       const done = meta.epoch + 1;
       if (done > epochs) throw new Error(`${last}: cannot resume: the checkpoint has trained ${done} epochs already, more than this run's ${epochs}`);
