@@ -54,8 +54,9 @@ Common options (a command refuses those it does not use, and says which commands
   --lr X                      learning rate: the peak of the one-cycle schedules (default 0.005)
   --schedule NAME             for train and reproduce: onecycle (a full cycle over the epochs; default),
                               onecycle-steps (the authors' PyTorch code: a linear cycle made for int(N / 32)
-                              steps per epoch, N = train/good images, but stepped once per epoch: in effect a
-                              slow warm-up from lr/25, with Adam's beta1 cycled from 0.95),
+                              steps per epoch, N = the train/good images used (--train-limit), but stepped
+                              once per epoch: in effect a slow warm-up from lr/25, with Adam's beta1 cycled
+                              from 0.95),
                               plateau (the authors' Keras code: halve after 30 epochs without a 1 dB gain in
                               validation PSNR), constant
   --optimizer adamw|adam      for train, reproduce and trace (default adamw, weight decay 0.01; adam: none)

@@ -107,7 +107,8 @@ describe('autograd', () => {
       expect(() => loss.backward(undefined, { inputs: [y] })).toThrow(/^backward: inputs\[0\] \(tensor #\d+ \[2\]\) is the output of an op, not a leaf: only leaves receive .grad$/);
       expect(() => loss.backward(undefined, { inputs: [frozen] })).toThrow(/^backward: inputs\[0\] \(tensor #\d+ \[2\]\) does not require gradients$/);
       expect(() => loss.backward(undefined, { inputs: [a, 3 as never] })).toThrow('backward: inputs[1] is not a Tensor (got number)');
-      expect(() => loss.backward(undefined, { inputs: a as never })).toThrow('backward: inputs must be an array of leaf tensors that require gradients');
+      expect(() => loss.backward(undefined, { inputs: a as never })).toThrow('backward: inputs must be a non-empty array of leaf tensors that require gradients');
+      expect(() => loss.backward(undefined, { inputs: [] })).toThrow('backward: inputs must be a non-empty array of leaf tensors that require gradients, got []');
       expect(() => loss.backward(undefined, { input: [a] } as never)).toThrow("backward: unknown option 'input' (expected inputs)");
       expect(a.grad).toBeNull();
       expect(y.node).not.toBeNull(); // the graph is still there

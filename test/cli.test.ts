@@ -323,7 +323,7 @@ describe('skipgrad CLI', () => {
     // Other settings (here the lr and the schedule) would join two different runs: refused, each named.
     const other = await cli(['train', ...training, '--epochs', '4', '--lr', '0.01', '--resume']);
     expect(other.code).toBe(1);
-    expect(other.stderr).toMatch(/last\.safetensors: cannot resume: this run's training settings are not the checkpoint's: lr 0\.01 \(the checkpoint's: 0\.005\), schedule "onecycle" \(the checkpoint's: "constant"\); resume with the checkpoint's settings, or start over/);
+    expect(other.stderr).toMatch(/last\.safetensors: cannot resume: this run's training settings are not the checkpoint's: --lr 0\.01 \(the checkpoint's: 0\.005\), --schedule onecycle \(the checkpoint's: constant\); resume with the checkpoint's settings, or start over/);
     const over = await cli(['train', ...training, '--epochs', '1']);
     expect(over.stderr).toMatch(/woven\/aesc: starting over \(--resume would continue the run there instead\); the previous run's files are set aside in \S+previous-run until this run finishes, and put back if it fails/);
     expect(fs.existsSync(path.join(out, 'woven', 'aesc', 'previous-run'))).toBe(false); // it finished: it replaced them

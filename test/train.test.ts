@@ -145,6 +145,9 @@ describe('optimisers and schedules', () => {
     });
     expect(() => sg.oneCycleSchedule(0.01, 10, { anneal: 'cosine' as never })).toThrow("oneCycle: anneal must be 'cos' or 'linear', got \"cosine\"");
     expect(() => sg.oneCycleSchedule(0.01, 10, { momentum: { base: 0.95, max: 0.85 } })).toThrow('oneCycle: momentum must have 0 <= base <= max < 1, got base 0.95, max 0.85');
+    // The options are an object: a positional pctStart (as in PyTorch's signature) is refused, not ignored.
+    expect(() => sg.oneCycleSchedule(0.01, 10, 0.5 as never)).toThrow('oneCycle: options must be an object, got 0.5');
+    expect(() => sg.oneCycleSchedule(0.01, 10, { pct_start: 0.5 } as never)).toThrow("oneCycle: unknown option 'pct_start' (expected pctStart, divFactor, finalDivFactor, anneal, momentum)");
   });
 
   it('one-cycle refuses epochs outside its schedule instead of rising again', () => {
@@ -257,6 +260,11 @@ describe('training loop', () => {
     expect(a.dataSync()[0]).toBeCloseTo(0.700000006, 9);
     expect(b.dataSync()[0]).toBeCloseTo(0.900000002, 9);
     expect(opt.state()).toMatchObject({ step: 3, paramSteps: [3, 1] });
+    // An update refused (a gradient of another dtype) counts no step for that parameter.
+    a.grad = sg.fromArray([0.5], [1], { dtype: 'float32' });
+    expect(() => opt.step()).toThrow('adam: gradient [1] is float32 but parameter [1] is float64');
+    expect(opt.state().paramSteps).toEqual([3, 1]);
+    sg.zeroGrad([a]);
     // Saved and restored with a checkpoint's moments (here through the model's own optimizer).
     const model = buildAutoencoder('esann', { skips: true, ...small, seed: 4 });
     const mopt = new sg.Adam(model.parameters(), { lr: 0.1 });
@@ -472,13 +480,13 @@ describe('training loop', () => {
     const resume = (o: Partial<Parameters<typeof trainAutoencoder>[0]>, log: (m: string) => void = () => {}): ReturnType<typeof trainAutoencoder> =>
       trainAutoencoder({ model, ...opts, epochs: 3, schedule: 'onecycle', checkpointDir: dir, resume: true, log, ...o });
     await expect(resume({ lr: 0.01, epochs: 4, optimizer: 'adam' })).rejects.toThrow(
-      `${last}: cannot resume: this run's training settings are not the checkpoint's: lr 0.01 (the checkpoint's: 0.005), optimizer "adam" (the checkpoint's: "adamw"), `
-      + `weightDecay 0 (the checkpoint's: 0.01), epochs 4 (the checkpoint's: 3; onecycle is made for its total of epochs: only constant and plateau runs take more); `
+      `${last}: cannot resume: this run's training settings are not the checkpoint's: --lr 0.01 (the checkpoint's: 0.005), --optimizer adam (the checkpoint's: adamw), `
+      + `weight decay 0 (the checkpoint's: 0.01), --epochs 4 (the checkpoint's: 3; onecycle is made for its total of epochs: only constant and plateau runs take more); `
       + "resume with the checkpoint's settings, or start over");
     await expect(resume({ batchSize: 3, seed: 1, validation: data.slice(4) })).rejects.toThrow(
-      /settings are not the checkpoint's: batchSize 3 \(the checkpoint's: 2\), seed 1 \(the checkpoint's: 9\), validationImages 3 \(the checkpoint's: 2\);/);
+      /settings are not the checkpoint's: --batch 3 \(the checkpoint's: 2\), --seed 1 \(the checkpoint's: 9\), validation images \(--train-limit\) 3 \(the checkpoint's: 2\);/);
     await expect(resume({ schedule: 'constant', train: data.slice(1, 5) })).rejects.toThrow(
-      /settings are not the checkpoint's: schedule "constant" \(the checkpoint's: "onecycle"\), trainImages 4 \(the checkpoint's: 5\);/);
+      /settings are not the checkpoint's: --schedule constant \(the checkpoint's: onecycle\), training images \(--train-limit\) 4 \(the checkpoint's: 5\);/);
     expect((await resume({})).history.map((h) => h.epoch)).toEqual([1, 2, 3]);
 
     // constant (and plateau) do not depend on the total: more epochs continue the run; fewer than trained are refused.

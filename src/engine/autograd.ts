@@ -130,7 +130,7 @@ function onlyLeaves(options: BackwardOptions): Set<Tensor> | null {
   const unknown = Object.keys(options).filter((k) => k !== 'inputs');
   if (unknown.length > 0) throw new Error(`backward: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (expected inputs)`);
   if (options.inputs === undefined) return null;
-  if (!Array.isArray(options.inputs)) throw new Error(`backward: inputs must be an array of leaf tensors that require gradients, got ${String(options.inputs)}`);
+  if (!Array.isArray(options.inputs) || options.inputs.length === 0) throw new Error(`backward: inputs must be a non-empty array of leaf tensors that require gradients, got ${Array.isArray(options.inputs) ? '[]' : String(options.inputs)}`);
   options.inputs.forEach((t: unknown, i) => {
     if (!(t instanceof Tensor)) throw new Error(`backward: inputs[${i}] is not a Tensor (got ${t === null ? 'null' : typeof t})`);
     const what = `backward: inputs[${i}] (tensor #${t.id} ${shapeStr(t.shape)}${t.name ? ` '${t.name}'` : ''})`;

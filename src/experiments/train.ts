@@ -286,8 +286,14 @@ function settingsProblem(saved: TrainingSettings, now: TrainingSettings): string
   const differ = keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k]) && !(k === 'epochs' && totalFree));
   if (differ.length === 0) return null;
   const note = (k: keyof TrainingSettings): string => (k === 'epochs' ? `; ${saved.schedule} is made for its total of epochs: only constant and plateau runs take more` : '');
-  return `this run's training settings are not the checkpoint's: ${differ.map((k) => `${k} ${JSON.stringify(now[k])} (the checkpoint's: ${JSON.stringify(saved[k])}${note(k)})`).join(', ')}`;
+  return `this run's training settings are not the checkpoint's: ${differ.map((k) => `${SETTING_NAMES[k]} ${now[k]} (the checkpoint's: ${saved[k]}${note(k)})`).join(', ')}`;
 }
+
+/** Each training setting as the command line names it. */
+const SETTING_NAMES: Record<keyof TrainingSettings, string> = {
+  lr: '--lr', schedule: '--schedule', optimizer: '--optimizer', weightDecay: 'weight decay', batchSize: '--batch', seed: '--seed',
+  trainImages: 'training images (--train-limit)', validationImages: 'validation images (--train-limit)', epochs: '--epochs',
+};
 
 /** The epoch (1-based) a checkpoint of trainAutoencoder was written after, from its metadata; null if it says none. */
 function checkpointEpoch(metadata: Record<string, string>): number | null {

@@ -101,10 +101,10 @@ export class Adam {
           throw new Error(`adam: gradient ${shapeStr(g.shape)} does not match parameter ${shapeStr(p.shape)}${p.name ? ` '${p.name}'` : ''}`);
         }
         const o: AdamStep = {
-          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: ++this.paramSteps[i],
+          lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, decoupled: this.decoupled, step: this.paramSteps[i] + 1,
         };
         runOp({
-          op: 'adam', inputs: [p, g, this.m[i], this.v[i]], inputNames: [`parameter${p.name ? ` '${p.name}'` : ''}`, 'its .grad', 'first moment', 'second moment'], outputs: [], flops: 12 * p.size,
+          op: 'adam', inputs: [p, g, this.m[i], this.v[i]], inputNames: [`parameter${p.name ? ` '${p.name}'` : ''}`, 'gradient', 'first moment', 'second moment'], outputs: [], flops: 12 * p.size,
           attrs: { lr: o.lr, beta1: o.beta1, step: o.step, weightDecay: o.weightDecay, decoupled: o.decoupled },
           writes: [0, 2, 3],
           kernel: (be, _outs, [ps, gs, ms, vs]) => {
@@ -112,6 +112,7 @@ export class Adam {
             be.adam(ps, gs, ms, vs, o);
           },
         });
+        this.paramSteps[i] = o.step; // counted once the update ran (a refused one changes nothing)
       });
     }));
   }

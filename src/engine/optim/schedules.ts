@@ -14,6 +14,8 @@
  *                  cooldown 0: reduce when wait >= patience). minDelta defaults to 1 dB, as the authors' Keras code
  *                  calls it (min_delta=1), not Keras's own default of 1e-4.
  */
+import { expectOptions } from '../ops/util.js';
+
 export interface Schedule {
   /** The learning rate for epoch `epoch` (0-based), given the metric of the previous epochs. */
   lr(epoch: number): number;
@@ -43,8 +45,12 @@ export interface OneCycleOptions {
   momentum?: { base: number; max: number };
 }
 
+const ONE_CYCLE_OPTIONS: Record<keyof OneCycleOptions, true> = { pctStart: true, divFactor: true, finalDivFactor: true, anneal: true, momentum: true };
+
 export function oneCycleSchedule(maxLr: number, epochs: number, options: OneCycleOptions = {}): Schedule {
-  const { pctStart = 0.3, divFactor = 25, finalDivFactor = 1e4, anneal = 'cos', momentum } = options;
+  // A number here (the old positional pctStart) is refused, not silently ignored.
+  expectOptions('oneCycle', options, ONE_CYCLE_OPTIONS);
+  const { pctStart = 0.3, divFactor = 25, finalDivFactor = 1e4, anneal = 'cos', momentum } = options ?? {};
   if (anneal !== 'cos' && anneal !== 'linear') throw new Error(`oneCycle: anneal must be 'cos' or 'linear', got ${JSON.stringify(anneal)}`);
   if (momentum && !(momentum.base >= 0 && momentum.base <= momentum.max && momentum.max < 1)) {
     throw new Error(`oneCycle: momentum must have 0 <= base <= max < 1, got base ${momentum.base}, max ${momentum.max}`);
