@@ -10,7 +10,7 @@ import { mseLoss } from './engine/ops/loss.js';
 import { makeOptimizer } from './experiments/train.js';
 import { uniform } from './engine/tensor.js';
 import { Autoencoder, inputSizeProblem, presetOptions, trainingBatchProblem, type Preset } from './models/autoencoder.js';
-import { analyzeStep, baseChannels, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
+import { analyzeStep, baseChannels, dataFolder, DEFAULTS, evaluateStep, generateSynthetic, reproduce, trainStep, visualizeStep, type ModelName, type RunConfig } from './experiments/pipeline.js';
 import { gradcheck } from './engine/audit/gradcheck.js';
 import { nanGuardEnabled } from './engine/audit/guard.js';
 import { getThreadCount } from './engine/cpu/threads.js';
@@ -264,7 +264,8 @@ function runConfig(command: RunCommand, argv: string[]): { cfg: RunConfig; model
   const lr = parseNumber('lr', values.lr, DEFAULTS.lr);
   if (!(lr > 0)) fail(`--lr expects a number > 0, got '${values.lr}'`);
   const cfg: RunConfig = {
-    backend: values.backend === undefined && process.env.SKIPGRAD_BACKEND
+    // (SKIPGRAD_BACKEND is read only by the commands that run a model: generate-data has nothing to say about it.)
+    backend: values.backend === undefined && process.env.SKIPGRAD_BACKEND && USED_BY.backend.includes(command)
       ? oneOf('backend (from SKIPGRAD_BACKEND)', process.env.SKIPGRAD_BACKEND, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend)
       : oneOf('backend', values.backend, ['auto', 'cpu', 'webgpu'] as const, DEFAULTS.backend),
     data: values.data ?? null,
@@ -309,7 +310,8 @@ async function runTrace(argv: string[]): Promise<number> {
   checkWritable(cfg.out);
   const backend = await useBackend(cfg.backend);
   const m = new Autoencoder(presetOptions(cfg.preset, { skips: model === 'aesc', inputSize: cfg.size, baseChannels: baseChannels(cfg), seed: cfg.seed, backend }));
-  // The optimizer a training run of these options uses (train.ts), so the trace shows the step train takes.
+  // The optimizer a training run of these options uses (train.ts: AdamW with its weight decay, or Adam), at --lr
+  // and beta1 0.9 (train's schedule sets both per epoch: one-cycle starts at --lr / 25).
   const opt = makeOptimizer(m.parameters(), cfg.lr, cfg.optimizer);
   const x = uniform([cfg.batch, 1, cfg.size, cfg.size], 0, 1, { backend });
   const { trace } = traced(() => {
@@ -331,7 +333,7 @@ async function runTrace(argv: string[]): Promise<number> {
 async function runCommand(command: Exclude<RunCommand, 'trace'>, argv: string[]): Promise<number> {
   const { cfg, model } = runConfig(command, argv);
   if (command === 'generate-data') {
-    const root = cfg.data ?? path.join(cfg.out, 'data');
+    const root = dataFolder(cfg);
     checkWritable(root);
     generateSynthetic(cfg, root, cfg.categories);
     const side = Math.max(cfg.size, 64);

@@ -247,6 +247,9 @@ describe('skipgrad CLI', () => {
       expect(r.stderr).toMatch(new RegExp(`^skipgrad: ${name}='${value}' is not `));
       expect(r.stdout).toBe('');
     }
+    // A command that runs no model does not read SKIPGRAD_BACKEND.
+    const data = await cli(['generate-data', '--data', path.join(out, 'gen'), '--category', 'woven', '--train-limit', '2', '--test-limit', '1'], { SKIPGRAD_BACKEND: 'bogus' });
+    expect(data.code, data.stderr).toBe(0);
   });
 
   it('Ctrl-C during train ends it at once by SIGINT (status 130 in a shell); train said up front where the checkpoints go and how to continue', async () => {

@@ -78,6 +78,11 @@ export function modelDir(cfg: RunConfig, category: string, model: ModelName): st
   return path.join(cfg.out, category, model);
 }
 
+/** Where the data set is: --data, or the built-in synthetic set's folder under --out. */
+export function dataFolder(cfg: Pick<RunConfig, 'data' | 'out'>): string {
+  return cfg.data ?? path.join(cfg.out, 'data');
+}
+
 /**
  * The data root: the given MVTec AD folder, or the synthetic set (generated on first use). trainOnly: the caller
  * reads train/good alone, so a synthetic set made with other test counts serves it as it is.
@@ -87,7 +92,7 @@ export function dataRoot(cfg: RunConfig, trainOnly = false): string {
     if (!fs.existsSync(cfg.data)) throw new Error(`--data ${cfg.data}: no such folder (expected an MVTec AD root with <category>/train/good/*.png)`);
     return cfg.data;
   }
-  const root = path.join(cfg.out, 'data');
+  const root = dataFolder(cfg);
   // Made again where it is missing, incomplete (an interrupted run), or made for another size, seed or image counts.
   const { testGoodCount, testDefectCount, ...forTraining } = syntheticOptions(cfg);
   const want = trainOnly ? forTraining : { ...forTraining, testGoodCount, testDefectCount };
@@ -224,7 +229,7 @@ function writeJson(file: string, value: unknown): void {
 export async function trainStep(cfg: RunConfig, category: string, model: ModelName, backend: Backend): Promise<TrainResult> {
   const data = loadData(cfg, category, true);
   if (data.train.length < 2) {
-    const folder = path.join(cfg.data ?? path.join(cfg.out, 'data'), category, 'train', 'good');
+    const folder = path.join(dataFolder(cfg), category, 'train', 'good');
     const why = '20% of them, at least one, are held out for validation';
     if (data.train.length === 0) throw new Error(`train: no training images: ${folder} holds no .png files`);
     throw new Error(cfg.trainLimit === 1

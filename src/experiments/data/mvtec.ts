@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../engine/random.js';
-import { readGrayPng, readMask, readPngSize, resizeBilinear } from './png.js';
+import { readGrayPng, readMask, resizeBilinear } from './png.js';
 
 export interface Sample {
   /** The image file the sample was read from. */
@@ -146,12 +146,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
         if (!fs.existsSync(maskFile)) {
           throw new Error(`${file}: defective test image ('${label}') has no mask; expected ${maskFile}`);
         }
-        mask = readMask(maskFile, size, size);
-        // A mask of another size (MVTec AD's always match) would be stretched onto the image, marking the wrong pixels.
-        const m = readPngSize(maskFile);
-        if (m.width !== img.width || m.height !== img.height) {
-          throw new Error(`${maskFile}: the mask is ${m.width}x${m.height}, but its image ${file} is ${img.width}x${img.height}; a mask must be the size of its image`);
-        }
+        mask = readMask(maskFile, size, size, { file, width: img.width, height: img.height });
       }
       test.push({ file, image: resizeBilinear(img.data, img.height, img.width, size, size), label, mask });
     }

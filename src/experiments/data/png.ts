@@ -127,15 +127,6 @@ export function readGrayPng(file: string): GrayImage {
   return decodeGrayPng(readFileNamed(file), file);
 }
 
-/** The width and height a PNG file's header (IHDR) gives, without decoding the image. Errors name the file. */
-export function readPngSize(file: string): { width: number; height: number } {
-  const buf = readFileNamed(file);
-  if (!isPngSignature(buf) || buf.length < 24 || buf.toString('latin1', 12, 16) !== 'IHDR') {
-    throw new Error(`${file}: not a PNG file (no PNG signature and IHDR header)`);
-  }
-  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
-}
-
 /**
  * Bilinear resize of a row-major h x w image to outH x outW, with the convention of OpenCV's
  * `cv2.resize(..., interpolation=cv2.INTER_LINEAR)`: pixel centres at half-integers, so output pixel x samples
@@ -197,11 +188,14 @@ function checkDims(what: string, img: ArrayLike<number>, h: number, w: number, o
  * first resized as the authors' code resizes it, like an image (bilinear, resizeBilinear), and a pixel is 1 when
  * its interpolated 8-bit level rounds to 1 or more: the border of a defect, where the interpolation blends it with
  * the background, counts as defect. Without them it keeps its own size (length width*height of the file).
+ * `of`: the image the mask belongs to, whose size it must have (MVTec AD's masks always do; one of another size
+ * would be stretched onto the image, marking the wrong pixels).
  */
-export function readMask(file: string, outH?: number, outW?: number): Uint8Array {
+export function readMask(file: string, outH?: number, outW?: number, of?: { file: string; width: number; height: number }): Uint8Array {
+  if ((outH === undefined) !== (outW === undefined)) throw new Error(`readMask(${file}): give both outH and outW, or neither`);
   const img = readGrayPng(file);
-  if (outH !== undefined || outW !== undefined) {
-    if (outH === undefined || outW === undefined) throw new Error(`readMask(${file}): give both outH and outW, or neither`);
+  if (of && (img.width !== of.width || img.height !== of.height)) {
+    throw new Error(`${file}: the mask is ${img.width}x${img.height}, but its image ${of.file} is ${of.width}x${of.height}; a mask must be the size of its image`);
   }
   // As the authors' code: the 8-bit mask resized like an image (bilinear), then > 0. Their resize gives 8-bit
   // levels, rounded: a pixel is set when its interpolated level rounds to 1 or more.
@@ -210,8 +204,6 @@ export function readMask(file: string, outH?: number, outW?: number): Uint8Array
   for (let i = 0; i < bin.length; i++) bin[i] = levels[i] * 255 >= 0.5 ? 1 : 0;
   return bin;
 }
-
-
 
 /** 8-bit samples from [0, 1] floats (rounded, clamped) or from bytes (as they are). */
 function toBytes(img: Float32Array | Uint8Array | ArrayLike<number>, n: number, what: string): Buffer {
