@@ -198,7 +198,7 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     });
   });
 
-  it('Adam refuses a parameter that is not a leaf, and batch norm running statistics that require gradients', () => {
+  it('Adam refuses a parameter that is not a leaf; batch norm, running statistics that require gradients or share a storage', () => {
     sg.scope(() => {
       const x = sg.fromArray([1, 2], [2], { ...f64, requiresGrad: true });
       const y = sg.mulScalar(x, 3);
@@ -207,6 +207,14 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
       const input = sg.uniform([2, 2, 2, 2], -1, 1, f64);
       expect(() => sg.batchNorm2d(input, sg.ones([2], f64), sg.zeros([2], f64), rm, sg.ones([2], f64), { training: false }))
         .toThrow('batchNorm2d: runningMean requires gradients, which batchNorm2d in eval mode does not give');
+      // One storage as both running statistics (or as one and another operand): refused on every backend (WebGPU
+      // cannot bind it twice for writing; the CPU would give whichever update came last).
+      const r = sg.ones([2], f64);
+      expect(() => sg.batchNorm2d(input, sg.ones([2], f64), sg.zeros([2], f64), r, r, { training: true }))
+        .toThrow('batchNorm2d: runningMean shares its storage with runningVar; the running statistics are updated in place');
+      const g = sg.ones([2], f64);
+      expect(() => sg.batchNorm2d(input, g, sg.zeros([2], f64), sg.zeros([2], f64), sg.reshape(g, [2]), { training: true }))
+        .toThrow('batchNorm2d: runningVar shares its storage with gamma');
     });
   });
 

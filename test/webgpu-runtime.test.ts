@@ -195,6 +195,68 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     expect(await download(rt, z, n)).toHaveLength(n);
   });
 
+  it('a read of what a failed command buffer spoiled refuses it also when the buffer is freed while the read waits', async () => {
+    const rt = await freshRuntime();
+    const n = 4;
+    const bad = rt.acquire(n * 4);
+    op(rt, 'badop', () => fill(rt, bad, n, 1, 70000));
+    await expect(download(rt, bad, n)).rejects.toThrow(/badop/);
+    // Marked: a read refuses it. Freed while that read waits (its next owner writes it anew), the read still does:
+    // the values it copied are the spoiled ones.
+    const read = download(rt, bad, n);
+    rt.release(bad);
+    await expect(read).rejects.toThrow(/these values were not computed/);
+    // Freed before the failure was known: the same.
+    const x = rt.acquire(n * 4), bad2 = rt.acquire(n * 4);
+    op(rt, 'badop2', () => fill(rt, bad2, n, 1, 70000));
+    op(rt, 'x = 5', () => fill(rt, x, n, 5));
+    const early = download(rt, x, n);
+    rt.release(x);
+    await expect(early).rejects.toThrow(/badop2/); // this read finds the error itself
+    const y = rt.acquire(n * 4);
+    op(rt, 'x2 = 5', () => fill(rt, y, n, 5)); // written anew after the failure: clean
+    const late = download(rt, y, n);
+    rt.release(y);
+    expect(Array.from(await late)).toEqual([5, 5, 5, 5]);
+  });
+
+  it('a buffer whose creation failed (out of memory) is not pooled: the op is named, and later ops of its size run', async () => {
+    const rt = await freshRuntime();
+    const n = 1024;
+    const ok = rt.acquire(n * 4);
+    op(rt, 'warm', () => fill(rt, ok, n, 1)); // the arena and the pipeline exist
+    await download(rt, ok, n);
+    // A buffer Dawn cannot make: an invalid one comes back, as for an out-of-memory.
+    const create = rt.device.createBuffer.bind(rt.device);
+    rt.device.createBuffer = (d) => create({ ...d, usage: d.usage | GPUBufferUsage.MAP_READ });
+    const broken = rt.acquire(n * 4, 'someop');
+    rt.device.createBuffer = create;
+    await expect(rt.sync()).rejects.toThrow(/^webgpu: someop: validation error in createBuffer\(4096 bytes\)/);
+    rt.release(broken);
+    for (let k = 0; k < 3; k++) {
+      const b = rt.acquire(n * 4);
+      expect(b).not.toBe(broken);
+      op(rt, `after ${k}`, () => fill(rt, b, n, k));
+      expect([...new Set(await download(rt, b, n))]).toEqual([k]);
+      rt.release(b);
+    }
+  });
+
+  it('a params arena whose creation failed is made again: later dispatches run', async () => {
+    const rt = await freshRuntime();
+    const create = rt.device.createBuffer.bind(rt.device);
+    rt.device.createBuffer = (d) => create(d.label === 'params arena' ? { ...d, usage: d.usage | GPUBufferUsage.MAP_READ } : d);
+    const x = rt.acquire(64);
+    op(rt, 'first', () => fill(rt, x, 16, 1));
+    rt.device.createBuffer = create;
+    await expect(rt.sync()).rejects.toThrow(/createBuffer \(params arena\)/);
+    for (let k = 0; k < 2; k++) {
+      const y = rt.acquire(64);
+      op(rt, `after ${k}`, () => fill(rt, y, 16, k + 2));
+      expect([...new Set(await download(rt, y, 16))]).toEqual([k + 2]);
+    }
+  });
+
   it('counts the high-water of live buffer bytes, which can be restarted', async () => {
     const rt = await freshRuntime();
     const a = rt.acquire(1000); // 1024-byte class

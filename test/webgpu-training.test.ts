@@ -253,6 +253,24 @@ describe.skipIf(!gpu)('training on webgpu', () => {
     small.dispose();
   });
 
+  it("an op's output the device could not make (out of memory) is named by the op at the next readback, and later ops run", async () => {
+    const be = gpu as WebGPUBackend;
+    const x = sg.uniform([3000], -1, 1, { backend: 'webgpu' });
+    await sg.exp(x).data(); // its pipeline and buffers exist
+    be.rt.trim(); // no pooled buffer: the next ones are made
+    const device = be.rt.device;
+    const create = device.createBuffer.bind(device);
+    // An invalid buffer comes back, as for an out-of-memory.
+    device.createBuffer = (d) => create({ ...d, usage: d.usage | GPUBufferUsage.MAP_READ });
+    const y = sg.mulScalar(sg.full([16384], 1, { backend: 'webgpu' }), 2);
+    device.createBuffer = create;
+    await expect(y.data()).rejects.toThrow(/^webgpu: (full|mulScalar): validation error in createBuffer\(65536 bytes\)/);
+    y.dispose();
+    // The invalid buffers went, not back to the pool: the next ops of that size run.
+    for (let k = 0; k < 2; k++) expect([...new Set(await sg.addScalar(sg.full([16384], k, { backend: 'webgpu' }), 1).data())]).toEqual([k + 1]);
+    x.dispose();
+  });
+
   it('after a failed command buffer, the NaN guard and trace stats of a spoiled tensor refuse it and leak nothing', async () => {
     const be = gpu as WebGPUBackend;
     const s = be.alloc('float32', 256);

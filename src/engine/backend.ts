@@ -109,7 +109,8 @@ export interface Backend {
   /** Adapter / machine description for reports. */
   describe(): string;
 
-  alloc(dtype: DType, size: number): Storage;
+  /** A new storage of `size` values; `op`: the op it is an output of, for error messages. */
+  alloc(dtype: DType, size: number, op?: string): Storage;
   free(s: Storage): void;
   write(s: Storage, data: ArrayLike<number>): void;
   read(s: Storage): Promise<FloatArray>;

@@ -89,7 +89,7 @@ export function runOp(call: OpCall): Tensor[] {
     // Outputs one by one, so that a refused one (more than the device can hold) frees those made before it.
     const storages: Storage[] = [];
     try {
-      for (const s of call.outputs) storages.push(backend.alloc(dtype, sizeOf(s)));
+      for (const s of call.outputs) storages.push(backend.alloc(dtype, sizeOf(s), op));
     } catch (e) {
       for (const s of storages) backend.free(s);
       throw new Error(`${op}: output ${storages.length} ${shapeStr(call.outputs[storages.length])}: ${(e as Error).message}`, { cause: e });

@@ -199,7 +199,7 @@ function create(op: string, shape: Shape, opts: CreateOptions, init: (s: Storage
   if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`${op}: dtype '${dtype as string}' is not supported (expected float32 or float64)`);
   let s: Storage;
   try {
-    s = backend.alloc(dtype, sizeOf(shape));
+    s = backend.alloc(dtype, sizeOf(shape), op);
   } catch (e) {
     throw new Error(`${op}: shape ${shapeStr(shape)}: ${(e as Error).message}`, { cause: e });
   }

@@ -33,6 +33,13 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
     if (t && (t.rank !== 1 || t.shape[0] !== c)) throw new Error(`${op}: ${name} has shape ${shapeStr(t.shape)}, expected [${c}] for input ${shapeStr(x.shape)}`);
   }
   if (!!runningMean !== !!runningVar) throw new Error(`${op}: give both runningMean and runningVar, or neither`);
+  // The running statistics are written in place: one that shares its storage with another operand would be read
+  // and written at once (WebGPU refuses such a binding; on the CPU the result would depend on the order of writes).
+  const operands: Array<[string, Tensor | null]> = [['input', x], ...named];
+  for (const [name, t] of named.slice(2)) {
+    const other = t && operands.find(([n, u]) => n !== name && u?.handle === t.handle);
+    if (other) throw new Error(`${op}: ${name} shares its storage with ${other[0]}; the running statistics are updated in place and need a storage of their own each`);
+  }
   for (const [name, t] of named.slice(2)) {
     // backward gives them no gradient. In training mode that is right (the output does not depend on them); in eval
     // mode it is not, so one that asks for a gradient is refused rather than silently given none.

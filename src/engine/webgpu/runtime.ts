@@ -171,6 +171,10 @@ export class GpuRuntime {
   private readonly lastWrite = new Map<GPUBuffer, number>();
   /** Buffers whose contents were not computed (their command buffer failed) or came from such a buffer: the error. */
   private readonly failed = new Map<GPUBuffer, string>();
+  /** The reads in progress: the submit that wrote what each copied, and its mark (spoil() marks these too). */
+  private readonly pendingReads = new Set<{ writtenIn: number | undefined; mark: string | undefined }>();
+  /** Buffers whose creation failed (out of memory): destroyed when freed, never pooled or handed out again. */
+  private readonly invalid = new WeakSet<GPUBuffer>();
   /** Submits [0, verified) need no mark for an error tied to no submit: a sync or read saw them finish, and any error
    *  they reported was found then and marked what it spoiled. */
   private verified = 0;
@@ -218,10 +222,12 @@ export class GpuRuntime {
    * would exceed the device's limits). More than the device can bind is refused here, at once, naming the size and
    * the limit (WebGPU itself would report it later, as an invalid buffer that fails the whole command buffer).
    */
-  acquire(bytes: number): GPUBuffer {
+  /** `forOp`: the op the buffer is for, named in an error creating it reports later (default: the op being recorded). */
+  acquire(bytes: number, forOp: string | null = this.currentOp): GPUBuffer {
     this.checkAlive('alloc');
     const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);
     if (bytes > limit) {
+      // (runOp names the op and the output around this message.)
       throw new Error(`webgpu: ${this.currentOp !== null ? `${this.currentOp}: ` : ''}a buffer of ${bytes} bytes (${mib(bytes)}) is larger than this device can bind `
         + `(maxStorageBufferBindingSize ${this.device.limits.maxStorageBufferBindingSize} bytes, maxBufferSize ${this.device.limits.maxBufferSize}); `
         + 'use a smaller batch or image, or the cpu backend');
@@ -241,7 +247,19 @@ export class GpuRuntime {
       this.counters.pooledBuffers--;
       this.counters.pooledBytes -= size;
     } else {
-      buf = this.guarded(`createBuffer(${size} bytes)`, () => this.device.createBuffer({ size, usage: storageUsage() }));
+      const made = this.guarded(`createBuffer(${size} bytes)`, () => this.device.createBuffer({ size, usage: storageUsage() }), forOp, () => {
+        // An invalid buffer (out of memory): never pool it; if it is in the pool already, take it out.
+        this.invalid.add(made);
+        const list = this.freeStorage.get(made.size);
+        const at = list?.indexOf(made) ?? -1;
+        if (list && at >= 0) {
+          list.splice(at, 1);
+          this.counters.pooledBuffers--;
+          this.counters.pooledBytes -= made.size;
+          made.destroy();
+        }
+      });
+      buf = made;
     }
     this.counters.liveBuffers++;
     this.counters.liveBytes += size;
@@ -255,7 +273,8 @@ export class GpuRuntime {
     this.forget(buf);
     this.counters.liveBuffers--;
     this.counters.liveBytes -= buf.size;
-    this.toPool(buf);
+    if (this.invalid.has(buf)) buf.destroy();
+    else this.toPool(buf);
   }
 
   private toPool(buf: GPUBuffer): void {
@@ -325,6 +344,10 @@ export class GpuRuntime {
     this.endPass();
     const enc = this.takeEncoder();
     enc.copyBufferToBuffer(buf, 0, target, 0, copy);
+    // What the copied values are, kept with the read: freeing buf before the read ends forgets its marks (its next
+    // owner writes it anew), and spoil() marks this record as it marks buffers.
+    const copied = { writtenIn: this.lastWrite.get(buf), mark: this.failed.get(buf) };
+    this.pendingReads.add(copied);
     this.flush();
     const submitted = this.counters.submits;
     let out: ArrayBuffer;
@@ -333,6 +356,7 @@ export class GpuRuntime {
       out = target.getMappedRange(0, copy).slice(0, bytes);
       target.unmap();
     } catch (e) {
+      this.pendingReads.delete(copied);
       target.destroy();
       await this.throwPendingErrors();
       throw e;
@@ -347,8 +371,12 @@ export class GpuRuntime {
     } else {
       target.destroy();
     }
-    await this.throwPendingErrors(submitted);
-    const failed = this.failed.get(buf);
+    try {
+      await this.throwPendingErrors(submitted);
+    } finally {
+      this.pendingReads.delete(copied);
+    }
+    const failed = copied.mark;
     if (failed !== undefined) {
       throw new Error(`webgpu: these values were not computed: the work that makes them failed, or used results of work that failed (${failed})`);
     }
@@ -459,8 +487,9 @@ export class GpuRuntime {
       enc.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
       void this.device.queue.onSubmittedWorkDone().then(() => resolve.destroy());
     }
-    if (this.arenaUsed > 0) {
-      this.device.queue.writeBuffer(this.arenaBuffer!, 0, this.arena.buffer, 0, this.arenaUsed * PARAMS_BYTES);
+    // (No arena where making it failed: the bind groups made with it fail this submit, which reports it.)
+    if (this.arenaUsed > 0 && this.arenaBuffer) {
+      this.device.queue.writeBuffer(this.arenaBuffer, 0, this.arena.buffer, 0, this.arenaUsed * PARAMS_BYTES);
       this.arenaUsed = 0;
     }
     // Encoding errors (a dispatch over the limits, a buffer bound twice as writable) are reported by finish(), not
@@ -535,6 +564,7 @@ export class GpuRuntime {
    * buffer is written anew (by an upload, or after it was freed); ops recorded from now on pass the mark on.
    */
   private spoil(first: number, message: string): void {
+    for (const r of this.pendingReads) if (r.mark === undefined && r.writtenIn !== undefined && r.writtenIn >= first) r.mark = message;
     for (const [buf, submit] of this.lastWrite) if (submit >= first && !this.failed.has(buf)) this.failed.set(buf, message);
   }
 
@@ -557,10 +587,11 @@ export class GpuRuntime {
   }
 
   /** Runs a call that creates a GPU object in error scopes; an error it raises names the op (or `what` outside ops). */
-  private guarded<T>(what: string, create: () => T): T {
-    const op = this.currentOp;
-    return this.scoped(create, (e) =>
-      `webgpu: ${op ?? what}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}${op ? ` in ${what}` : ''}: ${e.message}`);
+  private guarded<T>(what: string, create: () => T, op: string | null = this.currentOp, onError?: () => void): T {
+    return this.scoped(create, (e) => {
+      onError?.();
+      return `webgpu: ${op ?? what}: ${e instanceof GPUOutOfMemoryError ? 'out of GPU memory' : 'validation error'}${op ? ` in ${what}` : ''}: ${e.message}`;
+    });
   }
 
   private checkAlive(what: string): void {
@@ -602,7 +633,11 @@ export class GpuRuntime {
     if (!bg) {
       const arena = this.arenaBuffer ??= this.guarded('createBuffer (params arena)', () => this.device.createBuffer({
         label: 'params arena', size: this.dispatchesPerSubmit * PARAMS_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-      }));
+      }), this.currentOp, () => {
+        // Not made (out of memory): the next bind group makes it again, and none of those made with it is reused.
+        if (this.arenaBuffer === arena) this.arenaBuffer = null;
+        this.bindGroups.clear();
+      });
       if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
       bg = this.guarded(`bind group of ${shader}`, () => this.device.createBindGroup({
         label: shader,
