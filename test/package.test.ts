@@ -70,6 +70,7 @@ describe('the npm package', () => {
     expect(packed).toContain('package.json');
     expect(packed).toContain('LICENSE');
     expect(packed).toContain(pkg.exports['.'].default.replace(/^\.\//, ''));
+    expect(packed).toContain('dist/src/models/autoencoder.js'); // skipgrad/models
     for (const bin of Object.values(pkg.bin)) expect(packed).toContain(bin.replace(/^\.\//, ''));
     for (const f of fs.readdirSync(path.join(ROOT, 'shaders'))) expect(packed).toContain(`shaders/${f}`);
     const stray = packed.filter((p) => /^(dist\/bench|bench|test|src)\//.test(p) || p.endsWith('.ts') && !p.endsWith('.d.ts'));
@@ -95,6 +96,20 @@ describe('the npm package', () => {
     const losses = JSON.parse(out.trim().split('\n').pop()!) as number[];
     expect(losses).toHaveLength(3);
     expect(losses[2]).toBeLessThan(losses[0]);
+  }, 60_000);
+
+  it("gives the paper's networks (skipgrad/models) and the gradient check, as the README shows them", () => {
+    const out = nodeIn(`
+      import * as sg from 'skipgrad';
+      import { buildAutoencoder } from 'skipgrad/models';
+      await sg.useBackend('cpu');
+      const net = buildAutoencoder('esann', { skips: true, inputSize: 15, depth: 3, baseChannels: 2, seed: 5, dtype: 'float64' }).train();
+      const x = sg.uniform([2, 1, 15, 15], 0, 1, { dtype: 'float64', rng: new sg.Rng(6) });
+      const r = sg.gradcheckTensors(() => net.forward(x).output, net.parameters());
+      console.log(JSON.stringify({ ok: r.ok, checked: r.checked, params: net.parameterCount() }));`);
+    const r = JSON.parse(out.trim().split('\n').pop()!) as { ok: boolean; checked: number; params: number };
+    expect(r.ok).toBe(true);
+    expect(r.checked).toBe(r.params);
   }, 60_000);
 
   it.skipIf(!gpu)('runs the WebGPU kernels from the shaders it ships', () => {

@@ -26,3 +26,4 @@ export { Adam, type AdamOptions } from './optim/adam.js';
 export { Module } from './nn/module.js';
 export { Conv2d, ConvTranspose2d, BatchNorm2d, LeakyReLU, Sigmoid, Upsample, type InitOptions } from './nn/layers.js';
 export { makeSchedule, constantSchedule, oneCycleSchedule, oneCycleStepsSchedule, authorsStepsPerEpoch, reduceOnPlateauSchedule, SCHEDULE_NAMES, type OneCycleOptions, type Schedule, type ScheduleName } from './optim/schedules.js';
+export { gradcheck, gradcheckTensors, type GradcheckOptions, type GradcheckResult } from './audit/gradcheck.js';
