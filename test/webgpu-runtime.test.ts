@@ -257,6 +257,41 @@ describe.skipIf(!GPU)('webgpu runtime: Params arena and bind groups', () => {
     }
   });
 
+  it("a read whose copy is in the command buffer that failed refuses (the copy did not run: the staging buffer's old values)", async () => {
+    const rt = await freshRuntime();
+    const n = 4;
+    const a = rt.acquire(n * 4), b = rt.acquire(n * 4), c = rt.acquire(n * 4);
+    op(rt, 'a = 1', () => fill(rt, a, n, 1));
+    op(rt, 'b = 2', () => fill(rt, b, n, 2));
+    await download(rt, a, n);
+    await download(rt, b, n); // a staging buffer of this class now holds [2, 2, 2, 2]
+    op(rt, 'b = 7', () => fill(rt, b, n, 7));
+    await rt.sync();
+    const r1 = download(rt, a, n);
+    op(rt, 'badop', () => fill(rt, c, n, 9, 70000)); // its command buffer also holds the second read's copy
+    const r2 = download(rt, b, n);
+    const [s1, s2] = await Promise.allSettled([r1, r2]);
+    expect(s1.status === 'rejected' && String(s1.reason)).toMatch(/badop: validation error/); // the first check reports it
+    expect(s2.status === 'rejected' && String(s2.reason)).toMatch(/these values were not computed: .*\(webgpu: badop/);
+  });
+
+  it("the params arena's creation error arriving while a full arena's dispatches wait to be submitted: later work runs", async () => {
+    const rt = await freshRuntime({ dispatchesPerSubmit: 16 });
+    rt.opsPerSubmit = rt.opsPerFirstSubmit = 1000; // one command buffer
+    const create = rt.device.createBuffer.bind(rt.device);
+    rt.device.createBuffer = (d) => create(d.label === 'params arena' ? { ...d, usage: d.usage | GPUBufferUsage.MAP_READ } : d);
+    const x = rt.acquire(64);
+    op(rt, 'fills the arena', () => { for (let i = 0; i < 16; i++) fill(rt, x, 16, i); });
+    rt.device.createBuffer = create;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the caller awaits something else: the error arrives
+    await expect(rt.sync()).rejects.toThrow(/params arena/);
+    for (let k = 0; k < 3; k++) {
+      const y = rt.acquire(64);
+      op(rt, `after ${k}`, () => fill(rt, y, 16, k + 2));
+      expect([...new Set(await download(rt, y, 16))]).toEqual([k + 2]);
+    }
+  });
+
   it('counts the high-water of live buffer bytes, which can be restarted', async () => {
     const rt = await freshRuntime();
     const a = rt.acquire(1000); // 1024-byte class

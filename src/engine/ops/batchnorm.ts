@@ -38,7 +38,7 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   const operands: Array<[string, Tensor | null]> = [['input', x], ...named];
   for (const [name, t] of named.slice(2)) {
     const other = t && operands.find(([n, u]) => n !== name && u?.handle === t.handle);
-    if (other) throw new Error(`${op}: ${name} shares its storage with ${other[0]}; the running statistics are updated in place and need a storage of their own each`);
+    if (other) throw new Error(`${op}: ${name} shares its storage with ${other[0]}; the running statistics need a storage of their own each (training updates them in place)`);
   }
   for (const [name, t] of named.slice(2)) {
     // backward gives them no gradient. In training mode that is right (the output does not depend on them); in eval

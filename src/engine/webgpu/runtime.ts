@@ -171,8 +171,9 @@ export class GpuRuntime {
   private readonly lastWrite = new Map<GPUBuffer, number>();
   /** Buffers whose contents were not computed (their command buffer failed) or came from such a buffer: the error. */
   private readonly failed = new Map<GPUBuffer, string>();
-  /** The reads in progress: the submit that wrote what each copied, and its mark (spoil() marks these too). */
-  private readonly pendingReads = new Set<{ writtenIn: number | undefined; mark: string | undefined }>();
+  /** The reads in progress: the submit each one's copy is in, and the mark of what it copied (spoil() marks these
+   *  too: a copy in or after a failed submit copied values that were not computed, or did not run). */
+  private readonly pendingReads = new Set<{ copiedIn: number; mark: string | undefined }>();
   /** Buffers whose creation failed (out of memory): destroyed when freed, never pooled or handed out again. */
   private readonly invalid = new WeakSet<GPUBuffer>();
   /** Submits [0, verified) need no mark for an error tied to no submit: a sync or read saw them finish, and any error
@@ -346,9 +347,14 @@ export class GpuRuntime {
     enc.copyBufferToBuffer(buf, 0, target, 0, copy);
     // What the copied values are, kept with the read: freeing buf before the read ends forgets its marks (its next
     // owner writes it anew), and spoil() marks this record as it marks buffers.
-    const copied = { writtenIn: this.lastWrite.get(buf), mark: this.failed.get(buf) };
+    const copied = { copiedIn: this.counters.submits, mark: this.failed.get(buf) };
+    try {
+      this.flush();
+    } catch (e) {
+      target.destroy();
+      throw e;
+    }
     this.pendingReads.add(copied);
-    this.flush();
     const submitted = this.counters.submits;
     let out: ArrayBuffer;
     try {
@@ -487,11 +493,10 @@ export class GpuRuntime {
       enc.copyBufferToBuffer(resolve, 0, readback, 0, count * 8);
       void this.device.queue.onSubmittedWorkDone().then(() => resolve.destroy());
     }
-    // (No arena where making it failed: the bind groups made with it fail this submit, which reports it.)
-    if (this.arenaUsed > 0 && this.arenaBuffer) {
-      this.device.queue.writeBuffer(this.arenaBuffer, 0, this.arena.buffer, 0, this.arenaUsed * PARAMS_BYTES);
-      this.arenaUsed = 0;
-    }
+    // (No arena where making it failed: the bind groups made with it fail this submit, which reports it. The slots
+    // are free again either way.)
+    if (this.arenaUsed > 0 && this.arenaBuffer) this.device.queue.writeBuffer(this.arenaBuffer, 0, this.arena.buffer, 0, this.arenaUsed * PARAMS_BYTES);
+    this.arenaUsed = 0;
     // Encoding errors (a dispatch over the limits, a buffer bound twice as writable) are reported by finish(), not
     // by the call that made them: catch them here and name the op from its debug group or its pass label. Such a
     // command buffer runs none of its ops.
@@ -564,7 +569,7 @@ export class GpuRuntime {
    * buffer is written anew (by an upload, or after it was freed); ops recorded from now on pass the mark on.
    */
   private spoil(first: number, message: string): void {
-    for (const r of this.pendingReads) if (r.mark === undefined && r.writtenIn !== undefined && r.writtenIn >= first) r.mark = message;
+    for (const r of this.pendingReads) if (r.mark === undefined && r.copiedIn >= first) r.mark = message;
     for (const [buf, submit] of this.lastWrite) if (submit >= first && !this.failed.has(buf)) this.failed.set(buf, message);
   }
 
