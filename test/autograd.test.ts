@@ -180,7 +180,8 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
     sg.scope(() => {
       const inp = sg.fromArray([1, 3, 5, 7, 9, 11, 13, 15], [4, 2, 1, 1], f64);
       const ones = sg.ones([2], f64);
-      for (const [name, f] of [['exp', sg.exp], ['sqrt', sg.sqrt], ['sigmoid', sg.sigmoid], ['tanh', sg.tanh]] as const) {
+      const half = (x: sg.Tensor): sg.Tensor => sg.div(x, sg.fromArray([2, 2], [2], f64));
+      for (const [name, f] of [['exp', sg.exp], ['sqrt', sg.sqrt], ['sigmoid', sg.sigmoid], ['tanh', sg.tanh], ['div', half]] as const) {
         const x = sg.fromArray([0.5, 1], [2], { ...f64, requiresGrad: true });
         const y = f(x);
         // batch norm writes its running mean in place: here a detach()ed view of y, which shares y's storage (before
@@ -195,6 +196,27 @@ describe('autograd refuses graphs it cannot differentiate correctly', () => {
       sg.noGrad(() => sg.batchNorm2d(inp, ones, sg.zeros([2], f64), y.detach(), sg.ones([2], f64), { training: true, momentum: 1 }));
       sg.sum(y).backward();
       expect(Array.from(a.grad!.dataSync())).toEqual([2, 2]);
+    });
+  });
+
+  it('an input overwritten in place is refused only by ops whose backward reads its values (as PyTorch checks saved tensors)', () => {
+    sg.scope(() => {
+      const w = sg.fromArray([2, 3], [2], { ...f64, requiresGrad: true });
+      const x = sg.fromArray([5, 7], [2], { ...f64, requiresGrad: true });
+      const opt = new sg.Adam([w], { lr: 1 });
+      // add, reshape, sum and upsampling need only shapes: their gradients stay right after w changes.
+      const lossA = sg.sum(sg.add(sg.reshape(w, [1, 2]), sg.reshape(x, [1, 2])));
+      // mul reads its inputs, here a view of w (reshape shares w's storage): refused.
+      const lossB = sg.sum(sg.mul(sg.reshape(w, [2, 1]), sg.reshape(x, [2, 1])));
+      sg.sum(sg.square(w)).backward();
+      opt.step();
+      sg.zeroGrad([w]);
+      lossA.backward();
+      expect(Array.from(w.grad!.dataSync())).toEqual([1, 1]);
+      expect(Array.from(x.grad!.dataSync())).toEqual([1, 1]);
+      expect(() => lossB.backward()).toThrow(/^backward: input 0 of 'mul' \(tensor #\d+ \[2,1\]\) was overwritten in place/);
+      sg.zeroGrad([w, x]);
+      opt.dispose();
     });
   });
 

@@ -41,8 +41,10 @@ export interface OpCall {
   writes?: readonly number[];
   /** Inputs (by index) whose values `backward` never reads (batch norm's running statistics): they may change before it runs. */
   unread?: readonly number[];
-  /** `backward` reads outputs[0]'s values (exp, sqrt, sigmoid, tanh): backward() refuses once they are overwritten in place. */
+  /** `backward` reads outputs[0]'s values (exp, sqrt, sigmoid, tanh, div): backward() refuses once they are overwritten in place. */
   readsOutput?: boolean;
+  /** false: `backward` reads no input's values, only shapes (add, neg, reshape, sum...): none is version-checked. */
+  readsInputs?: boolean;
   /** Runs the backend kernel: reads `ins`, writes every storage of `outs` (and of the inputs in `writes`); may say what it ran (KernelNote). */
   kernel?: (backend: Backend, outs: Storage[], ins: Storage[]) => KernelNote | void;
   /**
@@ -82,7 +84,7 @@ export function runOp(call: OpCall): Tensor[] {
   let kernelNote: KernelNote;
   // The inputs' storage versions before the kernel wrote any of them: an op that overwrites an input its backward
   // reads (one not in `unread`) can then never be backpropagated, rather than silently with the new values.
-  const versions = inputs.map((t, i) => (call.unread?.includes(i) ? -1 : t.handle.version));
+  const versions = inputs.map((t, i) => (call.readsInputs === false || call.unread?.includes(i) ? -1 : t.handle.version));
   if (call.view) {
     outs = [inputs[0].viewAs(call.outputs[0])];
   } else {

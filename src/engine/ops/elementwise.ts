@@ -25,22 +25,31 @@ import { broadcastShapes, broadcastStrides, describeValue, expectTensor } from '
 
 type Backward = (gy: Tensor, y: Tensor) => Tensor;
 
-/** readsOutput: the backward reads y (it must not change before backward() runs). */
-function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, flopsPerElement = 1, readsOutput = false): Tensor {
+/**
+ * What an op's backward reads, for backward()'s check that nothing it reads was overwritten in place since the op
+ * ran: readsOutput, y (exp, sqrt, sigmoid, tanh, div); readsInputs false, none of the inputs' values (add, neg...).
+ */
+interface Reads {
+  readsOutput?: boolean;
+  readsInputs?: boolean;
+}
+
+function unary(op: string, kind: UnaryOp, x: Tensor, param: number, backward: Backward, o: Reads & { flops?: number } = {}): Tensor {
   expectTensor(op, 'input', x);
   if (typeof param !== 'number') throw new Error(`${op}: its number argument must be a number, got ${describeValue(param)}`);
   return runOp1({
-    op, inputs: [x], outputs: [x.shape], flops: flopsPerElement * x.size,
+    op, inputs: [x], outputs: [x.shape], flops: (o.flops ?? 1) * x.size,
     ...(kind.endsWith('Scalar') || kind === 'leakyRelu' ? { attrs: { param } } : {}),
     kernel: (be, [out], [xs]) => be.unary(kind, xs, out, param),
     backward: (gy, [y]) => [backward(gy, y)],
-    ...(readsOutput ? { readsOutput } : {}),
+    ...(o.readsOutput ? { readsOutput: true } : {}),
+    ...(o.readsInputs === false ? { readsInputs: false } : {}),
   });
 }
 
 /** A binary kernel with broadcasting; `backward` gets gy at the broadcast shape and returns gradients that are summed back to each input's shape. */
 function binary(op: string, kind: BinaryOp, a: Tensor, b: Tensor, param: number,
-  backward?: (gy: Tensor, y: Tensor) => [Tensor | null, Tensor | null]): Tensor {
+  backward?: (gy: Tensor, y: Tensor) => [Tensor | null, Tensor | null], reads: Reads = {}): Tensor {
   [a, b].forEach((v, i) => {
     if (!(v instanceof Tensor)) throw new Error(`${op}: operand ${i} must be a Tensor or a number, got ${describeValue(v)}`);
   });
@@ -53,6 +62,8 @@ function binary(op: string, kind: BinaryOp, a: Tensor, b: Tensor, param: number,
         const [ga, gb] = backward(gy, y);
         return [reduceTo(ga, a), reduceTo(gb, b)];
       },
+      ...(reads.readsOutput ? { readsOutput: true } : {}),
+      ...(reads.readsInputs === false ? { readsInputs: false } : {}),
     } : {}),
   });
 }
@@ -70,13 +81,13 @@ function reduceTo(g: Tensor | null, input: Tensor): Tensor | null {
 export function add(a: Tensor | number, b: Tensor | number): Tensor {
   if (typeof b === 'number') return addScalar(asTensor('add', a), b);
   if (typeof a === 'number') return addScalar(b, a);
-  return binary('add', 'add', a, b, 0, (gy) => [gy.viewAs(gy.shape), gy.viewAs(gy.shape)]);
+  return binary('add', 'add', a, b, 0, (gy) => [gy.viewAs(gy.shape), gy.viewAs(gy.shape)], { readsInputs: false });
 }
 
 export function sub(a: Tensor | number, b: Tensor | number): Tensor {
   if (typeof b === 'number') return addScalar(asTensor('sub', a), -b);
   if (typeof a === 'number') return rsubScalar(b, a);
-  return binary('sub', 'sub', a, b, 0, (gy) => [gy.viewAs(gy.shape), neg(gy)]);
+  return binary('sub', 'sub', a, b, 0, (gy) => [gy.viewAs(gy.shape), neg(gy)], { readsInputs: false });
 }
 
 export function mul(a: Tensor | number, b: Tensor | number): Tensor {
@@ -96,7 +107,7 @@ export function div(a: Tensor | number, b: Tensor | number): Tensor {
     const ngb = neg(gb);
     gb.dispose();
     return [div(gy, b), ngb];
-  });
+  }, { readsOutput: true });
 }
 
 function asTensor(op: string, v: Tensor | number): Tensor {
@@ -108,21 +119,21 @@ function asTensor(op: string, v: Tensor | number): Tensor {
 // ---- ops with a scalar ----
 
 export function addScalar(x: Tensor, s: number): Tensor {
-  return unary('addScalar', 'addScalar', x, s, (gy) => gy.viewAs(gy.shape));
+  return unary('addScalar', 'addScalar', x, s, (gy) => gy.viewAs(gy.shape), { readsInputs: false });
 }
 
 export function mulScalar(x: Tensor, s: number): Tensor {
-  return unary('mulScalar', 'mulScalar', x, s, (gy) => mulScalar(gy, s));
+  return unary('mulScalar', 'mulScalar', x, s, (gy) => mulScalar(gy, s), { readsInputs: false });
 }
 
 /** x / s (a true division: x * (1/s) would round twice, e.g. 49 * (1/49) = 0.9999999999999999 in float64) */
 export function divScalar(x: Tensor, s: number): Tensor {
-  return unary('divScalar', 'divScalar', x, s, (gy) => divScalar(gy, s));
+  return unary('divScalar', 'divScalar', x, s, (gy) => divScalar(gy, s), { readsInputs: false });
 }
 
 /** s - x */
 export function rsubScalar(x: Tensor, s: number): Tensor {
-  return unary('rsubScalar', 'rsubScalar', x, s, (gy) => neg(gy));
+  return unary('rsubScalar', 'rsubScalar', x, s, (gy) => neg(gy), { readsInputs: false });
 }
 
 /** s / x */
@@ -148,21 +159,21 @@ export function pow(x: Tensor, p: number): Tensor {
     const r = mulScalar(g, p);
     g.dispose();
     return r;
-  }, 10);
+  }, { flops: 10 });
 }
 
 // ---- unary ops ----
 
 export function neg(x: Tensor): Tensor {
-  return unary('neg', 'neg', x, 0, (gy) => neg(gy));
+  return unary('neg', 'neg', x, 0, (gy) => neg(gy), { readsInputs: false });
 }
 
 export function exp(x: Tensor): Tensor {
-  return unary('exp', 'exp', x, 0, (gy, y) => mul(gy, y), 10, true);
+  return unary('exp', 'exp', x, 0, (gy, y) => mul(gy, y), { flops: 10, readsOutput: true });
 }
 
 export function log(x: Tensor): Tensor {
-  return unary('log', 'log', x, 0, (gy) => div(gy, x), 10);
+  return unary('log', 'log', x, 0, (gy) => div(gy, x), { flops: 10 });
 }
 
 export function sqrt(x: Tensor): Tensor {
@@ -171,7 +182,7 @@ export function sqrt(x: Tensor): Tensor {
     const r = mulScalar(g, 0.5);
     g.dispose();
     return r;
-  }, 4, true);
+  }, { flops: 4, readsOutput: true });
 }
 
 export function square(x: Tensor): Tensor {
@@ -193,11 +204,11 @@ export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
 }
 
 export function sigmoid(x: Tensor): Tensor {
-  return unary('sigmoid', 'sigmoid', x, 0, (gy, y) => gradOp('sigmoidGrad', gy, y, 0), 4, true);
+  return unary('sigmoid', 'sigmoid', x, 0, (gy, y) => gradOp('sigmoidGrad', gy, y, 0), { flops: 4, readsOutput: true });
 }
 
 export function tanh(x: Tensor): Tensor {
-  return unary('tanh', 'tanh', x, 0, (gy, y) => gradOp('tanhGrad', gy, y, 0), 4, true);
+  return unary('tanh', 'tanh', x, 0, (gy, y) => gradOp('tanhGrad', gy, y, 0), { flops: 4, readsOutput: true });
 }
 
 /** The fused activation-gradient kernels (same shapes, no broadcasting); backward helpers without a gradient of their own. */

@@ -22,6 +22,7 @@ function reduce(op: 'sum' | 'mean', x: Tensor, axes: number | readonly number[] 
   const scale = op === 'mean' ? 1 / count : 1;
   return runOp1({
     op, inputs: [x], outputs: [outShape], flops: x.size, attrs: { axes: ax, keepdims },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [out], [xs]) => be.reduceSum(xs, x.shape, ax, out, scale),
     backward: (gy) => {
       const g = reshape(gy, keptShape);

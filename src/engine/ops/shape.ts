@@ -32,6 +32,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
   }
   return runOp1({
     op: 'reshape', inputs: [x], outputs: [target], flops: 0, view: true,
+    readsInputs: false, // its backward needs only shapes
     backward: (gy) => [reshape(gy, x.shape)],
   });
 }
@@ -45,6 +46,7 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   }
   return runOp1({
     op: 'broadcastTo', inputs: [x], outputs: [out], flops: 0,
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [xs]) => be.copy(xs, broadcastStrides(x.shape, out), 0, o, contiguousStrides(out), 0, out),
     backward: (gy) => [sumTo(gy, x.shape)],
   });
@@ -63,6 +65,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   perm.forEach((p, i) => (inverse[p] = i));
   return runOp1({
     op: 'permute', inputs: [x], outputs: [outShape], flops: 0, attrs: { perm },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [xs]) => be.copy(xs, perm.map((p) => xStrides[p]), 0, o, contiguousStrides(outShape), 0, outShape),
     backward: (gy) => [permute(gy, inverse)],
   });
@@ -93,6 +96,7 @@ export function concat(xs: readonly Tensor[], axis = 1): Tensor {
   const outStrides = contiguousStrides(outShape);
   return runOp1({
     op: 'concat', inputs: [...xs], outputs: [outShape], flops: 0, attrs: { axis: ax },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], ins) => {
       let offset = 0;
       ins.forEach((s, i) => {
@@ -122,6 +126,7 @@ export function slice(x: Tensor, begin: readonly number[], size: readonly number
   const offset = begin.reduce((p, b, i) => p + b * xStrides[i], 0);
   return runOp1({
     op: 'slice', inputs: [x], outputs: [size], flops: 0, attrs: { begin, size },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [xs]) => be.copy(xs, xStrides, offset, o, contiguousStrides(size), 0, size),
     backward: (gy) => [pad(gy, x.shape, begin)],
   });
@@ -139,6 +144,7 @@ export function pad(x: Tensor, shape: Shape, begin: readonly number[]): Tensor {
   const offset = begin.reduce((p, b, i) => p + b * outStrides[i], 0);
   return runOp1({
     op: 'pad', inputs: [x], outputs: [shape], flops: 0, attrs: { begin },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [xs]) => {
       be.fill(o, 0);
       be.copy(xs, contiguousStrides(x.shape), 0, o, outStrides, offset, x.shape);

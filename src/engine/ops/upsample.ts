@@ -21,6 +21,7 @@ export function upsampleNearest2d(x: Tensor, scale: number | readonly [number, n
   const [n, c, h, w] = x.shape;
   return runOp1({
     op: 'upsampleNearest2d', inputs: [x], outputs: [[n, c, h * sh, w * sw]], flops: 0, attrs: { scale: [sh, sw] },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [xs]) => be.upsampleNearest2d(xs, o, n, c, h, w, sh, sw),
     backward: (gy) => [upsampleNearest2dGrad(gy, [sh, sw])],
   });
@@ -35,6 +36,7 @@ export function upsampleNearest2dGrad(dy: Tensor, scale: number | readonly [numb
   const h = H / sh, w = W / sw;
   return runOp1({
     op: 'upsampleNearest2dGrad', inputs: [dy], outputs: [[n, c, h, w]], flops: dy.size, attrs: { scale: [sh, sw] },
+    readsInputs: false, // its backward needs only shapes
     kernel: (be, [o], [dys]) => be.upsampleNearest2dGrad(dys, o, n, c, h, w, sh, sw),
     backward: (gz) => [upsampleNearest2d(gz, [sh, sw])],
   });
