@@ -45,7 +45,7 @@ Common options (a command refuses those it does not use, and says which commands
   --model aesc|ae             for train and trace (default aesc)
   --resume                    for train and reproduce: continue each model from its last.safetensors (the
                               epoch after the last one finished) instead of starting over, with the options
-                              it was trained with (--epochs may grow with --schedule constant or plateau)
+                              it was trained with (--epochs may change with --schedule constant or plateau)
   --preset esann|icpr         architecture (default esann)
   --size N                    image side, up to ${MAX.size} (default 64; the paper: 256)
   --channels N                base channel count, up to ${MAX.channels} (default: 16 as in the paper at sizes >= 128, 8 below)
@@ -54,9 +54,9 @@ Common options (a command refuses those it does not use, and says which commands
   --lr X                      learning rate: the peak of the one-cycle schedules (default 0.005)
   --schedule NAME             for train and reproduce: onecycle (a full cycle over the epochs; default),
                               onecycle-steps (the authors' PyTorch code: a linear cycle made for int(N / 32)
-                              steps per epoch, N = the train/good images used (--train-limit), but stepped
-                              once per epoch: in effect a slow warm-up from lr/25, with Adam's beta1 cycled
-                              from 0.95),
+                              steps per epoch (at least 1), N = the train/good images used (--train-limit),
+                              but stepped once per epoch, with Adam's beta1 cycled from 0.95: on the paper's
+                              data and epochs a slow warm-up from lr/25; under 64 images a whole cycle),
                               plateau (the authors' Keras code: halve after 30 epochs without a 1 dB gain in
                               validation PSNR), constant
   --optimizer adamw|adam      for train, reproduce and trace (default adamw, weight decay 0.01; adam: none)

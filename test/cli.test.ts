@@ -252,7 +252,7 @@ describe('skipgrad CLI', () => {
     expect(data.code, data.stderr).toBe(0);
   });
 
-  it('Ctrl-C during train ends it at once by SIGINT (status 130 in a shell); train said up front where the checkpoints go and how to continue', async () => {
+  it('Ctrl-C during train ends it by SIGINT (status 130 in a shell); train said up front where the checkpoints go and how to continue', async () => {
     const out = path.join(tmp, 'interrupt');
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'train', '--backend', 'cpu', '--out', out, '--size', '64', '--channels', '2',
       '--train-limit', '6', '--category', 'woven', '--epochs', '1000', '--no-progress'], { env: { ...process.env, SKIPGRAD_BACKEND: 'cpu' } });

@@ -6,10 +6,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import * as sg from '../src/engine/index.js';
 import { readSafetensors, writeSafetensors } from '../src/engine/io/safetensors.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
+import { DEFAULTS, trainStep } from '../src/experiments/pipeline.js';
 import { batchRanges, loadCheckpoint, psnr, saveCheckpoint, trainAutoencoder, type TrainResult } from '../src/experiments/train.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'skipgrad-train-'));
@@ -178,6 +179,22 @@ describe('batch norm modes', () => {
 });
 
 describe('training loop', () => {
+  it("the command line's training step listens to no signal: Ctrl-C ends it at once", async () => {
+    // A SIGINT listener would run only between event-loop turns, which a CPU step holds off for its whole length
+    // (20 s at 256x256): Ctrl-C must keep its default action.
+    const on = vi.spyOn(process, 'on');
+    const once = vi.spyOn(process, 'once');
+    try {
+      const cfg = { ...DEFAULTS, out: path.join(tmp, 'signals'), categories: ['woven'], channels: 2, epochs: 1, trainLimit: 4, progress: false };
+      const r = await trainStep(cfg, 'woven', 'aesc', await sg.useBackend('cpu'));
+      expect(r.history).toHaveLength(1);
+      expect([...on.mock.calls, ...once.mock.calls].filter(([event]) => event === 'SIGINT')).toEqual([]);
+    } finally {
+      on.mockRestore();
+      once.mockRestore();
+    }
+  });
+
   it('overfitting one small batch cuts the loss 10x (cpu)', async () => {
     const model = buildAutoencoder('esann', { skips: true, ...small, seed: 1 });
     const data = images(4, 32, 1);

@@ -11,9 +11,9 @@
  * Two checks run before anything is computed:
  *   - no tensor on the way may come from a graph an earlier backward() released (a second backward through it
  *     would stop there and treat it as a leaf);
- *   - no op's input may have been overwritten in place since the op ran (Adam's step, loadStateDict: the storage's
- *     version went up), since its backward would read the new values; nor the output of an op whose backward reads
- *     it (exp, sqrt, sigmoid, tanh).
+ *   - no value an op's backward reads may have been overwritten in place since the op ran (Adam's step,
+ *     loadStateDict: the storage's version went up): its inputs (but those in `unread`, and none where it says
+ *     readsInputs: false), and its output where it says readsOutput (exp, sqrt, sigmoid, tanh, div).
  * A backward() that throws later (an op's error, the NaN guard on the CPU) gives no leaf its gradient: the leaves'
  * new .grad values, sums included, are all made before the first is set, and the graph is kept. So a refused or
  * failed backward() changes nothing. (On webgpu the NaN guard reports at the next readback, after backward()

@@ -149,7 +149,6 @@ function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-/** The checkpoint a trained model is loaded from; throws, saying how to make it, when it is not there. */
 /** Where a run that started over was killed, what to do about the last finished run it set aside (replace-run.ts); else null. */
 function unfinishedRun(cfg: RunConfig, category: string, model: ModelName): string | null {
   const previous = path.join(modelDir(cfg, category, model), PREVIOUS_RUN);
@@ -158,6 +157,7 @@ function unfinishedRun(cfg: RunConfig, category: string, model: ModelName): stri
     : null;
 }
 
+/** The checkpoint a trained model is loaded from; throws, saying how to make it, when it is not there. */
 function checkpointFile(cfg: RunConfig, category: string, model: ModelName): string {
   const file = path.join(modelDir(cfg, category, model), 'best.safetensors');
   if (!fs.existsSync(file)) {

@@ -67,7 +67,7 @@ export interface TrainingSettings {
 }
 
 /** The weight decay a run uses unless told: AdamW's 0.01 (PyTorch's default, the authors' code); Adam: none. */
-export function defaultWeightDecay(optimizer: 'adam' | 'adamw'): number {
+function defaultWeightDecay(optimizer: 'adam' | 'adamw'): number {
   return optimizer === 'adamw' ? 1e-2 : 0;
 }
 
@@ -174,7 +174,9 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
         if (other) {
           throw new Error(`${last}: cannot resume: the checkpoint was written before checkpoints recorded their training settings, and its epoch ${other.epoch} ran at lr ${other.lr} where this run's schedule (${settings.schedule}, --lr ${o.lr}, ${epochs} epochs) gives ${schedule.lr(other.epoch - 1)}: it was trained with another schedule, lr or number of epochs (onecycle-steps follows the authors' OneCycleLR since 2026-11-29); start over`);
         }
-        log(`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`);
+        log(settings.schedule === 'plateau'
+          ? `${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its lr, optimizer, weight decay, batch size, seed and image counts cannot be checked (plateau's rate comes from the checkpoint)`
+          : `${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`);
       }
       const done = meta.epoch + 1;
       if (done > epochs) throw new Error(`${last}: cannot resume: the checkpoint has trained ${done} epochs already, more than this run's ${epochs}`);

@@ -117,7 +117,7 @@ export function reduceOnPlateauSchedule(lr: number, factor = 0.5, patience = 30,
  * 8, and the count is of the whole train/good folder, before the 20% hold-out. (Under 32 images PyTorch would refuse
  * a cycle of 0 steps; this gives 1.)
  */
-export const AUTHORS_CONFIG_BATCH = 32;
+const AUTHORS_CONFIG_BATCH = 32;
 export function authorsStepsPerEpoch(trainGoodImages: number): number {
   return Math.max(1, Math.floor(trainGoodImages / AUTHORS_CONFIG_BATCH));
 }

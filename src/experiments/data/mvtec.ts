@@ -8,8 +8,8 @@
  *
  * Preprocessing as in the authors' code (docs/reference-facts.md §3): read, convert to gray (BT.601 luminance),
  * resize to size x size bilinearly (OpenCV INTER_LINEAR convention, see png.ts), values in [0, 1]. Masks are
- * resized the same way and then binarised (> 0 -> 1), as the authors' code does (png.ts, readMask); a mask must
- * be the size of its image (an error otherwise, naming both files).
+ * resized the same way and then binarised (8-bit level > 0 -> 1), as the authors' code does (png.ts, readMask);
+ * a mask must be the size of its image (an error otherwise, naming both files).
  *
  * Everything is deterministic: folders and files are taken in code-unit order of their names (not the
  * locale's), so the same tree always loads in the same order. Files not ending in .png are ignored (e.g.

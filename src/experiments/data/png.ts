@@ -184,8 +184,8 @@ function checkDims(what: string, img: ArrayLike<number>, h: number, w: number, o
 }
 
 /**
- * Read a mask PNG as 0/1 bytes: any pixel whose gray value is above 0 is 1. With outH and outW the mask is
- * first resized as the authors' code resizes it, like an image (bilinear, resizeBilinear), and a pixel is 1 when
+ * Read a mask PNG as 0/1 bytes: a pixel is 1 where its gray level (on the 0..255 scale) rounds to 1 or more, i.e.
+ * where an 8-bit mask is above 0, as the authors binarise. With outH and outW the mask is first resized as the authors' code resizes it, like an image (bilinear, resizeBilinear), and a pixel is 1 when
  * its interpolated 8-bit level rounds to 1 or more: the border of a defect, where the interpolation blends it with
  * the background, counts as defect. Without them it keeps its own size (length width*height of the file).
  * `of`: the image the mask belongs to, whose size it must have (MVTec AD's masks always do; one of another size

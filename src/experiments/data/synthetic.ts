@@ -688,9 +688,10 @@ function pad(i: number, count: number): string {
 }
 
 /**
- * True when catDir holds a complete synthetic category made with exactly these size, seed and image counts. (Not
- * "at least": the loader's limits apply per folder and 0 means all, so a larger set would give a run more images
- * than a fresh one, and its results would depend on what earlier runs left in --out.)
+ * True when catDir holds a complete synthetic category made with exactly these size, seed and image counts (the test
+ * counts only where `want` gives them). (Not "at least": the loader's limits apply per folder and 0 means all, so a
+ * larger set would give a run more images than a fresh one, and its results would depend on what earlier runs left
+ * in --out.)
  */
 export function syntheticCategoryServes(catDir: string, want: Required<Pick<GenerateOptions, 'size' | 'seed' | 'trainCount'>> & Pick<GenerateOptions, 'testGoodCount' | 'testDefectCount'>): boolean {
   let meta: Record<string, unknown>;
