@@ -270,7 +270,7 @@ describe('skipgrad CLI', () => {
     clearInterval(poll);
     clearTimeout(guard);
     expect([code, signal], stderr).toEqual([null, 'SIGINT']);
-    expect(stderr).toContain(`woven/aesc: training; checkpoints after each epoch in ${path.join(out, 'woven', 'aesc')} (--resume continues an interrupted run)`);
+    expect(stderr).toContain(`woven/aesc: training; checkpoints after each epoch in ${path.join(out, 'woven', 'aesc')} (resuming continues an interrupted run: --resume)`);
     const history = JSON.parse(fs.readFileSync(path.join(out, 'woven', 'aesc', 'history.json'), 'utf8')) as { history: unknown[] };
     expect(history.history.length).toBeLessThan(1000);
   });
@@ -321,6 +321,7 @@ describe('skipgrad CLI', () => {
     const done = await cli(['train', ...training, '--epochs', '2', '--schedule', 'constant', '--resume']);
     expect(done.code, done.stderr).toBe(0);
     expect(done.stderr).toMatch(/woven\/aesc: already trained 2 of 2 epochs \(best validation PSNR [\d.]+ dB at epoch \d\); nothing to do\n/);
+    expect(done.stderr).not.toContain('training; checkpoints'); // nothing is trained
     expect(done.stderr).not.toMatch(/ s\)\n/); // no "best validation PSNR ... (0.1 s)" as if it had trained
     expect(fs.readFileSync(historyFile, 'utf8')).toBe(historyBefore);
     // Other settings (here the lr and the schedule) would join two different runs: refused, each named.

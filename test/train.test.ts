@@ -543,7 +543,10 @@ describe('training loop', () => {
     const lines: string[] = [];
     const r = await trainAutoencoder({ model, ...opts, epochs: 2, checkpointDir: dir, resume: true, log: (l) => lines.push(l) });
     expect(r.history.map((h) => h.epoch)).toEqual([1, 2]);
-    expect(lines).toEqual([`${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`]);
+    expect(lines).toEqual([
+      `${last}: the checkpoint does not record its training settings (it was written before checkpoints did): its learning rates are this run's schedule's, but its optimizer, weight decay, batch size, seed and image counts cannot be checked`,
+      `train: training; checkpoints after each epoch in ${dir} (resuming continues an interrupted run: --resume)`,
+    ]);
     // Every parameter's Adam step count is the optimizer's (as it was then): the same run as one not stopped.
     expect(r.stepLosses).toEqual(whole.stepLosses);
     model.dispose();

@@ -247,7 +247,6 @@ export async function trainStep(cfg: RunConfig, category: string, model: ModelNa
   if (cfg.resume && fs.existsSync(path.join(dir, PREVIOUS_RUN))) {
     log(`${label}: ${path.join(dir, PREVIOUS_RUN)} holds the last finished run, which the run resumed here started over to replace: it is removed when this run finishes (move its files back first to keep it instead)`);
   }
-  log(`${label}: training; checkpoints after each epoch in ${dir} (--resume continues an interrupted run)`);
   const t0 = performance.now();
   // history.json and curves.svg follow the checkpoints epoch by epoch, so an interrupted run's files agree.
   const writeHistory = (result: TrainResult): void => {

@@ -188,6 +188,9 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
     }
 
     const stepsPerEpoch = batches.length;
+    if (o.checkpointDir && startEpoch < epochs) {
+      log(`${o.label ?? 'train'}: training; checkpoints after each epoch in ${o.checkpointDir} (resuming continues an interrupted run: --resume)`);
+    }
     const showBar = o.progress ?? Boolean(process.stderr.isTTY);
     const bar = showBar && startEpoch < epochs ? new cliProgress.SingleBar({
       format: `${o.label ?? 'train'} [{bar}] {percentage}% | epoch {epoch}/{epochs} | loss {loss} | val PSNR {psnr} dB | ETA {eta_formatted}`,
