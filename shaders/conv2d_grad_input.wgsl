@@ -28,7 +28,8 @@
 //
 // Bindings: 0 uniform Params, 1 dy (read), 2 w (read), 3 dx (read_write).
 // Launch: WG = (BM / TM) * (BN / TN) threads; workgroups (x, y, SH*SW*splits): z = phase + SH*SW*s
-//         (phase = ry * SW + rx, s the K chunk); in a phase, tile = wid.x + wid.y * nwg.x =
+//         (phase = ry * SW + rx, s the K chunk), in dispatches of at most 65535 layers from P.zBase
+//         (z = wid.z + zBase); in a phase, tile = wid.x + wid.y * nwg.x =
 //         mt + tilesM * nt (x/y folded by grid1d over the largest phase); workgroups past the phase's
 //         last tile return at once.
 // Constraints (checked on the host): as in conv2d.wgsl.
@@ -52,6 +53,7 @@ struct Params {
   bk: u32,      // BK, A_SLOTS and B_SLOTS again, read at run time (see ROLLED)
   aSlots: u32,
   bSlots: u32,
+  zBase: u32,   // the first z layer of this dispatch (a grid has at most 65535; more layers take several dispatches)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -177,8 +179,9 @@ fn storeTiles(tid: u32, ka: u32, bs: u32, aSlots: u32, bSlots: u32,
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) tid: u32) {
   let phases = P.strideH * P.strideW;
-  let phase = wid.z % phases;
-  let split = wid.z / phases;
+  let z = wid.z + P.zBase;
+  let phase = z % phases;
+  let split = z / phases;
   let ry = phase / P.strideW;
   let rx = phase % P.strideW;
   let ay = phaseAxis(ry, P.strideH, P.padTop, P.inHeight, P.kernelH);

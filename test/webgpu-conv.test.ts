@@ -259,6 +259,9 @@ describe.skipIf(!GPU)('webgpu conv kernels', () => {
       geom(1, 3, 10, 10, 4, 4, 4, 3, 3, 0, 0, 1, -2), // kernel and stride not dividing the image
     ];
     for (const [i, g] of cases.entries()) await checkConv(g, 100 + i);
+    // Stride 300 x 300: 90,000 phases, more z layers than one grid takes (65535): the input gradient is launched
+    // in parts, each from its zBase.
+    await checkConv(geom(1, 2, 600, 2, 3, 1, 1, 300, 300, 0, 0, 0, 0), 110, {}, ['gradInput']);
   });
 
   it('other tile shapes, unrolled loops, and M above the largest tile give the same results', async () => {

@@ -296,13 +296,20 @@ export function conv2dGradInput(rt: GpuRuntime, dy: GPUBuffer, w: GPUBuffer, dx:
   const t = opts.tiles ?? chooseTiles(M, nMax);
   const tilesM = ceilDiv(M, t.bm);
   const { kChunk, splits } = convSplit('conv2dGradInput', g, t, { kChunk: opts.kChunk, software: rt.software });
-  splitK(rt, splits, g.batch * M * g.inHeight * g.inWidth, dx, null, (target) => rt.dispatch({
-    shader: 'conv2d_grad_input',
-    constants: convConstants(rt, t, opts),
-    params: [...geometryParams(g), ['u32', tilesM], ['u32', kChunk], ...loopParams(t)],
-    buffers: [dy, w, target],
-    workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), g.strideH * g.strideW * splits),
-  }));
+  // z = phase + phases * split; more than a grid's 65535 layers (a stride of 256 x 256 and more) take several
+  // dispatches, each from its zBase.
+  const layers = g.strideH * g.strideW * splits;
+  splitK(rt, splits, g.batch * M * g.inHeight * g.inWidth, dx, null, (target) => {
+    for (let zBase = 0; zBase < layers; zBase += MAX_GRID_DIM) {
+      rt.dispatch({
+        shader: 'conv2d_grad_input',
+        constants: convConstants(rt, t, opts),
+        params: [...geometryParams(g), ['u32', tilesM], ['u32', kChunk], ...loopParams(t), ['u32', zBase]],
+        buffers: [dy, w, target],
+        workgroups: tileGrid(tilesM * ceilDiv(nMax, t.bn), Math.min(MAX_GRID_DIM, layers - zBase)),
+      });
+    }
+  });
   return tileNote('conv2d_grad_input', t, splits, opts);
 }
 
@@ -345,7 +352,7 @@ export function convSplit(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles, o
   const steps = Math.max(1, ceilDiv(k, t.bk));
   if (kChunk === undefined) {
     const target = kernel === 'conv2dGradWeight' ? TARGET_WORKGROUPS : o.software ? 1 : FEW_WORKGROUPS;
-    let splits = Math.min(ceilDiv(target, tiles), Math.max(1, Math.floor(steps / MIN_STEPS_PER_SPLIT)), Math.floor(MAX_GRID_DIM / phases));
+    let splits = Math.min(ceilDiv(target, tiles), Math.max(1, Math.floor(steps / MIN_STEPS_PER_SPLIT)), Math.max(1, Math.floor(MAX_GRID_DIM / phases)));
     splits = Math.max(1, Math.min(splits, Math.floor(MAX_SCRATCH_BYTES / (outputSize * 4))));
     kChunk = ceilDiv(steps, splits) * t.bk;
   }
@@ -353,7 +360,6 @@ export function convSplit(kernel: ConvKernel, g: Conv2dGeometry, t: GemmTiles, o
     throw new Error(`webgpu: ${kernel}: kChunk ${kChunk} is not a positive multiple of BK = ${t.bk}`);
   }
   const splits = Math.max(1, ceilDiv(k, kChunk));
-  if (splits * phases > MAX_GRID_DIM) throw new Error(`webgpu: ${kernel}: ${splits} K splits x ${phases} phases exceed ${MAX_GRID_DIM} workgroups in z`);
   return { kChunk, splits, workgroups: tiles * splits, steps };
 }
 
