@@ -32,7 +32,7 @@ import { writeFileAtomic } from '../src/engine/io/atomic.js';
 import { requestGpuDevice } from '../src/engine/webgpu/device.js';
 import { describeGpu, WebGPUBackend } from '../src/engine/webgpu/backend.js';
 import type { StateValues } from '../src/engine/nn/module.js';
-import type { ShadowRow } from '../src/engine/audit/trace.js';
+import { nonFiniteAsString, type ShadowRow } from '../src/engine/audit/trace.js';
 import { loadShaders } from '../src/engine/webgpu/shaders.js';
 import { buildAutoencoder } from '../src/models/autoencoder.js';
 import { benchMain, type BenchOptions, ESANN_STEP_OPTIONS, esannStepArgs, listArg, parseBenchArgs, UsageError } from './args.js';
@@ -201,7 +201,7 @@ function indent(text: string): string {
 
 /** The report as JSON, which has no Infinity or NaN (JSON.stringify would write null): non-finite numbers as strings. */
 export function reportJson(report: unknown): string {
-  return JSON.stringify(report, (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n';
+  return JSON.stringify(report, nonFiniteAsString, 2) + '\n';
 }
 
 export async function runPrecision(o: PrecisionOptions): Promise<PrecisionReport> {

@@ -22,6 +22,7 @@
 import { shapeStr } from './dtype.js';
 import { noGrad, withPhase } from './mode.js';
 import { add } from './ops/elementwise.js';
+import { expectOptions } from './ops/util.js';
 import { installBackward, ones, scope, Tensor, type BackwardOptions } from './tensor.js';
 
 export function backward(root: Tensor, gradient?: Tensor, options: BackwardOptions = {}): void {
@@ -124,12 +125,12 @@ export function backward(root: Tensor, gradient?: Tensor, options: BackwardOptio
   releaseGraph(order);
 }
 
+const BACKWARD_OPTIONS: Record<keyof BackwardOptions, true> = { inputs: true };
+
 /** options.inputs as a set (null: every leaf), checked: an array of leaves that require gradients. */
-function onlyLeaves(options: BackwardOptions): Set<Tensor> | null {
-  if (typeof options !== 'object' || options === null) throw new Error(`backward: options must be an object such as { inputs: [w, b] }, got ${String(options)}`);
-  const unknown = Object.keys(options).filter((k) => k !== 'inputs');
-  if (unknown.length > 0) throw new Error(`backward: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (expected inputs)`);
-  if (options.inputs === undefined) return null;
+function onlyLeaves(options: BackwardOptions | null): Set<Tensor> | null {
+  expectOptions('backward', options, BACKWARD_OPTIONS);
+  if (options?.inputs === undefined) return null;
   if (!Array.isArray(options.inputs) || options.inputs.length === 0) throw new Error(`backward: inputs must be a non-empty array of leaf tensors that require gradients, got ${Array.isArray(options.inputs) ? '[]' : String(options.inputs)}`);
   options.inputs.forEach((t: unknown, i) => {
     if (!(t instanceof Tensor)) throw new Error(`backward: inputs[${i}] is not a Tensor (got ${t === null ? 'null' : typeof t})`);

@@ -64,8 +64,8 @@ export function runOp(call: OpCall): Tensor[] {
   }
   const backend = inputs[0].backend;
   const dtype: DType = inputs[0].dtype;
+  const name = (j: number): string => `${call.inputNames?.[j] ?? `input ${j}`} ${shapeStr(inputs[j].shape)}`;
   for (let i = 1; i < inputs.length; i++) {
-    const name = (j: number): string => `${call.inputNames?.[j] ?? `input ${j}`} ${shapeStr(inputs[j].shape)}`;
     if (inputs[i].backend !== backend) throw new Error(`${op}: ${name(i)} is on backend '${inputs[i].backend.name}' but ${name(0)} is on '${backend.name}'`);
     if (inputs[i].dtype !== dtype) throw new Error(`${op}: ${name(i)} is ${inputs[i].dtype} but ${name(0)} is ${dtype} (all inputs must share one dtype)`);
   }

@@ -128,7 +128,7 @@ export class Trace {
 
   /** toChromeTrace() as JSON, with non-finite numbers (a NaN's statistics, an infinitely wrong shadow) as strings, not null. */
   toJSON(): string {
-    return JSON.stringify(this.toChromeTrace(), (_, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v));
+    return JSON.stringify(this.toChromeTrace(), nonFiniteAsString);
   }
 
   /** A fixed-width table, one row per op call. */
@@ -173,6 +173,11 @@ export class Trace {
       String(r.index), r.op, r.phase, r.result, formatRatio(r.rounding), r.error.toExponential(1), r.kernel,
     ]));
   }
+}
+
+/** A JSON.stringify replacer that writes NaN and the infinities as strings ('NaN', 'Infinity'), where JSON would write null. */
+export function nonFiniteAsString(_key: string, v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
 }
 
 function fmt(shape: number[]): string {

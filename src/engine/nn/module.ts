@@ -131,11 +131,8 @@ export abstract class Module {
     }
   }
 
-  /** Frees every parameter and buffer. */
+  /** Frees every parameter and buffer (and so their .grad). */
   dispose(): void {
-    for (const t of this.stateDict().values()) {
-      t.grad?.dispose();
-      t.dispose();
-    }
+    for (const t of this.stateDict().values()) t.dispose();
   }
 }

@@ -39,8 +39,6 @@ export function batchNorm2d(x: Tensor, gamma: Tensor, beta: Tensor, runningMean:
   for (const [name, t] of named.slice(2)) {
     const other = t && operands.find(([n, u]) => n !== name && u?.handle === t.handle);
     if (other) throw new Error(`${op}: ${name} shares its storage with ${other[0]}; the running statistics need a storage of their own each (training updates them in place)`);
-  }
-  for (const [name, t] of named.slice(2)) {
     // backward gives them no gradient. In training mode that is right (the output does not depend on them); in eval
     // mode it is not, so one that asks for a gradient is refused rather than silently given none.
     if (!opts.training && t?.requiresGrad) throw new Error(`${op}: ${name} requires gradients, which batchNorm2d in eval mode does not give (running statistics are buffers, as in PyTorch); make it without requiresGrad, or detach() it`);

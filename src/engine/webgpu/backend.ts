@@ -48,7 +48,7 @@ export class WebGPUBackend implements Backend {
 
   alloc(dtype: DType, size: number, op?: string): Storage {
     if (dtype !== 'float32') throw new Error(`webgpu: ${dtype} is not supported (WGSL has no f64); use float32, or the cpu backend for float64`);
-    const buffer = op === undefined ? this.rt.acquire(Math.max(4, size * 4)) : this.rt.acquire(Math.max(4, size * 4), op);
+    const buffer = this.rt.acquire(Math.max(4, size * 4), op);
     if (this.poison) ew.fill(this.rt, buffer, size, NaN);
     this.liveStorages++;
     this.liveBytes += size * 4;

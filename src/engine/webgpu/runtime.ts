@@ -222,8 +222,8 @@ export class GpuRuntime {
    * A storage buffer of at least `bytes` (pooled by power-of-two size class, or of the exact size where the class
    * would exceed the device's limits). More than the device can bind is refused here, at once, naming the size and
    * the limit (WebGPU itself would report it later, as an invalid buffer that fails the whole command buffer).
+   * `forOp`: the op the buffer is for, named in an error creating it reports later (default: the op being recorded).
    */
-  /** `forOp`: the op the buffer is for, named in an error creating it reports later (default: the op being recorded). */
   acquire(bytes: number, forOp: string | null = this.currentOp): GPUBuffer {
     this.checkAlive('alloc');
     const limit = Math.min(this.device.limits.maxStorageBufferBindingSize, this.device.limits.maxBufferSize);

@@ -20,7 +20,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../../engine/random.js';
-import { readGrayPng, readMask, resizeBilinear } from './png.js';
+import { readGrayPng, readMask, resizeBilinear, type GrayImage } from './png.js';
 
 export interface Sample {
   /** The image file the sample was read from. */
@@ -103,8 +103,8 @@ function checkLimit(name: string, v: number | undefined): void {
   }
 }
 
-function loadImage(file: string, size: number): Float32Array {
-  const img = readGrayPng(file);
+/** A gray image resized to size x size (bilinear). */
+function atSize(img: GrayImage, size: number): Float32Array {
   return resizeBilinear(img.data, img.height, img.width, size, size);
 }
 
@@ -129,7 +129,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
   if (opts.limitTrain !== undefined) trainFiles = trainFiles.slice(0, opts.limitTrain);
   const train: Sample[] = trainFiles.map((f) => {
     const file = path.join(trainDir, f);
-    return { file, image: loadImage(file, size), label: 'good', mask: null };
+    return { file, image: atSize(readGrayPng(file), size), label: 'good', mask: null };
   });
 
   const test: Sample[] = [];
@@ -148,7 +148,7 @@ export function loadCategory(root: string, name: string, size: number, opts: Loa
         }
         mask = readMask(maskFile, size, size, { file, width: img.width, height: img.height });
       }
-      test.push({ file, image: resizeBilinear(img.data, img.height, img.width, size, size), label, mask });
+      test.push({ file, image: atSize(img, size), label, mask });
     }
   }
   return { name, size, train, test };
